@@ -1,0 +1,302 @@
+#include "api/control_api.h"
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+#include "common/ids.h"
+#include "common/sha256.h"
+
+namespace nubo::api {
+namespace {
+
+using http::Response;
+
+Response jsonResponse(int status, const Json& j) { return Response::json(status, dumpJson(j) + "\n"); }
+
+std::vector<std::string_view> splitPath(std::string_view path) {
+  std::vector<std::string_view> parts;
+  while (!path.empty()) {
+    if (path[0] == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    size_t slash = path.find('/');
+    parts.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash);
+  }
+  return parts;
+}
+
+std::string queryParam(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view kv = query.substr(0, amp);
+    size_t eq = kv.find('=');
+    if (kv.substr(0, eq) == key) return eq == std::string_view::npos ? "" : std::string(kv.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return "";
+}
+
+Result<Json> jsonBody(const http::Request& req) {
+  if (req.body.empty()) return Json::object();
+  ASSIGN_OR_RETURN(Json j, parseJson(req.body, "request body"));
+  if (!j.is_object()) return InvalidArgument("request body must be a JSON object");
+  return j;
+}
+
+// A string field of a JSON body; kInvalidArgument naming it when it has the wrong type.
+Result<std::string> stringField(const Json& j, const char* key, std::string fallback, bool required = false) {
+  if (!j.contains(key)) {
+    if (required) return InvalidArgument(std::string("field \"") + key + "\" is required");
+    return fallback;
+  }
+  if (!j[key].is_string()) return InvalidArgument(std::string("field \"") + key + "\" must be a string");
+  return j[key].get<std::string>();
+}
+
+Result<std::vector<std::string>> stringList(const Json& j, const char* key) {
+  std::vector<std::string> out;
+  if (!j.contains(key)) return out;
+  if (!j[key].is_array()) return InvalidArgument(std::string("field \"") + key + "\" must be an array of hashes");
+  for (const auto& v : j[key]) {
+    if (!v.is_string()) return InvalidArgument(std::string("field \"") + key + "\" must contain only strings");
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+Json aliasEventJson(const store::AliasEvent& e) {
+  return {{"app", e.app},         {"alias", e.alias},   {"deployment", e.deployment_id},
+          {"previous", e.previous_id}, {"kind", e.kind}, {"actor", e.actor},
+          {"at_ms", e.at_ms},     {"undone", e.undone}};
+}
+
+Status methodNotAllowed(const http::Request& req) {
+  return InvalidArgument("method " + std::string(req.method) + " is not allowed on " + std::string(req.path));
+}
+
+}  // namespace
+
+std::string PublicUrls::appUrl(std::string_view app) const { return aliasUrl(app, ""); }
+
+std::string PublicUrls::deploymentUrl(std::string_view app, std::string_view id) const { return aliasUrl(app, id); }
+
+std::string PublicUrls::aliasUrl(std::string_view app, std::string_view alias) const {
+  std::string url = scheme + "://";
+  if (!alias.empty()) url += std::string(alias) + "--";
+  url += std::string(app) + "." + base_domain;
+  if (port != 80) url += ":" + std::to_string(port);
+  return url + "/";
+}
+
+ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls)
+    : store_(store), deployer_(deployer), auth_(auth), urls_(std::move(urls)) {}
+
+boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) { co_return route(req); }
+
+Response ControlApi::route(const http::Request& req) {
+  if (req.path == "/healthz") return Response::text(200, "ok\n");
+  if (req.path.substr(0, 4) != "/v1/") {
+    return Response::error(NotFound("no such endpoint " + std::string(req.path) + "; the API lives under /v1/ (see docs/api.md)"));
+  }
+  auto actor = auth_.authenticate(req.header("authorization"));
+  if (!actor.ok()) return Response::error(actor.status());
+  auto r = dispatch(req, *actor);
+  if (!r.ok()) {
+    if (r.status().code() == Code::kInternal) {
+      spdlog::error("control: {} {}: {}", std::string(req.method), std::string(req.path), r.status().message());
+    }
+    return Response::error(r.status());
+  }
+  return std::move(r).value();
+}
+
+Json ControlApi::deploymentJson(const store::Deployment& d) {
+  Json manifest = Json::object();
+  if (auto m = parseJson(d.manifest_json, "manifest"); m.ok()) manifest = std::move(m).value();
+  return {{"id", d.id},
+          {"app", d.app},
+          {"state", std::string(store::stateName(d.state))},
+          {"root", d.root_tree},
+          {"runtime", d.runtime},
+          {"created_ms", d.created_ms},
+          {"creator", d.creator},
+          {"files", d.files},
+          {"bytes", d.bytes},
+          {"url", urls_.deploymentUrl(d.app, d.id)},
+          {"production_url", urls_.appUrl(d.app)},
+          {"manifest", manifest}};
+}
+
+Result<Response> ControlApi::dispatch(const http::Request& req, const std::string& actor) {
+  auto parts = splitPath(req.path.substr(3));  // after "/v1"
+  const std::string_view m = req.method;
+  auto n = parts.size();
+
+  // POST /v1/negotiate
+  if (n == 1 && parts[0] == "negotiate") {
+    if (m != "POST") return methodNotAllowed(req);
+    ASSIGN_OR_RETURN(Json body, jsonBody(req));
+    ASSIGN_OR_RETURN(auto trees, stringList(body, "trees"));
+    ASSIGN_OR_RETURN(auto files, stringList(body, "files"));
+    ASSIGN_OR_RETURN(NegotiateResult nr, deployer_.negotiate(trees, files));
+    return jsonResponse(200, {{"missing_trees", nr.missing_trees}, {"missing_files", nr.missing_files}});
+  }
+  // PUT /v1/blobs/{hash}, PUT /v1/trees/{hash}
+  if (n == 2 && (parts[0] == "blobs" || parts[0] == "trees")) {
+    std::string hash(parts[1]);
+    if (m == "HEAD" || m == "GET") {
+      ASSIGN_OR_RETURN(NegotiateResult nr, deployer_.negotiate({}, {hash}));
+      if (!nr.missing_files.empty()) return NotFound("object " + hash + " is not stored");
+      return jsonResponse(200, {{"hash", hash}});
+    }
+    if (m != "PUT") return methodNotAllowed(req);
+    Status s = parts[0] == "blobs" ? deployer_.putBlob(hash, req.body) : deployer_.putTree(hash, req.body);
+    RETURN_IF_ERROR(s);
+    return jsonResponse(201, {{"hash", hash}, {"size", req.body.size()}});
+  }
+  // GET /v1/deployments/{id}
+  if (n == 2 && parts[0] == "deployments") {
+    if (m != "GET") return methodNotAllowed(req);
+    ASSIGN_OR_RETURN(store::Deployment d, store_.getDeployment(parts[1]));
+    return jsonResponse(200, deploymentJson(d));
+  }
+  if (n == 0 || parts[0] != "apps") {
+    return NotFound("no such endpoint " + std::string(req.method) + " " + std::string(req.path) + " (see docs/api.md)");
+  }
+  // GET /v1/apps
+  if (n == 1) {
+    if (m != "GET") return methodNotAllowed(req);
+    ASSIGN_OR_RETURN(auto apps, store_.listApps());
+    Json list = Json::array();
+    for (const auto& a : apps) {
+      Json item = {{"name", a.name}, {"created_ms", a.created_ms}, {"created_by", a.created_by},
+                   {"url", urls_.appUrl(a.name)}, {"production", nullptr}};
+      ASSIGN_OR_RETURN(auto aliases, store_.listAliases(a.name));
+      for (const auto& al : aliases) {
+        if (al.name == "production") item["production"] = al.deployment_id;
+      }
+      list.push_back(std::move(item));
+    }
+    return jsonResponse(200, {{"apps", list}});
+  }
+  std::string app(parts[1]);
+  RETURN_IF_ERROR(validateAppName(app, "app"));
+  // GET/DELETE /v1/apps/{app}
+  if (n == 2) {
+    if (m == "DELETE") {
+      RETURN_IF_ERROR(store_.deleteApp(app));
+      return jsonResponse(200, {{"deleted", app}});
+    }
+    if (m != "GET") return methodNotAllowed(req);
+    ASSIGN_OR_RETURN(store::App a, store_.getApp(app));
+    ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
+    Json al = Json::object();
+    for (const auto& x : aliases) al[x.name] = x.deployment_id;
+    return jsonResponse(200, {{"name", a.name}, {"created_ms", a.created_ms}, {"created_by", a.created_by},
+                              {"url", urls_.appUrl(app)}, {"aliases", al}});
+  }
+  std::string_view what = parts[2];
+  // /v1/apps/{app}/deployments
+  if (n == 3 && what == "deployments") {
+    if (m == "POST") {
+      ASSIGN_OR_RETURN(Json body, jsonBody(req));
+      CreateRequest cr;
+      cr.app = app;
+      cr.actor = actor;
+      ASSIGN_OR_RETURN(cr.root, stringField(body, "root", "", true));
+      ASSIGN_OR_RETURN(cr.alias, stringField(body, "alias", "production"));
+      if (body.contains("manifest")) cr.manifest = body["manifest"];
+      if (body.contains("promote")) {
+        if (!body["promote"].is_boolean()) return InvalidArgument("field \"promote\" must be true or false");
+        cr.promote = body["promote"].get<bool>();
+      }
+      ASSIGN_OR_RETURN(store::Deployment d, deployer_.createDeployment(cr));
+      Json j = deploymentJson(d);
+      j["promoted"] = cr.promote;
+      j["alias"] = cr.alias;
+      j["alias_url"] = urls_.aliasUrl(app, cr.alias == "production" ? "" : cr.alias);
+      return jsonResponse(201, j);
+    }
+    if (m != "GET") return methodNotAllowed(req);
+    ASSIGN_OR_RETURN(store::App a, store_.getApp(app));
+    (void)a;
+    size_t limit = 0;
+    std::string l = queryParam(req.query, "limit");
+    if (!l.empty()) {
+      auto [p, ec] = std::from_chars(l.data(), l.data() + l.size(), limit);
+      if (ec != std::errc() || p != l.data() + l.size()) return InvalidArgument("limit must be a whole number");
+    }
+    ASSIGN_OR_RETURN(auto ds, store_.listDeployments(app, limit));
+    ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
+    Json list = Json::array();
+    for (const auto& d : ds) {
+      Json j = deploymentJson(d);
+      j.erase("manifest");
+      Json names = Json::array();
+      for (const auto& x : aliases) {
+        if (x.deployment_id == d.id) names.push_back(x.name);
+      }
+      j["aliases"] = names;
+      list.push_back(std::move(j));
+    }
+    return jsonResponse(200, {{"deployments", list}});
+  }
+  // GET /v1/apps/{app}/aliases
+  if (n == 3 && what == "aliases") {
+    if (m != "GET") return methodNotAllowed(req);
+    ASSIGN_OR_RETURN(store::App a, store_.getApp(app));
+    (void)a;
+    ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
+    Json list = Json::array();
+    for (const auto& x : aliases) {
+      list.push_back({{"name", x.name}, {"deployment", x.deployment_id}, {"updated_ms", x.updated_ms},
+                      {"url", urls_.aliasUrl(app, x.name == "production" ? "" : x.name)}});
+    }
+    return jsonResponse(200, {{"aliases", list}});
+  }
+  // PUT /v1/apps/{app}/aliases/{alias}  {"deployment": id}
+  if (n == 4 && what == "aliases") {
+    if (m != "PUT") return methodNotAllowed(req);
+    std::string alias(parts[3]);
+    RETURN_IF_ERROR(validateAliasName(alias, "alias"));
+    ASSIGN_OR_RETURN(Json body, jsonBody(req));
+    ASSIGN_OR_RETURN(std::string dep, stringField(body, "deployment", "", true));
+    ASSIGN_OR_RETURN(store::AliasEvent e, store_.setAlias(app, alias, dep, actor));
+    return jsonResponse(200, aliasEventJson(e));
+  }
+  // GET /v1/apps/{app}/aliases/{alias}/history
+  if (n == 5 && what == "aliases" && parts[4] == "history") {
+    if (m != "GET") return methodNotAllowed(req);
+    ASSIGN_OR_RETURN(auto hist, store_.aliasHistory(app, parts[3], 0));
+    Json list = Json::array();
+    for (const auto& e : hist) list.push_back(aliasEventJson(e));
+    return jsonResponse(200, {{"history", list}});
+  }
+  // POST /v1/apps/{app}/promote {"deployment": id, "alias": "production"}
+  if (n == 3 && what == "promote") {
+    if (m != "POST") return methodNotAllowed(req);
+    ASSIGN_OR_RETURN(Json body, jsonBody(req));
+    ASSIGN_OR_RETURN(std::string dep, stringField(body, "deployment", "", true));
+    ASSIGN_OR_RETURN(std::string alias, stringField(body, "alias", "production"));
+    RETURN_IF_ERROR(validateAliasName(alias, "alias"));
+    ASSIGN_OR_RETURN(store::AliasEvent e, store_.setAlias(app, alias, dep, actor));
+    return jsonResponse(200, aliasEventJson(e));
+  }
+  // POST /v1/apps/{app}/rollback {"alias": "production"}
+  if (n == 3 && what == "rollback") {
+    if (m != "POST") return methodNotAllowed(req);
+    ASSIGN_OR_RETURN(Json body, jsonBody(req));
+    ASSIGN_OR_RETURN(std::string alias, stringField(body, "alias", "production"));
+    RETURN_IF_ERROR(validateAliasName(alias, "alias"));
+    ASSIGN_OR_RETURN(store::AliasEvent e, store_.rollbackAlias(app, alias, actor));
+    return jsonResponse(200, aliasEventJson(e));
+  }
+  return NotFound("no such endpoint " + std::string(req.method) + " " + std::string(req.path) + " (see docs/api.md)");
+}
+
+}  // namespace nubo::api

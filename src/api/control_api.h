@@ -1,0 +1,47 @@
+// ControlApi: the control plane's REST handler (/v1/..., JSON, Bearer auth),
+// documented endpoint by endpoint in docs/api.md.
+//
+// It parses and answers HTTP only; the work is done by Deployer and the
+// MetadataStore. Every error is {"error":{"code","message"}} with the HTTP
+// status mapped from the Status code (common/status.h). `GET /healthz` needs
+// no token.
+#pragma once
+
+#include <string>
+
+#include "api/auth.h"
+#include "api/deployer.h"
+#include "http/server.h"
+
+namespace nubo::api {
+
+// How the data plane is reached, for the URLs the API returns.
+struct PublicUrls {
+  std::string base_domain = "localhost";
+  std::string scheme = "http";
+  int port = 8080;  // data-plane port; omitted from URLs when 80
+
+  std::string appUrl(std::string_view app) const;
+  std::string deploymentUrl(std::string_view app, std::string_view id) const;
+  std::string aliasUrl(std::string_view app, std::string_view alias) const;
+};
+
+class ControlApi final : public http::Handler {
+ public:
+  ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls);
+  boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
+
+  // The synchronous part of handle().
+  http::Response route(const http::Request& req);
+
+ private:
+  Result<http::Response> dispatch(const http::Request& req, const std::string& actor);
+  Json deploymentJson(const store::Deployment& d);
+
+  store::MetadataStore& store_;
+  Deployer& deployer_;
+  Authenticator& auth_;
+  PublicUrls urls_;
+};
+
+}  // namespace nubo::api

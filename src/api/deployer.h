@@ -1,0 +1,71 @@
+// Deployer: the control plane's domain logic, independent of HTTP.
+//
+//   negotiate()        which of these trees/files are not stored yet
+//   putBlob()          store a file blob (verified against its name)
+//   putTree()          store a tree object: canonical, and every child
+//                      already stored with the listed size, so a stored tree
+//                      always implies its whole subtree is stored
+//   createDeployment() verify the root tree completely (memoized per tree
+//                      hash, so unchanged subtrees cost nothing), validate
+//                      the manifest, record the deployment, move the alias
+//
+// Thread-safe. Errors: kInvalidArgument (bad names, hashes, manifests),
+// kFailedPrecondition (objects not uploaded yet), kNotFound,
+// kUnimplemented (a runtime this server cannot run yet).
+#pragma once
+
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "blob/blob_store.h"
+#include "common/clock.h"
+#include "common/json.h"
+#include "store/metadata_store.h"
+
+namespace nubo::api {
+
+struct NegotiateResult {
+  std::vector<std::string> missing_trees;
+  std::vector<std::string> missing_files;
+};
+
+struct CreateRequest {
+  std::string app;
+  std::string root;
+  Json manifest = Json::object();
+  std::string alias = "production";  // moved to the new deployment when promote
+  bool promote = true;
+  std::string actor;
+};
+
+struct TreeStats {
+  uint64_t files = 0;
+  uint64_t bytes = 0;
+};
+
+class Deployer {
+ public:
+  static constexpr size_t kMaxNegotiate = 20000;
+
+  Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock);
+
+  Result<NegotiateResult> negotiate(const std::vector<std::string>& trees, const std::vector<std::string>& files);
+  Status putBlob(std::string_view hash, std::string_view bytes);
+  Status putTree(std::string_view hash, std::string_view bytes);
+  Result<store::Deployment> createDeployment(const CreateRequest& req);
+
+  // Every file below `root` is stored with its listed size.
+  Result<TreeStats> verifyTree(const std::string& root, int depth = 0);
+
+ private:
+  store::MetadataStore& store_;
+  blob::BlobStore& blobs_;
+  Clock& clock_;
+
+  std::mutex mu_;
+  std::unordered_map<std::string, TreeStats> verified_;  // guarded by mu_; tree hash -> stats
+};
+
+}  // namespace nubo::api

@@ -1,0 +1,48 @@
+// BlobStore: content-addressed storage of immutable byte strings.
+//
+// A blob is named by the lowercase hex SHA-256 of its bytes. Implementations
+// (local files now, S3 for fleets) promise:
+//   - put() verifies the bytes hash to the name and rejects them otherwise
+//     with kInvalidArgument, storing nothing;
+//   - a blob is visible (has/get/open succeed) only once it is complete and
+//     durable; a crash mid-put never exposes a partial blob;
+//   - put() of an existing blob is a cheap no-op.
+// Every implementation passes tests/blob_store_conformance.h.
+// Thread-safe: all methods may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/fs.h"
+#include "common/status.h"
+
+namespace nubo::blob {
+
+// An open blob for streaming reads; the descriptor stays valid even if the
+// blob is later removed.
+struct BlobFile {
+  UniqueFd fd;
+  uint64_t size = 0;
+};
+
+class BlobStore {
+ public:
+  virtual ~BlobStore() = default;
+
+  // kInvalidArgument when `hash` is not a SHA-256 hex name or the bytes do
+  // not hash to it; kResourceExhausted when the disk is full.
+  virtual Status put(std::string_view hash, std::string_view bytes) = 0;
+
+  // kNotFound when absent.
+  virtual Result<std::string> get(std::string_view hash) = 0;
+  virtual Result<BlobFile> open(std::string_view hash) = 0;
+
+  // Size in bytes; kNotFound when absent.
+  virtual Result<uint64_t> size(std::string_view hash) = 0;
+
+  bool has(std::string_view hash) { return size(hash).ok(); }
+};
+
+}  // namespace nubo::blob

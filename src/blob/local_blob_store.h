@@ -1,0 +1,33 @@
+// LocalBlobStore: blobs as read-only files under a root directory,
+// ROOT/<first two hex chars>/<hash>, written atomically (temp file in
+// ROOT/tmp, fsync, rename, fsync of the shard directory).
+//
+// Leftover temp files from a crash are removed by create(). Thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "blob/blob_store.h"
+
+namespace nubo::blob {
+
+class LocalBlobStore final : public BlobStore {
+ public:
+  // Creates ROOT (and its shards lazily); clears ROOT/tmp.
+  static Result<std::unique_ptr<LocalBlobStore>> create(std::string root);
+
+  Status put(std::string_view hash, std::string_view bytes) override;
+  Result<std::string> get(std::string_view hash) override;
+  Result<BlobFile> open(std::string_view hash) override;
+  Result<uint64_t> size(std::string_view hash) override;
+
+  // Where the blob lives (whether or not it exists).
+  std::string pathFor(std::string_view hash) const;
+
+ private:
+  explicit LocalBlobStore(std::string root) : root_(std::move(root)) {}
+  std::string root_;
+};
+
+}  // namespace nubo::blob

@@ -1,0 +1,389 @@
+#include "cli/commands.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/hash_cache.h"
+#include "cli/http_client.h"
+#include "cli/ignore.h"
+#include "cli/progress.h"
+#include "cli/scanner.h"
+#include "cli/uploader.h"
+#include "common/client_config.h"
+#include "common/fs.h"
+#include "common/ids.h"
+#include "common/json.h"
+#include "manifest/manifest.h"
+
+namespace nubo::cli {
+namespace {
+
+constexpr const char* kDefaultServer = "http://127.0.0.1:7070";
+
+int fail(const Status& s) {
+  std::fprintf(stderr, "error: %s\n", s.message().c_str());
+  return exitCodeFor(s.code());
+}
+
+// Config file, then NUBO_SERVER / NUBO_TOKEN on top.
+Result<ClientConfig> clientConfig() {
+  ClientConfig c;
+  auto loaded = loadClientConfig(clientConfigPath());
+  if (loaded.ok()) c = *loaded;
+  else if (loaded.status().code() != Code::kNotFound) return loaded.status();
+  if (const char* s = std::getenv("NUBO_SERVER"); s && *s) c.server = s;
+  if (const char* t = std::getenv("NUBO_TOKEN"); t && *t) c.token = t;
+  if (c.server.empty()) c.server = kDefaultServer;
+  if (c.token.empty()) {
+    return Unauthenticated("no API token: run `nubo login --server URL --token TOKEN` or set NUBO_TOKEN "
+                           "(the admin token is in DATA/admin.token of the server)");
+  }
+  return c;
+}
+
+int64_t nowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string age(int64_t ms) {
+  int64_t now = nowNs() / 1'000'000;
+  int64_t s = std::max<int64_t>(0, (now - ms) / 1000);
+  if (s < 60) return std::to_string(s) + "s ago";
+  if (s < 3600) return std::to_string(s / 60) + "m ago";
+  if (s < 86400) return std::to_string(s / 3600) + "h ago";
+  return std::to_string(s / 86400) + "d ago";
+}
+
+// Left-aligned columns.
+void printTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], r[i].size());
+    }
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line.append(width[i] - r[i].size() + 2, ' ');
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+std::string str(const Json& j, const char* key) {
+  if (!j.contains(key) || j[key].is_null()) return "-";
+  if (j[key].is_string()) return j[key].get<std::string>();
+  return j[key].dump();
+}
+
+// An app name from a folder name: lowercase, other characters become '-'.
+std::string appNameFromDir(const std::string& dir) {
+  std::string base = std::filesystem::path(dir).filename().string();
+  std::string out;
+  for (char c : base) {
+    char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out += ((l >= 'a' && l <= 'z') || (l >= '0' && l <= '9')) ? l : '-';
+  }
+  while (!out.empty() && !(out[0] >= 'a' && out[0] <= 'z')) out.erase(0, 1);
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out.substr(0, 63);
+}
+
+// ---- deploy -----------------------------------------------------------------
+
+struct DeployOptions {
+  std::string dir = ".";
+  std::string app;
+  std::string alias = "production";
+  bool no_promote = false;
+  bool json = false;
+  int parallel = 8;
+};
+
+Result<Json> deploy(const DeployOptions& o, Progress& progress) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  std::error_code ec;
+  std::string dir = std::filesystem::canonical(o.dir, ec).string();
+  if (ec) return NotFound("cannot deploy " + o.dir + ": " + ec.message());
+
+  // The manifest: validated here to fail before uploading, and by the server.
+  Json manifest_json = Json::object();
+  manifest::Manifest manifest;
+  if (auto text = readFile(dir + "/nubo.json", 1 << 20); text.ok()) {
+    ASSIGN_OR_RETURN(manifest_json, parseJson(*text, "nubo.json"));
+    ASSIGN_OR_RETURN(manifest, manifest::parseManifest(manifest_json));
+  } else if (text.status().code() != Code::kNotFound) {
+    return text.status();
+  }
+  std::string app = !o.app.empty() ? o.app : !manifest.name.empty() ? manifest.name : appNameFromDir(dir);
+  if (app.empty()) return InvalidArgument("cannot derive an app name from the folder name; pass --app NAME");
+  RETURN_IF_ERROR(validateAppName(app, o.app.empty() ? "app name (from the folder; pass --app to choose)" : "--app"));
+  if (!o.no_promote) RETURN_IF_ERROR(validateAliasName(o.alias, "--alias"));
+  ASSIGN_OR_RETURN(ClientConfig cfg, clientConfig());
+
+  IgnoreRules rules;
+  if (auto text = readFile(dir + "/.nuboignore", 1 << 20); text.ok()) rules = IgnoreRules::parse(*text);
+
+  int64_t scan_start = nowNs();
+  ASSIGN_OR_RETURN(std::vector<ScannedFile> files, scan(dir, rules));
+  if (files.empty()) return InvalidArgument(dir + " has no files to deploy (after .nuboignore)");
+  std::string cache_path = dir + "/.nubo/hashcache";
+  HashCache cache = HashCache::load(cache_path);
+  uint64_t total = 0;
+  for (const auto& f : files) total += f.key.size;
+  progress.start("Hashing", files.size(), total);
+  ASSIGN_OR_RETURN(size_t read, hash(dir, files, cache, scan_start, [&](size_t n, uint64_t b) { progress.update(n, b); }));
+  if (Status s = cache.save(cache_path); !s.ok()) progress.line("note: hash cache not saved: " + s.message());
+  size_t file_count = files.size();
+  ASSIGN_OR_RETURN(Snapshot snap, snapshot(std::move(files)));
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "Hashed %zu files (%s), %zu read, in %.2fs", file_count,
+                humanBytes(snap.total_bytes).c_str(), read, seconds());
+  progress.finish(buf);
+
+  HttpClient client(cfg.server, cfg.token);
+  ASSIGN_OR_RETURN(UploadPlan plan, negotiate(client, snap));
+  size_t objects = plan.files.size() + plan.trees.size();
+  uint64_t upload_bytes = plan.file_bytes + plan.tree_bytes;
+  progress.start("Uploading", objects, upload_bytes);
+  RETURN_IF_ERROR(upload({cfg.server, cfg.token, dir}, snap, plan, o.parallel,
+                         [&](size_t n, uint64_t b) { progress.update(n, b); }));
+  std::snprintf(buf, sizeof buf, "Uploaded %zu new files and %zu trees (%s) in %.2fs", plan.files.size(),
+                plan.trees.size(), humanBytes(upload_bytes).c_str(), seconds());
+  progress.finish(buf);
+
+  Json req = {{"root", snap.root}, {"manifest", manifest_json}, {"promote", !o.no_promote}, {"alias", o.alias}};
+  ASSIGN_OR_RETURN(Json d, client.call("POST", "/v1/apps/" + app + "/deployments", &req));
+  return Json{{"app", app},
+              {"deployment", str(d, "id")},
+              {"state", str(d, "state")},
+              {"url", str(d, "url")},
+              {"production_url", str(d, "production_url")},
+              {"files", d.value("files", uint64_t{0})},
+              {"bytes", d.value("bytes", uint64_t{0})},
+              {"uploaded_files", plan.files.size()},
+              {"uploaded_bytes", upload_bytes},
+              {"seconds", seconds()},
+              {"promoted", !o.no_promote},
+              {"alias_url", str(d, "alias_url")}};
+}
+
+int runDeploy(const DeployOptions& o) {
+  Progress progress(!o.json);
+  auto r = deploy(o, progress);
+  if (!r.ok()) return fail(r.status());
+  const Json& j = *r;
+  if (o.json) {
+    Json out = {{"app", j["app"]},   {"deployment", j["deployment"]}, {"state", j["state"]},
+                {"url", j["url"]},   {"production_url", j["production_url"]}, {"files", j["files"]},
+                {"bytes", j["bytes"]}, {"uploaded_files", j["uploaded_files"]},
+                {"uploaded_bytes", j["uploaded_bytes"]}};
+    std::printf("%s\n", dumpJson(out).c_str());
+    return 0;
+  }
+  std::printf("Deployed %s: %s (%s) in %.2fs\n", str(j, "app").c_str(), str(j, "deployment").c_str(),
+              str(j, "state").c_str(), j["seconds"].get<double>());
+  std::printf("  Deployment: %s\n", str(j, "url").c_str());
+  if (!j["promoted"].get<bool>()) {
+    std::printf("  Production: %s (unchanged; not promoted)\n", str(j, "production_url").c_str());
+  } else if (o.alias == "production") {
+    std::printf("  Production: %s\n", str(j, "production_url").c_str());
+  } else {
+    std::printf("  Alias %s: %s\n", o.alias.c_str(), str(j, "alias_url").c_str());
+  }
+  return 0;
+}
+
+// ---- other commands -----------------------------------------------------------
+
+// Runs `fn` with a connected client, turning failures into exit codes.
+int withClient(const std::function<Status(HttpClient&)>& fn) {
+  auto cfg = clientConfig();
+  if (!cfg.ok()) return fail(cfg.status());
+  HttpClient client(cfg->server, cfg->token);
+  Status s = fn(client);
+  return s.ok() ? 0 : fail(s);
+}
+
+void printJson(const Json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+
+int runLogin(const std::string& server, const std::string& token) {
+  HttpClient client(server, token);
+  auto r = client.call("GET", "/v1/apps");
+  if (!r.ok()) return fail(r.status().withContext("login to " + server + " failed"));
+  std::string path = clientConfigPath();
+  if (Status s = saveClientConfig(path, {client.baseUrl(), token}); !s.ok()) return fail(s);
+  std::printf("Logged in to %s; saved %s\n", client.baseUrl().c_str(), path.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void addClientCommands(CLI::App& app, int* exit_code) {
+  // deploy
+  auto opts = std::make_shared<DeployOptions>();
+  auto* deploy = app.add_subcommand("deploy", "Deploy a folder; prints its immutable URL and the production URL");
+  deploy->add_option("dir", opts->dir, "Folder to deploy (default: current folder)");
+  deploy->add_option("--app", opts->app, "App name (default: nubo.json \"name\", else the folder name)");
+  deploy->add_option("--alias", opts->alias, "Alias to point at the new deployment (default: production)");
+  deploy->add_flag("--no-promote", opts->no_promote, "Do not move any alias; only the deployment URL serves it");
+  deploy->add_flag("--json", opts->json, "Print one JSON object instead of text");
+  deploy->add_option("--parallel", opts->parallel, "Uploads at once (default 8)")->check(CLI::Range(1, 64));
+  deploy->callback([opts, exit_code] { *exit_code = runDeploy(*opts); });
+
+  // login
+  auto login_server = std::make_shared<std::string>();
+  auto login_token = std::make_shared<std::string>();
+  auto* login = app.add_subcommand("login", "Save the server URL and API token for later commands");
+  login->add_option("--server", *login_server, "Control-plane URL, e.g. http://127.0.0.1:7070")->required();
+  login->add_option("--token", *login_token, "API token (the admin token is in DATA/admin.token)")->required();
+  login->callback([=] { *exit_code = runLogin(*login_server, *login_token); });
+
+  // apps ls / rm
+  auto* apps = app.add_subcommand("apps", "List or remove apps");
+  apps->require_subcommand(1);
+  auto apps_json = std::make_shared<bool>(false);
+  auto* apps_ls = apps->add_subcommand("ls", "List apps with their production deployment");
+  apps_ls->add_flag("--json", *apps_json, "Print JSON");
+  apps_ls->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      ASSIGN_OR_RETURN(Json r, c.call("GET", "/v1/apps"));
+      if (*apps_json) return printJson(r["apps"]), Status::Ok();
+      std::vector<std::vector<std::string>> rows{{"APP", "PRODUCTION", "URL"}};
+      for (const auto& a : r["apps"]) rows.push_back({str(a, "name"), str(a, "production"), str(a, "url")});
+      printTable(rows);
+      return Status::Ok();
+    });
+  });
+  auto rm_app = std::make_shared<std::string>();
+  auto* apps_rm = apps->add_subcommand("rm", "Remove an app with all its deployments and aliases");
+  apps_rm->add_option("app", *rm_app, "App name")->required();
+  apps_rm->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      RETURN_IF_ERROR(validateAppName(*rm_app));
+      ASSIGN_OR_RETURN(Json r, c.call("DELETE", "/v1/apps/" + *rm_app));
+      std::printf("Removed app %s\n", rm_app->c_str());
+      return Status::Ok();
+    });
+  });
+
+  // deployments ls APP
+  auto* deps = app.add_subcommand("deployments", "List an app's deployments");
+  deps->require_subcommand(1);
+  auto deps_app = std::make_shared<std::string>();
+  auto deps_json = std::make_shared<bool>(false);
+  auto deps_limit = std::make_shared<int>(20);
+  auto* deps_ls = deps->add_subcommand("ls", "List deployments, newest first");
+  deps_ls->add_option("app", *deps_app, "App name")->required();
+  deps_ls->add_option("--limit", *deps_limit, "How many (default 20; 0 for all)")->check(CLI::NonNegativeNumber);
+  deps_ls->add_flag("--json", *deps_json, "Print JSON");
+  deps_ls->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      RETURN_IF_ERROR(validateAppName(*deps_app));
+      ASSIGN_OR_RETURN(Json r, c.call("GET", "/v1/apps/" + *deps_app + "/deployments?limit=" + std::to_string(*deps_limit)));
+      if (*deps_json) return printJson(r["deployments"]), Status::Ok();
+      std::vector<std::vector<std::string>> rows{{"DEPLOYMENT", "STATE", "CREATED", "FILES", "SIZE", "ALIASES", "URL"}};
+      for (const auto& d : r["deployments"]) {
+        std::string aliases;
+        for (const auto& a : d["aliases"]) aliases += (aliases.empty() ? "" : ",") + a.get<std::string>();
+        rows.push_back({str(d, "id"), str(d, "state"), age(d.value("created_ms", int64_t{0})), str(d, "files"),
+                        humanBytes(d.value("bytes", uint64_t{0})), aliases.empty() ? "-" : aliases, str(d, "url")});
+      }
+      printTable(rows);
+      return Status::Ok();
+    });
+  });
+
+  // alias ls / set
+  auto* alias = app.add_subcommand("alias", "List or set an app's aliases");
+  alias->require_subcommand(1);
+  auto alias_app = std::make_shared<std::string>();
+  auto alias_json = std::make_shared<bool>(false);
+  auto* alias_ls = alias->add_subcommand("ls", "List aliases and where they point");
+  alias_ls->add_option("app", *alias_app, "App name")->required();
+  alias_ls->add_flag("--json", *alias_json, "Print JSON");
+  alias_ls->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      RETURN_IF_ERROR(validateAppName(*alias_app));
+      ASSIGN_OR_RETURN(Json r, c.call("GET", "/v1/apps/" + *alias_app + "/aliases"));
+      if (*alias_json) return printJson(r["aliases"]), Status::Ok();
+      std::vector<std::vector<std::string>> rows{{"ALIAS", "DEPLOYMENT", "UPDATED", "URL"}};
+      for (const auto& a : r["aliases"]) {
+        rows.push_back({str(a, "name"), str(a, "deployment"), age(a.value("updated_ms", int64_t{0})), str(a, "url")});
+      }
+      printTable(rows);
+      return Status::Ok();
+    });
+  });
+  auto set_args = std::make_shared<std::array<std::string, 3>>();
+  auto* alias_set = alias->add_subcommand("set", "Point ALIAS at DEPLOYMENT");
+  alias_set->add_option("app", (*set_args)[0], "App name")->required();
+  alias_set->add_option("alias", (*set_args)[1], "Alias name")->required();
+  alias_set->add_option("deployment", (*set_args)[2], "Deployment id")->required();
+  alias_set->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      auto& [a, al, d] = *set_args;
+      RETURN_IF_ERROR(validateAppName(a));
+      RETURN_IF_ERROR(validateAliasName(al));
+      Json body = {{"deployment", d}};
+      ASSIGN_OR_RETURN(Json r, c.call("PUT", "/v1/apps/" + a + "/aliases/" + al, &body));
+      std::printf("%s of %s now points at %s (was %s)\n", al.c_str(), a.c_str(), d.c_str(),
+                  str(r, "previous").empty() ? "nothing" : str(r, "previous").c_str());
+      return Status::Ok();
+    });
+  });
+
+  // promote APP DEPLOYMENT [--alias A]
+  auto promote_args = std::make_shared<std::array<std::string, 3>>();
+  (*promote_args)[2] = "production";
+  auto* promote = app.add_subcommand("promote", "Point the production alias (or --alias) at DEPLOYMENT");
+  promote->add_option("app", (*promote_args)[0], "App name")->required();
+  promote->add_option("deployment", (*promote_args)[1], "Deployment id")->required();
+  promote->add_option("--alias", (*promote_args)[2], "Alias to move (default: production)");
+  promote->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      auto& [a, d, al] = *promote_args;
+      RETURN_IF_ERROR(validateAppName(a));
+      RETURN_IF_ERROR(validateAliasName(al, "--alias"));
+      Json body = {{"deployment", d}, {"alias", al}};
+      ASSIGN_OR_RETURN(Json r, c.call("POST", "/v1/apps/" + a + "/promote", &body));
+      std::printf("Promoted %s to %s of %s (was %s)\n", d.c_str(), al.c_str(), a.c_str(),
+                  str(r, "previous").empty() ? "nothing" : str(r, "previous").c_str());
+      return Status::Ok();
+    });
+  });
+
+  // rollback APP [--alias A]
+  auto rollback_args = std::make_shared<std::array<std::string, 2>>();
+  (*rollback_args)[1] = "production";
+  auto* rollback = app.add_subcommand("rollback", "Move the production alias (or --alias) back to where it pointed before");
+  rollback->add_option("app", (*rollback_args)[0], "App name")->required();
+  rollback->add_option("--alias", (*rollback_args)[1], "Alias to roll back (default: production)");
+  rollback->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      auto& [a, al] = *rollback_args;
+      RETURN_IF_ERROR(validateAppName(a));
+      RETURN_IF_ERROR(validateAliasName(al, "--alias"));
+      Json body = {{"alias", al}};
+      ASSIGN_OR_RETURN(Json r, c.call("POST", "/v1/apps/" + a + "/rollback", &body));
+      std::printf("Rolled back %s of %s to %s (from %s)\n", al.c_str(), a.c_str(), str(r, "deployment").c_str(),
+                  str(r, "previous").c_str());
+      return Status::Ok();
+    });
+  });
+}
+
+}  // namespace nubo::cli

@@ -1,0 +1,36 @@
+// The clock seam: components that stamp or compare times take a Clock& so
+// tests can control time. SystemClock is the only real one; src/server wires it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace nubo {
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  // Wall-clock milliseconds since the Unix epoch (for records users read).
+  virtual int64_t nowMillis() = 0;
+};
+
+class SystemClock final : public Clock {
+ public:
+  int64_t nowMillis() override {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+  }
+};
+
+// A clock tests set by hand. Not thread-safe.
+class FakeClock final : public Clock {
+ public:
+  explicit FakeClock(int64_t start_ms = 1'700'000'000'000) : now_(start_ms) {}
+  int64_t nowMillis() override { return now_; }
+  void advance(int64_t ms) { now_ += ms; }
+
+ private:
+  int64_t now_;
+};
+
+}  // namespace nubo

@@ -1,0 +1,135 @@
+#include "gateway/router.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/ids.h"
+
+namespace nubo::gateway {
+
+Router::Router(store::MetadataStore& store, std::string base_domain)
+    : store_(store), base_(std::move(base_domain)), table_(std::make_shared<Table>()) {}
+
+Router::~Router() {
+  if (watch_id_) store_.unwatch(watch_id_);
+}
+
+Status Router::start() {
+  watch_id_ = store_.watch([this](const store::Change& c) { onChange(c); });
+  std::lock_guard reload(reload_mu_);
+  ASSIGN_OR_RETURN(auto apps, store_.listApps());
+  auto table = std::make_shared<Table>();
+  for (const auto& a : apps) {
+    ASSIGN_OR_RETURN(auto routes, load(a.name));
+    (*table)[a.name] = std::move(routes);
+  }
+  std::lock_guard lock(table_mu_);
+  table_ = std::move(table);
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<const AppRoutes>> Router::load(const std::string& app) {
+  auto routes = std::make_shared<AppRoutes>();
+  ASSIGN_OR_RETURN(auto deployments, store_.listDeployments(app, 0));
+  for (const auto& d : deployments) {
+    if (d.state != store::DeploymentState::kReady) continue;
+    routes->deployments[d.id] = std::make_shared<const DeploymentRoute>(
+        DeploymentRoute{d.id, d.app, d.root_tree, d.runtime});
+  }
+  ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
+  for (const auto& a : aliases) routes->aliases[a.name] = a.deployment_id;
+  return std::shared_ptr<const AppRoutes>(std::move(routes));
+}
+
+void Router::onChange(const store::Change& c) {
+  if (c.kind == store::Change::Kind::kToken) return;
+  std::lock_guard reload(reload_mu_);
+  auto exists = store_.getApp(c.app);
+  std::shared_ptr<const AppRoutes> routes;
+  if (exists.ok()) {
+    auto loaded = load(c.app);
+    if (!loaded.ok()) {
+      spdlog::error("router: reloading app {} failed: {}", c.app, loaded.status().toString());
+      return;
+    }
+    routes = std::move(loaded).value();
+  } else if (exists.status().code() != Code::kNotFound) {
+    spdlog::error("router: reloading app {} failed: {}", c.app, exists.status().toString());
+    return;
+  }
+  auto next = std::make_shared<Table>(*snapshot());
+  if (routes) (*next)[c.app] = std::move(routes);
+  else next->erase(c.app);
+  std::lock_guard lock(table_mu_);
+  table_ = std::move(next);
+}
+
+std::shared_ptr<const Router::Table> Router::snapshot() const {
+  std::lock_guard lock(table_mu_);
+  return table_;
+}
+
+Result<Resolved> Router::resolve(std::string_view host, std::string_view path) const {
+  if (path.empty() || path[0] != '/') return InvalidArgument("request target must start with '/'");
+  // Host-based: <label>.<base>
+  if (host.size() > base_.size() + 1 && host.substr(host.size() - base_.size()) == base_ &&
+      host[host.size() - base_.size() - 1] == '.') {
+    std::string_view label = host.substr(0, host.size() - base_.size() - 1);
+    if (label.find('.') == std::string_view::npos) return resolveLabel(label, path);
+  }
+  // Path-based: /<label>/<rest>
+  std::string_view rest = path.substr(1);
+  size_t slash = rest.find('/');
+  std::string_view label = rest.substr(0, slash);
+  if (label.empty()) {
+    return NotFound("no app named in this URL: use http://HOST/<app>/ or Host: <app>." + base_);
+  }
+  if (slash == std::string_view::npos) {
+    // "/<app>" -> "/<app>/" so that relative links inside the site resolve.
+    Result<Resolved> target = resolveLabel(label, "/");
+    if (!target.ok()) return target;
+    Resolved r;
+    r.kind = Resolved::Kind::kRedirect;
+    r.location = std::string(path) + "/";
+    return r;
+  }
+  return resolveLabel(label, rest.substr(slash));
+}
+
+Result<Resolved> Router::resolveLabel(std::string_view label, std::string_view path) const {
+  std::string_view qualifier;
+  std::string_view app = label;
+  if (auto sep = label.find("--"); sep != std::string_view::npos) {
+    qualifier = label.substr(0, sep);
+    app = label.substr(sep + 2);
+  }
+  auto table = snapshot();
+  auto it = table->find(std::string(app));
+  if (it == table->end()) return NotFound("app \"" + std::string(app) + "\" not found");
+  const AppRoutes& routes = *it->second;
+
+  Resolved r;
+  r.path = path;
+  std::string deployment_id;
+  if (!qualifier.empty() && isDeploymentId(qualifier)) {
+    deployment_id = std::string(qualifier);
+    r.immutable = true;
+  } else {
+    std::string alias = qualifier.empty() ? "production" : std::string(qualifier);
+    auto a = routes.aliases.find(alias);
+    if (a == routes.aliases.end()) {
+      if (qualifier.empty()) {
+        return NotFound("app \"" + std::string(app) + "\" has no production deployment yet; promote one with `nubo promote`");
+      }
+      return NotFound("app \"" + std::string(app) + "\" has no alias \"" + alias + "\"");
+    }
+    deployment_id = a->second;
+  }
+  auto d = routes.deployments.find(deployment_id);
+  if (d == routes.deployments.end()) {
+    return NotFound("deployment \"" + deployment_id + "\" of app \"" + std::string(app) + "\" not found or not ready");
+  }
+  r.deployment = d->second;
+  return r;
+}
+
+}  // namespace nubo::gateway

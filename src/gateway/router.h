@@ -1,0 +1,84 @@
+// Router: maps a data-plane request (Host, path) to the deployment that
+// serves it, per DESIGN.md "URLs":
+//
+//   Host: <app>.<base>                      -> app's "production" alias
+//   Host: <alias>--<app>.<base>             -> that alias
+//   Host: <deployment-id>--<app>.<base>     -> that exact deployment
+//   any other Host: first path segment is the label above
+//                   (/<app>/..., /<alias>--<app>/..., /<deployment>--<app>/...)
+//
+// The routing table is an immutable snapshot swapped atomically; resolve()
+// never touches the store and never blocks on I/O. The snapshot of an app is
+// rebuilt from the MetadataStore whenever the store reports a change to it
+// (watch), so promote and rollback are visible as soon as they commit.
+//
+// Thread-safe.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "common/status.h"
+#include "store/metadata_store.h"
+
+namespace nubo::gateway {
+
+struct DeploymentRoute {
+  std::string id;
+  std::string app;
+  std::string root_tree;
+  std::string runtime;
+};
+
+struct AppRoutes {
+  std::unordered_map<std::string, std::string> aliases;  // alias -> deployment id
+  std::unordered_map<std::string, std::shared_ptr<const DeploymentRoute>> deployments;  // READY only
+};
+
+struct Resolved {
+  enum class Kind { kServe, kRedirect };
+  Kind kind = Kind::kServe;
+  std::shared_ptr<const DeploymentRoute> deployment;
+  std::string_view path;     // path within the deployment, starts with '/'
+  bool immutable = false;    // addressed by deployment id: never changes
+  std::string location;      // kRedirect: where to
+};
+
+class Router {
+ public:
+  Router(store::MetadataStore& store, std::string base_domain);
+  ~Router();
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+
+  // Loads every app and starts following changes.
+  Status start();
+
+  // kNotFound with a message naming what was not found (app, alias,
+  // deployment) and how URLs look.
+  Result<Resolved> resolve(std::string_view host, std::string_view path) const;
+
+  const std::string& baseDomain() const { return base_; }
+
+ private:
+  using Table = std::unordered_map<std::string, std::shared_ptr<const AppRoutes>>;
+
+  Result<std::shared_ptr<const AppRoutes>> load(const std::string& app);
+  void onChange(const store::Change& c);
+  Result<Resolved> resolveLabel(std::string_view label, std::string_view path) const;
+  std::shared_ptr<const Table> snapshot() const;
+
+  store::MetadataStore& store_;
+  const std::string base_;
+  uint64_t watch_id_ = 0;
+
+  std::mutex reload_mu_;  // serializes reload+swap so the newest reload wins
+
+  mutable std::mutex table_mu_;       // guards only the pointer swap/copy
+  std::shared_ptr<const Table> table_;  // guarded by table_mu_
+};
+
+}  // namespace nubo::gateway

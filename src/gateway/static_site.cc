@@ -1,0 +1,219 @@
+#include "gateway/static_site.h"
+
+#include <charconv>
+
+#include "gateway/mime.h"
+
+namespace nubo::gateway {
+namespace {
+
+using http::Response;
+
+bool parseUint(std::string_view s, uint64_t* out) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+Response notFound(const DeploymentRoute& d, std::string_view path) {
+  return Response::text(404, "not found: " + std::string(path) + " is not a file of deployment " + d.id +
+                                 " (app " + d.app + ")\n");
+}
+
+}  // namespace
+
+ByteRange parseRange(std::string_view header, uint64_t size) {
+  ByteRange r;
+  header = trim(header);
+  if (header.substr(0, 6) != "bytes=") return r;
+  std::string_view spec = trim(header.substr(6));
+  if (spec.find(',') != std::string_view::npos) return r;  // several ranges: send it all
+  size_t dash = spec.find('-');
+  if (dash == std::string_view::npos) return r;
+  std::string_view a = trim(spec.substr(0, dash)), b = trim(spec.substr(dash + 1));
+  uint64_t first = 0, last = 0;
+  if (a.empty()) {  // suffix: last N bytes
+    if (!parseUint(b, &last)) return r;
+    if (last == 0 || size == 0) {
+      r.kind = ByteRange::Kind::kUnsatisfiable;
+      return r;
+    }
+    r.kind = ByteRange::Kind::kSatisfiable;
+    r.length = std::min(last, size);
+    r.start = size - r.length;
+    return r;
+  }
+  if (!parseUint(a, &first)) return r;
+  if (b.empty()) {
+    last = size == 0 ? 0 : size - 1;
+  } else if (!parseUint(b, &last) || last < first) {
+    return r;  // malformed: ignore, as RFC 9110 allows
+  }
+  if (first >= size) {
+    r.kind = ByteRange::Kind::kUnsatisfiable;
+    return r;
+  }
+  last = std::min(last, size - 1);
+  r.kind = ByteRange::Kind::kSatisfiable;
+  r.start = first;
+  r.length = last - first + 1;
+  return r;
+}
+
+bool etagMatches(std::string_view inm, std::string_view etag) {
+  while (!inm.empty()) {
+    size_t comma = inm.find(',');
+    std::string_view tag = trim(inm.substr(0, comma));
+    if (tag == "*") return true;
+    if (tag.substr(0, 2) == "W/") tag.remove_prefix(2);
+    if (tag == etag) return true;
+    if (comma == std::string_view::npos) break;
+    inm.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+StaticSite::StaticSite(blob::BlobStore& blobs, FileCache& cache, size_t max_indexes)
+    : blobs_(blobs), cache_(cache), max_indexes_(max_indexes) {}
+
+Result<std::shared_ptr<const SiteIndex>> StaticSite::index(const std::string& root) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = indexes_.find(root);
+    if (it != indexes_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second.second);
+      return it->second.first;
+    }
+  }
+  auto idx = std::make_shared<SiteIndex>();
+  idx->dirs.insert("");
+  RETURN_IF_ERROR(blob::walkTree(root, blob::loaderFor(blobs_), [&](blob::FlatFile&& f) {
+    for (size_t p = f.path.find('/'); p != std::string::npos; p = f.path.find('/', p + 1)) {
+      idx->dirs.insert(f.path.substr(0, p));
+    }
+    std::string key = f.path;
+    idx->files.emplace(std::move(key), std::move(f));
+  }));
+  std::shared_ptr<const SiteIndex> result = std::move(idx);
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = indexes_.try_emplace(root);
+  if (!inserted) return it->second.first;
+  lru_.push_front(root);
+  it->second = {result, lru_.begin()};
+  while (indexes_.size() > max_indexes_) {
+    indexes_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  return result;
+}
+
+Response StaticSite::serve(const DeploymentRoute& d, std::string_view raw_path, bool immutable,
+                           const http::Request& req) {
+  if (req.method != "GET" && req.method != "HEAD") {
+    Response r = Response::text(405, "method " + std::string(req.method) + " not allowed: static sites answer GET and HEAD\n");
+    r.header("allow", "GET, HEAD");
+    return r;
+  }
+  auto decoded = http::percentDecode(raw_path);
+  if (!decoded.ok()) return Response::text(400, "bad request: " + decoded.status().message() + "\n");
+
+  // Normalize: drop empty and "." segments; refuse "..".
+  std::string rel;
+  std::string_view p = *decoded;
+  while (!p.empty()) {
+    size_t slash = p.find('/');
+    std::string_view seg = p.substr(0, slash);
+    p = slash == std::string_view::npos ? std::string_view() : p.substr(slash + 1);
+    if (seg.empty() || seg == ".") continue;
+    if (seg == "..") return Response::text(400, "bad request: paths may not contain \"..\"\n");
+    if (!rel.empty()) rel += '/';
+    rel.append(seg);
+  }
+  bool trailing_slash = decoded->back() == '/';
+
+  auto idx = index(d.root_tree);
+  if (!idx.ok()) {
+    return Response::text(500, "deployment " + d.id + " cannot be read: " + idx.status().message() + "\n");
+  }
+  const SiteIndex& site = **idx;
+  if (!trailing_slash) {
+    if (auto f = site.files.find(rel); f != site.files.end()) return serveFile(d, f->second, 200, immutable, req);
+  }
+  if (site.dirs.count(rel)) {
+    if (!trailing_slash) {
+      Response r = Response::text(308, "moved to " + std::string(req.path) + "/\n");
+      std::string location = std::string(req.path) + "/";
+      if (!req.query.empty()) location += "?" + std::string(req.query);
+      r.header("location", std::move(location));
+      return r;
+    }
+    std::string index_path = rel.empty() ? "index.html" : rel + "/index.html";
+    if (auto f = site.files.find(index_path); f != site.files.end()) {
+      return serveFile(d, f->second, 200, immutable, req);
+    }
+  }
+  if (auto f = site.files.find("404.html"); f != site.files.end()) return serveFile(d, f->second, 404, immutable, req);
+  return notFound(d, *decoded);
+}
+
+Status StaticSite::attachBody(Response& r, const blob::FlatFile& f, uint64_t start, uint64_t length) {
+  if (f.size <= cache_.maxFileBytes()) {
+    ASSIGN_OR_RETURN(auto bytes, cache_.get(f.hash));
+    r.kind = Response::BodyKind::kShared;
+    r.shared = {std::move(bytes), static_cast<size_t>(start), static_cast<size_t>(length)};
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(blob::BlobFile file, blobs_.open(f.hash));
+  r.kind = Response::BodyKind::kFile;
+  r.file = {std::make_shared<const UniqueFd>(std::move(file.fd)), start, length};
+  return Status::Ok();
+}
+
+Response StaticSite::serveFile(const DeploymentRoute& d, const blob::FlatFile& f, int status, bool immutable,
+                               const http::Request& req) {
+  std::string etag = "\"" + f.hash + "\"";
+  Response r;
+  r.status = status;
+  r.headers.reserve(6);
+  r.header("content-type", std::string(contentTypeFor(f.path)));
+  r.header("etag", etag);
+  r.header("cache-control", immutable ? "public, max-age=31536000, immutable" : "public, max-age=0, must-revalidate");
+  r.header("x-nubo-deployment", d.id);
+  uint64_t start = 0, length = f.size;
+  if (status == 200) {  // the 404 page takes no conditionals and no ranges
+    if (auto inm = req.header("if-none-match"); !inm.empty() && etagMatches(inm, etag)) {
+      r.status = 304;
+      return r;
+    }
+    r.header("accept-ranges", "bytes");
+    std::string_view range = req.header("range");
+    std::string_view if_range = req.header("if-range");
+    if (!range.empty() && (if_range.empty() || if_range == etag)) {
+      ByteRange br = parseRange(range, f.size);
+      if (br.kind == ByteRange::Kind::kUnsatisfiable) {
+        Response u = Response::text(416, "range not satisfiable: the file has " + std::to_string(f.size) + " bytes\n");
+        u.header("content-range", "bytes */" + std::to_string(f.size));
+        return u;
+      }
+      if (br.kind == ByteRange::Kind::kSatisfiable) {
+        r.status = 206;
+        start = br.start;
+        length = br.length;
+        r.header("content-range", "bytes " + std::to_string(start) + "-" + std::to_string(start + length - 1) + "/" +
+                                      std::to_string(f.size));
+      }
+    }
+  }
+  if (Status s = attachBody(r, f, start, length); !s.ok()) {
+    return Response::text(500, "file " + f.path + " of deployment " + d.id + " cannot be read: " + s.message() + "\n");
+  }
+  return r;
+}
+
+}  // namespace nubo::gateway

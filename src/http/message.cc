@@ -1,0 +1,61 @@
+#include "http/message.h"
+
+#include "common/json.h"
+
+namespace nubo::http {
+
+uint64_t Response::contentLength() const {
+  switch (kind) {
+    case BodyKind::kNone: return 0;
+    case BodyKind::kString: return body.size();
+    case BodyKind::kShared: return shared.length;
+    case BodyKind::kFile: return file.length;
+  }
+  return 0;
+}
+
+Response Response::text(int status, std::string body, std::string_view content_type) {
+  Response r;
+  r.status = status;
+  r.kind = BodyKind::kString;
+  r.body = std::move(body);
+  r.header("content-type", std::string(content_type));
+  return r;
+}
+
+Response Response::json(int status, std::string body) {
+  return text(status, std::move(body), "application/json");
+}
+
+Response Response::error(const Status& s) {
+  Json j = {{"error", {{"code", std::string(codeName(s.code()))}, {"message", s.message()}}}};
+  return json(httpStatusFor(s.code()), dumpJson(j) + "\n");
+}
+
+Result<std::string> percentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c != '%') {
+      out.push_back(c);
+      continue;
+    }
+    auto hex = [](char h) -> int {
+      if (h >= '0' && h <= '9') return h - '0';
+      if (h >= 'a' && h <= 'f') return h - 'a' + 10;
+      if (h >= 'A' && h <= 'F') return h - 'A' + 10;
+      return -1;
+    };
+    if (i + 2 >= s.size() || hex(s[i + 1]) < 0 || hex(s[i + 2]) < 0) {
+      return InvalidArgument("malformed percent-escape in path");
+    }
+    char decoded = static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+    if (decoded == '\0') return InvalidArgument("path contains an encoded NUL");
+    out.push_back(decoded);
+    i += 2;
+  }
+  return out;
+}
+
+}  // namespace nubo::http

@@ -1,0 +1,83 @@
+// HTTP request and response as handlers see them, independent of Beast so
+// that only src/http/server.cc compiles Beast's templates.
+//
+// A Request is a view: its string_views point into the server's parse buffer
+// and are valid only until the handler's coroutine returns.
+// A Response owns what it sends. Its body is one of: nothing, an owned
+// string, a slice of a shared immutable buffer (the gateway's file cache), or
+// a range of an open file (streamed with pread; the fd is shared so several
+// responses may stream one blob).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/fs.h"
+#include "common/status.h"
+
+namespace nubo::http {
+
+struct Request {
+  std::string_view method;  // "GET", "PUT", ...
+  std::string_view target;  // as sent: "/a/b?x=1"
+  std::string_view path;    // target up to '?', still percent-encoded
+  std::string_view query;   // after '?', or empty
+  std::string_view host;    // Host header without the port, lowercased by the server
+  std::string_view body;
+  bool keep_alive = true;
+
+  // Header lookup (case-insensitive); empty when absent.
+  std::string_view header(std::string_view name) const { return lookup_(raw_, name); }
+
+  // Set by the server.
+  using Lookup = std::string_view (*)(const void* raw, std::string_view name);
+  const void* raw_ = nullptr;
+  Lookup lookup_ = nullptr;
+};
+
+// A file range to stream; the descriptor is shared and closed with the last user.
+struct FileSlice {
+  std::shared_ptr<const UniqueFd> fd;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+struct SharedSlice {
+  std::shared_ptr<const std::string> bytes;
+  size_t offset = 0;
+  size_t length = 0;
+};
+
+struct Response {
+  enum class BodyKind { kNone, kString, kShared, kFile };
+
+  int status = 200;
+  // Header names are string literals (static storage); values owned.
+  std::vector<std::pair<std::string_view, std::string>> headers;
+  BodyKind kind = BodyKind::kNone;
+  std::string body;     // kString
+  SharedSlice shared;   // kShared
+  FileSlice file;       // kFile
+  // For HEAD: send the headers (with the body's Content-Length) but no body.
+  bool omit_body = false;
+
+  Response& header(std::string_view name, std::string value) {
+    headers.emplace_back(name, std::move(value));
+    return *this;
+  }
+  uint64_t contentLength() const;
+
+  static Response text(int status, std::string body, std::string_view content_type = "text/plain; charset=utf-8");
+  static Response json(int status, std::string body);
+  // {"error":{"code":"not_found","message":"..."}} with the status mapped from the code.
+  static Response error(const Status& s);
+};
+
+// Percent-decodes a path; kInvalidArgument on malformed escapes or NUL.
+Result<std::string> percentDecode(std::string_view s);
+
+}  // namespace nubo::http

@@ -1,0 +1,450 @@
+#include "http/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <cctype>
+#include <ctime>
+
+namespace nubo::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+constexpr auto kUseAwaitableEc = [](error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); };
+
+// Body types that serialize Response bodies without copying them.
+struct SharedBody {
+  using value_type = SharedSlice;
+  static uint64_t size(const value_type& v) { return v.length; }
+  class writer {
+   public:
+    using const_buffers_type = asio::const_buffer;
+    template <bool isRequest, class Fields>
+    writer(const bhttp::header<isRequest, Fields>&, const value_type& v) : v_(v) {}
+    void init(error_code& ec) { ec = {}; }
+    boost::optional<std::pair<const_buffers_type, bool>> get(error_code& ec) {
+      ec = {};
+      return {{asio::const_buffer(v_.bytes->data() + v_.offset, v_.length), false}};
+    }
+
+   private:
+    const value_type& v_;
+  };
+};
+
+struct FileSliceBody {
+  using value_type = FileSlice;
+  static uint64_t size(const value_type& v) { return v.length; }
+  class writer {
+   public:
+    using const_buffers_type = asio::const_buffer;
+    template <bool isRequest, class Fields>
+    writer(const bhttp::header<isRequest, Fields>&, const value_type& v) : v_(v), pos_(v.offset) {}
+    void init(error_code& ec) { ec = {}; }
+    boost::optional<std::pair<const_buffers_type, bool>> get(error_code& ec) {
+      ec = {};
+      uint64_t end = v_.offset + v_.length;
+      if (pos_ >= end) return boost::none;
+      size_t want = static_cast<size_t>(std::min<uint64_t>(sizeof buf_, end - pos_));
+      ssize_t n;
+      do {
+        n = ::pread(v_.fd->get(), buf_, want, static_cast<off_t>(pos_));
+      } while (n < 0 && errno == EINTR);
+      if (n <= 0) {
+        // The blob shrank or the disk failed: end the response short, which
+        // the client sees as a truncated body rather than wrong bytes.
+        ec = n == 0 ? error_code(asio::error::eof) : error_code(errno, boost::system::system_category());
+        return boost::none;
+      }
+      pos_ += static_cast<uint64_t>(n);
+      return {{asio::const_buffer(buf_, static_cast<size_t>(n)), pos_ < end}};
+    }
+
+   private:
+    const value_type& v_;
+    uint64_t pos_;
+    char buf_[64 * 1024];
+  };
+};
+
+std::string_view httpDate() {
+  thread_local time_t last = 0;
+  thread_local char buf[40];
+  time_t now = ::time(nullptr);
+  if (now != last) {
+    struct tm tm {};
+    ::gmtime_r(&now, &tm);
+    ::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    last = now;
+  }
+  return buf;
+}
+
+bool bodyForbidden(int status) { return status < 200 || status == 204 || status == 304; }
+
+template <class Body>
+void fillHeader(bhttp::response<Body>& m, Response& r, bool keep_alive, unsigned version) {
+  m.version(version);
+  m.result(static_cast<unsigned>(r.status));
+  m.set(bhttp::field::server, "nubo");
+  m.set(bhttp::field::date, httpDate());
+  for (auto& [name, value] : r.headers) m.insert(name, value);
+  m.keep_alive(keep_alive);
+}
+
+std::string_view lookupHeader(const void* raw, std::string_view name) {
+  const auto& msg = *static_cast<const bhttp::request<bhttp::string_body>*>(raw);
+  auto it = msg.find(name);
+  return it == msg.end() ? std::string_view() : std::string_view(it->value());
+}
+
+bool isParseError(const error_code& ec) { return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category(); }
+
+}  // namespace
+
+struct HttpServer::Acceptor {
+  explicit Acceptor(asio::io_context& ioc) : acceptor(asio::make_strand(ioc)) {}
+  tcp::acceptor acceptor;
+};
+
+struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
+  explicit Connection(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+
+  // Arms a deadline for the next operation(s): when it passes, pending
+  // socket operations are cancelled (the socket stays open, so a 408 can
+  // still be written). Runs on the connection's strand.
+  void arm(std::chrono::milliseconds d) {
+    timed_out = false;
+    uint64_t gen = ++timer_gen;
+    timer.expires_after(d);
+    timer.async_wait([self = shared_from_this(), gen](error_code ec) {
+      if (ec || gen != self->timer_gen) return;
+      self->timed_out = true;
+      error_code ignored;
+      self->socket.cancel(ignored);
+    });
+  }
+  void disarm() {
+    ++timer_gen;
+    timer.cancel();
+  }
+
+  tcp::socket socket;
+  asio::steady_timer timer;
+  beast::flat_buffer buffer;
+  uint64_t timer_gen = 0;
+  bool timed_out = false;
+  bool busy = false;  // a request is being read, handled or answered
+  std::string host;   // lowercased Host of the current request
+};
+
+HttpServer::HttpServer(asio::io_context& ioc, std::string name, ServerLimits limits, Handler& handler)
+    : ioc_(ioc), name_(std::move(name)), limits_(limits), handler_(handler), acceptor_(new Acceptor(ioc)) {}
+
+HttpServer::~HttpServer() = default;
+
+Result<std::string> HttpServer::listen(const std::string& host_port) {
+  auto colon = host_port.rfind(':');
+  if (colon == std::string::npos || colon + 1 == host_port.size()) {
+    return InvalidArgument("listen address \"" + host_port + "\" must be HOST:PORT, e.g. 127.0.0.1:8080");
+  }
+  std::string host = host_port.substr(0, colon);
+  std::string port_s = host_port.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.empty()) host = "0.0.0.0";
+  error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec) return InvalidArgument("listen address \"" + host_port + "\": \"" + host + "\" is not an IP address");
+  unsigned long port = 0;
+  try {
+    size_t used = 0;
+    port = std::stoul(port_s, &used);
+    if (used != port_s.size() || port > 65535) throw std::out_of_range("port");
+  } catch (const std::exception&) {
+    return InvalidArgument("listen address \"" + host_port + "\": port must be a number from 0 to 65535");
+  }
+  tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+  auto& acc = acceptor_->acceptor;
+  acc.open(ep.protocol(), ec);
+  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    acc.close(ec);
+    return Unavailable("cannot listen on " + host_port + ": " + ec.message() +
+                       " (another process may use the port; choose another with --listen/--control)");
+  }
+  auto bound = acc.local_endpoint();
+  std::string out = bound.address().is_v6() ? "[" + bound.address().to_string() + "]" : bound.address().to_string();
+  out += ":" + std::to_string(bound.port());
+  asio::co_spawn(acc.get_executor(), acceptLoop(), asio::detached);
+  return out;
+}
+
+asio::awaitable<void> HttpServer::acceptLoop() {
+  auto& acc = acceptor_->acceptor;
+  for (;;) {
+    error_code ec;
+    tcp::socket sock = co_await acc.async_accept(asio::make_strand(ioc_), kUseAwaitableEc(ec));
+    if (ec) {
+      if (!acc.is_open() || draining_) co_return;
+      if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
+        // Out of file descriptors: back off briefly instead of spinning.
+        spdlog::warn("{}: accept: {}", name_, ec.message());
+        asio::steady_timer t(acc.get_executor(), std::chrono::milliseconds(50));
+        co_await t.async_wait(kUseAwaitableEc(ec));
+      }
+      continue;
+    }
+    sock.set_option(tcp::no_delay(true), ec);
+    auto conn = std::make_shared<Connection>(std::move(sock));
+    bool refuse = false;
+    {
+      std::lock_guard lock(mu_);
+      if (conns_.size() >= limits_.max_connections) refuse = true;
+      else conns_.emplace(conn.get(), conn);
+    }
+    if (refuse) {
+      conn->socket.close(ec);
+      continue;
+    }
+    asio::co_spawn(conn->socket.get_executor(), serve(conn), asio::detached);
+  }
+}
+
+namespace {
+
+// Writes `r` on the socket as the right Beast message type.
+asio::awaitable<void> writeResponse(tcp::socket& sock, Response& r, bool keep_alive, unsigned version,
+                                    error_code& ec) {
+  bool no_body = bodyForbidden(r.status);
+  if (no_body || r.omit_body || r.kind == Response::BodyKind::kNone) {
+    bhttp::response<bhttp::empty_body> m;
+    fillHeader(m, r, keep_alive, version);
+    if (!no_body) m.content_length(r.contentLength());
+    co_await bhttp::async_write(sock, m, kUseAwaitableEc(ec));
+    co_return;
+  }
+  switch (r.kind) {
+    case Response::BodyKind::kString: {
+      bhttp::response<bhttp::string_body> m;
+      fillHeader(m, r, keep_alive, version);
+      m.body() = std::move(r.body);
+      m.content_length(m.body().size());
+      co_await bhttp::async_write(sock, m, kUseAwaitableEc(ec));
+      break;
+    }
+    case Response::BodyKind::kShared: {
+      bhttp::response<SharedBody> m;
+      fillHeader(m, r, keep_alive, version);
+      m.body() = r.shared;
+      m.content_length(r.shared.length);
+      co_await bhttp::async_write(sock, m, kUseAwaitableEc(ec));
+      break;
+    }
+    case Response::BodyKind::kFile: {
+      bhttp::response<FileSliceBody> m;
+      fillHeader(m, r, keep_alive, version);
+      m.body() = r.file;
+      m.content_length(r.file.length);
+      co_await bhttp::async_write(sock, m, kUseAwaitableEc(ec));
+      break;
+    }
+    case Response::BodyKind::kNone:
+      break;
+  }
+}
+
+// After an error response the client may still be sending: half-close, then
+// read and drop a little so the kernel does not reset the connection before
+// the client has read our answer.
+asio::awaitable<void> lingeringClose(HttpServer::Connection& c);
+
+}  // namespace
+
+asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
+  error_code ec;
+  bool first = true;
+  bool lingering = false;
+  for (;;) {
+    c->busy = false;
+    if (draining_) break;
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits_.header_bytes));
+    parser.body_limit(limits_.body_bytes);
+    c->arm(first ? limits_.header_timeout : limits_.idle_timeout);
+    co_await bhttp::async_read_header(c->socket, c->buffer, parser, kUseAwaitableEc(ec));
+    c->busy = true;
+    first = false;
+
+    std::optional<Response> early;  // an answer decided before the handler runs
+    if (!ec && !parser.is_done()) {
+      auto expect = parser.get()[bhttp::field::expect];
+      if (beast::iequals(expect, "100-continue")) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        c->arm(limits_.write_timeout);
+        co_await asio::async_write(c->socket, asio::buffer(kContinue), kUseAwaitableEc(ec));
+      }
+      if (!ec) {
+        c->arm(limits_.body_timeout);
+        co_await bhttp::async_read(c->socket, c->buffer, parser, kUseAwaitableEc(ec));
+      }
+    }
+    c->disarm();
+    if (ec) {
+      if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) break;
+      if (c->timed_out) {
+        if (c->buffer.size() == 0 && !parser.got_some()) break;  // idle keep-alive ended
+        early = Response::text(408, "request timeout: the request did not arrive in time\n");
+      } else if (ec == asio::error::operation_aborted) {
+        break;  // drained
+      } else if (ec == bhttp::error::header_limit) {
+        early = Response::text(431, "request header fields too large (limit " +
+                                        std::to_string(limits_.header_bytes) + " bytes)\n");
+      } else if (ec == bhttp::error::body_limit) {
+        early = Response::text(413, "request body too large (limit " + std::to_string(limits_.body_bytes) +
+                                        " bytes)\n");
+      } else if (isParseError(ec)) {
+        early = Response::text(400, "bad request: " + ec.message() + "\n");
+      } else {
+        break;  // socket error
+      }
+      early->header("connection", "close");
+      c->arm(limits_.write_timeout);
+      co_await writeResponse(c->socket, *early, false, 11, ec);
+      c->disarm();
+      lingering = !ec;
+      break;
+    }
+
+    auto& msg = parser.get();
+    Request req;
+    req.method = msg.method_string();
+    req.target = msg.target();
+    auto q = req.target.find('?');
+    req.path = req.target.substr(0, q);
+    if (q != std::string_view::npos) req.query = req.target.substr(q + 1);
+    {
+      std::string_view host = msg[bhttp::field::host];
+      if (!host.empty() && host.front() == '[') {
+        host = host.substr(0, host.find(']') + 1);
+      } else {
+        host = host.substr(0, host.find(':'));
+      }
+      c->host.assign(host);
+      for (char& ch : c->host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      req.host = c->host;
+    }
+    req.body = msg.body();
+    req.keep_alive = msg.keep_alive();
+    req.raw_ = &msg;
+    req.lookup_ = &lookupHeader;
+
+    Response res;
+    try {
+      res = co_await handler_.handle(req);
+    } catch (const std::exception& e) {
+      spdlog::error("{}: handler failed on {} {}: {}", name_, std::string(req.method), std::string(req.target),
+                    e.what());
+      res = Response::error(Internal("the server failed while handling this request; see the server log"));
+    }
+    if (req.method == "HEAD") res.omit_body = true;
+    bool keep = req.keep_alive && !draining_;
+    c->arm(limits_.write_timeout);
+    co_await writeResponse(c->socket, res, keep, msg.version(), ec);
+    c->disarm();
+    if (ec || !keep) break;
+  }
+  if (lingering) co_await lingeringClose(*c);
+  error_code ignored;
+  c->socket.shutdown(tcp::socket::shutdown_both, ignored);
+  c->socket.close(ignored);
+  c->timer.cancel();
+  onConnectionClosed(c.get());
+}
+
+namespace {
+asio::awaitable<void> lingeringClose(HttpServer::Connection& c) {
+  error_code ec;
+  c.socket.shutdown(tcp::socket::shutdown_send, ec);
+  c.arm(std::chrono::milliseconds(1000));
+  char sink[16 * 1024];
+  size_t total = 0;
+  while (!ec && total < (1u << 20)) {
+    total += co_await c.socket.async_read_some(asio::buffer(sink), kUseAwaitableEc(ec));
+  }
+  c.disarm();
+}
+}  // namespace
+
+void HttpServer::onConnectionClosed(Connection* c) {
+  std::function<void()> done;
+  {
+    std::lock_guard lock(mu_);
+    conns_.erase(c);
+    if (draining_ && conns_.empty() && on_idle_) done = std::move(on_idle_);
+  }
+  if (done) done();
+}
+
+void HttpServer::drain(std::function<void()> on_idle) {
+  std::vector<std::shared_ptr<Connection>> conns;
+  bool idle_now = false;
+  {
+    std::lock_guard lock(mu_);
+    draining_ = true;
+    for (auto& [p, c] : conns_) conns.push_back(c);
+    if (conns_.empty()) idle_now = true;
+    else on_idle_ = std::move(on_idle);
+  }
+  asio::post(acceptor_->acceptor.get_executor(), [this] {
+    error_code ec;
+    acceptor_->acceptor.close(ec);
+  });
+  for (auto& c : conns) {
+    asio::post(c->socket.get_executor(), [c] {
+      if (!c->busy) {
+        error_code ec;
+        c->socket.cancel(ec);
+      }
+    });
+  }
+  if (idle_now && on_idle) on_idle();
+}
+
+void HttpServer::closeAll() {
+  std::vector<std::shared_ptr<Connection>> conns;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [p, c] : conns_) conns.push_back(c);
+  }
+  for (auto& c : conns) {
+    asio::post(c->socket.get_executor(), [c] {
+      error_code ec;
+      c->socket.close(ec);
+    });
+  }
+}
+
+size_t HttpServer::connectionCount() const {
+  std::lock_guard lock(mu_);
+  return conns_.size();
+}
+
+}  // namespace nubo::http

@@ -1,0 +1,94 @@
+// HttpServer: an HTTP/1.1 server (Boost.Beast) that hands each request to a
+// Handler coroutine and writes the Response it returns.
+//
+// - Keep-alive, pipelining-safe (one request at a time per connection).
+// - Limits, always answered, never a crash: header larger than
+//   limits.header_bytes -> 431; body over limits.body_bytes -> 413; malformed
+//   request -> 400; header not complete within limits.header_timeout -> 408;
+//   idle keep-alive connections close after limits.idle_timeout; slow
+//   readers are cut off after limits.write_timeout.
+// - "Expect: 100-continue" is answered before the body is read.
+// - HEAD: the handler's response is sent without its body.
+// - A handler that throws gets its client a 500; the server goes on.
+//
+// Threading: one io_context may run on many threads; each connection lives
+// on its own strand. drain() may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "common/status.h"
+#include "http/message.h"
+
+namespace nubo::http {
+
+struct ServerLimits {
+  size_t header_bytes = 16 * 1024;
+  uint64_t body_bytes = 1 << 20;
+  std::chrono::milliseconds header_timeout{10'000};
+  std::chrono::milliseconds idle_timeout{75'000};
+  std::chrono::milliseconds body_timeout{300'000};
+  std::chrono::milliseconds write_timeout{300'000};
+  size_t max_connections = 10'000;
+};
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  // Must not throw on bad input; returning an error Response is the norm.
+  virtual boost::asio::awaitable<Response> handle(const Request& req) = 0;
+};
+
+class HttpServer {
+ public:
+  // `name` appears in logs ("gateway", "control").
+  HttpServer(boost::asio::io_context& ioc, std::string name, ServerLimits limits, Handler& handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds "host:port" (port 0 picks a free one) and starts accepting.
+  // Returns the bound "host:port". kInvalidArgument for a malformed address,
+  // kUnavailable when it cannot be bound (in use, no permission).
+  Result<std::string> listen(const std::string& host_port);
+
+  // Stops accepting, closes idle connections and lets busy ones finish their
+  // current response; `on_idle` runs once no connection is left.
+  void drain(std::function<void()> on_idle);
+
+  // Closes every connection now (after the drain grace period ran out).
+  void closeAll();
+
+  size_t connectionCount() const;
+
+  struct Connection;  // private to server.cc
+
+ private:
+  boost::asio::awaitable<void> acceptLoop();
+  boost::asio::awaitable<void> serve(std::shared_ptr<Connection> c);
+  void onConnectionClosed(Connection* c);
+
+  boost::asio::io_context& ioc_;
+  std::string name_;
+  ServerLimits limits_;
+  Handler& handler_;
+  struct Acceptor;
+  std::unique_ptr<Acceptor> acceptor_;
+
+  mutable std::mutex mu_;
+  std::unordered_map<Connection*, std::shared_ptr<Connection>> conns_;  // guarded by mu_
+  std::function<void()> on_idle_;                                       // guarded by mu_
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace nubo::http

@@ -1,0 +1,50 @@
+// nubo: one binary for the server (`nubo serve`) and the client commands.
+// Parses flags and hands over; the server is wired in src/server, the
+// client commands live in src/cli.
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "server/server.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"nubo: deploy a folder, get an immutable URL.\n"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "nubo 0.1.0");
+  int exit_code = 0;
+
+  nubo::server::ServerOptions serve_opts;
+  auto* serve = app.add_subcommand("serve", "Run the platform: data plane and control plane in one process");
+  serve->add_option("--data", serve_opts.data_dir, "Data directory (default: $NUBO_DATA, else ~/.local/share/nubo)");
+  serve->add_option("--listen", serve_opts.listen, "Data-plane address (default 127.0.0.1:8080)");
+  serve->add_option("--control", serve_opts.control, "Control-plane address (default 127.0.0.1:7070)");
+  serve->add_option("--base-domain", serve_opts.base_domain, "Apps answer at <app>.<base-domain> (default localhost)");
+  serve->add_option("--threads", serve_opts.threads, "Data-plane threads (default: one per core)")
+      ->check(CLI::Range(0, 256));
+  int64_t grace_ms = serve_opts.grace.count();
+  serve->add_option("--grace-ms", grace_ms, "How long in-flight requests may finish at shutdown (default 10000)")
+      ->check(CLI::Range(0, 600000));
+  serve->add_option("--cache-mb", serve_opts.cache_mb, "Memory for hot static files (default 256)")
+      ->check(CLI::Range(0, 65536));
+  serve->add_option("--max-upload-mb", serve_opts.max_upload_mb, "Largest file a deploy may upload (default 512)")
+      ->check(CLI::Range(1, 65536));
+  serve->callback([&] {
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    serve_opts.grace = std::chrono::milliseconds(grace_ms);
+    auto s = nubo::server::runServer(serve_opts);
+    if (!s.ok()) {
+      std::fprintf(stderr, "error: %s\n", s.message().c_str());
+      exit_code = nubo::exitCodeFor(s.code());
+    }
+  });
+
+  nubo::cli::addClientCommands(app, &exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return exit_code;
+}

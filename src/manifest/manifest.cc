@@ -1,0 +1,260 @@
+#include "manifest/manifest.h"
+
+#include <set>
+
+#include "common/ids.h"
+
+namespace nubo::manifest {
+namespace {
+
+// Collects problems while walking the JSON.
+class Checker {
+ public:
+  void add(const std::string& field, const std::string& problem) { problems_.push_back(field + ": " + problem); }
+  bool ok() const { return problems_.empty(); }
+  Status status() const {
+    std::string msg = "nubo.json has " + std::to_string(problems_.size()) +
+                      (problems_.size() == 1 ? " problem:" : " problems:");
+    for (const auto& p : problems_) msg += "\n  " + p;
+    return InvalidArgument(msg);
+  }
+
+  // Reports fields of `obj` not in `known`.
+  void unknownFields(const Json& obj, const std::string& prefix, const std::set<std::string>& known) {
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      if (!known.count(it.key())) {
+        std::string allowed;
+        for (const auto& k : known) allowed += (allowed.empty() ? "" : ", ") + k;
+        add(prefix + it.key(), "unknown field; allowed here: " + allowed);
+      }
+    }
+  }
+
+  void string(const Json& obj, const char* key, const std::string& prefix, std::string* out) {
+    if (!obj.contains(key)) return;
+    const Json& v = obj[key];
+    if (!v.is_string()) {
+      add(prefix + key, std::string("must be a string, got ") + v.type_name());
+      return;
+    }
+    *out = v.get<std::string>();
+  }
+
+  void integer(const Json& obj, const char* key, const std::string& prefix, int lo, int hi, int* out) {
+    if (!obj.contains(key)) return;
+    const Json& v = obj[key];
+    if (!v.is_number_integer()) {
+      add(prefix + key, "must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                            ", got " + (v.is_number() ? v.dump() : std::string(v.type_name())));
+      return;
+    }
+    int64_t x = v.get<int64_t>();
+    if (x < lo || x > hi) {
+      add(prefix + key, "must be from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got " +
+                            std::to_string(x));
+      return;
+    }
+    *out = static_cast<int>(x);
+  }
+
+  void boolean(const Json& obj, const char* key, const std::string& prefix, bool* out) {
+    if (!obj.contains(key)) return;
+    const Json& v = obj[key];
+    if (!v.is_boolean()) {
+      add(prefix + key, std::string("must be true or false, got ") + v.type_name());
+      return;
+    }
+    *out = v.get<bool>();
+  }
+
+  // The object at obj[key], or nullptr (reporting a type problem).
+  const Json* object(const Json& obj, const char* key) {
+    if (!obj.contains(key)) return nullptr;
+    const Json& v = obj[key];
+    if (!v.is_object()) {
+      add(key, std::string("must be an object, got ") + v.type_name());
+      return nullptr;
+    }
+    return &v;
+  }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+bool isRelativeSubpath(const std::string& p) {
+  if (p.empty() || p[0] == '/') return false;
+  size_t start = 0;
+  while (start <= p.size()) {
+    size_t end = p.find('/', start);
+    if (end == std::string::npos) end = p.size();
+    std::string part = p.substr(start, end - start);
+    if (part == "..") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+bool validEnvKey(const std::string& k) {
+  if (k.empty() || k.size() > 256) return false;
+  if (!(std::isalpha(static_cast<unsigned char>(k[0])) || k[0] == '_')) return false;
+  for (char c : k) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  }
+  return true;
+}
+
+// Five fields of digits, '*', ',', '-', '/' (or names like MON/JAN).
+bool validCron(const std::string& s) {
+  int fields = 0;
+  bool in_field = false;
+  for (char c : s) {
+    if (c == ' ' || c == '\t') {
+      in_field = false;
+      continue;
+    }
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '*' || c == ',' || c == '-' || c == '/')) return false;
+    if (!in_field) {
+      ++fields;
+      in_field = true;
+    }
+  }
+  return fields == 5;
+}
+
+}  // namespace
+
+Result<Manifest> parseManifest(const Json& j) {
+  Manifest m;
+  Checker c;
+  if (!j.is_object()) {
+    c.add("(top level)", std::string("must be a JSON object, got ") + j.type_name());
+    return c.status();
+  }
+  c.unknownFields(j, "", {"name", "runtime", "entry", "build", "limits", "permissions", "env", "cron"});
+
+  c.string(j, "name", "", &m.name);
+  if (j.contains("name") && j["name"].is_string()) {
+    Status s = validateAppName(m.name, "name");
+    if (!s.ok()) c.add("name", s.message().substr(5));
+  }
+  c.string(j, "runtime", "", &m.runtime);
+  static const std::set<std::string> kRuntimes = {"static", "node", "native", "exec"};
+  if (!kRuntimes.count(m.runtime)) {
+    c.add("runtime", "must be one of static, node, native, exec; got \"" + m.runtime + "\"");
+  }
+  c.string(j, "entry", "", &m.entry);
+  if (!m.entry.empty() && !isRelativeSubpath(m.entry)) {
+    c.add("entry", "must be a relative path inside the project without \"..\", got \"" + m.entry + "\"");
+  }
+
+  if (const Json* b = c.object(j, "build")) {
+    c.unknownFields(*b, "build.", {"builder", "command", "output"});
+    c.string(*b, "builder", "build.", &m.build.builder);
+    c.string(*b, "command", "build.", &m.build.command);
+    c.string(*b, "output", "build.", &m.build.output);
+    if (!m.build.builder.empty() && !validateAppName(m.build.builder).ok()) {
+      c.add("build.builder", "must be a builder name like \"node\" (lowercase letters, digits, '-')");
+    }
+    if (!m.build.output.empty() && !isRelativeSubpath(m.build.output)) {
+      c.add("build.output", "must be a relative directory inside the project without \"..\", got \"" +
+                                m.build.output + "\"");
+    }
+  }
+
+  if (const Json* l = c.object(j, "limits")) {
+    c.unknownFields(*l, "limits.",
+                    {"memory_mb", "timeout_ms", "concurrency", "min_instances", "max_instances", "idle_ttl_s"});
+    c.integer(*l, "memory_mb", "limits.", 16, 65536, &m.limits.memory_mb);
+    c.integer(*l, "timeout_ms", "limits.", 1, 900000, &m.limits.timeout_ms);
+    c.integer(*l, "concurrency", "limits.", 1, 10000, &m.limits.concurrency);
+    c.integer(*l, "min_instances", "limits.", 0, 1000, &m.limits.min_instances);
+    c.integer(*l, "max_instances", "limits.", 1, 1000, &m.limits.max_instances);
+    c.integer(*l, "idle_ttl_s", "limits.", 1, 86400, &m.limits.idle_ttl_s);
+    if (m.limits.min_instances > m.limits.max_instances) {
+      c.add("limits.min_instances", "must not exceed limits.max_instances (" +
+                                        std::to_string(m.limits.max_instances) + ")");
+    }
+  }
+
+  if (const Json* p = c.object(j, "permissions")) {
+    c.unknownFields(*p, "permissions.", {"network", "tmp_mb"});
+    c.boolean(*p, "network", "permissions.", &m.permissions.network);
+    c.integer(*p, "tmp_mb", "permissions.", 0, 4096, &m.permissions.tmp_mb);
+  }
+
+  if (const Json* e = c.object(j, "env")) {
+    for (auto it = e->begin(); it != e->end(); ++it) {
+      std::string field = "env." + it.key();
+      if (!validEnvKey(it.key())) {
+        c.add(field, "names must match [A-Za-z_][A-Za-z0-9_]*");
+        continue;
+      }
+      if (!it.value().is_string()) {
+        c.add(field, std::string("must be a string, got ") + it.value().type_name());
+        continue;
+      }
+      std::string v = it.value().get<std::string>();
+      if (v.find('\0') != std::string::npos) {
+        c.add(field, "must not contain NUL");
+        continue;
+      }
+      m.env[it.key()] = std::move(v);
+    }
+  }
+
+  if (j.contains("cron")) {
+    const Json& cron = j["cron"];
+    if (!cron.is_array()) {
+      c.add("cron", std::string("must be an array, got ") + cron.type_name());
+    } else {
+      for (size_t i = 0; i < cron.size(); ++i) {
+        std::string prefix = "cron[" + std::to_string(i) + "].";
+        const Json& job = cron[i];
+        if (!job.is_object()) {
+          c.add("cron[" + std::to_string(i) + "]", "must be an object with schedule and path");
+          continue;
+        }
+        c.unknownFields(job, prefix, {"schedule", "path"});
+        CronJob cj;
+        c.string(job, "schedule", prefix, &cj.schedule);
+        c.string(job, "path", prefix, &cj.path);
+        if (!validCron(cj.schedule)) c.add(prefix + "schedule", "must be a five-field cron expression like \"*/5 * * * *\"");
+        if (cj.path.empty() || cj.path[0] != '/') c.add(prefix + "path", "must start with '/'");
+        m.cron.push_back(std::move(cj));
+      }
+    }
+  }
+
+  if (!c.ok()) return c.status();
+  return m;
+}
+
+Result<Manifest> parseManifestText(std::string_view text) {
+  ASSIGN_OR_RETURN(Json j, parseJson(text, "nubo.json"));
+  return parseManifest(j);
+}
+
+Json toJson(const Manifest& m) {
+  Json cron = Json::array();
+  for (const auto& c : m.cron) cron.push_back({{"schedule", c.schedule}, {"path", c.path}});
+  Json j = {
+      {"name", m.name},
+      {"runtime", m.runtime},
+      {"entry", m.entry},
+      {"build", {{"builder", m.build.builder}, {"command", m.build.command}, {"output", m.build.output}}},
+      {"limits",
+       {{"memory_mb", m.limits.memory_mb},
+        {"timeout_ms", m.limits.timeout_ms},
+        {"concurrency", m.limits.concurrency},
+        {"min_instances", m.limits.min_instances},
+        {"max_instances", m.limits.max_instances},
+        {"idle_ttl_s", m.limits.idle_ttl_s}}},
+      {"permissions", {{"network", m.permissions.network}, {"tmp_mb", m.permissions.tmp_mb}}},
+      {"env", m.env},
+      {"cron", cron},
+  };
+  return j;
+}
+
+}  // namespace nubo::manifest

@@ -1,0 +1,66 @@
+// The deployment manifest (`nubo.json`), see DESIGN.md "The manifest".
+//
+// parseManifest() validates everything and reports every problem at once:
+// unknown fields, wrong types and out-of-range values, each naming the field
+// path ("limits.memory_mb") and what is allowed. Every field has a default,
+// so `{}` (or no nubo.json at all) is a valid manifest.
+//
+// The CLI validates before uploading (fail fast); the server validates again
+// (it is the authority) and stores toJson() of the result, with defaults
+// filled in, on the deployment.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+#include "common/status.h"
+
+namespace nubo::manifest {
+
+struct Limits {
+  int memory_mb = 128;
+  int timeout_ms = 10000;
+  int concurrency = 32;
+  int min_instances = 0;
+  int max_instances = 4;
+  int idle_ttl_s = 300;
+};
+
+struct Permissions {
+  bool network = false;
+  int tmp_mb = 16;
+};
+
+struct Build {
+  std::string builder;  // empty: detected
+  std::string command;
+  std::string output;   // relative directory of the build output
+};
+
+struct CronJob {
+  std::string schedule;  // five-field cron expression
+  std::string path;      // request path, starting with '/'
+};
+
+struct Manifest {
+  std::string name;               // empty: chosen by the CLI (--app or folder name)
+  std::string runtime = "static"; // static | node | native | exec
+  std::string entry;              // runtime-specific entry point
+  Build build;
+  Limits limits;
+  Permissions permissions;
+  std::map<std::string, std::string> env;
+  std::vector<CronJob> cron;
+};
+
+// kInvalidArgument whose message lists every problem, one per line:
+//   "nubo.json has 2 problems:\n  limits.memory_mb: ...\n  colour: unknown field ..."
+Result<Manifest> parseManifest(const Json& j);
+Result<Manifest> parseManifestText(std::string_view text);
+
+// Canonical JSON with every field present.
+Json toJson(const Manifest& m);
+
+}  // namespace nubo::manifest

@@ -1,0 +1,168 @@
+#include "server/server.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <thread>
+#include <vector>
+
+#include "api/auth.h"
+#include "api/control_api.h"
+#include "api/deployer.h"
+#include "blob/local_blob_store.h"
+#include "common/client_config.h"
+#include "common/clock.h"
+#include "common/fs.h"
+#include "common/ids.h"
+#include "common/json.h"
+#include "gateway/file_cache.h"
+#include "gateway/gateway.h"
+#include "gateway/router.h"
+#include "gateway/static_site.h"
+#include "http/server.h"
+#include "server/data_dir.h"
+#include "store/sqlite/sqlite_metadata_store.h"
+
+namespace nubo::server {
+namespace asio = boost::asio;
+
+namespace {
+
+// On the very first start: an admin token. The token file is written before
+// its hash is stored, so a crash in between leaves no unusable token.
+Status ensureAdminToken(const std::string& data_dir, store::MetadataStore& store, api::Authenticator& auth,
+                        Clock& clock) {
+  ASSIGN_OR_RETURN(size_t count, store.countTokens());
+  if (count > 0) return Status::Ok();
+  std::string token = newToken();
+  std::string path = data_dir + "/admin.token";
+  RETURN_IF_ERROR(writeFileAtomic(path, token + "\n", 0600).withContext("write admin token"));
+  RETURN_IF_ERROR(auth.registerToken(token, "admin", clock.nowMillis()));
+  spdlog::info("created the admin token: {} (mode 0600)", path);
+  return Status::Ok();
+}
+
+int portOf(const std::string& host_port) { return std::stoi(host_port.substr(host_port.rfind(':') + 1)); }
+
+void runThreads(asio::io_context& ioc, int n, std::vector<std::thread>& threads) {
+  for (int i = 0; i < n; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+}
+
+}  // namespace
+
+Status runServer(const ServerOptions& opts) {
+  ::signal(SIGPIPE, SIG_IGN);
+  std::string data_dir = opts.data_dir.empty() ? defaultDataDir() : opts.data_dir;
+  RETURN_IF_ERROR(makeDirs(data_dir, 0700).withContext("data dir"));
+  ASSIGN_OR_RETURN(DataDirLock lock, DataDirLock::acquire(data_dir));
+
+  SystemClock clock;
+  ASSIGN_OR_RETURN(auto store, store::SqliteMetadataStore::open(data_dir + "/meta.db", clock));
+  ASSIGN_OR_RETURN(auto blobs, blob::LocalBlobStore::create(data_dir + "/blobs"));
+  api::Authenticator auth(*store);
+  RETURN_IF_ERROR(ensureAdminToken(data_dir, *store, auth, clock));
+
+  gateway::Router router(*store, opts.base_domain);
+  RETURN_IF_ERROR(router.start());
+  gateway::FileCache cache(*blobs, opts.cache_mb << 20, std::min<uint64_t>(opts.cache_mb << 20, 1 << 20));
+  gateway::StaticSite site(*blobs, cache, 256);
+  gateway::Gateway gw(router, site);
+  api::Deployer deployer(*store, *blobs, clock);
+
+  asio::io_context data_ioc;
+  asio::io_context control_ioc;
+  http::ServerLimits data_limits;
+  data_limits.body_bytes = 1 << 20;
+  http::HttpServer data_server(data_ioc, "gateway", data_limits, gw);
+  ASSIGN_OR_RETURN(std::string data_addr, data_server.listen(opts.listen));
+
+  api::PublicUrls urls;
+  urls.base_domain = opts.base_domain;
+  urls.port = portOf(data_addr);
+  api::ControlApi control_api(*store, deployer, auth, urls);
+  http::ServerLimits control_limits;
+  control_limits.body_bytes = opts.max_upload_mb << 20;
+  http::HttpServer control_server(control_ioc, "control", control_limits, control_api);
+  ASSIGN_OR_RETURN(std::string control_addr, control_server.listen(opts.control));
+
+  std::string data_url = "http://" + data_addr;
+  std::string control_url = "http://" + control_addr;
+  if (opts.write_client_config) {
+    std::string cfg = clientConfigPath();
+    if (::access(cfg.c_str(), F_OK) != 0) {
+      auto token = readFile(data_dir + "/admin.token", 4096);
+      if (token.ok()) {
+        std::string t = *token;
+        while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
+        if (Status s = saveClientConfig(cfg, {control_url, t}); s.ok()) {
+          spdlog::info("wrote the CLI config {} (server {}, admin token)", cfg, control_url);
+        } else {
+          spdlog::warn("could not write the CLI config {}: {}", cfg, s.message());
+        }
+      }
+    }
+  }
+  Json info = {{"pid", ::getpid()}, {"data_url", data_url}, {"control_url", control_url}};
+  RETURN_IF_ERROR(writeFileAtomic(data_dir + "/serve.json", dumpJson(info) + "\n", 0600));
+
+  spdlog::info("nubo serving apps on {} (http://<app>.{}:{}/) and the control API on {}; data in {}", data_url,
+               opts.base_domain, urls.port, control_url, data_dir);
+
+  // Shutdown: on the first signal drain both servers; when both are idle, or
+  // the grace period ends, stop. A second signal stops at once.
+  asio::signal_set signals(control_ioc, SIGINT, SIGTERM);
+  asio::steady_timer grace(control_ioc);
+  int pending = 2;
+  bool stopping = false;
+  auto finish = [&] {
+    data_server.closeAll();
+    control_server.closeAll();
+    data_ioc.stop();
+    control_ioc.stop();
+  };
+  auto one_idle = [&] {
+    asio::post(control_ioc, [&] {
+      if (--pending == 0) {
+        grace.cancel();
+        finish();
+      }
+    });
+  };
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signo) {
+        if (ec) return;
+        if (stopping) {
+          spdlog::warn("second signal: stopping now");
+          finish();
+          return;
+        }
+        stopping = true;
+        spdlog::info("signal {}: finishing in-flight requests (up to {} ms), then exiting", signo, opts.grace.count());
+        data_server.drain(one_idle);
+        control_server.drain(one_idle);
+        grace.expires_after(opts.grace);
+        grace.async_wait([&](const boost::system::error_code& e) {
+          if (e) return;
+          spdlog::warn("grace period over: closing {} connection(s)",
+                       data_server.connectionCount() + control_server.connectionCount());
+          finish();
+        });
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
+
+  int data_threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> threads;
+  runThreads(data_ioc, data_threads, threads);
+  runThreads(control_ioc, 3, threads);
+  for (auto& t : threads) t.join();
+  ::unlink((data_dir + "/serve.json").c_str());
+  spdlog::info("nubo stopped");
+  return Status::Ok();
+}
+
+}  // namespace nubo::server

@@ -1,0 +1,32 @@
+// Server: the one place that builds the concrete components of `nubo serve`
+// and wires them together (stores, router, gateway, control API, two HTTP
+// servers), then runs until SIGINT/SIGTERM.
+//
+// Shutdown: stop accepting, let in-flight requests finish for up to
+// `grace`, close what is left, exit 0.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "common/status.h"
+
+namespace nubo::server {
+
+struct ServerOptions {
+  std::string data_dir;                       // empty: defaultDataDir()
+  std::string listen = "127.0.0.1:8080";      // data plane
+  std::string control = "127.0.0.1:7070";     // control plane
+  std::string base_domain = "localhost";
+  int threads = 0;                            // data-plane threads; 0: one per core
+  std::chrono::milliseconds grace{10'000};
+  uint64_t cache_mb = 256;                    // hot static file bytes in memory
+  uint64_t max_upload_mb = 512;               // largest single file a deploy may upload
+  bool write_client_config = true;            // write ~/.config/nubo/config.json if absent
+};
+
+// Runs the server; returns when it has shut down. Errors at start-up
+// (lock held, port in use, unreadable data dir) come back as a Status.
+Status runServer(const ServerOptions& opts);
+
+}  // namespace nubo::server

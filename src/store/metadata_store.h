@@ -1,0 +1,126 @@
+// MetadataStore: apps, deployments, aliases (with history for rollback) and
+// API tokens. SQLite (single node) implements it now, etcd (fleet) later;
+// both must pass tests/metadata_store_conformance.h.
+//
+// Contract:
+//   - Every write is atomic and durable when it returns OK: a crash (kill -9)
+//     after that loses nothing; a crash before it leaves no trace.
+//   - Deployments are immutable once created, except for their state.
+//   - watch() callbacks run after a change is committed, on the thread that
+//     made it (SQLite) or a watcher thread (etcd), never with a store lock
+//     held, so they may read from the store.
+// Errors: kNotFound (no such app/deployment/alias), kAlreadyExists (duplicate
+// deployment id), kFailedPrecondition (e.g. nothing to roll back to, a
+// deployment that is not READY), kInvalidArgument (bad names), kInternal/
+// kUnavailable for storage failures. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace nubo::store {
+
+enum class DeploymentState { kQueued, kBuilding, kReady, kFailed };
+std::string_view stateName(DeploymentState s);  // "QUEUED", "READY", ...
+std::optional<DeploymentState> stateFromName(std::string_view s);
+
+struct App {
+  std::string name;
+  int64_t created_ms = 0;
+  std::string created_by;
+};
+
+struct Deployment {
+  std::string id;
+  std::string app;
+  std::string root_tree;      // sha256 of the root tree object
+  std::string manifest_json;  // the validated manifest, canonical JSON
+  std::string runtime;        // from the manifest, for routing
+  DeploymentState state = DeploymentState::kQueued;
+  int64_t created_ms = 0;
+  std::string creator;
+  uint64_t files = 0;
+  uint64_t bytes = 0;
+};
+
+struct Alias {
+  std::string app;
+  std::string name;
+  std::string deployment_id;
+  int64_t updated_ms = 0;
+};
+
+// One move of an alias. "set" moves are a stack per alias: rollback undoes the
+// newest one that is not yet undone and records a "rollback" move.
+struct AliasEvent {
+  int64_t seq = 0;
+  std::string app;
+  std::string alias;
+  std::string deployment_id;   // where the alias points after the move
+  std::string previous_id;     // where it pointed before ("" if nowhere)
+  std::string kind;            // "set" or "rollback"
+  std::string actor;
+  int64_t at_ms = 0;
+  bool undone = false;
+};
+
+struct TokenRecord {
+  std::string id;
+  std::string name;
+  std::string hash;  // sha256 hex of the token; the token itself is never stored
+  int64_t created_ms = 0;
+};
+
+struct Change {
+  enum class Kind { kApp, kDeployment, kAlias, kToken };
+  Kind kind;
+  std::string app;  // empty for kToken
+};
+
+class MetadataStore {
+ public:
+  virtual ~MetadataStore() = default;
+
+  // Creates `d` (and its app, if new). When `promote_alias` is non-empty and
+  // d is READY, the alias moves to d in the same transaction.
+  virtual Status createDeployment(const Deployment& d, std::string_view promote_alias,
+                                  std::string_view actor) = 0;
+  virtual Status setDeploymentState(std::string_view id, DeploymentState state) = 0;
+  virtual Result<Deployment> getDeployment(std::string_view id) = 0;
+  // Newest first; limit 0 means all.
+  virtual Result<std::vector<Deployment>> listDeployments(std::string_view app, size_t limit) = 0;
+
+  virtual Result<App> getApp(std::string_view name) = 0;
+  virtual Result<std::vector<App>> listApps() = 0;
+  // Removes the app with its deployments, aliases and history.
+  virtual Status deleteApp(std::string_view name) = 0;
+
+  // Points app/alias at a READY deployment of the same app.
+  virtual Result<AliasEvent> setAlias(std::string_view app, std::string_view alias,
+                                      std::string_view deployment_id, std::string_view actor) = 0;
+  // Moves app/alias back to where it pointed before its newest not-undone
+  // "set"; repeated rollbacks walk further back.
+  virtual Result<AliasEvent> rollbackAlias(std::string_view app, std::string_view alias,
+                                           std::string_view actor) = 0;
+  virtual Result<std::vector<Alias>> listAliases(std::string_view app) = 0;
+  // Newest first; limit 0 means all.
+  virtual Result<std::vector<AliasEvent>> aliasHistory(std::string_view app, std::string_view alias,
+                                                       size_t limit) = 0;
+
+  virtual Status putToken(const TokenRecord& t) = 0;
+  virtual Result<TokenRecord> findTokenByHash(std::string_view hash) = 0;
+  virtual Result<size_t> countTokens() = 0;
+
+  using Watcher = std::function<void(const Change&)>;
+  // Returns an id for unwatch(). Callbacks must be cheap and must not throw.
+  virtual uint64_t watch(Watcher w) = 0;
+  virtual void unwatch(uint64_t id) = 0;
+};
+
+}  // namespace nubo::store

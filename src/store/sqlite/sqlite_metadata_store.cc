@@ -1,0 +1,492 @@
+#include "store/sqlite/sqlite_metadata_store.h"
+
+#include <sqlite3.h>
+
+#include <vector>
+
+namespace nubo::store {
+namespace {
+
+Status sqliteError(sqlite3* db, std::string_view what) {
+  int code = sqlite3_extended_errcode(db);
+  std::string msg = std::string(what) + ": " + sqlite3_errmsg(db);
+  if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) return Unavailable(msg);
+  if ((code & 0xff) == SQLITE_FULL) return ResourceExhausted(msg);
+  return Internal(msg);
+}
+
+// A prepared statement; finalized on destruction.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Status prepared() const {
+    return rc_ == SQLITE_OK ? Status::Ok() : sqliteError(db_, "prepare");
+  }
+  Stmt& bind(int i, std::string_view s) {
+    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  // SQLITE_ROW -> true, SQLITE_DONE -> false, error -> status.
+  Result<bool> step() {
+    if (rc_ != SQLITE_OK) return sqliteError(db_, "prepare");
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return sqliteError(db_, "step");
+  }
+  Status run() {
+    auto r = step();
+    return r.ok() ? Status::Ok() : r.status();
+  }
+  std::string text(int col) const {
+    const unsigned char* t = sqlite3_column_text(stmt_, col);
+    return t ? std::string(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string();
+  }
+  int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back unless commit() succeeded.
+class Txn {
+ public:
+  explicit Txn(sqlite3* db) : db_(db) {}
+  Status begin() {
+    if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return sqliteError(db_, "begin");
+    }
+    open_ = true;
+    return Status::Ok();
+  }
+  Status commit() {
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return sqliteError(db_, "commit");
+    open_ = false;
+    return Status::Ok();
+  }
+  ~Txn() {
+    if (open_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+
+ private:
+  sqlite3* db_;
+  bool open_ = false;
+};
+
+constexpr const char* kDeploymentCols =
+    "id, app, root_tree, manifest, runtime, state, created_ms, creator, files, bytes";
+
+Deployment readDeployment(const Stmt& s) {
+  Deployment d;
+  d.id = s.text(0);
+  d.app = s.text(1);
+  d.root_tree = s.text(2);
+  d.manifest_json = s.text(3);
+  d.runtime = s.text(4);
+  d.state = stateFromName(s.text(5)).value_or(DeploymentState::kFailed);
+  d.created_ms = s.integer(6);
+  d.creator = s.text(7);
+  d.files = static_cast<uint64_t>(s.integer(8));
+  d.bytes = static_cast<uint64_t>(s.integer(9));
+  return d;
+}
+
+constexpr const char* kEventCols =
+    "seq, app, alias, deployment_id, previous_id, kind, actor, at_ms, undone";
+
+AliasEvent readEvent(const Stmt& s) {
+  AliasEvent e;
+  e.seq = s.integer(0);
+  e.app = s.text(1);
+  e.alias = s.text(2);
+  e.deployment_id = s.text(3);
+  e.previous_id = s.text(4);
+  e.kind = s.text(5);
+  e.actor = s.text(6);
+  e.at_ms = s.integer(7);
+  e.undone = s.integer(8) != 0;
+  return e;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteMetadataStore>> SqliteMetadataStore::open(const std::string& path, Clock& clock) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return Internal("open metadata database " + path + ": " + msg);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  std::unique_ptr<SqliteMetadataStore> store(new SqliteMetadataStore(db, clock));
+  RETURN_IF_ERROR(store->migrate());
+  return store;
+}
+
+SqliteMetadataStore::~SqliteMetadataStore() { sqlite3_close(db_); }
+
+Status SqliteMetadataStore::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Internal(std::string("metadata database: ") + msg);
+  }
+  return Status::Ok();
+}
+
+Status SqliteMetadataStore::migrate() {
+  std::lock_guard lock(mu_);
+  RETURN_IF_ERROR(exec("PRAGMA journal_mode=WAL"));
+  RETURN_IF_ERROR(exec("PRAGMA synchronous=FULL"));
+  RETURN_IF_ERROR(exec("PRAGMA foreign_keys=ON"));
+  Stmt v(db_, "PRAGMA user_version");
+  ASSIGN_OR_RETURN(bool row, v.step());
+  int64_t version = row ? v.integer(0) : 0;
+  if (version > 1) {
+    return FailedPrecondition("metadata database schema version " + std::to_string(version) +
+                              " is newer than this nubo understands (1); upgrade nubo");
+  }
+  if (version == 1) return Status::Ok();
+  return exec(R"sql(
+    BEGIN IMMEDIATE;
+    CREATE TABLE apps (
+      name TEXT PRIMARY KEY,
+      created_ms INTEGER NOT NULL,
+      created_by TEXT NOT NULL
+    );
+    CREATE TABLE deployments (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      id TEXT NOT NULL UNIQUE,
+      app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+      root_tree TEXT NOT NULL,
+      manifest TEXT NOT NULL,
+      runtime TEXT NOT NULL,
+      state TEXT NOT NULL,
+      created_ms INTEGER NOT NULL,
+      creator TEXT NOT NULL,
+      files INTEGER NOT NULL,
+      bytes INTEGER NOT NULL
+    );
+    CREATE INDEX deployments_by_app ON deployments(app, seq);
+    CREATE TABLE aliases (
+      app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+      name TEXT NOT NULL,
+      deployment_id TEXT NOT NULL,
+      updated_ms INTEGER NOT NULL,
+      PRIMARY KEY (app, name)
+    );
+    CREATE TABLE alias_events (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+      alias TEXT NOT NULL,
+      deployment_id TEXT NOT NULL,
+      previous_id TEXT NOT NULL,
+      kind TEXT NOT NULL,
+      actor TEXT NOT NULL,
+      at_ms INTEGER NOT NULL,
+      undone INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX alias_events_by_alias ON alias_events(app, alias, seq);
+    CREATE TABLE tokens (
+      id TEXT PRIMARY KEY,
+      name TEXT NOT NULL,
+      hash TEXT NOT NULL UNIQUE,
+      created_ms INTEGER NOT NULL
+    );
+    PRAGMA user_version = 1;
+    COMMIT;
+  )sql");
+}
+
+void SqliteMetadataStore::notify(const Change& c) {
+  std::vector<std::shared_ptr<Watcher>> ws;
+  {
+    std::lock_guard lock(watch_mu_);
+    for (auto& [id, w] : watchers_) ws.push_back(w);
+  }
+  for (auto& w : ws) (*w)(c);
+}
+
+uint64_t SqliteMetadataStore::watch(Watcher w) {
+  std::lock_guard lock(watch_mu_);
+  uint64_t id = next_watch_id_++;
+  watchers_[id] = std::make_shared<Watcher>(std::move(w));
+  return id;
+}
+
+void SqliteMetadataStore::unwatch(uint64_t id) {
+  std::lock_guard lock(watch_mu_);
+  watchers_.erase(id);
+}
+
+Result<Deployment> SqliteMetadataStore::getDeploymentLocked(std::string_view id) {
+  Stmt s(db_, (std::string("SELECT ") + kDeploymentCols + " FROM deployments WHERE id = ?").c_str());
+  s.bind(1, id);
+  ASSIGN_OR_RETURN(bool row, s.step());
+  if (!row) return NotFound("deployment " + std::string(id) + " not found");
+  return readDeployment(s);
+}
+
+Result<AliasEvent> SqliteMetadataStore::moveAliasLocked(std::string_view app, std::string_view alias,
+                                                         std::string_view deployment_id,
+                                                         std::string_view kind, std::string_view actor) {
+  AliasEvent e;
+  e.app = std::string(app);
+  e.alias = std::string(alias);
+  e.deployment_id = std::string(deployment_id);
+  e.kind = std::string(kind);
+  e.actor = std::string(actor);
+  e.at_ms = clock_.nowMillis();
+  {
+    Stmt cur(db_, "SELECT deployment_id FROM aliases WHERE app = ? AND name = ?");
+    cur.bind(1, app).bind(2, alias);
+    ASSIGN_OR_RETURN(bool row, cur.step());
+    if (row) e.previous_id = cur.text(0);
+  }
+  Stmt up(db_,
+          "INSERT INTO aliases (app, name, deployment_id, updated_ms) VALUES (?, ?, ?, ?) "
+          "ON CONFLICT (app, name) DO UPDATE SET deployment_id = excluded.deployment_id, "
+          "updated_ms = excluded.updated_ms");
+  up.bind(1, app).bind(2, alias).bind(3, deployment_id).bind(4, e.at_ms);
+  RETURN_IF_ERROR(up.run());
+  Stmt ev(db_,
+          "INSERT INTO alias_events (app, alias, deployment_id, previous_id, kind, actor, at_ms) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?)");
+  ev.bind(1, app).bind(2, alias).bind(3, deployment_id).bind(4, e.previous_id).bind(5, kind).bind(6, actor).bind(
+      7, e.at_ms);
+  RETURN_IF_ERROR(ev.run());
+  e.seq = sqlite3_last_insert_rowid(db_);
+  return e;
+}
+
+Status SqliteMetadataStore::createDeployment(const Deployment& d, std::string_view promote_alias,
+                                             std::string_view actor) {
+  {
+    std::lock_guard lock(mu_);
+    Txn txn(db_);
+    RETURN_IF_ERROR(txn.begin());
+    Stmt app(db_, "INSERT INTO apps (name, created_ms, created_by) VALUES (?, ?, ?) ON CONFLICT DO NOTHING");
+    app.bind(1, d.app).bind(2, d.created_ms).bind(3, actor);
+    RETURN_IF_ERROR(app.run());
+    Stmt exists(db_, "SELECT 1 FROM deployments WHERE id = ?");
+    exists.bind(1, d.id);
+    ASSIGN_OR_RETURN(bool dup, exists.step());
+    if (dup) return AlreadyExists("deployment " + d.id + " already exists");
+    Stmt ins(db_,
+             "INSERT INTO deployments (id, app, root_tree, manifest, runtime, state, created_ms, creator, "
+             "files, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    ins.bind(1, d.id).bind(2, d.app).bind(3, d.root_tree).bind(4, d.manifest_json).bind(5, d.runtime);
+    ins.bind(6, stateName(d.state)).bind(7, d.created_ms).bind(8, d.creator);
+    ins.bind(9, static_cast<int64_t>(d.files)).bind(10, static_cast<int64_t>(d.bytes));
+    RETURN_IF_ERROR(ins.run());
+    if (!promote_alias.empty() && d.state == DeploymentState::kReady) {
+      ASSIGN_OR_RETURN(AliasEvent ignored, moveAliasLocked(d.app, promote_alias, d.id, "set", actor));
+      (void)ignored;
+    }
+    RETURN_IF_ERROR(txn.commit());
+  }
+  notify({Change::Kind::kDeployment, d.app});
+  return Status::Ok();
+}
+
+Status SqliteMetadataStore::setDeploymentState(std::string_view id, DeploymentState state) {
+  std::string app;
+  {
+    std::lock_guard lock(mu_);
+    ASSIGN_OR_RETURN(Deployment d, getDeploymentLocked(id));
+    app = d.app;
+    Stmt s(db_, "UPDATE deployments SET state = ? WHERE id = ?");
+    s.bind(1, stateName(state)).bind(2, id);
+    RETURN_IF_ERROR(s.run());
+  }
+  notify({Change::Kind::kDeployment, app});
+  return Status::Ok();
+}
+
+Result<Deployment> SqliteMetadataStore::getDeployment(std::string_view id) {
+  std::lock_guard lock(mu_);
+  return getDeploymentLocked(id);
+}
+
+Result<std::vector<Deployment>> SqliteMetadataStore::listDeployments(std::string_view app, size_t limit) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, (std::string("SELECT ") + kDeploymentCols +
+               " FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?")
+                  .c_str());
+  s.bind(1, app).bind(2, limit == 0 ? int64_t{-1} : static_cast<int64_t>(limit));
+  std::vector<Deployment> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    out.push_back(readDeployment(s));
+  }
+  return out;
+}
+
+Result<App> SqliteMetadataStore::getApp(std::string_view name) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT name, created_ms, created_by FROM apps WHERE name = ?");
+  s.bind(1, name);
+  ASSIGN_OR_RETURN(bool row, s.step());
+  if (!row) return NotFound("app " + std::string(name) + " not found");
+  return App{s.text(0), s.integer(1), s.text(2)};
+}
+
+Result<std::vector<App>> SqliteMetadataStore::listApps() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT name, created_ms, created_by FROM apps ORDER BY name");
+  std::vector<App> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    out.push_back(App{s.text(0), s.integer(1), s.text(2)});
+  }
+  return out;
+}
+
+Status SqliteMetadataStore::deleteApp(std::string_view name) {
+  {
+    std::lock_guard lock(mu_);
+    Txn txn(db_);
+    RETURN_IF_ERROR(txn.begin());
+    Stmt s(db_, "DELETE FROM apps WHERE name = ?");
+    s.bind(1, name);
+    RETURN_IF_ERROR(s.run());
+    if (sqlite3_changes(db_) == 0) return NotFound("app " + std::string(name) + " not found");
+    RETURN_IF_ERROR(txn.commit());
+  }
+  notify({Change::Kind::kApp, std::string(name)});
+  return Status::Ok();
+}
+
+Result<AliasEvent> SqliteMetadataStore::setAlias(std::string_view app, std::string_view alias,
+                                                 std::string_view deployment_id, std::string_view actor) {
+  AliasEvent e;
+  {
+    std::lock_guard lock(mu_);
+    Txn txn(db_);
+    RETURN_IF_ERROR(txn.begin());
+    ASSIGN_OR_RETURN(Deployment d, getDeploymentLocked(deployment_id));
+    if (d.app != app) {
+      return NotFound("deployment " + std::string(deployment_id) + " does not belong to app " + std::string(app));
+    }
+    if (d.state != DeploymentState::kReady) {
+      return FailedPrecondition("deployment " + d.id + " is " + std::string(stateName(d.state)) +
+                                ", only READY deployments can be aliased");
+    }
+    ASSIGN_OR_RETURN(e, moveAliasLocked(app, alias, deployment_id, "set", actor));
+    RETURN_IF_ERROR(txn.commit());
+  }
+  notify({Change::Kind::kAlias, std::string(app)});
+  return e;
+}
+
+Result<AliasEvent> SqliteMetadataStore::rollbackAlias(std::string_view app, std::string_view alias,
+                                                      std::string_view actor) {
+  AliasEvent e;
+  {
+    std::lock_guard lock(mu_);
+    Txn txn(db_);
+    RETURN_IF_ERROR(txn.begin());
+    Stmt last(db_, (std::string("SELECT ") + kEventCols +
+                    " FROM alias_events WHERE app = ? AND alias = ? AND kind = 'set' AND undone = 0 "
+                    "ORDER BY seq DESC LIMIT 1")
+                       .c_str());
+    last.bind(1, app).bind(2, alias);
+    ASSIGN_OR_RETURN(bool row, last.step());
+    if (!row || last.text(4).empty()) {
+      Stmt exists(db_, "SELECT 1 FROM aliases WHERE app = ? AND name = ?");
+      exists.bind(1, app).bind(2, alias);
+      ASSIGN_OR_RETURN(bool has_alias, exists.step());
+      if (!has_alias) return NotFound("app " + std::string(app) + " has no alias " + std::string(alias));
+      return FailedPrecondition("alias " + std::string(alias) + " of app " + std::string(app) +
+                                " has no earlier deployment to roll back to");
+    }
+    AliasEvent undo = readEvent(last);
+    Stmt mark(db_, "UPDATE alias_events SET undone = 1 WHERE seq = ?");
+    mark.bind(1, undo.seq);
+    RETURN_IF_ERROR(mark.run());
+    ASSIGN_OR_RETURN(e, moveAliasLocked(app, alias, undo.previous_id, "rollback", actor));
+    RETURN_IF_ERROR(txn.commit());
+  }
+  notify({Change::Kind::kAlias, std::string(app)});
+  return e;
+}
+
+Result<std::vector<Alias>> SqliteMetadataStore::listAliases(std::string_view app) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT app, name, deployment_id, updated_ms FROM aliases WHERE app = ? ORDER BY name");
+  s.bind(1, app);
+  std::vector<Alias> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    out.push_back(Alias{s.text(0), s.text(1), s.text(2), s.integer(3)});
+  }
+  return out;
+}
+
+Result<std::vector<AliasEvent>> SqliteMetadataStore::aliasHistory(std::string_view app, std::string_view alias,
+                                                                  size_t limit) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, (std::string("SELECT ") + kEventCols +
+               " FROM alias_events WHERE app = ? AND alias = ? ORDER BY seq DESC LIMIT ?")
+                  .c_str());
+  s.bind(1, app).bind(2, alias).bind(3, limit == 0 ? int64_t{-1} : static_cast<int64_t>(limit));
+  std::vector<AliasEvent> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    out.push_back(readEvent(s));
+  }
+  return out;
+}
+
+Status SqliteMetadataStore::putToken(const TokenRecord& t) {
+  {
+    std::lock_guard lock(mu_);
+    Stmt s(db_, "INSERT INTO tokens (id, name, hash, created_ms) VALUES (?, ?, ?, ?)");
+    s.bind(1, t.id).bind(2, t.name).bind(3, t.hash).bind(4, t.created_ms);
+    Status st = s.run();
+    if (!st.ok() && (sqlite3_extended_errcode(db_) & 0xff) == SQLITE_CONSTRAINT) {
+      return AlreadyExists("token " + t.id + " already exists");
+    }
+    RETURN_IF_ERROR(st);
+  }
+  notify({Change::Kind::kToken, ""});
+  return Status::Ok();
+}
+
+Result<TokenRecord> SqliteMetadataStore::findTokenByHash(std::string_view hash) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT id, name, hash, created_ms FROM tokens WHERE hash = ?");
+  s.bind(1, hash);
+  ASSIGN_OR_RETURN(bool row, s.step());
+  if (!row) return NotFound("no such token");
+  return TokenRecord{s.text(0), s.text(1), s.text(2), s.integer(3)};
+}
+
+Result<size_t> SqliteMetadataStore::countTokens() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT COUNT(*) FROM tokens");
+  ASSIGN_OR_RETURN(bool row, s.step());
+  return row ? static_cast<size_t>(s.integer(0)) : 0;
+}
+
+}  // namespace nubo::store

@@ -1,0 +1,68 @@
+// SqliteMetadataStore: the single-node MetadataStore, one SQLite database in
+// WAL mode with synchronous=FULL, so a committed write survives kill -9 and
+// power loss. One connection guarded by a mutex: the control plane is not
+// hot, and the data plane never reads SQLite on the request path (the router
+// keeps its own snapshot, refreshed by watch()).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/clock.h"
+#include "store/metadata_store.h"
+
+struct sqlite3;
+
+namespace nubo::store {
+
+class SqliteMetadataStore final : public MetadataStore {
+ public:
+  // Opens or creates the database at `path` (":memory:" for tests) and
+  // migrates its schema.
+  static Result<std::unique_ptr<SqliteMetadataStore>> open(const std::string& path, Clock& clock);
+  ~SqliteMetadataStore() override;
+
+  Status createDeployment(const Deployment& d, std::string_view promote_alias,
+                          std::string_view actor) override;
+  Status setDeploymentState(std::string_view id, DeploymentState state) override;
+  Result<Deployment> getDeployment(std::string_view id) override;
+  Result<std::vector<Deployment>> listDeployments(std::string_view app, size_t limit) override;
+  Result<App> getApp(std::string_view name) override;
+  Result<std::vector<App>> listApps() override;
+  Status deleteApp(std::string_view name) override;
+  Result<AliasEvent> setAlias(std::string_view app, std::string_view alias,
+                              std::string_view deployment_id, std::string_view actor) override;
+  Result<AliasEvent> rollbackAlias(std::string_view app, std::string_view alias,
+                                   std::string_view actor) override;
+  Result<std::vector<Alias>> listAliases(std::string_view app) override;
+  Result<std::vector<AliasEvent>> aliasHistory(std::string_view app, std::string_view alias,
+                                               size_t limit) override;
+  Status putToken(const TokenRecord& t) override;
+  Result<TokenRecord> findTokenByHash(std::string_view hash) override;
+  Result<size_t> countTokens() override;
+  uint64_t watch(Watcher w) override;
+  void unwatch(uint64_t id) override;
+
+ private:
+  SqliteMetadataStore(sqlite3* db, Clock& clock) : db_(db), clock_(clock) {}
+  Status migrate();
+  Status exec(const char* sql);
+  // Both require mu_ held.
+  Result<AliasEvent> moveAliasLocked(std::string_view app, std::string_view alias,
+                                     std::string_view deployment_id, std::string_view kind,
+                                     std::string_view actor);
+  Result<Deployment> getDeploymentLocked(std::string_view id);
+  void notify(const Change& c);
+
+  std::mutex mu_;
+  sqlite3* db_;  // guarded by mu_
+  Clock& clock_;
+
+  std::mutex watch_mu_;
+  uint64_t next_watch_id_ = 1;             // guarded by watch_mu_
+  std::map<uint64_t, std::shared_ptr<Watcher>> watchers_;  // guarded by watch_mu_
+};
+
+}  // namespace nubo::store

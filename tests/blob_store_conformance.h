@@ -1,0 +1,78 @@
+// The BlobStore conformance suite. Every implementation instantiates it:
+//   INSTANTIATE_TEST_SUITE_P(Local, BlobStoreConformance, testing::Values(&makeLocal));
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "blob/blob_store.h"
+#include "common/sha256.h"
+
+namespace nubo::blob {
+
+using BlobStoreFactory = std::unique_ptr<BlobStore> (*)();
+
+class BlobStoreConformance : public testing::TestWithParam<BlobStoreFactory> {
+ protected:
+  void SetUp() override { store_ = GetParam()(); }
+  std::unique_ptr<BlobStore> store_;
+};
+
+TEST_P(BlobStoreConformance, PutThenGetReturnsTheBytes) {
+  std::string bytes = "hello, blobs\n";
+  std::string h = sha256Hex(bytes);
+  EXPECT_FALSE(store_->has(h));
+  ASSERT_TRUE(store_->put(h, bytes).ok());
+  EXPECT_TRUE(store_->has(h));
+  EXPECT_EQ(*store_->get(h), bytes);
+  EXPECT_EQ(*store_->size(h), bytes.size());
+  auto f = store_->open(h);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->size, bytes.size());
+  std::string read(bytes.size(), '\0');
+  EXPECT_EQ(::pread(f->fd.get(), read.data(), read.size(), 0), static_cast<ssize_t>(read.size()));
+  EXPECT_EQ(read, bytes);
+}
+
+TEST_P(BlobStoreConformance, EmptyBlobIsABlob) {
+  std::string h = sha256Hex("");
+  ASSERT_TRUE(store_->put(h, "").ok());
+  EXPECT_EQ(*store_->get(h), "");
+}
+
+TEST_P(BlobStoreConformance, WrongHashIsRejectedAndNothingStored) {
+  std::string h = sha256Hex("the real bytes");
+  Status s = store_->put(h, "other bytes");
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("nothing was stored"), std::string::npos);
+  EXPECT_FALSE(store_->has(h));
+  EXPECT_EQ(store_->get(h).status().code(), Code::kNotFound);
+}
+
+TEST_P(BlobStoreConformance, MalformedNamesAreRejected) {
+  EXPECT_EQ(store_->put("../../etc/passwd", "x").code(), Code::kInvalidArgument);
+  EXPECT_EQ(store_->get("ABC").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(store_->size(std::string(64, 'G')).status().code(), Code::kInvalidArgument);
+}
+
+TEST_P(BlobStoreConformance, PutIsIdempotentAndSafeConcurrently) {
+  std::string bytes(100000, 'x');
+  std::string h = sha256Hex(bytes);
+  std::vector<std::thread> ts;
+  std::vector<Status> results(8);
+  for (int i = 0; i < 8; ++i) ts.emplace_back([&, i] { results[i] = store_->put(h, bytes); });
+  for (auto& t : ts) t.join();
+  for (auto& s : results) EXPECT_TRUE(s.ok()) << s.toString();
+  EXPECT_EQ(*store_->get(h), bytes);
+}
+
+TEST_P(BlobStoreConformance, MissingBlobIsNotFound) {
+  EXPECT_EQ(store_->open(sha256Hex("absent")).status().code(), Code::kNotFound);
+}
+
+}  // namespace nubo::blob

@@ -1,0 +1,75 @@
+#include "manifest/manifest.h"
+
+#include <gtest/gtest.h>
+
+namespace nubo::manifest {
+namespace {
+
+TEST(ManifestTest, EmptyManifestHasDefaults) {
+  auto m = parseManifestText("{}");
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->runtime, "static");
+  EXPECT_EQ(m->limits.memory_mb, 128);
+  EXPECT_EQ(m->limits.max_instances, 4);
+  EXPECT_FALSE(m->permissions.network);
+  EXPECT_EQ(m->permissions.tmp_mb, 16);
+}
+
+TEST(ManifestTest, TheDesignExampleIsValid) {
+  auto m = parseManifestText(R"({
+    "name": "hello", "runtime": "node", "entry": "index.js",
+    "build":   { "builder": "node", "command": "npm run build", "output": "dist" },
+    "limits":  { "memory_mb": 128, "timeout_ms": 10000, "concurrency": 32,
+                 "min_instances": 0, "max_instances": 4, "idle_ttl_s": 300 },
+    "permissions": { "network": false, "tmp_mb": 16 },
+    "env": { "GREETING": "hi" },
+    "cron": [ { "schedule": "*/5 * * * *", "path": "/tick" } ]
+  })");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_EQ(m->name, "hello");
+  EXPECT_EQ(m->build.output, "dist");
+  EXPECT_EQ(m->env.at("GREETING"), "hi");
+  ASSERT_EQ(m->cron.size(), 1u);
+  // Round trip through canonical JSON.
+  auto again = parseManifest(toJson(*m));
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(toJson(*again), toJson(*m));
+}
+
+TEST(ManifestTest, EveryProblemIsListedAtOnceNamingTheField) {
+  auto m = parseManifestText(R"({
+    "name": "Bad Name", "runtime": "cobol", "colour": "blue",
+    "limits": { "memory_mb": 1, "timeout_ms": "fast", "cpu": 2 },
+    "permissions": { "network": "yes" },
+    "env": { "1BAD": "x", "OK": 3 },
+    "build": { "output": "../out" },
+    "cron": [ { "schedule": "every minute", "path": "tick" } ]
+  })");
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), Code::kInvalidArgument);
+  const std::string msg = m.status().message();
+  for (const char* field : {"name:", "runtime:", "colour:", "limits.memory_mb:", "limits.timeout_ms:",
+                            "limits.cpu:", "permissions.network:", "env.1BAD:", "env.OK:", "build.output:",
+                            "cron[0].schedule:", "cron[0].path:"}) {
+    EXPECT_NE(msg.find(field), std::string::npos) << "missing " << field << " in:\n" << msg;
+  }
+  EXPECT_NE(msg.find("12 problems"), std::string::npos) << msg;
+}
+
+TEST(ManifestTest, MinInstancesMayNotExceedMax) {
+  auto m = parseManifestText(R"({"limits": {"min_instances": 5, "max_instances": 2}})");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("limits.min_instances"), std::string::npos);
+}
+
+TEST(ManifestTest, MalformedJsonSaysSo) {
+  auto m = parseManifestText("{\"name\": ");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("nubo.json is not valid JSON"), std::string::npos);
+  auto arr = parseManifestText("[1]");
+  ASSERT_FALSE(arr.ok());
+  EXPECT_NE(arr.status().message().find("must be a JSON object"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace nubo::manifest

@@ -1,0 +1,247 @@
+// The MetadataStore conformance suite. Every implementation instantiates it
+// with a factory that returns a fresh, empty store:
+//   INSTANTIATE_TEST_SUITE_P(Sqlite, MetadataStoreConformance, testing::Values(&makeSqlite));
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "store/metadata_store.h"
+
+namespace nubo::store {
+
+using MetadataStoreFactory = std::unique_ptr<MetadataStore> (*)(Clock&);
+
+class MetadataStoreConformance : public testing::TestWithParam<MetadataStoreFactory> {
+ protected:
+  void SetUp() override { store_ = GetParam()(clock_); }
+
+  Deployment makeDeployment(const std::string& app, DeploymentState state = DeploymentState::kReady) {
+    Deployment d;
+    d.id = newDeploymentId();
+    d.app = app;
+    d.root_tree = std::string(64, 'a');
+    d.manifest_json = R"({"name":")" + app + R"(","runtime":"static"})";
+    d.runtime = "static";
+    d.state = state;
+    d.created_ms = clock_.nowMillis();
+    d.creator = "admin";
+    d.files = 3;
+    d.bytes = 1234;
+    clock_.advance(1000);
+    return d;
+  }
+
+  std::string deploy(const std::string& app, const std::string& promote = "production") {
+    Deployment d = makeDeployment(app);
+    EXPECT_TRUE(store_->createDeployment(d, promote, "admin").ok());
+    return d.id;
+  }
+
+  std::string aliasTarget(const std::string& app, const std::string& alias) {
+    auto aliases = store_->listAliases(app);
+    if (!aliases.ok()) return "error";
+    for (auto& a : *aliases) {
+      if (a.name == alias) return a.deployment_id;
+    }
+    return "";
+  }
+
+  FakeClock clock_;
+  std::unique_ptr<MetadataStore> store_;
+};
+
+TEST_P(MetadataStoreConformance, CreateDeploymentCreatesTheAppAndKeepsEveryField) {
+  Deployment d = makeDeployment("shop");
+  ASSERT_TRUE(store_->createDeployment(d, "", "alice").ok());
+  auto got = store_->getDeployment(d.id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->app, "shop");
+  EXPECT_EQ(got->root_tree, d.root_tree);
+  EXPECT_EQ(got->manifest_json, d.manifest_json);
+  EXPECT_EQ(got->runtime, "static");
+  EXPECT_EQ(got->state, DeploymentState::kReady);
+  EXPECT_EQ(got->created_ms, d.created_ms);
+  EXPECT_EQ(got->creator, "admin");
+  EXPECT_EQ(got->files, 3u);
+  EXPECT_EQ(got->bytes, 1234u);
+  auto app = store_->getApp("shop");
+  ASSERT_TRUE(app.ok());
+  EXPECT_EQ(app->created_by, "alice");
+  EXPECT_TRUE(store_->listAliases("shop")->empty());  // not promoted
+}
+
+TEST_P(MetadataStoreConformance, DuplicateDeploymentIdIsRejected) {
+  Deployment d = makeDeployment("shop");
+  ASSERT_TRUE(store_->createDeployment(d, "", "a").ok());
+  EXPECT_EQ(store_->createDeployment(d, "", "a").code(), Code::kAlreadyExists);
+}
+
+TEST_P(MetadataStoreConformance, UnknownThingsAreNotFound) {
+  EXPECT_EQ(store_->getDeployment("dnope").status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->getApp("nope").status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->deleteApp("nope").code(), Code::kNotFound);
+  EXPECT_EQ(store_->rollbackAlias("nope", "production", "a").status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->findTokenByHash(std::string(64, 'f')).status().code(), Code::kNotFound);
+}
+
+TEST_P(MetadataStoreConformance, ListsAreOrdered) {
+  std::string a = deploy("beta");
+  std::string b = deploy("beta");
+  deploy("alpha");
+  auto apps = store_->listApps();
+  ASSERT_TRUE(apps.ok());
+  ASSERT_EQ(apps->size(), 2u);
+  EXPECT_EQ((*apps)[0].name, "alpha");
+  auto ds = store_->listDeployments("beta", 0);
+  ASSERT_EQ(ds->size(), 2u);
+  EXPECT_EQ((*ds)[0].id, b);  // newest first
+  EXPECT_EQ((*ds)[1].id, a);
+  EXPECT_EQ(store_->listDeployments("beta", 1)->size(), 1u);
+}
+
+TEST_P(MetadataStoreConformance, PromoteOnCreateMovesTheAlias) {
+  std::string a = deploy("shop");
+  EXPECT_EQ(aliasTarget("shop", "production"), a);
+  std::string b = deploy("shop");
+  EXPECT_EQ(aliasTarget("shop", "production"), b);
+  std::string c = deploy("shop", "");
+  EXPECT_EQ(aliasTarget("shop", "production"), b);
+  (void)c;
+}
+
+TEST_P(MetadataStoreConformance, NonReadyDeploymentsAreNotPromoted) {
+  Deployment d = makeDeployment("shop", DeploymentState::kBuilding);
+  ASSERT_TRUE(store_->createDeployment(d, "production", "a").ok());
+  EXPECT_EQ(aliasTarget("shop", "production"), "");
+  EXPECT_EQ(store_->setAlias("shop", "production", d.id, "a").status().code(), Code::kFailedPrecondition);
+  ASSERT_TRUE(store_->setDeploymentState(d.id, DeploymentState::kReady).ok());
+  EXPECT_TRUE(store_->setAlias("shop", "production", d.id, "a").ok());
+}
+
+TEST_P(MetadataStoreConformance, SetAliasChecksTheDeploymentBelongsToTheApp) {
+  std::string a = deploy("shop");
+  std::string other = deploy("blog");
+  EXPECT_EQ(store_->setAlias("shop", "staging", other, "a").status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->setAlias("shop", "staging", "dmissing00000", "a").status().code(), Code::kNotFound);
+  auto e = store_->setAlias("shop", "staging", a, "bob");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->previous_id, "");
+  EXPECT_EQ(e->actor, "bob");
+  EXPECT_EQ(aliasTarget("shop", "staging"), a);
+}
+
+TEST_P(MetadataStoreConformance, RollbackWalksBackThroughHistory) {
+  std::string a = deploy("shop");
+  std::string b = deploy("shop");
+  std::string c = deploy("shop");
+  auto r1 = store_->rollbackAlias("shop", "production", "a");
+  ASSERT_TRUE(r1.ok()) << r1.status().toString();
+  EXPECT_EQ(r1->deployment_id, b);
+  EXPECT_EQ(r1->previous_id, c);
+  EXPECT_EQ(aliasTarget("shop", "production"), b);
+  ASSERT_TRUE(store_->rollbackAlias("shop", "production", "a").ok());
+  EXPECT_EQ(aliasTarget("shop", "production"), a);
+  // a was the first deployment: nothing earlier.
+  EXPECT_EQ(store_->rollbackAlias("shop", "production", "a").status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(aliasTarget("shop", "production"), a);
+  // Promoting again starts a new step that rollback can undo.
+  ASSERT_TRUE(store_->setAlias("shop", "production", c, "a").ok());
+  ASSERT_TRUE(store_->rollbackAlias("shop", "production", "a").ok());
+  EXPECT_EQ(aliasTarget("shop", "production"), a);
+  auto hist = store_->aliasHistory("shop", "production", 0);
+  ASSERT_TRUE(hist.ok());
+  ASSERT_EQ(hist->size(), 7u);
+  EXPECT_EQ((*hist)[0].kind, "rollback");
+  EXPECT_EQ(store_->aliasHistory("shop", "production", 2)->size(), 2u);
+}
+
+TEST_P(MetadataStoreConformance, RollbackOfAFreshAliasIsAFailedPrecondition) {
+  deploy("shop");
+  Status s = store_->rollbackAlias("shop", "production", "a").status();
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("no earlier deployment"), std::string::npos);
+}
+
+TEST_P(MetadataStoreConformance, DeleteAppRemovesEverythingOfItOnly) {
+  std::string a = deploy("shop");
+  std::string b = deploy("blog");
+  ASSERT_TRUE(store_->deleteApp("shop").ok());
+  EXPECT_EQ(store_->getApp("shop").status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->getDeployment(a).status().code(), Code::kNotFound);
+  EXPECT_TRUE(store_->listAliases("shop")->empty());
+  EXPECT_TRUE(store_->aliasHistory("shop", "production", 0)->empty());
+  EXPECT_TRUE(store_->getDeployment(b).ok());
+  EXPECT_EQ(aliasTarget("blog", "production"), b);
+  // The name can be used again from scratch.
+  std::string c = deploy("shop");
+  EXPECT_EQ(aliasTarget("shop", "production"), c);
+  EXPECT_EQ(store_->rollbackAlias("shop", "production", "a").status().code(), Code::kFailedPrecondition);
+}
+
+TEST_P(MetadataStoreConformance, TokensAreFoundByHash) {
+  EXPECT_EQ(*store_->countTokens(), 0u);
+  TokenRecord t{"admin", "admin", std::string(64, 'c'), clock_.nowMillis()};
+  ASSERT_TRUE(store_->putToken(t).ok());
+  EXPECT_EQ(store_->putToken(t).code(), Code::kAlreadyExists);
+  auto got = store_->findTokenByHash(t.hash);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->name, "admin");
+  EXPECT_EQ(*store_->countTokens(), 1u);
+}
+
+TEST_P(MetadataStoreConformance, WatchersHearEveryCommittedChangeAndMayReadTheStore) {
+  std::vector<Change> seen;
+  std::string target_seen;
+  uint64_t id = store_->watch([&](const Change& c) {
+    seen.push_back(c);
+    // Reading from a callback must not deadlock, and must see the change.
+    if (c.kind == Change::Kind::kAlias) target_seen = aliasTarget(c.app, "production");
+  });
+  std::string a = deploy("shop");
+  std::string b = deploy("shop");
+  ASSERT_TRUE(store_->setAlias("shop", "production", a, "x").ok());
+  EXPECT_EQ(target_seen, a);
+  ASSERT_TRUE(store_->deleteApp("shop").ok());
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[0].kind, Change::Kind::kDeployment);
+  EXPECT_EQ(seen[0].app, "shop");
+  EXPECT_EQ(seen[3].kind, Change::Kind::kApp);
+  // A failed write notifies nobody.
+  EXPECT_FALSE(store_->setAlias("shop", "production", b, "x").ok());
+  EXPECT_EQ(seen.size(), 4u);
+  store_->unwatch(id);
+  deploy("other");
+  EXPECT_EQ(seen.size(), 4u);
+}
+
+TEST_P(MetadataStoreConformance, ConcurrentWritersAllSucceed) {
+  std::vector<std::thread> ts;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 4; ++i) {
+    ts.emplace_back([&, i] {
+      for (int j = 0; j < 10; ++j) {
+        Deployment d;
+        d.id = newDeploymentId();
+        d.app = "app" + std::to_string(i);
+        d.root_tree = std::string(64, 'b');
+        d.manifest_json = "{}";
+        d.runtime = "static";
+        d.state = DeploymentState::kReady;
+        d.creator = "t";
+        if (store_->createDeployment(d, "production", "t").ok()) ok++;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(ok.load(), 40);
+  EXPECT_EQ(store_->listApps()->size(), 4u);
+}
+
+}  // namespace nubo::store
