@@ -26,6 +26,10 @@ int main(int argc, char** argv) {
   int64_t grace_ms = serve_opts.grace.count();
   serve->add_option("--grace-ms", grace_ms, "How long in-flight requests may finish at shutdown (default 10000)")
       ->check(CLI::Range(0, 600000));
+  int64_t header_timeout_ms = serve_opts.header_timeout.count();
+  serve->add_option("--header-timeout-ms", header_timeout_ms,
+                    "Clients must send a request's headers within this time, else 408 (default 10000)")
+      ->check(CLI::Range(10, 600000));
   serve->add_option("--cache-mb", serve_opts.cache_mb, "Memory for hot static files (default 256)")
       ->check(CLI::Range(0, 65536));
   serve->add_option("--max-upload-mb", serve_opts.max_upload_mb, "Largest file a deploy may upload (default 512)")
@@ -33,6 +37,7 @@ int main(int argc, char** argv) {
   serve->callback([&] {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     serve_opts.grace = std::chrono::milliseconds(grace_ms);
+    serve_opts.header_timeout = std::chrono::milliseconds(header_timeout_ms);
     auto s = nubo::server::runServer(serve_opts);
     if (!s.ok()) {
       std::fprintf(stderr, "error: %s\n", s.message().c_str());

@@ -66,6 +66,7 @@ Result<HttpResponse> HttpClient::send(std::string_view method, std::string_view 
   std::string url = base_ + std::string(path);
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);  // send paths exactly as given
   curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s_);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &onBody);

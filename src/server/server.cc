@@ -77,6 +77,7 @@ Status runServer(const ServerOptions& opts) {
   asio::io_context control_ioc;
   http::ServerLimits data_limits;
   data_limits.body_bytes = 1 << 20;
+  data_limits.header_timeout = opts.header_timeout;
   http::HttpServer data_server(data_ioc, "gateway", data_limits, gw);
   ASSIGN_OR_RETURN(std::string data_addr, data_server.listen(opts.listen));
 
@@ -86,6 +87,7 @@ Status runServer(const ServerOptions& opts) {
   api::ControlApi control_api(*store, deployer, auth, urls);
   http::ServerLimits control_limits;
   control_limits.body_bytes = opts.max_upload_mb << 20;
+  control_limits.header_timeout = opts.header_timeout;
   http::HttpServer control_server(control_ioc, "control", control_limits, control_api);
   ASSIGN_OR_RETURN(std::string control_addr, control_server.listen(opts.control));
 

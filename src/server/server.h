@@ -20,6 +20,7 @@ struct ServerOptions {
   std::string base_domain = "localhost";
   int threads = 0;                            // data-plane threads; 0: one per core
   std::chrono::milliseconds grace{10'000};
+  std::chrono::milliseconds header_timeout{10'000};  // slow clients get 408 after this
   uint64_t cache_mb = 256;                    // hot static file bytes in memory
   uint64_t max_upload_mb = 512;               // largest single file a deploy may upload
   bool write_client_config = true;            // write ~/.config/nubo/config.json if absent
