@@ -105,5 +105,31 @@ TEST(CrashTest, SlowClientsGet408AndTheServerCarriesOn) {
   EXPECT_EQ(server.get("/_nubo/healthz").status, 200);
 }
 
+TEST(ShutdownTest, SigtermLetsInFlightDownloadsFinish) {
+  TempDir tmp;
+  NuboServer server(tmp);
+  std::string big(16 << 20, 'z');
+  writeFile(tmp.sub("site/big.bin"), big);
+  server.deploy(tmp.sub("site"), {"--app", "dl"});
+
+  // A slow reader: about two seconds for the whole file.
+  std::string out = tmp.sub("download");
+  pid_t curl = ::fork();
+  if (curl == 0) {
+    std::string url = server.dataUrl() + "/dl/big.bin";
+    ::execlp("curl", "curl", "-sf", "--limit-rate", "8M", "-o", out.c_str(), url.c_str(), nullptr);
+    ::_exit(127);
+  }
+  ASSERT_TRUE(waitFor([&] {
+    std::error_code ec;
+    return std::filesystem::exists(out) && std::filesystem::file_size(out, ec) > 0;
+  }));
+  EXPECT_EQ(server.stop(SIGTERM), 0);  // returns once the download is done
+  int status = 0;
+  ::waitpid(curl, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(std::filesystem::file_size(out), big.size());
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

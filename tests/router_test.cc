@@ -1,0 +1,114 @@
+#include "gateway/router.h"
+
+#include <gtest/gtest.h>
+
+#include "common/ids.h"
+#include "store/sqlite/sqlite_metadata_store.h"
+#include "test_util.h"
+
+namespace nubo::gateway {
+namespace {
+
+class RouterTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::move(store::SqliteMetadataStore::open(dir_.sub("m.db"), clock_)).value();
+    router_ = std::make_unique<Router>(*store_, "localhost");
+  }
+
+  std::string deploy(const std::string& app, const std::string& promote = "production",
+                     store::DeploymentState state = store::DeploymentState::kReady) {
+    store::Deployment d;
+    d.id = newDeploymentId();
+    d.app = app;
+    d.root_tree = std::string(64, 'a');
+    d.manifest_json = "{}";
+    d.runtime = "static";
+    d.state = state;
+    EXPECT_TRUE(store_->createDeployment(d, promote, "t").ok());
+    return d.id;
+  }
+
+  std::string resolvedId(std::string_view host, std::string_view path) {
+    auto r = router_->resolve(host, path);
+    if (!r.ok()) return "error: " + r.status().message();
+    if (r->kind == Resolved::Kind::kRedirect) return "redirect: " + r->location;
+    return r->deployment->id;
+  }
+
+  testing_util::TempDir dir_;
+  FakeClock clock_;
+  std::unique_ptr<store::SqliteMetadataStore> store_;
+  std::unique_ptr<Router> router_;
+};
+
+TEST_F(RouterTest, ResolvesEveryUrlForm) {
+  std::string a = deploy("shop");
+  std::string b = deploy("shop", "staging");
+  ASSERT_TRUE(router_->start().ok());
+  EXPECT_EQ(resolvedId("shop.localhost", "/"), a);
+  EXPECT_EQ(resolvedId("production--shop.localhost", "/x"), a);
+  EXPECT_EQ(resolvedId("staging--shop.localhost", "/"), b);
+  EXPECT_EQ(resolvedId(b + "--shop.localhost", "/"), b);
+  EXPECT_EQ(resolvedId("127.0.0.1", "/shop/index.html"), a);
+  EXPECT_EQ(resolvedId("127.0.0.1", "/staging--shop/"), b);
+  EXPECT_EQ(resolvedId("localhost", "/" + b + "--shop/a/b"), b);
+  EXPECT_EQ(resolvedId("127.0.0.1", "/shop"), "redirect: /shop/");
+
+  auto r = router_->resolve("127.0.0.1", "/shop/css/a.css");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->path, "/css/a.css");
+  EXPECT_FALSE(r->immutable);
+  r = router_->resolve(b + "--shop.localhost", "/");
+  EXPECT_TRUE(r->immutable);
+}
+
+TEST_F(RouterTest, UnknownThingsAreNotFoundWithAReason) {
+  std::string a = deploy("shop");
+  deploy("draft", "");
+  ASSERT_TRUE(router_->start().ok());
+  EXPECT_NE(resolvedId("nope.localhost", "/").find("app \"nope\" not found"), std::string::npos);
+  EXPECT_NE(resolvedId("beta--shop.localhost", "/").find("no alias \"beta\""), std::string::npos);
+  EXPECT_NE(resolvedId("dzzzzzzzzzzzz--shop.localhost", "/").find("not found"), std::string::npos);
+  EXPECT_NE(resolvedId("draft.localhost", "/").find("no production deployment"), std::string::npos);
+  EXPECT_NE(resolvedId("127.0.0.1", "/").find("no app named"), std::string::npos);
+  // A deployment id of another app does not leak across apps.
+  deploy("blog");
+  EXPECT_NE(resolvedId(a + "--blog.localhost", "/").find("not found"), std::string::npos);
+  // Deeper subdomains are not apps: they fall back to the path.
+  EXPECT_EQ(resolvedId("x.shop.localhost", "/shop/"), a);
+}
+
+TEST_F(RouterTest, FollowsStoreChangesImmediately) {
+  ASSERT_TRUE(router_->start().ok());
+  EXPECT_NE(resolvedId("shop.localhost", "/").find("not found"), std::string::npos);
+  std::string a = deploy("shop");
+  EXPECT_EQ(resolvedId("shop.localhost", "/"), a);
+  std::string b = deploy("shop");
+  EXPECT_EQ(resolvedId("shop.localhost", "/"), b);
+  ASSERT_TRUE(store_->rollbackAlias("shop", "production", "t").ok());
+  EXPECT_EQ(resolvedId("shop.localhost", "/"), a);
+  ASSERT_TRUE(store_->deleteApp("shop").ok());
+  EXPECT_NE(resolvedId("shop.localhost", "/").find("not found"), std::string::npos);
+}
+
+TEST_F(RouterTest, OnlyReadyDeploymentsAreRouted) {
+  ASSERT_TRUE(router_->start().ok());
+  std::string id = deploy("shop", "", store::DeploymentState::kBuilding);
+  EXPECT_NE(resolvedId(id + "--shop.localhost", "/").find("not ready"), std::string::npos);
+  ASSERT_TRUE(store_->setDeploymentState(id, store::DeploymentState::kReady).ok());
+  EXPECT_EQ(resolvedId(id + "--shop.localhost", "/"), id);
+}
+
+TEST_F(RouterTest, HonoursTheBaseDomain) {
+  Router custom(*store_, "apps.example.com");
+  std::string a = deploy("shop");
+  ASSERT_TRUE(custom.start().ok());
+  auto r = custom.resolve("shop.apps.example.com", "/");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->deployment->id, a);
+  EXPECT_FALSE(custom.resolve("shop.localhost", "/").ok());
+}
+
+}  // namespace
+}  // namespace nubo::gateway
