@@ -1,0 +1,41 @@
+# Shared helpers for the bench/ scripts. Everything runs on loopback, every
+# load is bounded in time, and only processes started here are stopped, by PID.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NUBO=${NUBO:-$ROOT/build/nubo}
+[[ -x $NUBO ]] || { echo "bench: $NUBO not found; run 'make build' first" >&2; exit 1; }
+
+BENCH_TMP=$(mktemp -d /tmp/nubo-bench.XXXXXX)
+chmod 755 "$BENCH_TMP"  # nginx workers run as an unprivileged user
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$BENCH_TMP"
+}
+trap cleanup EXIT
+
+# Starts `nubo serve` in a temp data dir; sets NUBO_DATA_URL, NUBO_SERVER, NUBO_TOKEN.
+start_nubo() {
+  local data=$BENCH_TMP/data
+  XDG_CONFIG_HOME=$BENCH_TMP/config "$NUBO" serve --data "$data" --listen 127.0.0.1:0 \
+    --control 127.0.0.1:0 "$@" >"$BENCH_TMP/nubo.log" 2>&1 &
+  NUBO_PID=$!
+  PIDS+=("$NUBO_PID")
+  for _ in $(seq 1 500); do
+    [[ -s $data/serve.json ]] && grep -q "\"pid\":$NUBO_PID" "$data/serve.json" && break
+    sleep 0.01
+  done
+  NUBO_DATA_URL=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["data_url"])' "$data/serve.json")
+  export NUBO_SERVER=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["control_url"])' "$data/serve.json")
+  export NUBO_TOKEN=$(cat "$data/admin.token")
+}
+
+free_port() {
+  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+}
+
+json_field() {  # json_field FIELD < json
+  python3 -c 'import json,sys;print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
