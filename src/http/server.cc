@@ -230,6 +230,17 @@ asio::awaitable<void> HttpServer::acceptLoop() {
 
 namespace {
 
+// Sends `r` with `body` as a Beast message of body type Body.
+template <class Body, class Value>
+asio::awaitable<void> writeAs(tcp::socket& sock, Response& r, bool keep_alive, unsigned version, Value&& body,
+                              uint64_t length, error_code& ec) {
+  bhttp::response<Body> m;
+  fillHeader(m, r, keep_alive, version);
+  m.body() = std::forward<Value>(body);
+  m.content_length(length);
+  co_await bhttp::async_write(sock, m, kUseAwaitableEc(ec));
+}
+
 // Writes `r` on the socket as the right Beast message type.
 asio::awaitable<void> writeResponse(tcp::socket& sock, Response& r, bool keep_alive, unsigned version,
                                     error_code& ec) {
@@ -241,31 +252,17 @@ asio::awaitable<void> writeResponse(tcp::socket& sock, Response& r, bool keep_al
     co_await bhttp::async_write(sock, m, kUseAwaitableEc(ec));
     co_return;
   }
+  uint64_t length = r.contentLength();
   switch (r.kind) {
-    case Response::BodyKind::kString: {
-      bhttp::response<bhttp::string_body> m;
-      fillHeader(m, r, keep_alive, version);
-      m.body() = std::move(r.body);
-      m.content_length(m.body().size());
-      co_await bhttp::async_write(sock, m, kUseAwaitableEc(ec));
+    case Response::BodyKind::kString:
+      co_await writeAs<bhttp::string_body>(sock, r, keep_alive, version, std::move(r.body), length, ec);
       break;
-    }
-    case Response::BodyKind::kShared: {
-      bhttp::response<SharedBody> m;
-      fillHeader(m, r, keep_alive, version);
-      m.body() = r.shared;
-      m.content_length(r.shared.length);
-      co_await bhttp::async_write(sock, m, kUseAwaitableEc(ec));
+    case Response::BodyKind::kShared:
+      co_await writeAs<SharedBody>(sock, r, keep_alive, version, r.shared, length, ec);
       break;
-    }
-    case Response::BodyKind::kFile: {
-      bhttp::response<FileSliceBody> m;
-      fillHeader(m, r, keep_alive, version);
-      m.body() = r.file;
-      m.content_length(r.file.length);
-      co_await bhttp::async_write(sock, m, kUseAwaitableEc(ec));
+    case Response::BodyKind::kFile:
+      co_await writeAs<FileSliceBody>(sock, r, keep_alive, version, r.file, length, ec);
       break;
-    }
     case Response::BodyKind::kNone:
       break;
   }
