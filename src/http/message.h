@@ -31,7 +31,7 @@ struct Request {
   bool keep_alive = true;
 
   // Header lookup (case-insensitive); empty when absent.
-  std::string_view header(std::string_view name) const { return lookup_(raw_, name); }
+  std::string_view header(std::string_view name) const { return lookup_ ? lookup_(raw_, name) : std::string_view(); }
 
   // Set by the server.
   using Lookup = std::string_view (*)(const void* raw, std::string_view name);
