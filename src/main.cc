@@ -34,6 +34,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 65536));
   serve->add_option("--max-upload-mb", serve_opts.max_upload_mb, "Largest file a deploy may upload (default 512)")
       ->check(CLI::Range(1, 65536));
+  serve->add_option("--max-body-mb", serve_opts.max_body_mb, "Largest request body for a function (default 32)")
+      ->check(CLI::Range(1, 4096));
+  serve->add_option("--stems", serve_opts.stems, "Pre-started node instances for fast cold starts (default 2)")
+      ->check(CLI::Range(0, 64));
   serve->callback([&] {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     serve_opts.grace = std::chrono::milliseconds(grace_ms);

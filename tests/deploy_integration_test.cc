@@ -279,11 +279,13 @@ TEST_F(DeployTest, NuboignoreAndDotDirsAreLeftOut) {
 TEST_F(DeployTest, GatewayLimitsAnswer4xx) {
   auto r = server_->get("/shop/", {"X-Big: " + std::string(20000, 'a')});
   EXPECT_EQ(r.status, 431);
-  cli::HttpClient c(server_->dataUrl(), "");
+  NuboServer small(tmp_, {"--max-body-mb", "1"}, "small-data");
+  cli::HttpClient c(small.dataUrl(), "");
   auto big = c.send("POST", "/shop/", std::string(2 << 20, 'b'));
   ASSERT_TRUE(big.ok());
   EXPECT_EQ(big->status, 413);
-  EXPECT_EQ(server_->get("/_nubo/healthz").status, 200);  // still fine
+  EXPECT_NE(big->body.find("too large"), std::string::npos);
+  EXPECT_EQ(small.get("/_nubo/healthz").status, 200);  // still fine
 }
 
 TEST_F(DeployTest, SecondServerOnTheSameDataDirRefuses) {

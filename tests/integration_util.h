@@ -90,8 +90,8 @@ inline ProcResult runProcess(const std::vector<std::string>& argv, const std::ma
 
 class NuboServer {
  public:
-  explicit NuboServer(const TempDir& tmp, std::vector<std::string> extra_args = {})
-      : tmp_(tmp), data_(tmp.sub("data")), extra_(std::move(extra_args)) {
+  explicit NuboServer(const TempDir& tmp, std::vector<std::string> extra_args = {}, const std::string& name = "data")
+      : tmp_(tmp), data_(tmp.sub(name)), extra_(std::move(extra_args)) {
     start();
   }
   ~NuboServer() { stop(SIGKILL); }

@@ -56,6 +56,15 @@ TEST(ManifestTest, EveryProblemIsListedAtOnceNamingTheField) {
   EXPECT_NE(msg.find("12 problems"), std::string::npos) << msg;
 }
 
+TEST(ManifestTest, DefaultsRoundTripThroughCanonicalJson) {
+  auto m = parseManifestText("{}");
+  ASSERT_TRUE(m.ok());
+  auto again = parseManifest(toJson(*m));
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(toJson(*again), toJson(*m));
+  EXPECT_FALSE(toJson(*m).contains("name"));
+}
+
 TEST(ManifestTest, MinInstancesMayNotExceedMax) {
   auto m = parseManifestText(R"({"limits": {"min_instances": 5, "max_instances": 2}})");
   ASSERT_FALSE(m.ok());

@@ -102,22 +102,85 @@ Result<TreeStats> Deployer::verifyTree(const std::string& root, int depth) {
   return stats;
 }
 
+Result<bool> Deployer::hasFile(const std::string& root, std::string_view path) {
+  std::string tree_hash = root;
+  while (true) {
+    size_t slash = path.find('/');
+    std::string_view name = path.substr(0, slash);
+    auto bytes = blobs_.get(tree_hash);
+    if (!bytes.ok()) {
+      if (bytes.status().code() == Code::kNotFound) {
+        return FailedPrecondition("tree " + tree_hash + " is not uploaded; upload it (and its files) first");
+      }
+      return bytes.status();
+    }
+    ASSIGN_OR_RETURN(blob::Tree tree, blob::decodeTree(*bytes));
+    const blob::TreeEntry* found = nullptr;
+    for (const auto& e : tree.entries) {
+      if (e.name == name) found = &e;
+    }
+    if (!found) return false;
+    if (slash == std::string_view::npos) return !found->isDir();
+    if (!found->isDir()) return false;
+    tree_hash = found->hash;
+    path.remove_prefix(slash + 1);
+  }
+}
+
+Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m) {
+  bool explicit_runtime = req.manifest.is_object() && req.manifest.contains("runtime");
+  static constexpr std::string_view kNodeEntries[] = {"index.js", "index.mjs", "index.cjs"};
+  if (!explicit_runtime) {
+    // A folder with an index.html is a site; one with index.js/.mjs/.cjs is a function.
+    ASSIGN_OR_RETURN(bool has_html, hasFile(req.root, "index.html"));
+    m.runtime = "static";
+    if (!has_html) {
+      for (auto e : kNodeEntries) {
+        ASSIGN_OR_RETURN(bool has, hasFile(req.root, e));
+        if (has) {
+          m.runtime = "node";
+          break;
+        }
+      }
+    }
+  }
+  if (m.runtime == "static") return Status::Ok();
+  if (m.runtime != "node") {
+    return Unimplemented("runtime \"" + m.runtime + "\" is not available on this server yet; use \"static\" or \"node\"");
+  }
+  if (m.entry.empty()) {
+    for (auto e : kNodeEntries) {
+      ASSIGN_OR_RETURN(bool has, hasFile(req.root, e));
+      if (has) {
+        m.entry = std::string(e);
+        break;
+      }
+    }
+    if (m.entry.empty()) {
+      return InvalidArgument("entry: runtime \"node\" needs index.js, index.mjs or index.cjs at the top of the folder, "
+                             "or \"entry\" in nubo.json naming the file to run");
+    }
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(bool has, hasFile(req.root, m.entry));
+  if (!has) return InvalidArgument("entry: \"" + m.entry + "\" is not a file of this deployment");
+  return Status::Ok();
+}
+
 Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   RETURN_IF_ERROR(validateAppName(req.app, "app"));
   if (req.promote) RETURN_IF_ERROR(validateAliasName(req.alias, "alias"));
   if (!isSha256Hex(req.root)) return InvalidArgument("root must be the SHA-256 hex digest of the root tree");
   ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifest(req.manifest));
-  if (m.runtime != "static") {
-    return Unimplemented("runtime \"" + m.runtime + "\" is not available on this server yet; use \"runtime\": \"static\"");
-  }
   ASSIGN_OR_RETURN(TreeStats stats, verifyTree(req.root));
+  RETURN_IF_ERROR(resolveRuntime(req, m));
 
   store::Deployment d;
   d.app = req.app;
   d.root_tree = req.root;
   d.manifest_json = dumpJson(manifest::toJson(m));
   d.runtime = m.runtime;
-  d.state = store::DeploymentState::kReady;  // static sites need no build
+  d.state = store::DeploymentState::kReady;  // no build step yet: ready as uploaded
   d.created_ms = clock_.nowMillis();
   d.creator = req.actor;
   d.files = stats.files;

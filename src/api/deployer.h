@@ -7,7 +7,10 @@
 //                      always implies its whole subtree is stored
 //   createDeployment() verify the root tree completely (memoized per tree
 //                      hash, so unchanged subtrees cost nothing), validate
-//                      the manifest, record the deployment, move the alias
+//                      the manifest, detect the runtime when it is not named
+//                      (index.html -> static; index.js/.mjs/.cjs -> node),
+//                      check the entry exists, record the deployment, move
+//                      the alias
 //
 // Thread-safe. Errors: kInvalidArgument (bad names, hashes, manifests),
 // kFailedPrecondition (objects not uploaded yet), kNotFound,
@@ -22,6 +25,7 @@
 #include "blob/blob_store.h"
 #include "common/clock.h"
 #include "common/json.h"
+#include "manifest/manifest.h"
 #include "store/metadata_store.h"
 
 namespace nubo::api {
@@ -60,6 +64,11 @@ class Deployer {
   Result<TreeStats> verifyTree(const std::string& root, int depth = 0);
 
  private:
+  // Whether `path` ("a/b.js") is a file in the tree `root`.
+  Result<bool> hasFile(const std::string& root, std::string_view path);
+  // Detects the runtime when the manifest does not name one, and checks the entry.
+  Status resolveRuntime(const CreateRequest& req, manifest::Manifest& m);
+
   store::MetadataStore& store_;
   blob::BlobStore& blobs_;
   Clock& clock_;

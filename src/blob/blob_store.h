@@ -43,6 +43,11 @@ class BlobStore {
   virtual Result<uint64_t> size(std::string_view hash) = 0;
 
   bool has(std::string_view hash) { return size(hash).ok(); }
+
+  // A local file holding the blob's bytes, read-only, valid while the blob
+  // exists (a remote store fetches it into its local cache first). Used to
+  // hard-link deployment files for instances. kNotFound when absent.
+  virtual Result<std::string> localPath(std::string_view hash) = 0;
 };
 
 }  // namespace nubo::blob

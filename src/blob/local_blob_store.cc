@@ -109,4 +109,10 @@ Result<uint64_t> LocalBlobStore::size(std::string_view hash) {
   return static_cast<uint64_t>(st.st_size);
 }
 
+Result<std::string> LocalBlobStore::localPath(std::string_view hash) {
+  ASSIGN_OR_RETURN(uint64_t ignored, size(hash));
+  (void)ignored;
+  return pathFor(hash);
+}
+
 }  // namespace nubo::blob

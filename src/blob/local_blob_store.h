@@ -21,6 +21,7 @@ class LocalBlobStore final : public BlobStore {
   Result<std::string> get(std::string_view hash) override;
   Result<BlobFile> open(std::string_view hash) override;
   Result<uint64_t> size(std::string_view hash) override;
+  Result<std::string> localPath(std::string_view hash) override;
 
   // Where the blob lives (whether or not it exists).
   std::string pathFor(std::string_view hash) const;

@@ -1,31 +1,78 @@
 #include "gateway/gateway.h"
 
+#include <random>
+
+#include "common/ids.h"
+
 namespace nubo::gateway {
 
 using http::Response;
 
-boost::asio::awaitable<Response> Gateway::handle(const http::Request& req) { co_return route(req); }
+namespace {
 
-Response Gateway::route(const http::Request& req) {
+// 16 hex characters; unique enough to find a request in the logs, and cheap.
+std::string requestId() {
+  thread_local std::mt19937_64 rng([] {
+    std::string seed = randomBytes(8);
+    uint64_t v = 0;
+    for (char c : seed) v = (v << 8) | static_cast<uint8_t>(c);
+    return v;
+  }());
+  static constexpr char kHex[] = "0123456789abcdef";
+  uint64_t v = rng();
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<size_t>(i)] = kHex[v & 0xf];
+  return out;
+}
+
+}  // namespace
+
+boost::asio::awaitable<Response> Gateway::handle(const http::Request& req) {
+  std::string rid = requestId();
+  Routed routed = route(req);
+  Response r;
+  if (routed.response) {
+    r = std::move(*routed.response);
+  } else if (!functions_) {
+    r = Response::text(501, "deployment " + routed.function->id + " uses runtime \"" + routed.function->runtime +
+                                "\", which this server cannot run\n");
+  } else {
+    auto target = routed.function;  // keeps the route alive across the call
+    r = co_await functions_->serve(target->id, routed.path, req, rid);
+    r.header("x-nubo-deployment", target->id);
+  }
+  r.header("x-nubo-request-id", std::move(rid));
+  co_return r;
+}
+
+Gateway::Routed Gateway::route(const http::Request& req) {
+  Routed out;
   if (req.path.substr(0, 7) == "/_nubo/") {
-    if (req.path == "/_nubo/healthz") return Response::text(200, "ok\n");
-    return Response::text(404, "not found: /_nubo/ is reserved by the platform\n");
+    if (req.path == "/_nubo/healthz") out.response = Response::text(200, "ok\n");
+    else out.response = Response::text(404, "not found: /_nubo/ is reserved by the platform\n");
+    return out;
   }
   auto resolved = router_.resolve(req.host, req.path);
   if (!resolved.ok()) {
-    return Response::text(httpStatusFor(resolved.status().code()), resolved.status().message() + "\n");
+    out.response = Response::text(httpStatusFor(resolved.status().code()), resolved.status().message() + "\n");
+    return out;
   }
   if (resolved->kind == Resolved::Kind::kRedirect) {
     std::string location = resolved->location;
     if (!req.query.empty()) location += "?" + std::string(req.query);
     Response r = Response::text(308, "moved to " + location + "\n");
     r.header("location", std::move(location));
-    return r;
+    out.response = std::move(r);
+    return out;
   }
   const DeploymentRoute& d = *resolved->deployment;
-  if (d.runtime == "static") return site_.serve(d, resolved->path, resolved->immutable, req);
-  return Response::text(501, "deployment " + d.id + " uses runtime \"" + d.runtime +
-                                 "\", which this server cannot run yet\n");
+  if (d.runtime == "static") {
+    out.response = site_.serve(d, resolved->path, resolved->immutable, req);
+    return out;
+  }
+  out.function = resolved->deployment;
+  out.path = resolved->path;
+  return out;
 }
 
 }  // namespace nubo::gateway

@@ -63,6 +63,16 @@ void Router::onChange(const store::Change& c) {
   table_ = std::move(next);
 }
 
+bool Router::isAliased(const std::string& deployment) const {
+  auto table = snapshot();
+  for (const auto& [app, routes] : *table) {
+    for (const auto& [alias, id] : routes->aliases) {
+      if (id == deployment) return true;
+    }
+  }
+  return false;
+}
+
 std::shared_ptr<const Router::Table> Router::snapshot() const {
   std::lock_guard lock(table_mu_);
   return table_;

@@ -63,6 +63,9 @@ class Router {
 
   const std::string& baseDomain() const { return base_; }
 
+  // True when some alias points at the deployment (its pool keeps min_instances).
+  bool isAliased(const std::string& deployment) const;
+
  private:
   using Table = std::unordered_map<std::string, std::shared_ptr<const AppRoutes>>;
 

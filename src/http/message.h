@@ -33,10 +33,19 @@ struct Request {
   // Header lookup (case-insensitive); empty when absent.
   std::string_view header(std::string_view name) const { return lookup_ ? lookup_(raw_, name) : std::string_view(); }
 
+  // Every header as sent, in order (names as the client spelled them).
+  std::vector<std::pair<std::string_view, std::string_view>> headers() const {
+    std::vector<std::pair<std::string_view, std::string_view>> out;
+    if (list_) list_(raw_, out);
+    return out;
+  }
+
   // Set by the server.
   using Lookup = std::string_view (*)(const void* raw, std::string_view name);
+  using List = void (*)(const void* raw, std::vector<std::pair<std::string_view, std::string_view>>& out);
   const void* raw_ = nullptr;
   Lookup lookup_ = nullptr;
+  List list_ = nullptr;
 };
 
 // A file range to stream; the descriptor is shared and closed with the last user.
@@ -56,8 +65,7 @@ struct Response {
   enum class BodyKind { kNone, kString, kShared, kFile };
 
   int status = 200;
-  // Header names are string literals (static storage); values owned.
-  std::vector<std::pair<std::string_view, std::string>> headers;
+  std::vector<std::pair<std::string, std::string>> headers;
   BodyKind kind = BodyKind::kNone;
   std::string body;     // kString
   SharedSlice shared;   // kShared
@@ -65,8 +73,8 @@ struct Response {
   // For HEAD: send the headers (with the body's Content-Length) but no body.
   bool omit_body = false;
 
-  Response& header(std::string_view name, std::string value) {
-    headers.emplace_back(name, std::move(value));
+  Response& header(std::string name, std::string value) {
+    headers.emplace_back(std::move(name), std::move(value));
     return *this;
   }
   uint64_t contentLength() const;

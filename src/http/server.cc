@@ -113,6 +113,11 @@ std::string_view lookupHeader(const void* raw, std::string_view name) {
   return it == msg.end() ? std::string_view() : std::string_view(it->value());
 }
 
+void listHeaders(const void* raw, std::vector<std::pair<std::string_view, std::string_view>>& out) {
+  const auto& msg = *static_cast<const bhttp::request<bhttp::string_body>*>(raw);
+  for (const auto& f : msg) out.emplace_back(f.name_string(), f.value());
+}
+
 bool isParseError(const error_code& ec) { return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category(); }
 
 }  // namespace
@@ -352,6 +357,7 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
     req.keep_alive = msg.keep_alive();
     req.raw_ = &msg;
     req.lookup_ = &lookupHeader;
+    req.list_ = &listHeaders;
 
     Response res;
     try {

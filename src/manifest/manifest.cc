@@ -239,7 +239,6 @@ Json toJson(const Manifest& m) {
   Json cron = Json::array();
   for (const auto& c : m.cron) cron.push_back({{"schedule", c.schedule}, {"path", c.path}});
   Json j = {
-      {"name", m.name},
       {"runtime", m.runtime},
       {"entry", m.entry},
       {"build", {{"builder", m.build.builder}, {"command", m.build.command}, {"output", m.build.output}}},
@@ -254,6 +253,7 @@ Json toJson(const Manifest& m) {
       {"env", m.env},
       {"cron", cron},
   };
+  if (!m.name.empty()) j["name"] = m.name;
   return j;
 }
 

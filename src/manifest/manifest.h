@@ -60,7 +60,7 @@ struct Manifest {
 Result<Manifest> parseManifest(const Json& j);
 Result<Manifest> parseManifestText(std::string_view text);
 
-// Canonical JSON with every field present.
+// Canonical JSON with every field present ("name" only when set); parses back to the same Manifest.
 Json toJson(const Manifest& m);
 
 }  // namespace nubo::manifest

@@ -24,6 +24,9 @@
 #include "gateway/router.h"
 #include "gateway/static_site.h"
 #include "http/server.h"
+#include "runtime/code_store.h"
+#include "runtime/functions.h"
+#include "runtime/launcher.h"
 #include "server/data_dir.h"
 #include "store/sqlite/sqlite_metadata_store.h"
 
@@ -66,17 +69,27 @@ Status runServer(const ServerOptions& opts) {
   api::Authenticator auth(*store);
   RETURN_IF_ERROR(ensureAdminToken(data_dir, *store, auth, clock));
 
+  ASSIGN_OR_RETURN(auto code, runtime::CodeStore::create(data_dir + "/code", *blobs));
+
+  asio::io_context data_ioc;
+  asio::io_context control_ioc;
+
   gateway::Router router(*store, opts.base_domain);
   RETURN_IF_ERROR(router.start());
   gateway::FileCache cache(*blobs, opts.cache_mb << 20, std::min<uint64_t>(opts.cache_mb << 20, 1 << 20));
   gateway::StaticSite site(*blobs, cache, 256);
-  gateway::Gateway gw(router, site);
+  runtime::PlainLauncher launcher;
+  runtime::FunctionsOptions fopts;
+  fopts.runtime_dir = data_dir + "/runtimes/node";
+  fopts.stems = opts.stems;
+  ASSIGN_OR_RETURN(auto functions,
+                   runtime::Functions::create(data_ioc, launcher, *code, *store, fopts,
+                                              [&router](const std::string& id) { return router.isAliased(id); }));
+  gateway::Gateway gw(router, site, functions.get());
   api::Deployer deployer(*store, *blobs, clock);
 
-  asio::io_context data_ioc;
-  asio::io_context control_ioc;
   http::ServerLimits data_limits;
-  data_limits.body_bytes = 1 << 20;
+  data_limits.body_bytes = opts.max_body_mb << 20;
   data_limits.header_timeout = opts.header_timeout;
   http::HttpServer data_server(data_ioc, "gateway", data_limits, gw);
   ASSIGN_OR_RETURN(std::string data_addr, data_server.listen(opts.listen));
@@ -121,6 +134,7 @@ Status runServer(const ServerOptions& opts) {
   int pending = 2;
   bool stopping = false;
   auto finish = [&] {
+    functions->shutdown();
     data_server.closeAll();
     control_server.closeAll();
     data_ioc.stop();
@@ -157,6 +171,7 @@ Status runServer(const ServerOptions& opts) {
       };
   signals.async_wait(on_signal);
 
+  functions->start();
   int data_threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::thread> threads;
   runThreads(data_ioc, data_threads, threads);

@@ -1,0 +1,487 @@
+'use strict';
+// The JavaScript side of the nubo instance protocol (docs/protocol.md).
+//
+// Started as a generic "stem": it connects on the inherited descriptor
+// NUBO_FD, says HELLO, and waits. SPECIALIZE names a deployment's folder and
+// entry; the module is loaded once, then REQUEST frames are served
+// concurrently, each on its own stream id, with bodies streamed both ways
+// under credit-based flow control (WINDOW frames).
+//
+// Handler styles (the entry's default export, CommonJS or ESM):
+//   { fetch(request, env, ctx) }  -> web Request/Response
+//   (req, res) => ...             -> Node's IncomingMessage/ServerResponse
+
+const net = require('node:net');
+const http = require('node:http');
+const { Duplex } = require('node:stream');
+const { pathToFileURL } = require('node:url');
+const path = require('node:path');
+
+const T = { HELLO: 1, SPECIALIZE: 2, READY: 3, REQUEST: 10, DATA: 11, RESPONSE: 20, CANCEL: 30, ERROR: 31,
+            WINDOW: 40, WAIT_UNTIL: 50 };
+const END = 1;
+const INITIAL_WINDOW = 1 << 20;
+const MAX_DATA = 256 << 10;
+const EMPTY = Buffer.alloc(0);
+
+const fd = Number(process.env.NUBO_FD || 3);
+delete process.env.NUBO_FD;
+const sock = new net.Socket({ fd, readable: true, writable: true });
+sock.setNoDelay && sock.setNoDelay(true);
+
+// ---- framing ----------------------------------------------------------------
+
+let outQueue = [];
+let outScheduled = false;
+function send(buf) {
+  outQueue.push(buf);
+  if (!outScheduled) {
+    outScheduled = true;
+    process.nextTick(flushOut);
+  }
+}
+function flushOut() {
+  outScheduled = false;
+  const bufs = outQueue;
+  outQueue = [];
+  sock.write(bufs.length === 1 ? bufs[0] : Buffer.concat(bufs));
+}
+
+function frame(type, flags, stream, payload) {
+  const p = payload || EMPTY;
+  const b = Buffer.allocUnsafe(10 + p.length);
+  b.writeUInt32BE(p.length, 0);
+  b[4] = type;
+  b[5] = flags;
+  b.writeUInt32BE(stream, 6);
+  p.copy(b, 10);
+  return b;
+}
+
+function headFrame(type, flags, stream, head, body) {
+  const h = Buffer.from(JSON.stringify(head));
+  const bl = body ? body.length : 0;
+  const b = Buffer.allocUnsafe(14 + h.length + bl);
+  b.writeUInt32BE(4 + h.length + bl, 0);
+  b[4] = type;
+  b[5] = flags;
+  b.writeUInt32BE(stream, 6);
+  b.writeUInt32BE(h.length, 10);
+  h.copy(b, 14);
+  if (bl) body.copy(b, 14 + h.length);
+  return b;
+}
+
+function sendJson(type, stream, obj) { send(frame(type, 0, stream, Buffer.from(JSON.stringify(obj)))); }
+function grant(stream, n) {
+  const p = Buffer.allocUnsafe(4);
+  p.writeUInt32BE(n, 0);
+  send(frame(T.WINDOW, 0, stream, p));
+}
+
+// Incoming bytes: kept as a list of chunks, joined only for a whole frame.
+let chunks = [];
+let have = 0;
+function take(n) {
+  if (chunks[0].length >= n) {
+    const c = chunks[0];
+    if (c.length === n) chunks.shift(); else chunks[0] = c.subarray(n);
+    have -= n;
+    return c.subarray(0, n);
+  }
+  const out = Buffer.allocUnsafe(n);
+  let off = 0;
+  while (off < n) {
+    const c = chunks[0];
+    const k = Math.min(c.length, n - off);
+    c.copy(out, off, 0, k);
+    off += k;
+    if (k === c.length) chunks.shift(); else chunks[0] = c.subarray(k);
+  }
+  have -= n;
+  return out;
+}
+function peekHeader() {
+  if (chunks[0].length >= 10) return chunks[0];
+  const saved = take(10);
+  chunks.unshift(saved);
+  have += 10;
+  return saved;
+}
+sock.on('data', (c) => {
+  chunks.push(c);
+  have += c.length;
+  while (have >= 10) {
+    const h = peekHeader();
+    const len = h.readUInt32BE(0);
+    if (have < 10 + len) return;
+    const f = take(10 + len);
+    try {
+      onFrame(f[4], f[5], f.readUInt32BE(6), f.subarray(10));
+    } catch (e) {
+      process.stderr.write(`nubo instance: ${e && e.stack || e}\n`);
+    }
+  }
+});
+// The gateway closing the socket is the signal to go.
+sock.on('end', () => process.exit(0));
+sock.on('error', () => process.exit(0));
+
+// ---- specialization ---------------------------------------------------------
+
+let handler = null;
+let env = Object.freeze({});
+let pendingWaitUntil = 0;
+
+async function specialize(info) {
+  const t0 = performance.now();
+  try {
+    for (const [k, v] of Object.entries(info.env || {})) process.env[k] = String(v);
+    env = Object.freeze({ ...(info.env || {}) });
+    process.chdir(info.dir);
+    const entry = path.resolve(info.dir, info.entry);
+    const mod = await import(pathToFileURL(entry).href);
+    const exp = mod.default !== undefined ? mod.default : mod;
+    if (exp && typeof exp === 'object' && typeof exp.fetch === 'function') {
+      handler = { kind: 'fetch', obj: exp };
+    } else if (typeof exp === 'function') {
+      handler = { kind: 'node', fn: exp };
+    } else if (typeof mod.fetch === 'function') {
+      handler = { kind: 'fetch', obj: mod };
+    } else {
+      throw new Error(`${info.entry} must export default { fetch(request, env, ctx) } or a (req, res) function`);
+    }
+    sendJson(T.READY, 0, { ok: true, load_ms: performance.now() - t0 });
+  } catch (e) {
+    sendJson(T.READY, 0, { ok: false, error: String(e && e.stack || e) });
+  }
+}
+
+// ---- streams ----------------------------------------------------------------
+
+const streams = new Map();
+
+class Stream {
+  constructor(id) {
+    this.id = id;
+    this.window = INITIAL_WINDOW;  // bytes we may still send
+    this.windowWaiters = [];
+    this.cancelled = false;
+    this.onBody = null;            // (chunk, end) for the request body
+    this.onCancel = null;
+    this.started = false;          // response head sent
+    this.done = false;
+  }
+  async sendData(buf, end) {
+    let off = 0;
+    do {
+      while (this.window <= 0 && !this.cancelled) await new Promise((r) => this.windowWaiters.push(r));
+      if (this.cancelled) return;
+      const n = Math.min(buf.length - off, MAX_DATA, this.window);
+      const last = end && off + n >= buf.length;
+      send(frame(T.DATA, last ? END : 0, this.id, buf.subarray(off, off + n)));
+      this.window -= n;
+      off += n;
+    } while (off < buf.length);
+  }
+  finish() {
+    if (this.done) return;
+    this.done = true;
+    streams.delete(this.id);
+  }
+  fail(e) {
+    if (this.done) return;
+    if (!this.cancelled) sendJson(T.ERROR, this.id, { message: String(e && e.stack || e) });
+    this.finish();
+  }
+}
+
+function onFrame(type, flags, id, payload) {
+  switch (type) {
+    case T.SPECIALIZE:
+      specialize(JSON.parse(payload.toString()));
+      return;
+    case T.REQUEST: {
+      const headLen = payload.readUInt32BE(0);
+      const head = JSON.parse(payload.subarray(4, 4 + headLen).toString());
+      const body = payload.subarray(4 + headLen);
+      const st = new Stream(id);
+      streams.set(id, st);
+      if (!handler) return st.fail(new Error('instance is not specialized'));
+      if (handler.kind === 'fetch') serveFetch(st, head, body, (flags & END) !== 0);
+      else serveNode(st, head, body, (flags & END) !== 0);
+      return;
+    }
+    case T.DATA: {
+      const st = streams.get(id);
+      if (st && st.onBody) st.onBody(payload, (flags & END) !== 0);
+      return;
+    }
+    case T.WINDOW: {
+      const st = streams.get(id);
+      if (!st) return;
+      st.window += payload.readUInt32BE(0);
+      const ws = st.windowWaiters;
+      st.windowWaiters = [];
+      for (const w of ws) w();
+      return;
+    }
+    case T.CANCEL: {
+      const st = streams.get(id);
+      if (!st) return;
+      st.cancelled = true;
+      for (const w of st.windowWaiters) w();
+      st.windowWaiters = [];
+      if (st.onCancel) st.onCancel();
+      st.finish();
+      return;
+    }
+  }
+}
+
+// ---- web style: fetch(request, env, ctx) -------------------------------------
+
+function makeCtx() {
+  return {
+    waitUntil(p) {
+      pendingWaitUntil++;
+      reportWaitUntil();
+      Promise.resolve(p).catch((e) => process.stderr.write(`waitUntil: ${e && e.stack || e}\n`)).finally(() => {
+        pendingWaitUntil--;
+        reportWaitUntil();
+      });
+    },
+    passThroughOnException() {},
+  };
+}
+function reportWaitUntil() {
+  const p = Buffer.allocUnsafe(4);
+  p.writeUInt32BE(pendingWaitUntil, 0);
+  send(frame(T.WAIT_UNTIL, 0, 0, p));
+}
+
+async function serveFetch(st, head, first, ended) {
+  try {
+    const ac = new AbortController();
+    st.onCancel = () => ac.abort();
+    let body = null;
+    if (head.m !== 'GET' && head.m !== 'HEAD' && (first.length || !ended)) {
+      body = new ReadableStream({
+        start(c) {
+          if (first.length) c.enqueue(new Uint8Array(first));
+          if (ended) return c.close();
+          st.onBody = (chunk, end) => {
+            if (chunk.length) c.enqueue(new Uint8Array(chunk));
+            if (end) c.close();
+          };
+          st.onCancel = () => { ac.abort(); try { c.error(new Error('request cancelled')); } catch {} };
+        },
+        pull() { if (!ended) grant(st.id, INITIAL_WINDOW); },
+      }, { highWaterMark: 0 });
+    }
+    const req = new Request(head.u, { method: head.m, headers: head.h, body, duplex: 'half', signal: ac.signal });
+    const res = await handler.obj.fetch(req, env, makeCtx());
+    if (st.cancelled) return;
+    if (!(res instanceof Response)) throw new Error('fetch() must return a Response');
+    const headers = [];
+    res.headers.forEach((v, k) => { if (k !== 'set-cookie') headers.push([k, v]); });
+    for (const c of res.headers.getSetCookie()) headers.push(['set-cookie', c]);
+    const rhead = { s: res.status, h: headers };
+    if (!res.body || head.m === 'HEAD') {
+      send(headFrame(T.RESPONSE, END, st.id, rhead, null));
+      return st.finish();
+    }
+    const reader = res.body.getReader();
+    let r = await reader.read();
+    if (r.done) {
+      send(headFrame(T.RESPONSE, END, st.id, rhead, null));
+      return st.finish();
+    }
+    let next = await reader.read();
+    let chunk = Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+    if (next.done && chunk.length <= st.window) {
+      send(headFrame(T.RESPONSE, END, st.id, rhead, chunk));
+      return st.finish();
+    }
+    send(headFrame(T.RESPONSE, 0, st.id, rhead, null));
+    await st.sendData(chunk, false);
+    while (!next.done && !st.cancelled) {
+      const v = next.value;
+      await st.sendData(Buffer.from(v.buffer, v.byteOffset, v.byteLength), false);
+      next = await reader.read();
+    }
+    if (st.cancelled) return reader.cancel().catch(() => {});
+    send(frame(T.DATA, END, st.id, EMPTY));
+    st.finish();
+  } catch (e) {
+    st.fail(e);
+  }
+}
+
+// ---- Node style: (req, res) with Node's own IncomingMessage/ServerResponse ---
+
+// The response side of a request: ServerResponse writes an HTTP/1.1 response
+// here; the head is parsed once and the body forwarded as DATA frames.
+class ResponseSocket extends Duplex {
+  constructor(st, isHead) {
+    super({ allowHalfOpen: true });
+    this.st = st;
+    this.isHead = isHead;
+    this.headBuf = EMPTY;
+    this.head = null;
+    this.chunked = null;   // decoder when the handler asked for chunked encoding
+    this.remoteAddress = '127.0.0.1';
+    this.remotePort = 0;
+    this.encrypted = false;
+  }
+  setTimeout() { return this; }
+  setNoDelay() { return this; }
+  setKeepAlive() { return this; }
+  _read() {}
+  _write(chunk, enc, cb) {
+    if (this.st.cancelled) return cb();
+    let data = typeof chunk === 'string' ? Buffer.from(chunk, enc) : chunk;
+    if (!this.head) {
+      this.headBuf = this.headBuf.length ? Buffer.concat([this.headBuf, data]) : data;
+      const end = this.headBuf.indexOf('\r\n\r\n');
+      if (end < 0) return cb();
+      this.head = parseResponseHead(this.headBuf.subarray(0, end).toString('latin1'));
+      data = this.headBuf.subarray(end + 4);
+      this.headBuf = EMPTY;
+      if (this.head.chunked) this.chunked = new ChunkedDecoder();
+      send(headFrame(T.RESPONSE, 0, this.st.id, { s: this.head.status, h: this.head.headers }, null));
+    }
+    if (this.chunked) data = this.chunked.feed(data);
+    if (!data.length || this.isHead) return cb();
+    this.st.sendData(data, false).then(() => cb(), cb);
+  }
+}
+
+function parseResponseHead(text) {
+  const lines = text.split('\r\n');
+  const status = Number(lines[0].split(' ')[1]);
+  const headers = [];
+  let chunked = false;
+  for (let i = 1; i < lines.length; i++) {
+    const c = lines[i].indexOf(':');
+    if (c < 0) continue;
+    const k = lines[i].slice(0, c).trim().toLowerCase();
+    const v = lines[i].slice(c + 1).trim();
+    if (k === 'transfer-encoding') { chunked = /chunked/i.test(v); continue; }
+    if (k === 'connection' || k === 'keep-alive' || k === 'date') continue;
+    headers.push([k, v]);
+  }
+  return { status, headers, chunked };
+}
+
+class ChunkedDecoder {
+  constructor() { this.buf = EMPTY; this.left = 0; this.state = 'size'; }
+  feed(data) {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, data]) : data;
+    const out = [];
+    for (;;) {
+      if (this.state === 'size') {
+        const nl = this.buf.indexOf('\r\n');
+        if (nl < 0) break;
+        this.left = parseInt(this.buf.subarray(0, nl).toString('latin1'), 16) || 0;
+        this.buf = this.buf.subarray(nl + 2);
+        this.state = this.left === 0 ? 'done' : 'data';
+      } else if (this.state === 'data') {
+        if (!this.buf.length) break;
+        const n = Math.min(this.left, this.buf.length);
+        out.push(this.buf.subarray(0, n));
+        this.buf = this.buf.subarray(n);
+        this.left -= n;
+        if (this.left === 0) this.state = 'crlf';
+      } else if (this.state === 'crlf') {
+        if (this.buf.length < 2) break;
+        this.buf = this.buf.subarray(2);
+        this.state = 'size';
+      } else {
+        this.buf = EMPTY;
+        break;
+      }
+    }
+    return out.length === 1 ? out[0] : Buffer.concat(out);
+  }
+}
+
+function serveNode(st, head, first, ended) {
+  const sockOut = new ResponseSocket(st, head.m === 'HEAD');
+  const req = new http.IncomingMessage(sockOut);
+  req.method = head.m;
+  req.url = head.p;
+  req.httpVersion = '1.1';
+  req.httpVersionMajor = 1;
+  req.httpVersionMinor = 1;
+  const headers = {};
+  const raw = [];
+  for (const [k, v] of head.h) {
+    raw.push(k, v);
+    if (k === 'set-cookie') (headers[k] = headers[k] || []).push(v);
+    else headers[k] = k in headers ? `${headers[k]}, ${v}` : v;
+  }
+  req.headers = headers;
+  req.rawHeaders = raw;
+  let granted = 0;
+  req._read = () => {
+    if (!ended && granted === 0) { granted = 1; grant(st.id, INITIAL_WINDOW); }
+  };
+  st.onBody = (chunk, end) => {
+    granted = 0;
+    if (chunk.length) req.push(chunk);
+    if (end) { req.complete = true; req.push(null); }
+  };
+  st.onCancel = () => { req.destroy(); sockOut.destroy(); };
+  if (first.length) req.push(first);
+  if (ended) { req.complete = true; req.push(null); }
+
+  const res = new http.ServerResponse(req);
+  res.useChunkedEncodingByDefault = false;
+  res.sendDate = false;
+  res.shouldKeepAlive = false;
+  res.assignSocket(sockOut);
+  res.on('finish', () => {
+    if (st.cancelled || st.done) return;
+    // Everything ServerResponse wrote has gone through _write by now.
+    setImmediate(() => {
+      if (st.cancelled || st.done) return;
+      if (!sockOut.head) send(headFrame(T.RESPONSE, 0, st.id, { s: res.statusCode, h: [] }, null));
+      send(frame(T.DATA, END, st.id, EMPTY));
+      st.finish();
+    });
+  });
+  try {
+    const r = handler.fn(req, res);
+    if (r && typeof r.then === 'function') r.catch((e) => failNode(st, res, e));
+  } catch (e) {
+    failNode(st, res, e);
+  }
+}
+
+function failNode(st, res, e) {
+  if (!res.headersSent && !st.done) return st.fail(e);
+  process.stderr.write(`handler failed after the response started: ${e && e.stack || e}\n`);
+  st.fail(e);
+}
+
+// A stem pays Node's lazy initialisation (the ESM loader, the fetch classes,
+// the HTTP response machinery) before it says HELLO, so that specializing
+// and the first request do not.
+async function warmUp() {
+  await import('data:text/javascript,export default 1');
+  const req = new Request('http://warm.up/', { method: 'POST', body: 'x', duplex: 'half', headers: [['a', 'b']] });
+  await req.text();
+  await Response.json({ warm: true }).arrayBuffer();
+  await new Response(new ReadableStream({ start(c) { c.enqueue(new Uint8Array(1)); c.close(); } })).arrayBuffer();
+  const st = new Stream(0);
+  st.cancelled = true;
+  const sockOut = new ResponseSocket(st, false);
+  const res = new http.ServerResponse(new http.IncomingMessage(sockOut));
+  res.assignSocket(sockOut);
+  res.end('warm');
+}
+
+warmUp().catch(() => {}).finally(() => {
+  sendJson(T.HELLO, 0, { runtime: 'node', pid: process.pid, version: process.version });
+});

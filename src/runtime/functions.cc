@@ -1,0 +1,346 @@
+#include "runtime/functions.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstdlib>
+#include <sstream>
+
+#include "common/fs.h"
+#include "common/json.h"
+#include "manifest/manifest.h"
+
+namespace nubo::runtime {
+
+namespace asio = boost::asio;
+using http::Response;
+using protocol::Frame;
+using protocol::FrameType;
+
+namespace {
+
+double msSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+std::string findOnPath(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::stringstream ss(path ? path : "/usr/local/bin:/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(ss, dir, ':')) {
+    std::string candidate = dir + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+bool hopByHop(std::string_view name) {
+  static constexpr std::string_view kHop[] = {"connection", "keep-alive", "transfer-encoding", "upgrade",
+                                              "te", "trailer", "proxy-connection", "content-length"};
+  for (auto h : kHop) {
+    if (name.size() == h.size() && std::equal(name.begin(), name.end(), h.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) == b;
+        })) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string firstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+Response failure(int status, std::string message) { return Response::text(status, std::move(message) + "\n"); }
+
+}  // namespace
+
+Functions::Functions(asio::io_context& ioc, Launcher& launcher, CodeStore& code, store::MetadataStore& store,
+                     FunctionsOptions options, IsAliased is_aliased)
+    : ioc_(ioc), launcher_(launcher), code_(code), store_(store), opts_(std::move(options)),
+      is_aliased_(std::move(is_aliased)) {}
+
+Functions::~Functions() { shutdown(); }
+
+Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Launcher& launcher, CodeStore& code,
+                                                     store::MetadataStore& store, FunctionsOptions options,
+                                                     IsAliased is_aliased) {
+  if (options.node_binary.empty()) options.node_binary = findOnPath("node");
+  RETURN_IF_ERROR(makeDirs(options.runtime_dir));
+  std::unique_ptr<Functions> f(new Functions(ioc, launcher, code, store, std::move(options), std::move(is_aliased)));
+  f->script_ = f->opts_.runtime_dir + "/instance.js";
+  auto current = readFile(f->script_);
+  if (!current.ok() || *current != kNodeInstanceScript) {
+    RETURN_IF_ERROR(writeFileAtomic(f->script_, kNodeInstanceScript, 0444));
+  }
+  return f;
+}
+
+void Functions::start() {
+  if (opts_.node_binary.empty()) {
+    spdlog::warn("node was not found on PATH: deployments with runtime \"node\" will answer 503 until it is installed");
+  } else {
+    refillStems();
+  }
+  asio::co_spawn(ioc_, reapLoop(), asio::detached);
+}
+
+void Functions::shutdown() {
+  std::unordered_map<std::string, std::shared_ptr<Pool>> pools;
+  std::deque<std::shared_ptr<Instance>> stems;
+  {
+    std::lock_guard lock(mu_);
+    stopped_ = true;
+    pools.swap(pools_);
+    stems.swap(stems_);
+  }
+  for (auto& [id, p] : pools) p->stopAll(/*kill=*/true);
+  for (auto& s : stems) s->kill();
+}
+
+Result<std::shared_ptr<Instance>> Functions::launchStem() {
+  if (opts_.node_binary.empty()) return Unavailable("node is not installed on this server");
+  LaunchSpec spec;
+  spec.argv = {opts_.node_binary, "--experimental-detect-module", script_};
+  spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TZ=UTC", "NODE_ENV=production", "NUBO_FD=3"};
+  spec.cwd = "/";
+  auto sink = [](std::string_view stream, std::string_view line) {
+    spdlog::info("instance {}: {}", stream, std::string(line));
+  };
+  return Instance::launch(ioc_, launcher_, std::move(spec), "node", sink);
+}
+
+void Functions::refillStems() {
+  std::lock_guard lock(mu_);
+  if (stopped_) return;
+  while (static_cast<int>(stems_.size()) + stems_starting_ < opts_.stems) {
+    stems_starting_++;
+    asio::co_spawn(
+        ioc_,
+        [this]() -> asio::awaitable<void> {
+          auto inst = launchStem();
+          Status s = inst.status();
+          if (inst.ok()) s = co_await (*inst)->waitHello(Clock::now() + opts_.start_timeout);
+          std::lock_guard lock(mu_);
+          stems_starting_--;
+          if (!s.ok()) {
+            spdlog::warn("could not start a stem instance: {}", s.message());
+            co_return;
+          }
+          if (stopped_) {
+            (*inst)->kill();
+            co_return;
+          }
+          stems_.push_back(*inst);
+        },
+        asio::detached);
+  }
+}
+
+asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const DeploymentSpec& spec, ColdStart* phases) {
+  auto t0 = Clock::now();
+  std::shared_ptr<Instance> inst;
+  {
+    std::lock_guard lock(mu_);
+    while (!stems_.empty() && !inst) {
+      auto s = stems_.front();
+      stems_.pop_front();
+      if (s->state() == Instance::State::kStem) inst = s;
+    }
+  }
+  if (inst) {
+    phases->from_stem = true;
+    refillStems();
+  } else {
+    auto launched = launchStem();
+    if (!launched.ok()) co_return launched.status();
+    inst = *launched;
+    Status hello = co_await inst->waitHello(Clock::now() + opts_.start_timeout);
+    if (!hello.ok()) co_return hello;
+  }
+  phases->acquire_ms = msSince(t0);
+  auto t1 = Clock::now();
+  auto dir = code_.materialize(spec.id, spec.root_tree);
+  if (!dir.ok()) {
+    inst->kill();
+    co_return dir.status();
+  }
+  phases->files_ms = msSince(t1);
+  auto t2 = Clock::now();
+  SpecializeInfo info{spec.id, spec.app, *dir, spec.entry, spec.env};
+  Result<double> load = co_await inst->specialize(info, Clock::now() + opts_.start_timeout);
+  if (!load.ok()) co_return load.status();
+  phases->specialize_ms = msSince(t2);
+  phases->load_ms = *load;
+  co_return inst;
+}
+
+Result<std::shared_ptr<Pool>> Functions::poolFor(const std::string& deployment) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = pools_.find(deployment); it != pools_.end()) return it->second;
+  }
+  // First request on this node: read the deployment's manifest once.
+  ASSIGN_OR_RETURN(store::Deployment d, store_.getDeployment(deployment));
+  ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifestText(d.manifest_json));
+  DeploymentSpec spec;
+  spec.id = d.id;
+  spec.app = d.app;
+  spec.runtime = d.runtime;
+  spec.root_tree = d.root_tree;
+  spec.entry = m.entry.empty() ? "index.js" : m.entry;
+  spec.env = m.env;
+  spec.limits.concurrency = m.limits.concurrency;
+  spec.limits.max_instances = m.limits.max_instances;
+  spec.limits.min_instances = m.limits.min_instances;
+  spec.limits.timeout = std::chrono::milliseconds(m.limits.timeout_ms);
+  spec.limits.idle_ttl = std::chrono::seconds(m.limits.idle_ttl_s);
+  spec.network = m.permissions.network;
+  spec.tmp_mb = m.permissions.tmp_mb;
+  spec.memory_mb = m.limits.memory_mb;
+  std::lock_guard lock(mu_);
+  if (stopped_) return Unavailable("the server is shutting down");
+  auto [it, inserted] = pools_.try_emplace(deployment);
+  if (inserted) it->second = std::make_shared<Pool>(std::move(spec), *this);
+  return it->second;
+}
+
+asio::awaitable<Response> Functions::serve(const std::string& deployment, std::string_view path,
+                                           const http::Request& req, const std::string& request_id) {
+  auto t0 = Clock::now();
+  auto pool = poolFor(deployment);
+  if (!pool.ok()) co_return failure(httpStatusFor(pool.status().code()), pool.status().message());
+  const DeploymentSpec& spec = (*pool)->spec();
+  Deadline deadline = t0 + spec.limits.timeout;
+
+  auto lease = co_await (*pool)->acquire(deadline);
+  if (!lease.ok()) {
+    const Status& s = lease.status();
+    if (s.code() == Code::kResourceExhausted) {
+      Response r = failure(503, s.message());
+      r.header("retry-after", "1");
+      co_return r;
+    }
+    if (s.code() == Code::kFailedPrecondition) {
+      spdlog::error("deployment {} of {} failed to load: {}", spec.id, spec.app, s.message());
+      co_return failure(500, "the deployment's code failed to load: " + firstLine(s.message()));
+    }
+    co_return failure(httpStatusFor(s.code()) == 500 ? 502 : httpStatusFor(s.code()),
+                      "could not start an instance: " + s.message());
+  }
+  Instance& inst = (*lease)->instance();
+
+  Json h = Json::array();
+  for (const auto& [k, v] : req.headers()) {
+    if (hopByHop(k)) continue;
+    std::string name(k);
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    h.push_back({std::move(name), std::string(v)});
+  }
+  h.push_back({"x-nubo-request-id", request_id});
+  std::string p(path);
+  if (!req.query.empty()) p += "?" + std::string(req.query);
+  std::string host(req.header("host"));
+  if (host.empty()) host = "localhost";
+  Json head = {{"m", std::string(req.method)}, {"p", p}, {"u", "http://" + host + p}, {"h", h}, {"id", request_id}};
+  auto call = inst.open(co_await asio::this_coro::executor, dumpJson(head), req.body, true);
+  if (!call.ok()) co_return failure(502, call.status().message());
+
+  Response r;
+  r.kind = Response::BodyKind::kString;
+  bool got_head = false;
+  for (;;) {
+    Result<Frame> f = co_await (*call)->next(deadline);
+    if (!f.ok()) {
+      if (f.status().code() == Code::kDeadlineExceeded) {
+        spdlog::warn("request {} to {} exceeded {} ms; killing instance pid {}", request_id, spec.id,
+                     spec.limits.timeout.count(), inst.pid());
+        inst.kill();
+        co_return failure(504, "the function did not finish within limits.timeout_ms (" +
+                                   std::to_string(spec.limits.timeout.count()) + " ms)");
+      }
+      co_return failure(502, "the function's instance failed: " + f.status().message());
+    }
+    if (f->type == FrameType::kError) {
+      auto e = parseJson(f->payload, "error");
+      std::string msg = e.ok() && e->is_object() ? e->value("message", std::string()) : f->payload;
+      spdlog::error("request {} to {} of {}: the handler threw: {}", request_id, spec.id, spec.app, msg);
+      (*call)->markDone();
+      if (got_head) co_return failure(502, "the function failed while responding");
+      co_return failure(500, "the function threw an error: " + firstLine(msg));
+    }
+    std::string_view body = f->payload;
+    if (f->type == FrameType::kResponse) {
+      std::string_view head_json;
+      if (!protocol::splitHead(f->payload, &head_json, &body).ok()) co_return failure(502, "malformed response head");
+      auto rh = parseJson(head_json, "response head");
+      if (!rh.ok() || !rh->is_object()) co_return failure(502, "malformed response head");
+      int status = rh->value("s", 200);
+      r.status = (status >= 100 && status <= 999) ? status : 502;
+      if (rh->contains("h") && (*rh)["h"].is_array()) {
+        for (const auto& kv : (*rh)["h"]) {
+          if (!kv.is_array() || kv.size() != 2 || !kv[0].is_string() || !kv[1].is_string()) continue;
+          std::string name = kv[0].get<std::string>();
+          if (hopByHop(name)) continue;
+          r.header(std::move(name), kv[1].get<std::string>());
+        }
+      }
+      got_head = true;
+    } else if (f->type != FrameType::kData) {
+      continue;
+    }
+    r.body.append(body);
+    if (!f->endStream()) {
+      if (!body.empty()) (*call)->grant(static_cast<uint32_t>(body.size()));
+      continue;
+    }
+    (*call)->markDone();
+    break;
+  }
+  if (auto& cold = (*lease)->coldStart()) {
+    spdlog::info("cold start {}/{}: {} {:.1f} ms, files {:.1f} ms, specialize {:.1f} ms (load {:.1f} ms), first byte {:.1f} ms",
+                 spec.app, spec.id, cold->from_stem ? "stem" : "spawn", cold->acquire_ms, cold->files_ms,
+                 cold->specialize_ms, cold->load_ms, msSince(t0));
+  }
+  co_return r;
+}
+
+asio::awaitable<void> Functions::reapLoop() {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(opts_.reap_interval);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    std::vector<std::shared_ptr<Pool>> pools;
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_) co_return;
+      for (auto& [id, p] : pools_) pools.push_back(p);
+    }
+    auto now = Clock::now();
+    for (auto& p : pools) p->reap(now, is_aliased_ && is_aliased_(p->spec().id));
+  }
+}
+
+std::vector<InstanceInfo> Functions::describe() {
+  std::vector<std::shared_ptr<Pool>> pools;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, p] : pools_) pools.push_back(p);
+  }
+  std::vector<InstanceInfo> out;
+  for (auto& p : pools) {
+    auto v = p->describe();
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  return out;
+}
+
+size_t Functions::stemCount() {
+  std::lock_guard lock(mu_);
+  return stems_.size();
+}
+
+}  // namespace nubo::runtime

@@ -1,0 +1,88 @@
+// Functions: serves requests for deployments whose runtime runs code (today
+// `node`). Owns the per-deployment Pools, the pre-started generic "stem"
+// instances, and the reaper that scales idle pools down (to zero when no
+// alias points at the deployment).
+//
+// A request: acquire a Lease from the deployment's pool (a cold start takes
+// a stem, links the deployment's files, specializes) -> open a stream ->
+// send the request -> relay the response. Failures become HTTP answers:
+// instance crashed -> 502, at capacity -> 503 with Retry-After, over
+// limits.timeout_ms -> 504 and the instance is killed, handler threw -> 500.
+//
+// Thread-safe.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "http/message.h"
+#include "runtime/code_store.h"
+#include "runtime/launcher.h"
+#include "runtime/pool.h"
+#include "store/metadata_store.h"
+
+namespace nubo::runtime {
+
+struct FunctionsOptions {
+  std::string node_binary;           // empty: looked up on PATH
+  std::string runtime_dir;           // instance.js is written here
+  int stems = 2;                     // pre-started generic node instances
+  std::chrono::milliseconds reap_interval{500};
+  std::chrono::milliseconds start_timeout{10'000};
+};
+
+class Functions final : public InstanceFactory {
+ public:
+  using IsAliased = std::function<bool(const std::string& deployment)>;
+
+  static Result<std::unique_ptr<Functions>> create(boost::asio::io_context& ioc, Launcher& launcher,
+                                                   CodeStore& code, store::MetadataStore& store,
+                                                   FunctionsOptions options, IsAliased is_aliased);
+  ~Functions() override;
+
+  // Starts the stems and the reaper.
+  void start();
+  // Stops every instance.
+  void shutdown();
+
+  boost::asio::awaitable<http::Response> serve(const std::string& deployment, std::string_view path,
+                                               const http::Request& req, const std::string& request_id);
+
+  boost::asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec,
+                                                                  ColdStart* phases) override;
+
+  std::vector<InstanceInfo> describe();
+  size_t stemCount();
+
+ private:
+  Functions(boost::asio::io_context& ioc, Launcher& launcher, CodeStore& code, store::MetadataStore& store,
+            FunctionsOptions options, IsAliased is_aliased);
+  Result<std::shared_ptr<Pool>> poolFor(const std::string& deployment);
+  Result<std::shared_ptr<Instance>> launchStem();
+  void refillStems();
+  boost::asio::awaitable<void> reapLoop();
+
+  boost::asio::io_context& ioc_;
+  Launcher& launcher_;
+  CodeStore& code_;
+  store::MetadataStore& store_;
+  FunctionsOptions opts_;
+  IsAliased is_aliased_;
+  std::string script_;
+
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<Pool>> pools_;  // guarded by mu_
+  std::deque<std::shared_ptr<Instance>> stems_;                   // guarded by mu_
+  int stems_starting_ = 0;                                        // guarded by mu_
+  bool stopped_ = false;                                          // guarded by mu_
+};
+
+// The node runtime's JavaScript, embedded in the binary (runtimes/node/instance.js).
+extern const char* const kNodeInstanceScript;
+
+}  // namespace nubo::runtime

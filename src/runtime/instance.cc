@@ -1,0 +1,423 @@
+#include "runtime/instance.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "common/json.h"
+
+namespace nubo::runtime {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using protocol::Frame;
+using protocol::FrameType;
+
+namespace {
+auto withEc(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+}  // namespace
+
+std::string_view stateName(Instance::State s) {
+  switch (s) {
+    case Instance::State::kStarting: return "starting";
+    case Instance::State::kStem: return "stem";
+    case Instance::State::kSpecializing: return "specializing";
+    case Instance::State::kReady: return "ready";
+    case Instance::State::kStopping: return "stopping";
+    case Instance::State::kDead: return "dead";
+  }
+  return "dead";
+}
+
+// ---- Mailbox ----------------------------------------------------------------
+
+void Mailbox::wake() {
+  // The caller waits on its own executor; cancelling the timer there wakes it
+  // without racing its wait.
+  asio::post(signal_.get_executor(), [this] { signal_.cancel(); });
+}
+
+void Mailbox::push(Frame f) {
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    inbox_.push_back(std::move(f));
+  }
+  wake();
+}
+
+void Mailbox::close(Status why) {
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    closed_ = std::move(why);
+  }
+  wake();
+}
+
+asio::awaitable<Result<Frame>> Mailbox::next(Deadline deadline) {
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (!inbox_.empty()) {
+        Frame f = std::move(inbox_.front());
+        inbox_.pop_front();
+        co_return f;
+      }
+      if (closed_) co_return *closed_;
+    }
+    if (Clock::now() >= deadline) co_return DeadlineExceeded("the instance did not answer in time");
+    signal_.expires_at(deadline);
+    error_code ec;
+    co_await signal_.async_wait(withEc(ec));
+  }
+}
+
+// ---- Call -------------------------------------------------------------------
+
+Call::~Call() {
+  if (!done_) cancel();
+  inst_->endStream(id_);
+}
+
+void Call::sendBody(std::string_view bytes, bool end) {
+  std::string f;
+  size_t off = 0;
+  do {
+    size_t n = std::min<size_t>(bytes.size() - off, 256 << 10);
+    bool last = end && off + n == bytes.size();
+    protocol::appendFrame(f, FrameType::kData, last ? protocol::kEndStream : 0, id_, bytes.substr(off, n));
+    off += n;
+  } while (off < bytes.size());
+  inst_->send(std::move(f));
+}
+
+void Call::grant(uint32_t bytes) {
+  std::string payload(4, '\0');
+  payload[0] = static_cast<char>(bytes >> 24);
+  payload[1] = static_cast<char>(bytes >> 16);
+  payload[2] = static_cast<char>(bytes >> 8);
+  payload[3] = static_cast<char>(bytes);
+  std::string f;
+  protocol::appendFrame(f, FrameType::kWindow, 0, id_, payload);
+  inst_->send(std::move(f));
+}
+
+void Call::cancel() {
+  if (done_) return;
+  done_ = true;
+  std::string f;
+  protocol::appendFrame(f, FrameType::kCancel, 0, id_, {});
+  inst_->send(std::move(f));
+}
+
+// ---- Instance ---------------------------------------------------------------
+
+Instance::Instance(asio::io_context& ioc, std::string label)
+    : strand_(asio::make_strand(ioc)),
+      socket_(strand_),
+      pidfd_(strand_),
+      out_(strand_),
+      err_(strand_),
+      label_(std::move(label)) {}
+
+Instance::~Instance() {
+  if (pid_ > 0 && state_ != State::kDead) ::kill(pid_, SIGKILL);
+}
+
+Result<std::shared_ptr<Instance>> Instance::launch(asio::io_context& ioc, Launcher& launcher, LaunchSpec spec,
+                                                   std::string label, LineSink sink) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return ErrnoStatus("socketpair", errno);
+  UniqueFd ours(sv[0]), theirs(sv[1]);
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
+  UniqueFd out_r(out[0]), out_w(out[1]);
+  if (::pipe2(err, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
+  UniqueFd err_r(err[0]), err_w(err[1]);
+  spec.channel_fd = theirs.get();
+  spec.stdout_fd = out_w.get();
+  spec.stderr_fd = err_w.get();
+
+  std::shared_ptr<Instance> inst(new Instance(ioc, std::move(label)));
+  inst->sink_ = std::move(sink);
+  ASSIGN_OR_RETURN(Process proc, launcher.launch(spec));
+  inst->pid_ = proc.pid;
+  inst->started_ = Clock::now();
+  error_code ec;
+  inst->socket_.assign(asio::local::stream_protocol(), ours.release(), ec);
+  if (!ec) inst->pidfd_.assign(proc.pidfd.release(), ec);
+  if (!ec) inst->out_.assign(out_r.release(), ec);
+  if (!ec) inst->err_.assign(err_r.release(), ec);
+  if (ec) {
+    ::kill(proc.pid, SIGKILL);
+    return Internal("instance setup: " + ec.message());
+  }
+  asio::co_spawn(inst->strand_, inst->readLoop(), asio::detached);
+  asio::co_spawn(inst->strand_, inst->watchExit(), asio::detached);
+  asio::co_spawn(inst->strand_, inst->pumpOutput(inst->out_, "stdout"), asio::detached);
+  asio::co_spawn(inst->strand_, inst->pumpOutput(inst->err_, "stderr"), asio::detached);
+  return inst;
+}
+
+std::string Instance::exitReason() const {
+  std::lock_guard lock(exit_mu_);
+  return exit_reason_;
+}
+
+void Instance::send(std::string bytes) {
+  asio::post(strand_, [self = shared_from_this(), bytes = std::move(bytes)]() mutable {
+    if (self->dead_) return;
+    self->out_buf_.append(bytes);
+    if (!self->writing_) {
+      self->writing_ = true;
+      asio::co_spawn(self->strand_, self->writeLoop(), asio::detached);
+    }
+  });
+}
+
+void Instance::endStream(uint32_t id) {
+  asio::post(strand_, [self = shared_from_this(), id] {
+    if (self->streams_.erase(id)) self->inflight_--;
+  });
+}
+
+asio::awaitable<void> Instance::writeLoop() {
+  auto self = shared_from_this();
+  std::string chunk;
+  while (!out_buf_.empty()) {
+    chunk.clear();
+    chunk.swap(out_buf_);
+    error_code ec;
+    co_await asio::async_write(socket_, asio::buffer(chunk), withEc(ec));
+    if (ec) {
+      out_buf_.clear();
+      break;
+    }
+  }
+  writing_ = false;
+}
+
+asio::awaitable<void> Instance::readLoop() {
+  auto self = shared_from_this();
+  protocol::FrameDecoder decoder;
+  std::vector<char> buf(64 << 10);
+  std::string why = "the instance closed its connection";
+  for (;;) {
+    error_code ec;
+    size_t n = co_await socket_.async_read_some(asio::buffer(buf), withEc(ec));
+    if (ec) break;
+    decoder.feed(buf.data(), n);
+    Frame f;
+    for (;;) {
+      Result<bool> got = decoder.next(&f);
+      if (!got.ok()) {
+        why = "the instance broke the protocol: " + got.status().message();
+        kill();
+        goto done;
+      }
+      if (!*got) break;
+      dispatch(std::move(f));
+    }
+  }
+done:
+  error_code ignored;
+  socket_.close(ignored);
+  onDead(why);
+}
+
+void Instance::dispatch(Frame&& f) {
+  if (f.stream == 0) {
+    if (f.type == FrameType::kWaitUntilCount) {
+      uint32_t n = f.payload.size() >= 4 ? (uint32_t{static_cast<uint8_t>(f.payload[0])} << 24) |
+                                               (uint32_t{static_cast<uint8_t>(f.payload[1])} << 16) |
+                                               (uint32_t{static_cast<uint8_t>(f.payload[2])} << 8) |
+                                               uint32_t{static_cast<uint8_t>(f.payload[3])}
+                                         : 0;
+      wait_until_ = static_cast<int>(n);
+      return;
+    }
+    if (control_) control_->push(std::move(f));
+    else control_pending_.push_back(std::move(f));
+    return;
+  }
+  auto it = streams_.find(f.stream);
+  if (it == streams_.end()) return;  // cancelled or finished
+  it->second->push(std::move(f));
+}
+
+void Instance::onDead(const std::string& socket_why) {
+  if (dead_) return;
+  dead_ = true;
+  state_ = State::kDead;
+  std::string why = exitReason();
+  if (why.empty()) why = socket_why;
+  dead_why_ = why;
+  for (auto& [id, box] : streams_) box->close(Unavailable("instance " + label_ + " " + why));
+  inflight_ -= static_cast<int>(streams_.size());
+  streams_.clear();
+  if (control_) control_->close(Unavailable("instance " + label_ + " " + why));
+  // Make sure the process is gone; watchExit reaps it.
+  if (pid_ > 0) ::kill(pid_, SIGKILL);
+}
+
+asio::awaitable<void> Instance::watchExit() {
+  auto self = shared_from_this();
+  error_code ec;
+  co_await pidfd_.async_wait(asio::posix::descriptor_base::wait_read, withEc(ec));
+  int status = 0;
+  std::string reason;
+  if (::waitpid(pid_, &status, 0) == pid_) {
+    if (WIFEXITED(status)) reason = "exited with status " + std::to_string(WEXITSTATUS(status));
+    else if (WIFSIGNALED(status)) reason = "was killed by signal " + std::to_string(WTERMSIG(status));
+  }
+  {
+    std::lock_guard lock(exit_mu_);
+    if (exit_reason_.empty()) exit_reason_ = reason.empty() ? "exited" : reason;
+  }
+  error_code ignored;
+  socket_.close(ignored);
+  pidfd_.close(ignored);
+  onDead(exitReason());
+}
+
+asio::awaitable<void> Instance::pumpOutput(asio::posix::stream_descriptor& pipe, std::string stream) {
+  auto self = shared_from_this();
+  asio::streambuf buf(1 << 20);  // a longer line is cut
+  for (;;) {
+    error_code ec;
+    size_t n = co_await asio::async_read_until(pipe, buf, '\n', withEc(ec));
+    if (ec && ec != asio::error::not_found) {
+      if (buf.size() > 0 && sink_) {
+        std::string rest(asio::buffers_begin(buf.data()), asio::buffers_end(buf.data()));
+        sink_(stream, rest);
+      }
+      break;
+    }
+    if (n == 0) n = buf.size();  // buffer full without a newline
+    std::string line(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + static_cast<long>(n));
+    buf.consume(n);
+    if (!line.empty() && line.back() == '\n') line.pop_back();
+    if (sink_) sink_(stream, line);
+  }
+}
+
+void Instance::setControl(std::shared_ptr<Mailbox> box) {
+  asio::post(strand_, [self = shared_from_this(), box] {
+    self->control_ = box;
+    if (self->dead_) {
+      box->close(Unavailable("instance " + self->label_ + " " + self->dead_why_));
+      return;
+    }
+    while (!self->control_pending_.empty()) {
+      box->push(std::move(self->control_pending_.front()));
+      self->control_pending_.pop_front();
+    }
+  });
+}
+
+asio::awaitable<Result<Frame>> Instance::nextControl(FrameType want, Deadline deadline) {
+  auto box = std::make_shared<Mailbox>(co_await asio::this_coro::executor);
+  setControl(box);
+  for (;;) {
+    Result<Frame> f = co_await box->next(deadline);
+    if (!f.ok() || f->type == want) co_return f;
+  }
+}
+
+asio::awaitable<Status> Instance::waitHello(Deadline deadline) {
+  Result<Frame> f = co_await nextControl(FrameType::kHello, deadline);
+  if (!f.ok()) {
+    kill();
+    co_return f.status().withContext("instance " + label_ + " did not start");
+  }
+  state_ = State::kStem;
+  co_return Status::Ok();
+}
+
+asio::awaitable<Result<double>> Instance::specialize(const SpecializeInfo& info, Deadline deadline) {
+  state_ = State::kSpecializing;
+  Json j = {{"deployment", info.deployment}, {"app", info.app}, {"dir", info.dir}, {"entry", info.entry},
+            {"env", info.env}};
+  std::string f;
+  protocol::appendFrame(f, FrameType::kSpecialize, 0, 0, dumpJson(j));
+  auto box = std::make_shared<Mailbox>(co_await asio::this_coro::executor);
+  setControl(box);
+  send(std::move(f));
+  Result<Frame> ready = Status();
+  for (;;) {
+    ready = co_await box->next(deadline);
+    if (!ready.ok() || ready->type == FrameType::kReady) break;
+  }
+  if (!ready.ok()) {
+    kill();
+    co_return ready.status().withContext("loading " + info.entry);
+  }
+  auto r = parseJson(ready->payload, "READY");
+  if (!r.ok() || !r->is_object()) {
+    kill();
+    co_return Internal("instance " + label_ + " sent a malformed READY");
+  }
+  if (!r->value("ok", false)) {
+    kill();
+    co_return FailedPrecondition(r->value("error", std::string("the code failed to load")));
+  }
+  state_ = State::kReady;
+  co_return r->value("load_ms", 0.0);
+}
+
+Result<std::shared_ptr<Call>> Instance::open(asio::any_io_executor caller, std::string_view head_json,
+                                             std::string_view body, bool end) {
+  if (state_ == State::kDead) return Unavailable("instance " + label_ + " is not running");
+  uint32_t id = next_stream_.fetch_add(2);
+  auto box = std::make_shared<Mailbox>(caller);
+  std::string f;
+  protocol::appendHeadFrame(f, FrameType::kRequest, end ? protocol::kEndStream : 0, id, head_json, body);
+  inflight_++;
+  asio::post(strand_, [self = shared_from_this(), id, box, f = std::move(f)]() mutable {
+    if (self->dead_) {
+      self->inflight_--;
+      box->close(Unavailable("instance " + self->label_ + " " + self->dead_why_));
+      return;
+    }
+    self->streams_[id] = box;
+    self->out_buf_.append(f);
+    if (!self->writing_) {
+      self->writing_ = true;
+      asio::co_spawn(self->strand_, self->writeLoop(), asio::detached);
+    }
+  });
+  return std::make_shared<Call>(shared_from_this(), id, box);
+}
+
+void Instance::stop() {
+  State s = state_.load();
+  if (s == State::kDead) return;
+  state_ = State::kStopping;
+  asio::post(strand_, [self = shared_from_this()] {
+    error_code ignored;
+    self->socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+    // The runtime exits when its socket ends; make sure it does.
+    auto t = std::make_shared<asio::steady_timer>(self->strand_, std::chrono::seconds(2));
+    t->async_wait([self, t](error_code ec) {
+      if (!ec && !self->dead_) self->kill();
+    });
+  });
+}
+
+void Instance::kill() {
+  if (pid_ > 0) ::kill(pid_, SIGKILL);
+}
+
+}  // namespace nubo::runtime

@@ -1,0 +1,67 @@
+#include "runtime/launcher.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace nubo::runtime {
+
+Result<UniqueFd> openPidfd(pid_t pid) {
+#ifdef SYS_pidfd_open
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd >= 0) {
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return UniqueFd(fd);
+  }
+  if (errno == ENOSYS) return Unimplemented("pidfd_open is not available on this kernel");
+  return ErrnoStatus("pidfd_open", errno);
+#else
+  return Unimplemented("pidfd_open is not available on this system");
+#endif
+}
+
+Result<Process> PlainLauncher::launch(const LaunchSpec& spec) {
+  if (spec.argv.empty()) return InvalidArgument("launch: empty argv");
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  if (spec.stdout_fd >= 0) posix_spawn_file_actions_adddup2(&fa, spec.stdout_fd, 1);
+  if (spec.stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, spec.stderr_fd, 2);
+  if (spec.channel_fd >= 0) posix_spawn_file_actions_adddup2(&fa, spec.channel_fd, 3);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+  posix_spawn_file_actions_addchdir_np(&fa, spec.cwd.c_str());
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+
+  std::vector<char*> argv, envp;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return ErrnoStatus("start " + spec.argv[0], rc);
+  Process p;
+  p.pid = pid;
+  auto fd = openPidfd(pid);
+  if (!fd.ok()) {
+    ::kill(pid, SIGKILL);
+    return fd.status();
+  }
+  p.pidfd = std::move(fd).value();
+  return p;
+}
+
+}  // namespace nubo::runtime

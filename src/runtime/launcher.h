@@ -1,0 +1,49 @@
+// Launcher: starts an instance process. The seam between the runtime and
+// the operating system: PlainLauncher (posix_spawn, no isolation; for
+// development and where the kernel offers nothing better) and the sandboxing
+// launcher both implement it.
+//
+// The child gets: `channel_fd` as fd 3 (the instance socket), stdout/stderr
+// on the given fds, stdin on /dev/null, exactly `env` as its environment, a
+// new session, and no other inherited descriptor.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "common/fs.h"
+#include "common/status.h"
+
+namespace nubo::runtime {
+
+struct LaunchSpec {
+  std::vector<std::string> argv;  // argv[0]: absolute path of the program
+  std::vector<std::string> env;   // "KEY=value", the whole environment
+  std::string cwd = "/";
+  int channel_fd = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+};
+
+struct Process {
+  pid_t pid = -1;
+  UniqueFd pidfd;  // readable when the process exits
+};
+
+class Launcher {
+ public:
+  virtual ~Launcher() = default;
+  virtual Result<Process> launch(const LaunchSpec& spec) = 0;
+};
+
+class PlainLauncher final : public Launcher {
+ public:
+  Result<Process> launch(const LaunchSpec& spec) override;
+};
+
+// pidfd_open(2); kUnimplemented on kernels without it.
+Result<UniqueFd> openPidfd(pid_t pid);
+
+}  // namespace nubo::runtime

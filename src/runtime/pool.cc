@@ -1,0 +1,172 @@
+#include "runtime/pool.h"
+
+#include <algorithm>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace nubo::runtime {
+
+namespace asio = boost::asio;
+
+Lease::~Lease() { pool_->release(inst_.get()); }
+
+void Pool::wakeOneLocked() {
+  while (!waiters_.empty()) {
+    auto w = waiters_.front();
+    waiters_.pop_front();
+    if (w->woken) continue;
+    w->woken = true;
+    asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
+    return;
+  }
+}
+
+void Pool::wakeAllLocked() {
+  for (auto& w : waiters_) {
+    if (w->woken) continue;
+    w->woken = true;
+    asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
+  }
+  waiters_.clear();
+}
+
+void Pool::dropDeadLocked() {
+  std::erase_if(entries_, [](const Entry& e) { return e.inst->state() == Instance::State::kDead && e.leases == 0; });
+}
+
+asio::awaitable<Result<std::unique_ptr<Lease>>> Pool::acquire(Deadline deadline) {
+  auto self = shared_from_this();
+  for (;;) {
+    std::shared_ptr<Waiter> waiter;
+    bool start_one = false;
+    {
+      std::lock_guard lock(mu_);
+      dropDeadLocked();
+      Entry* best = nullptr;
+      for (auto& e : entries_) {
+        if (e.inst->state() != Instance::State::kReady || e.leases >= spec_.limits.concurrency) continue;
+        if (!best || e.leases < best->leases) best = &e;
+      }
+      if (best) {
+        best->leases++;
+        co_return std::make_unique<Lease>(self, best->inst, std::nullopt);
+      }
+      int live = static_cast<int>(entries_.size()) + starting_;
+      if (live < spec_.limits.max_instances) {
+        starting_++;
+        start_one = true;
+      } else if (waiters_.size() >= spec_.limits.queue_limit) {
+        co_return ResourceExhausted("deployment " + spec_.id + " is at capacity (" +
+                                    std::to_string(spec_.limits.max_instances) + " instances, queue full)");
+      } else {
+        waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
+        waiters_.push_back(waiter);
+      }
+    }
+    if (start_one) {
+      ColdStart phases;
+      Result<std::shared_ptr<Instance>> inst = co_await factory_.create(spec_, &phases);
+      std::lock_guard lock(mu_);
+      starting_--;
+      if (!inst.ok()) {
+        wakeOneLocked();  // someone else may try again
+        co_return inst.status();
+      }
+      entries_.push_back(Entry{*inst, 1, Clock::now()});
+      // More capacity: let waiters look again.
+      wakeAllLocked();
+      co_return std::make_unique<Lease>(self, *inst, phases);
+    }
+    Deadline until = std::min(deadline, Clock::now() + spec_.limits.queue_timeout);
+    waiter->timer.expires_at(until);
+    boost::system::error_code ec;
+    co_await waiter->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    {
+      std::lock_guard lock(mu_);
+      if (!waiter->woken) {
+        waiter->woken = true;  // timed out: leave the queue
+        waiters_.remove(waiter);
+        co_return ResourceExhausted("all " + std::to_string(spec_.limits.max_instances) + " instances of deployment " +
+                                    spec_.id + " stayed busy; try again shortly");
+      }
+    }
+  }
+}
+
+void Pool::release(Instance* inst) {
+  std::lock_guard lock(mu_);
+  for (auto& e : entries_) {
+    if (e.inst.get() == inst) {
+      e.leases--;
+      e.last_used = Clock::now();
+      break;
+    }
+  }
+  wakeOneLocked();
+}
+
+size_t Pool::reap(Clock::time_point now, bool aliased) {
+  std::vector<std::shared_ptr<Instance>> to_stop;
+  size_t remaining;
+  {
+    std::lock_guard lock(mu_);
+    dropDeadLocked();
+    size_t keep = aliased ? static_cast<size_t>(spec_.limits.min_instances) : 0;
+    // Oldest idle first.
+    std::vector<Entry*> idle;
+    for (auto& e : entries_) {
+      if (e.leases == 0 && e.inst->waitUntilPending() == 0 && now - e.last_used >= spec_.limits.idle_ttl) {
+        idle.push_back(&e);
+      }
+    }
+    std::sort(idle.begin(), idle.end(), [](Entry* a, Entry* b) { return a->last_used < b->last_used; });
+    size_t live = entries_.size();
+    for (Entry* e : idle) {
+      if (live <= keep) break;
+      to_stop.push_back(e->inst);
+      live--;
+    }
+    std::erase_if(entries_, [&](const Entry& e) {
+      return std::find(to_stop.begin(), to_stop.end(), e.inst) != to_stop.end();
+    });
+    remaining = entries_.size() + static_cast<size_t>(starting_);
+  }
+  for (auto& i : to_stop) i->stop();
+  return remaining;
+}
+
+void Pool::stopAll(bool kill) {
+  std::vector<Entry> all;
+  {
+    std::lock_guard lock(mu_);
+    all.swap(entries_);
+    wakeAllLocked();
+  }
+  for (auto& e : all) {
+    if (kill) e.inst->kill();
+    else e.inst->stop();
+  }
+}
+
+std::vector<InstanceInfo> Pool::describe() {
+  std::lock_guard lock(mu_);
+  std::vector<InstanceInfo> out;
+  auto now = Clock::now();
+  for (const auto& e : entries_) {
+    InstanceInfo i;
+    i.deployment = spec_.id;
+    i.app = spec_.app;
+    i.pid = e.inst->pid();
+    i.state = std::string(stateName(e.inst->state()));
+    i.inflight = e.leases;
+    i.age_s = std::chrono::duration<double>(now - e.inst->startedAt()).count();
+    i.idle_s = e.leases ? 0 : std::chrono::duration<double>(now - e.last_used).count();
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+}  // namespace nubo::runtime

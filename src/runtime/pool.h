@@ -1,0 +1,135 @@
+// Pool: the instances of one deployment on this node.
+//
+// acquire() hands out a Lease on the least-loaded ready instance with a free
+// slot (each takes up to `concurrency` requests at once); when all are busy
+// it starts another, up to `max_instances`; beyond that the caller waits in
+// a bounded queue for a bounded time, then gets kResourceExhausted (503 with
+// Retry-After at the edge). A dead instance is dropped and replaced on the
+// next acquire. reap() stops instances idle longer than `idle_ttl`, keeping
+// `min_instances` while the deployment is aliased (scale to zero otherwise).
+//
+// Thread-safe; the mutex is never held across a suspension or I/O.
+#pragma once
+
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp needs std::exchange
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "runtime/instance.h"
+
+namespace nubo::runtime {
+
+struct PoolLimits {
+  int concurrency = 32;
+  int max_instances = 4;
+  int min_instances = 0;
+  std::chrono::milliseconds timeout{10'000};
+  std::chrono::milliseconds idle_ttl{300'000};
+  size_t queue_limit = 1024;
+  std::chrono::milliseconds queue_timeout{10'000};
+};
+
+struct DeploymentSpec {
+  std::string id;
+  std::string app;
+  std::string runtime;
+  std::string root_tree;
+  std::string entry;
+  std::map<std::string, std::string> env;
+  PoolLimits limits;
+  bool network = false;
+  int tmp_mb = 16;
+  int memory_mb = 128;
+};
+
+// How a cold start went, in milliseconds, for logs and metrics.
+struct ColdStart {
+  bool from_stem = false;
+  double acquire_ms = 0;     // taking a stem, or spawning and waiting for HELLO
+  double files_ms = 0;       // materializing the deployment's files
+  double specialize_ms = 0;  // SPECIALIZE until READY
+  double load_ms = 0;        // of which: the runtime loading the code
+};
+
+class InstanceFactory {
+ public:
+  virtual ~InstanceFactory() = default;
+  // A specialized, ready instance of `spec`.
+  virtual boost::asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec,
+                                                                          ColdStart* phases) = 0;
+};
+
+class Pool;
+
+class Lease {
+ public:
+  Lease(std::shared_ptr<Pool> pool, std::shared_ptr<Instance> inst, std::optional<ColdStart> cold)
+      : pool_(std::move(pool)), inst_(std::move(inst)), cold_(cold) {}
+  ~Lease();
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  Instance& instance() { return *inst_; }
+  const std::optional<ColdStart>& coldStart() const { return cold_; }
+
+ private:
+  std::shared_ptr<Pool> pool_;
+  std::shared_ptr<Instance> inst_;
+  std::optional<ColdStart> cold_;
+};
+
+struct InstanceInfo {
+  std::string deployment;
+  std::string app;
+  pid_t pid = -1;
+  std::string state;
+  int inflight = 0;
+  double age_s = 0;
+  double idle_s = 0;
+};
+
+class Pool : public std::enable_shared_from_this<Pool> {
+ public:
+  Pool(DeploymentSpec spec, InstanceFactory& factory) : spec_(std::move(spec)), factory_(factory) {}
+
+  boost::asio::awaitable<Result<std::unique_ptr<Lease>>> acquire(Deadline deadline);
+  // Stops idle instances; returns how many remain.
+  size_t reap(Clock::time_point now, bool aliased);
+  // Stops every instance (kill: at once, without letting them finish).
+  void stopAll(bool kill = false);
+  std::vector<InstanceInfo> describe();
+  const DeploymentSpec& spec() const { return spec_; }
+
+ private:
+  friend class Lease;
+  struct Entry {
+    std::shared_ptr<Instance> inst;
+    int leases = 0;
+    Clock::time_point last_used = Clock::now();
+  };
+  struct Waiter {
+    explicit Waiter(boost::asio::any_io_executor ex) : timer(ex) {}
+    boost::asio::steady_timer timer;
+    bool woken = false;  // guarded by Pool::mu_
+  };
+  void release(Instance* inst);
+  void wakeOneLocked();
+  void wakeAllLocked();
+  void dropDeadLocked();
+
+  const DeploymentSpec spec_;
+  InstanceFactory& factory_;
+  std::mutex mu_;
+  std::vector<Entry> entries_;                      // guarded by mu_
+  int starting_ = 0;                                // guarded by mu_
+  std::list<std::shared_ptr<Waiter>> waiters_;      // guarded by mu_
+};
+
+}  // namespace nubo::runtime

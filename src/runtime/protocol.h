@@ -1,0 +1,69 @@
+// The instance protocol: how the gateway talks to a function instance over
+// one Unix socket (docs/protocol.md is the reference; runtimes/node speaks
+// the other side).
+//
+// Every frame: a 10-byte header, then the payload.
+//   u32 payload length (big-endian) | u8 type | u8 flags | u32 stream id (big-endian)
+// Stream 0 is the control stream (HELLO, SPECIALIZE, READY). Requests use
+// odd stream ids chosen by the gateway, so many requests share the socket.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace nubo::runtime::protocol {
+
+enum class FrameType : uint8_t {
+  kHello = 1,       // instance -> gateway: {"runtime","pid","version"} once connected
+  kSpecialize = 2,  // gateway -> instance: {"deployment","app","dir","entry","env"}
+  kReady = 3,       // instance -> gateway: {"ok":true,"load_ms"} or {"ok":false,"error"}
+  kRequest = 10,    // gateway -> instance: u32 head length, head JSON, then body bytes
+  kData = 11,       // either way: body bytes of the stream
+  kResponse = 20,   // instance -> gateway: u32 head length, head JSON, then body bytes
+  kCancel = 30,     // gateway -> instance: the client is gone or the time is up
+  kError = 31,      // instance -> gateway: the handler failed {"message"}
+  kWindow = 40,     // either way: u32 more bytes the sender of this frame accepts
+  kWaitUntilCount = 50,  // instance -> gateway, stream 0: u32 ctx.waitUntil promises still pending
+};
+
+// Flag: this frame ends the sender's half of the stream.
+constexpr uint8_t kEndStream = 1;
+
+constexpr size_t kHeaderSize = 10;
+constexpr uint32_t kMaxPayload = 16u << 20;
+// Flow control: bytes a side may send on a stream before it is granted more.
+constexpr uint32_t kInitialWindow = 1u << 20;
+
+struct Frame {
+  FrameType type = FrameType::kData;
+  uint8_t flags = 0;
+  uint32_t stream = 0;
+  std::string payload;
+
+  bool endStream() const { return (flags & kEndStream) != 0; }
+};
+
+// Appends the encoded frame to `out`.
+void appendFrame(std::string& out, FrameType type, uint8_t flags, uint32_t stream, std::string_view payload);
+// A REQUEST or RESPONSE payload: u32 head length, head, body bytes.
+void appendHeadFrame(std::string& out, FrameType type, uint8_t flags, uint32_t stream, std::string_view head,
+                     std::string_view body);
+// Splits a REQUEST/RESPONSE payload; kInvalidArgument when malformed.
+Status splitHead(std::string_view payload, std::string_view* head, std::string_view* body);
+
+// Incremental decoder: feed bytes as they arrive, take whole frames out.
+class FrameDecoder {
+ public:
+  void feed(const char* data, size_t n) { buf_.append(data, n); }
+  // A frame, nothing yet (false), or an error for a malformed stream.
+  Result<bool> next(Frame* out);
+
+ private:
+  std::string buf_;
+  size_t pos_ = 0;
+};
+
+}  // namespace nubo::runtime::protocol
