@@ -93,8 +93,9 @@ std::string PublicUrls::aliasUrl(std::string_view app, std::string_view alias) c
   return url + "/";
 }
 
-ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls)
-    : store_(store), deployer_(deployer), auth_(auth), urls_(std::move(urls)) {}
+ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls,
+                       runtime::Functions* functions)
+    : store_(store), deployer_(deployer), auth_(auth), urls_(std::move(urls)), functions_(functions) {}
 
 boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) { co_return route(req); }
 
@@ -158,6 +159,22 @@ Result<Response> ControlApi::dispatch(const http::Request& req, const std::strin
     Status s = parts[0] == "blobs" ? deployer_.putBlob(hash, req.body) : deployer_.putTree(hash, req.body);
     RETURN_IF_ERROR(s);
     return jsonResponse(201, {{"hash", hash}, {"size", req.body.size()}});
+  }
+  // GET /v1/instances[?app=APP]
+  if (n == 1 && parts[0] == "instances") {
+    if (m != "GET") return methodNotAllowed(req);
+    std::string app = queryParam(req.query, "app");
+    if (!app.empty()) RETURN_IF_ERROR(validateAppName(app, "app"));
+    Json list = Json::array();
+    if (functions_) {
+      for (const auto& i : functions_->describe()) {
+        if (!app.empty() && i.app != app) continue;
+        list.push_back({{"app", i.app}, {"deployment", i.deployment}, {"pid", i.pid}, {"state", i.state},
+                        {"inflight", i.inflight}, {"rss_bytes", i.rss_bytes}, {"age_s", i.age_s},
+                        {"idle_s", i.idle_s}});
+      }
+    }
+    return jsonResponse(200, {{"instances", list}, {"stems", functions_ ? functions_->stemCount() : 0}});
   }
   // GET /v1/deployments/{id}
   if (n == 2 && parts[0] == "deployments") {

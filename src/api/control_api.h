@@ -12,6 +12,7 @@
 #include "api/auth.h"
 #include "api/deployer.h"
 #include "http/server.h"
+#include "runtime/functions.h"
 
 namespace nubo::api {
 
@@ -28,7 +29,9 @@ struct PublicUrls {
 
 class ControlApi final : public http::Handler {
  public:
-  ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls);
+  // `functions` may be null (no code runtimes: no instances to list).
+  ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls,
+             runtime::Functions* functions);
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
 
   // The synchronous part of handle().
@@ -42,6 +45,7 @@ class ControlApi final : public http::Handler {
   Deployer& deployer_;
   Authenticator& auth_;
   PublicUrls urls_;
+  runtime::Functions* functions_;
 };
 
 }  // namespace nubo::api

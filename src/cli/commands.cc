@@ -366,6 +366,36 @@ void addClientCommands(CLI::App& app, int* exit_code) {
     });
   });
 
+  // ps [APP]
+  auto ps_app = std::make_shared<std::string>();
+  auto ps_json = std::make_shared<bool>(false);
+  auto* ps = app.add_subcommand("ps", "List running function instances");
+  ps->add_option("app", *ps_app, "Only this app's instances");
+  ps->add_flag("--json", *ps_json, "Print a JSON array");
+  ps->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      std::string path = "/v1/instances";
+      if (!ps_app->empty()) {
+        RETURN_IF_ERROR(validateAppName(*ps_app));
+        path += "?app=" + *ps_app;
+      }
+      ASSIGN_OR_RETURN(Json r, c.call("GET", path));
+      if (*ps_json) {
+        std::printf("%s\n", dumpJson(r["instances"]).c_str());
+        return Status::Ok();
+      }
+      std::vector<std::vector<std::string>> rows{{"APP", "DEPLOYMENT", "PID", "STATE", "INFLIGHT", "MEMORY", "AGE"}};
+      for (const auto& i : r["instances"]) {
+        char age[32];
+        std::snprintf(age, sizeof age, "%.0fs", i.value("age_s", 0.0));
+        rows.push_back({str(i, "app"), str(i, "deployment"), str(i, "pid"), str(i, "state"), str(i, "inflight"),
+                        humanBytes(i.value("rss_bytes", uint64_t{0})), age});
+      }
+      printTable(rows);
+      return Status::Ok();
+    });
+  });
+
   // rollback APP [--alias A]
   auto rollback_args = std::make_shared<std::array<std::string, 2>>();
   (*rollback_args)[1] = "production";

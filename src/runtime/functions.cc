@@ -300,6 +300,7 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
     break;
   }
   if (auto& cold = (*lease)->coldStart()) {
+    r.header("x-nubo-cold-start", cold->from_stem ? "stem" : "spawn");
     spdlog::info("cold start {}/{}: {} {:.1f} ms, files {:.1f} ms, specialize {:.1f} ms (load {:.1f} ms), first byte {:.1f} ms",
                  spec.app, spec.id, cold->from_stem ? "stem" : "spawn", cold->acquire_ms, cold->files_ms,
                  cold->specialize_ms, cold->load_ms, msSince(t0));

@@ -45,7 +45,7 @@ std::string_view stateName(Instance::State s) {
 void Mailbox::wake() {
   // The caller waits on its own executor; cancelling the timer there wakes it
   // without racing its wait.
-  asio::post(signal_.get_executor(), [this] { signal_.cancel(); });
+  asio::post(signal_.get_executor(), [self = shared_from_this()] { self->signal_.cancel(); });
 }
 
 void Mailbox::push(Frame f) {
@@ -213,28 +213,30 @@ asio::awaitable<void> Instance::readLoop() {
   auto self = shared_from_this();
   protocol::FrameDecoder decoder;
   std::vector<char> buf(64 << 10);
-  std::string why = "the instance closed its connection";
   for (;;) {
     error_code ec;
     size_t n = co_await socket_.async_read_some(asio::buffer(buf), withEc(ec));
     if (ec) break;
     decoder.feed(buf.data(), n);
     Frame f;
-    for (;;) {
-      Result<bool> got = decoder.next(&f);
-      if (!got.ok()) {
-        why = "the instance broke the protocol: " + got.status().message();
-        kill();
-        goto done;
-      }
-      if (!*got) break;
-      dispatch(std::move(f));
+    Result<bool> got = decoder.next(&f);
+    for (; got.ok() && *got; got = decoder.next(&f)) dispatch(std::move(f));
+    if (!got.ok()) {
+      protocol_error_ = "broke the instance protocol (" + got.status().message() + ")";
+      break;
     }
   }
-done:
   error_code ignored;
   socket_.close(ignored);
-  onDead(why);
+  // The process is exiting (or must): watchExit() reports how it ended and
+  // fails the open streams. One that lingers without its socket is killed.
+  if (!protocol_error_.empty()) {
+    kill();
+    co_return;
+  }
+  asio::steady_timer linger(strand_, std::chrono::seconds(1));
+  co_await linger.async_wait(withEc(ignored));
+  if (!dead_) kill();
 }
 
 void Instance::dispatch(Frame&& f) {
@@ -257,12 +259,11 @@ void Instance::dispatch(Frame&& f) {
   it->second->push(std::move(f));
 }
 
-void Instance::onDead(const std::string& socket_why) {
+void Instance::onDead(const std::string& exit_reason) {
   if (dead_) return;
   dead_ = true;
   state_ = State::kDead;
-  std::string why = exitReason();
-  if (why.empty()) why = socket_why;
+  std::string why = protocol_error_.empty() ? exit_reason : protocol_error_ + " and " + exit_reason;
   dead_why_ = why;
   for (auto& [id, box] : streams_) box->close(Unavailable("instance " + label_ + " " + why));
   inflight_ -= static_cast<int>(streams_.size());
@@ -417,6 +418,10 @@ void Instance::stop() {
 }
 
 void Instance::kill() {
+  // Out of service at once: the pool must not pick it while it dies.
+  State s = state_.load();
+  while (s != State::kDead && !state_.compare_exchange_weak(s, State::kStopping)) {
+  }
   if (pid_ > 0) ::kill(pid_, SIGKILL);
 }
 

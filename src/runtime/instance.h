@@ -51,7 +51,8 @@ struct SpecializeInfo {
 using LineSink = std::function<void(std::string_view stream, std::string_view line)>;
 
 // Frames for one stream, handed from the instance strand to one waiting caller.
-class Mailbox {
+// Always owned by a shared_ptr: a wake-up posted to the caller keeps it alive.
+class Mailbox : public std::enable_shared_from_this<Mailbox> {
  public:
   explicit Mailbox(boost::asio::any_io_executor caller) : signal_(caller) {}
   void push(protocol::Frame f);
@@ -137,7 +138,7 @@ class Instance : public std::enable_shared_from_this<Instance> {
   // Installs `box` as the receiver of stream-0 frames (on the strand).
   void setControl(std::shared_ptr<Mailbox> box);
   boost::asio::awaitable<Result<protocol::Frame>> nextControl(protocol::FrameType want, Deadline deadline);
-  void onDead(const std::string& why);
+  void onDead(const std::string& exit_reason);
 
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::local::stream_protocol::socket socket_;   // on strand_
@@ -159,6 +160,7 @@ class Instance : public std::enable_shared_from_this<Instance> {
   std::deque<protocol::Frame> control_pending_;  // stream 0 frames nobody waits for yet
   bool dead_ = false;
   std::string dead_why_;
+  std::string protocol_error_;  // set when the instance broke the protocol
   std::string out_buf_;
   bool writing_ = false;
 

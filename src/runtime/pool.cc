@@ -1,6 +1,9 @@
 #include "runtime/pool.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <fstream>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -151,6 +154,16 @@ void Pool::stopAll(bool kill) {
   }
 }
 
+namespace {
+// Resident memory of a process, from /proc (0 when it is gone).
+uint64_t rssOf(pid_t pid) {
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  uint64_t size = 0, resident = 0;
+  if (!(statm >> size >> resident)) return 0;
+  return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+}  // namespace
+
 std::vector<InstanceInfo> Pool::describe() {
   std::lock_guard lock(mu_);
   std::vector<InstanceInfo> out;
@@ -164,6 +177,7 @@ std::vector<InstanceInfo> Pool::describe() {
     i.inflight = e.leases;
     i.age_s = std::chrono::duration<double>(now - e.inst->startedAt()).count();
     i.idle_s = e.leases ? 0 : std::chrono::duration<double>(now - e.last_used).count();
+    i.rss_bytes = rssOf(i.pid);
     out.push_back(std::move(i));
   }
   return out;

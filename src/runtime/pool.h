@@ -93,6 +93,7 @@ struct InstanceInfo {
   int inflight = 0;
   double age_s = 0;
   double idle_s = 0;
+  uint64_t rss_bytes = 0;
 };
 
 class Pool : public std::enable_shared_from_this<Pool> {

@@ -97,7 +97,7 @@ Status runServer(const ServerOptions& opts) {
   api::PublicUrls urls;
   urls.base_domain = opts.base_domain;
   urls.port = portOf(data_addr);
-  api::ControlApi control_api(*store, deployer, auth, urls);
+  api::ControlApi control_api(*store, deployer, auth, urls, functions.get());
   http::ServerLimits control_limits;
   control_limits.body_bytes = opts.max_upload_mb << 20;
   control_limits.header_timeout = opts.header_timeout;

@@ -1,0 +1,263 @@
+// Functions end to end: the real `nubo serve` running node instances.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "integration_util.h"
+
+namespace nubo::testing_util {
+namespace {
+
+class FunctionsTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    tmp_ = new TempDir();
+    server_ = new NuboServer(*tmp_);
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete tmp_;
+  }
+
+  // Deploys `files` (path -> content) as app `name`; returns the deploy JSON.
+  Json deployApp(const std::string& name, const std::map<std::string, std::string>& files) {
+    std::string dir = tmp_->sub("apps/" + name);
+    for (const auto& [path, content] : files) writeFile(dir + "/" + path, content);
+    return server_->deploy(dir, {"--app", name});
+  }
+
+  Json instances(const std::string& app) {
+    ProcResult r = server_->nubo({"ps", app, "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto j = parseJson(r.out, "ps");
+    return j.ok() ? *j : Json::array();
+  }
+
+  static TempDir* tmp_;
+  static NuboServer* server_;
+};
+TempDir* FunctionsTest::tmp_ = nullptr;
+NuboServer* FunctionsTest::server_ = nullptr;
+
+const char* kFetchEsm = R"(export default {
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    return Response.json({ style: 'fetch-esm', method: request.method, path: url.pathname,
+                           q: url.searchParams.get('q'), greeting: env.GREETING });
+  }
+})";
+
+TEST_F(FunctionsTest, WebStyleHandlersInEsmAndCommonJs) {
+  Json d = deployApp("fetch-js", {{"index.js", kFetchEsm}, {"nubo.json", R"({"env": {"GREETING": "hi"}})"}});
+  EXPECT_EQ(d["state"], "READY");
+  auto r = server_->get("/fetch-js/some/path?q=42");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("content-type"), "application/json");
+  auto j = parseJson(r.body, "body");
+  ASSERT_TRUE(j.ok()) << r.body;
+  EXPECT_EQ((*j)["style"], "fetch-esm");
+  EXPECT_EQ((*j)["path"], "/some/path");
+  EXPECT_EQ((*j)["q"], "42");
+  EXPECT_EQ((*j)["greeting"], "hi");
+  EXPECT_FALSE(r.header("x-nubo-request-id").empty());
+  EXPECT_EQ(r.header("x-nubo-deployment"), d["deployment"]);
+
+  deployApp("fetch-mjs", {{"index.mjs", kFetchEsm}});
+  EXPECT_NE(server_->get("/fetch-mjs/").body.find("fetch-esm"), std::string::npos);
+
+  deployApp("fetch-cjs", {{"index.cjs", R"(module.exports = {
+    async fetch(request) { return new Response('cjs ' + request.method, { status: 201, headers: { 'x-a': 'b' } }); }
+  };)"}});
+  r = server_->get("/fetch-cjs/", {}, "PUT");
+  EXPECT_EQ(r.status, 201);
+  EXPECT_EQ(r.body, "cjs PUT");
+  EXPECT_EQ(r.header("x-a"), "b");
+}
+
+TEST_F(FunctionsTest, NodeStyleHandlersInCommonJsAndEsm) {
+  const char* body = R"((req, res) => {
+    let data = '';
+    req.on('data', (c) => { data += c; });
+    req.on('end', () => {
+      res.setHeader('content-type', 'text/plain');
+      res.statusCode = 202;
+      res.end(`${req.method} ${req.url} ${req.headers['x-test']} [${data}]`);
+    });
+  })";
+  deployApp("node-cjs", {{"index.js", std::string("module.exports = ") + body + ";"}});
+  deployApp("node-esm", {{"index.mjs", std::string("export default ") + body + ";"}});
+  for (std::string app : {"node-cjs", "node-esm"}) {
+    cli::HttpClient c(server_->dataUrl(), "");
+    auto r = c.send("POST", "/" + app + "/x/y?z=1", "payload", {"X-Test: yes"});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 202) << app << ": " << r->body;
+    EXPECT_EQ(r->body, "POST /x/y?z=1 yes [payload]") << app;
+    EXPECT_EQ(r->header("content-type"), "text/plain");
+  }
+  // writeHead + several writes + chunked encoding asked for explicitly.
+  deployApp("node-chunks", {{"index.js", R"(module.exports = (req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'transfer-encoding': 'chunked', 'set-cookie': ['a=1', 'b=2'] });
+    res.write('one,');
+    res.write('two,');
+    res.end('three');
+  };)"}});
+  auto r = server_->get("/node-chunks/");
+  EXPECT_EQ(r.body, "one,two,three");
+}
+
+TEST_F(FunctionsTest, TenMegabyteJsonEcho) {
+  deployApp("echo", {{"index.js", R"(export default {
+    async fetch(request) {
+      const data = await request.json();
+      return Response.json(data);
+    }
+  })"}});
+  std::string big = "{\"items\":[";
+  for (int i = 0; i < 240000; ++i) big += (i ? "," : "") + std::string("{\"n\":") + std::to_string(i) + ",\"s\":\"abcdefghijklmnopqrstuvwxyz\"}";
+  big += "]}";
+  ASSERT_GT(big.size(), 10u << 20);
+  cli::HttpClient c(server_->dataUrl(), "");
+  auto r = c.send("POST", "/echo/", big, {"Content-Type: application/json"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body.size(), big.size());
+  EXPECT_TRUE(r->body == big);
+}
+
+TEST_F(FunctionsTest, ProcessExitIs502AndTheNextRequestSucceeds) {
+  deployApp("exiter", {{"index.js", R"(export default {
+    fetch(request) {
+      if (new URL(request.url).pathname === '/exit') process.exit(3);
+      return new Response('alive ' + process.pid);
+    }
+  })"}});
+  auto ok = server_->get("/exiter/");
+  EXPECT_EQ(ok.status, 200);
+  auto r = server_->get("/exiter/exit");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_NE(r.body.find("exited with status 3"), std::string::npos) << r.body;
+  auto again = server_->get("/exiter/");
+  EXPECT_EQ(again.status, 200);
+  EXPECT_NE(again.body, ok.body);  // a new instance (new pid)
+}
+
+TEST_F(FunctionsTest, InfiniteLoopIs504WhileOtherAppsKeepAnswering) {
+  deployApp("spinner", {{"index.js", R"(export default {
+    fetch(request) {
+      if (new URL(request.url).pathname === '/spin') { while (true) {} }
+      return new Response('ok');
+    }
+  })"}, {"nubo.json", R"({"limits": {"timeout_ms": 1000}})"}});
+  deployApp("bystander", {{"index.js", "export default { fetch() { return new Response('still here'); } }"}});
+  EXPECT_EQ(server_->get("/bystander/").body, "still here");
+
+  std::atomic<bool> done{false};
+  std::atomic<int> bystander_ok{0}, bystander_bad{0};
+  std::thread other([&] {
+    cli::HttpClient c(server_->dataUrl(), "");
+    while (!done) {
+      auto r = c.send("GET", "/bystander/");
+      (r.ok() && r->body == "still here" ? bystander_ok : bystander_bad)++;
+    }
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = server_->get("/spinner/spin");
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  done = true;
+  other.join();
+  EXPECT_EQ(r.status, 504) << r.body;
+  EXPECT_GE(secs, 0.9);
+  EXPECT_LT(secs, 2.0);
+  EXPECT_GT(bystander_ok.load(), 0);
+  EXPECT_EQ(bystander_bad.load(), 0);
+  // The runaway instance was killed; a fresh one answers.
+  EXPECT_EQ(server_->get("/spinner/").body, "ok");
+}
+
+TEST_F(FunctionsTest, EnvHoldsOnlyTheDeploymentsVariablesAndTheRuntimeMinimum) {
+  deployApp("envy", {{"index.js", R"(export default {
+    fetch(request, env) {
+      return Response.json({ process: Object.keys(process.env).sort(), env: Object.keys(env).sort() });
+    }
+  })"}, {"nubo.json", R"({"env": {"API_URL": "https://example.test", "MODE": "demo"}})"}});
+  auto j = parseJson(server_->get("/envy/").body, "env");
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ((*j)["env"], Json::array({"API_URL", "MODE"}));
+  EXPECT_EQ((*j)["process"], Json::array({"API_URL", "HOME", "MODE", "NODE_ENV", "PATH", "TZ"}));
+}
+
+TEST_F(FunctionsTest, HandlerErrorsAre500AndLoadErrorsSaySo) {
+  deployApp("thrower", {{"index.js", "export default { fetch() { throw new Error('boom in handler'); } }"}});
+  auto r = server_->get("/thrower/");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_NE(r.body.find("boom in handler"), std::string::npos) << r.body;
+  deployApp("broken", {{"index.js", "export default { fetch() { return new Response('x') } "}});  // syntax error
+  r = server_->get("/broken/");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_NE(r.body.find("failed to load"), std::string::npos) << r.body;
+  deployApp("noexport", {{"index.js", "const x = 1;"}});
+  r = server_->get("/noexport/");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_NE(r.body.find("must export default"), std::string::npos) << r.body;
+}
+
+TEST_F(FunctionsTest, FirstRequestAfterDeployIsServedByAStem) {
+  // Stems start with the server; wait until one is ready.
+  ASSERT_TRUE(waitFor([&] {
+    auto r = server_->control("GET", "/v1/instances");
+    auto j = parseJson(r.body, "instances");
+    return j.ok() && j->value("stems", 0) >= 1;
+  }));
+  deployApp("stemmed", {{"index.js", "export default { fetch() { return new Response('hi'); } }"}});
+  auto r = server_->get("/stemmed/");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("x-nubo-cold-start"), "stem");
+  r = server_->get("/stemmed/");
+  EXPECT_EQ(r.header("x-nubo-cold-start"), "");  // warm
+}
+
+TEST_F(FunctionsTest, IdleInstancesScaleToZero) {
+  deployApp("idler", {{"index.js", "export default { fetch() { return new Response('hi'); } }"},
+                      {"nubo.json", R"({"limits": {"idle_ttl_s": 1}})"}});
+  EXPECT_EQ(server_->get("/idler/").status, 200);
+  Json ps = instances("idler");
+  ASSERT_EQ(ps.size(), 1u) << ps.dump();
+  EXPECT_EQ(ps[0]["app"], "idler");
+  EXPECT_EQ(ps[0]["state"], "ready");
+  EXPECT_GT(ps[0]["rss_bytes"].get<uint64_t>(), 0u);
+  for (const char* key : {"deployment", "inflight", "age_s"}) EXPECT_TRUE(ps[0].contains(key)) << key;
+  EXPECT_TRUE(waitFor([&] { return instances("idler").empty(); }, std::chrono::seconds(10)));
+}
+
+TEST_F(FunctionsTest, ConcurrentSlowRequestsStayWithinMaxInstances) {
+  deployApp("slow", {{"index.js", R"(export default {
+    async fetch() { await new Promise((r) => setTimeout(r, 300)); return new Response('done'); }
+  })"}, {"nubo.json", R"({"limits": {"concurrency": 32, "max_instances": 4}})"}});
+  std::atomic<int> ok{0};
+  std::atomic<size_t> max_seen{0};
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    while (!done) {
+      size_t n = instances("slow").size();
+      if (n > max_seen) max_seen = n;
+    }
+  });
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 200; ++i) {
+    clients.emplace_back([&] {
+      cli::HttpClient c(server_->dataUrl(), "");
+      auto r = c.send("GET", "/slow/");
+      if (r.ok() && r->status == 200 && r->body == "done") ok++;
+    });
+  }
+  for (auto& t : clients) t.join();
+  done = true;
+  watcher.join();
+  EXPECT_EQ(ok.load(), 200);
+  EXPECT_LE(max_seen.load(), 4u);
+  EXPECT_GE(max_seen.load(), 2u);  // one instance alone could not take 200 at 32 each
+}
+
+}  // namespace
+}  // namespace nubo::testing_util
