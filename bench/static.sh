@@ -14,7 +14,7 @@ site=$BENCH_TMP/site
 mkdir -p "$site"
 printf '<!doctype html><title>hello</title><p>Hello from a static file.</p>\n' >"$site/index.html"
 
-start_nubo
+start_nubo ${NUBO_ARGS:-}
 "$NUBO" deploy "$site" --app bench --json >/dev/null
 
 port=$(free_port)

@@ -58,18 +58,61 @@ function frame(type, flags, stream, payload) {
   return b;
 }
 
+// REQUEST/RESPONSE frames carry a binary head (docs/protocol.md).
 function headFrame(type, flags, stream, head, body) {
-  const h = Buffer.from(JSON.stringify(head));
   const bl = body ? body.length : 0;
-  const b = Buffer.allocUnsafe(14 + h.length + bl);
-  b.writeUInt32BE(4 + h.length + bl, 0);
+  const b = Buffer.allocUnsafe(14 + head.length + bl);
+  b.writeUInt32BE(4 + head.length + bl, 0);
   b[4] = type;
   b[5] = flags;
   b.writeUInt32BE(stream, 6);
-  b.writeUInt32BE(h.length, 10);
-  h.copy(b, 14);
-  if (bl) body.copy(b, 14 + h.length);
+  b.writeUInt32BE(head.length, 10);
+  head.copy(b, 14);
+  if (bl) body.copy(b, 14 + head.length);
   return b;
+}
+
+// Response head: u16 status, u16 count, count x (str16 name, str32 value).
+// Header names and values are byte strings (latin1), as in Node's http.
+function responseHead(status, pairs) {
+  let size = 4;
+  for (const [k, v] of pairs) size += 6 + k.length + v.length;
+  const b = Buffer.allocUnsafe(size);
+  b.writeUInt16BE(status, 0);
+  b.writeUInt16BE(pairs.length, 2);
+  let o = 4;
+  for (const [k, v] of pairs) {
+    b.writeUInt16BE(k.length, o);
+    o = 2 + o + b.write(k, o + 2, 'latin1');
+    b.writeUInt32BE(v.length, o);
+    o = 4 + o + b.write(v, o + 4, 'latin1');
+  }
+  return b;
+}
+
+// Request head: str16 method, str16 path, str16 url, str16 id, u16 count, pairs.
+function parseRequestHead(b, o, end) {
+  const s16 = () => {
+    const n = b.readUInt16BE(o);
+    const v = b.toString('latin1', o + 2, o + 2 + n);
+    o += 2 + n;
+    return v;
+  };
+  const m = s16();
+  const p = s16();
+  const u = s16();
+  const id = s16();
+  const count = b.readUInt16BE(o);
+  o += 2;
+  const h = new Array(count);
+  for (let i = 0; i < count; i++) {
+    const k = s16().toLowerCase();
+    const n = b.readUInt32BE(o);
+    h[i] = [k, b.toString('latin1', o + 4, o + 4 + n)];
+    o += 4 + n;
+  }
+  if (o > end) throw new Error('request head overruns its frame');
+  return { m, p, u, id, h };
 }
 
 function sendJson(type, stream, obj) { send(frame(type, 0, stream, Buffer.from(JSON.stringify(obj)))); }
@@ -203,7 +246,7 @@ function onFrame(type, flags, id, payload) {
       return;
     case T.REQUEST: {
       const headLen = payload.readUInt32BE(0);
-      const head = JSON.parse(payload.subarray(4, 4 + headLen).toString());
+      const head = parseRequestHead(payload, 4, 4 + headLen);
       const body = payload.subarray(4 + headLen);
       const st = new Stream(id);
       streams.set(id, st);
@@ -241,6 +284,20 @@ function onFrame(type, flags, id, payload) {
 
 // ---- web style: fetch(request, env, ctx) -------------------------------------
 
+// Node's Response keeps the value a body was made from (a string or bytes)
+// in its internal state; reading that skips a stream round trip. Anything
+// unexpected falls back to reading the stream.
+let kState;
+function bodySource(res) {
+  if (res.bodyUsed) return undefined;
+  if (kState === undefined) kState = Object.getOwnPropertySymbols(res).find((s) => s.description === 'state') || null;
+  const body = kState && res[kState] && res[kState].body;
+  const src = body && body.source;
+  if (typeof src === 'string') return Buffer.from(src);
+  if (src instanceof Uint8Array) return Buffer.from(src.buffer, src.byteOffset, src.byteLength);
+  return undefined;
+}
+
 function makeCtx() {
   return {
     waitUntil(p) {
@@ -262,8 +319,12 @@ function reportWaitUntil() {
 
 async function serveFetch(st, head, first, ended) {
   try {
-    const ac = new AbortController();
-    st.onCancel = () => ac.abort();
+    // request.signal is made on first use: passing a signal to the Request
+    // constructor costs more than the rest of a small request.
+    let ac = null;
+    let aborted = false;
+    const abort = () => { aborted = true; if (ac) ac.abort(); };
+    st.onCancel = abort;
     let body = null;
     if (head.m !== 'GET' && head.m !== 'HEAD' && (first.length || !ended)) {
       body = new ReadableStream({
@@ -274,21 +335,37 @@ async function serveFetch(st, head, first, ended) {
             if (chunk.length) c.enqueue(new Uint8Array(chunk));
             if (end) c.close();
           };
-          st.onCancel = () => { ac.abort(); try { c.error(new Error('request cancelled')); } catch {} };
+          st.onCancel = () => { abort(); try { c.error(new Error('request cancelled')); } catch {} };
         },
         pull() { if (!ended) grant(st.id, INITIAL_WINDOW); },
       }, { highWaterMark: 0 });
     }
-    const req = new Request(head.u, { method: head.m, headers: head.h, body, duplex: 'half', signal: ac.signal });
+    const req = new Request(head.u, { method: head.m, headers: head.h, body, duplex: 'half' });
+    Object.defineProperty(req, 'signal', {
+      get() {
+        if (!ac) {
+          ac = new AbortController();
+          if (aborted) ac.abort();
+        }
+        return ac.signal;
+      },
+    });
     const res = await handler.obj.fetch(req, env, makeCtx());
     if (st.cancelled) return;
     if (!(res instanceof Response)) throw new Error('fetch() must return a Response');
     const headers = [];
     res.headers.forEach((v, k) => { if (k !== 'set-cookie') headers.push([k, v]); });
     for (const c of res.headers.getSetCookie()) headers.push(['set-cookie', c]);
-    const rhead = { s: res.status, h: headers };
+    const rhead = responseHead(res.status, headers);
     if (!res.body || head.m === 'HEAD') {
       send(headFrame(T.RESPONSE, END, st.id, rhead, null));
+      return st.finish();
+    }
+    // Fast path: a body made from a string or bytes is sent as it is,
+    // without going through its stream.
+    const whole = bodySource(res);
+    if (whole && whole.length <= st.window) {
+      send(headFrame(T.RESPONSE, END, st.id, rhead, whole));
       return st.finish();
     }
     const reader = res.body.getReader();
@@ -349,7 +426,7 @@ class ResponseSocket extends Duplex {
       data = this.headBuf.subarray(end + 4);
       this.headBuf = EMPTY;
       if (this.head.chunked) this.chunked = new ChunkedDecoder();
-      send(headFrame(T.RESPONSE, 0, this.st.id, { s: this.head.status, h: this.head.headers }, null));
+      send(headFrame(T.RESPONSE, 0, this.st.id, responseHead(this.head.status, this.head.headers), null));
     }
     if (this.chunked) data = this.chunked.feed(data);
     if (!data.length || this.isHead) return cb();
@@ -446,7 +523,7 @@ function serveNode(st, head, first, ended) {
     // Everything ServerResponse wrote has gone through _write by now.
     setImmediate(() => {
       if (st.cancelled || st.done) return;
-      if (!sockOut.head) send(headFrame(T.RESPONSE, 0, st.id, { s: res.statusCode, h: [] }, null));
+      if (!sockOut.head) send(headFrame(T.RESPONSE, 0, st.id, responseHead(res.statusCode, []), null));
       send(frame(T.DATA, END, st.id, EMPTY));
       st.finish();
     });

@@ -232,20 +232,24 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
   }
   Instance& inst = (*lease)->instance();
 
-  Json h = Json::array();
-  for (const auto& [k, v] : req.headers()) {
-    if (hopByHop(k)) continue;
-    std::string name(k);
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    h.push_back({std::move(name), std::string(v)});
+  protocol::HeaderList headers;
+  auto all = req.headers();
+  headers.reserve(all.size() + 1);
+  for (const auto& kv : all) {
+    if (!hopByHop(kv.first)) headers.push_back(kv);
   }
-  h.push_back({"x-nubo-request-id", request_id});
+  headers.emplace_back("x-nubo-request-id", request_id);
   std::string p(path);
-  if (!req.query.empty()) p += "?" + std::string(req.query);
-  std::string host(req.header("host"));
-  if (host.empty()) host = "localhost";
-  Json head = {{"m", std::string(req.method)}, {"p", p}, {"u", "http://" + host + p}, {"h", h}, {"id", request_id}};
-  auto call = inst.open(co_await asio::this_coro::executor, dumpJson(head), req.body, true);
+  if (!req.query.empty()) {
+    p += '?';
+    p.append(req.query);
+  }
+  std::string_view host = req.header("host");
+  std::string url = "http://" + std::string(host.empty() ? std::string_view("localhost") : host) + p;
+  std::string head;
+  head.reserve(256);
+  protocol::appendRequestHead(head, req.method, p, url, request_id, headers);
+  auto call = inst.open(co_await asio::this_coro::executor, head, req.body, true);
   if (!call.ok()) co_return failure(502, call.status().message());
 
   Response r;
@@ -273,19 +277,16 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
     }
     std::string_view body = f->payload;
     if (f->type == FrameType::kResponse) {
-      std::string_view head_json;
-      if (!protocol::splitHead(f->payload, &head_json, &body).ok()) co_return failure(502, "malformed response head");
-      auto rh = parseJson(head_json, "response head");
-      if (!rh.ok() || !rh->is_object()) co_return failure(502, "malformed response head");
-      int status = rh->value("s", 200);
-      r.status = (status >= 100 && status <= 999) ? status : 502;
-      if (rh->contains("h") && (*rh)["h"].is_array()) {
-        for (const auto& kv : (*rh)["h"]) {
-          if (!kv.is_array() || kv.size() != 2 || !kv[0].is_string() || !kv[1].is_string()) continue;
-          std::string name = kv[0].get<std::string>();
-          if (hopByHop(name)) continue;
-          r.header(std::move(name), kv[1].get<std::string>());
-        }
+      std::string_view head_bytes;
+      protocol::ResponseHead rh;
+      if (!protocol::splitHead(f->payload, &head_bytes, &body).ok() ||
+          !protocol::parseResponseHead(head_bytes, &rh).ok()) {
+        co_return failure(502, "the function's instance sent a malformed response head");
+      }
+      r.status = (rh.status >= 100 && rh.status <= 999) ? rh.status : 502;
+      r.headers.reserve(rh.headers.size() + 3);
+      for (auto& [name, value] : rh.headers) {
+        if (!hopByHop(name)) r.header(std::move(name), std::move(value));
       }
       got_head = true;
     } else if (f->type != FrameType::kData) {

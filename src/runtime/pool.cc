@@ -58,10 +58,14 @@ asio::awaitable<Result<std::unique_ptr<Lease>>> Pool::acquire(Deadline deadline)
         co_return std::make_unique<Lease>(self, best->inst, std::nullopt);
       }
       int live = static_cast<int>(entries_.size()) + starting_;
-      if (live < spec_.limits.max_instances) {
+      // Instances being started will take `concurrency` requests each: wait
+      // for them rather than starting more than the burst needs.
+      size_t coming = static_cast<size_t>(starting_) * static_cast<size_t>(spec_.limits.concurrency);
+      if (live < spec_.limits.max_instances && waiters_.size() >= coming) {
         starting_++;
         start_one = true;
       } else if (waiters_.size() >= spec_.limits.queue_limit) {
+        // (also reached when waiting for a starting instance with a full queue)
         co_return ResourceExhausted("deployment " + spec_.id + " is at capacity (" +
                                     std::to_string(spec_.limits.max_instances) + " instances, queue full)");
       } else {
@@ -75,7 +79,7 @@ asio::awaitable<Result<std::unique_ptr<Lease>>> Pool::acquire(Deadline deadline)
       std::lock_guard lock(mu_);
       starting_--;
       if (!inst.ok()) {
-        wakeOneLocked();  // someone else may try again
+        wakeAllLocked();  // those waiting for this one try again themselves
         co_return inst.status();
       }
       entries_.push_back(Entry{*inst, 1, Clock::now()});

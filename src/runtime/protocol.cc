@@ -1,5 +1,7 @@
 #include "runtime/protocol.h"
 
+#include <algorithm>
+
 namespace nubo::runtime::protocol {
 namespace {
 
@@ -31,7 +33,92 @@ bool knownType(uint8_t t) {
   return false;
 }
 
+void putU16(std::string& out, uint16_t v) {
+  out.push_back(static_cast<char>(v >> 8));
+  out.push_back(static_cast<char>(v));
+}
+
+void putStr16(std::string& out, std::string_view s) {
+  putU16(out, static_cast<uint16_t>(std::min<size_t>(s.size(), 0xffff)));
+  out.append(s.substr(0, 0xffff));
+}
+
+void putStr32(std::string& out, std::string_view s) {
+  putU32(out, static_cast<uint32_t>(s.size()));
+  out.append(s);
+}
+
+// Bounds-checked reading of a head.
+class Reader {
+ public:
+  explicit Reader(std::string_view s) : s_(s) {}
+  bool u16(uint16_t* v) {
+    if (s_.size() < 2) return false;
+    *v = static_cast<uint16_t>((static_cast<uint8_t>(s_[0]) << 8) | static_cast<uint8_t>(s_[1]));
+    s_.remove_prefix(2);
+    return true;
+  }
+  bool u32(uint32_t* v) {
+    if (s_.size() < 4) return false;
+    *v = getU32(s_.data());
+    s_.remove_prefix(4);
+    return true;
+  }
+  bool bytes(size_t n, std::string_view* out) {
+    if (s_.size() < n) return false;
+    *out = s_.substr(0, n);
+    s_.remove_prefix(n);
+    return true;
+  }
+  bool empty() const { return s_.empty(); }
+
+ private:
+  std::string_view s_;
+};
+
 }  // namespace
+
+void appendRequestHead(std::string& out, std::string_view method, std::string_view path, std::string_view url,
+                       std::string_view request_id, const HeaderList& headers) {
+  putStr16(out, method);
+  putStr16(out, path);
+  putStr16(out, url);
+  putStr16(out, request_id);
+  putU16(out, static_cast<uint16_t>(std::min<size_t>(headers.size(), 0xffff)));
+  for (size_t i = 0; i < headers.size() && i < 0xffff; ++i) {
+    putStr16(out, headers[i].first);
+    putStr32(out, headers[i].second);
+  }
+}
+
+void appendResponseHead(std::string& out, int status, const HeaderList& headers) {
+  putU16(out, static_cast<uint16_t>(status));
+  putU16(out, static_cast<uint16_t>(std::min<size_t>(headers.size(), 0xffff)));
+  for (size_t i = 0; i < headers.size() && i < 0xffff; ++i) {
+    putStr16(out, headers[i].first);
+    putStr32(out, headers[i].second);
+  }
+}
+
+Status parseResponseHead(std::string_view head, ResponseHead* out) {
+  Reader r(head);
+  uint16_t status = 0, count = 0;
+  if (!r.u16(&status) || !r.u16(&count)) return InvalidArgument("response head too short");
+  out->status = status;
+  out->headers.clear();
+  out->headers.reserve(count);
+  for (uint16_t i = 0; i < count; ++i) {
+    uint16_t nl = 0;
+    uint32_t vl = 0;
+    std::string_view name, value;
+    if (!r.u16(&nl) || !r.bytes(nl, &name) || !r.u32(&vl) || !r.bytes(vl, &value)) {
+      return InvalidArgument("response head header " + std::to_string(i) + " is truncated");
+    }
+    out->headers.emplace_back(std::string(name), std::string(value));
+  }
+  if (!r.empty()) return InvalidArgument("response head has trailing bytes");
+  return Status::Ok();
+}
 
 void appendFrame(std::string& out, FrameType type, uint8_t flags, uint32_t stream, std::string_view payload) {
   putU32(out, static_cast<uint32_t>(payload.size()));

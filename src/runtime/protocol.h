@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 
@@ -20,9 +22,9 @@ enum class FrameType : uint8_t {
   kHello = 1,       // instance -> gateway: {"runtime","pid","version"} once connected
   kSpecialize = 2,  // gateway -> instance: {"deployment","app","dir","entry","env"}
   kReady = 3,       // instance -> gateway: {"ok":true,"load_ms"} or {"ok":false,"error"}
-  kRequest = 10,    // gateway -> instance: u32 head length, head JSON, then body bytes
+  kRequest = 10,    // gateway -> instance: u32 head length, request head, then body bytes
   kData = 11,       // either way: body bytes of the stream
-  kResponse = 20,   // instance -> gateway: u32 head length, head JSON, then body bytes
+  kResponse = 20,   // instance -> gateway: u32 head length, response head, then body bytes
   kCancel = 30,     // gateway -> instance: the client is gone or the time is up
   kError = 31,      // instance -> gateway: the handler failed {"message"}
   kWindow = 40,     // either way: u32 more bytes the sender of this frame accepts
@@ -53,6 +55,24 @@ void appendHeadFrame(std::string& out, FrameType type, uint8_t flags, uint32_t s
                      std::string_view body);
 // Splits a REQUEST/RESPONSE payload; kInvalidArgument when malformed.
 Status splitHead(std::string_view payload, std::string_view* head, std::string_view* body);
+
+// Heads are binary, length-prefixed (big-endian): cheap to build and parse
+// on both sides, no JSON on the request path.
+//   request head:  str16 method, str16 path, str16 url, str16 request id,
+//                  u16 count, count x (str16 name, str32 value)
+//   response head: u16 status, u16 count, count x (str16 name, str32 value)
+// str16 = u16 length + bytes; str32 = u32 length + bytes.
+using HeaderList = std::vector<std::pair<std::string_view, std::string_view>>;
+void appendRequestHead(std::string& out, std::string_view method, std::string_view path, std::string_view url,
+                       std::string_view request_id, const HeaderList& headers);
+
+struct ResponseHead {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+// kInvalidArgument when malformed.
+Status parseResponseHead(std::string_view head, ResponseHead* out);
+void appendResponseHead(std::string& out, int status, const HeaderList& headers);
 
 // Incremental decoder: feed bytes as they arrive, take whole frames out.
 class FrameDecoder {

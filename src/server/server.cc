@@ -172,7 +172,11 @@ Status runServer(const ServerOptions& opts) {
   signals.async_wait(on_signal);
 
   functions->start();
-  int data_threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Half the cores by default: the rest is for function instances (and, on
+  // a benchmark machine, the load generator); cross-thread hand-offs cost
+  // more than they gain on small machines.
+  int data_threads = opts.threads > 0 ? opts.threads
+                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2));
   std::vector<std::thread> threads;
   runThreads(data_ioc, data_threads, threads);
   runThreads(control_ioc, 3, threads);

@@ -18,7 +18,7 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:8080";      // data plane
   std::string control = "127.0.0.1:7070";     // control plane
   std::string base_domain = "localhost";
-  int threads = 0;                            // data-plane threads; 0: one per core
+  int threads = 0;                            // data-plane threads; 0: half the cores, at least one
   std::chrono::milliseconds grace{10'000};
   std::chrono::milliseconds header_timeout{10'000};  // slow clients get 408 after this
   uint64_t cache_mb = 256;                    // hot static file bytes in memory

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# JavaScript hello world through nubo vs a plain Node `http` server returning
+# the same JSON, measured in the same run with the same wrk load.
+# Target: nubo >= 1.0x plain Node, p99 <= 10 ms at 50 connections.
+source "$(dirname "$0")/lib.sh"
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-50}
+THREADS=${THREADS:-2}
+command -v wrk >/dev/null || { echo "bench: wrk missing (scripts/setup installs it)" >&2; exit 1; }
+command -v node >/dev/null || { echo "bench: node missing" >&2; exit 1; }
+
+app=$BENCH_TMP/hello
+mkdir -p "$app"
+cat >"$app/index.js" <<'JS'
+export default { async fetch(request, env, ctx) { return Response.json({ hello: "world" }); } }
+JS
+start_nubo ${NUBO_ARGS:-}
+"$NUBO" deploy "$app" --app hello --json >/dev/null
+
+port=$(free_port)
+cat >"$BENCH_TMP/plain.js" <<JS
+const http = require('http');
+const body = JSON.stringify({ hello: 'world' });
+http.createServer((req, res) => {
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}).listen($port, '127.0.0.1');
+JS
+node "$BENCH_TMP/plain.js" &
+PIDS+=($!)
+for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.01; done
+
+nubo_url="$NUBO_DATA_URL/hello/"
+node_url="http://127.0.0.1:$port/"
+[[ $(curl -sf "$nubo_url") == $(curl -sf "$node_url") ]] || { echo "bench: bodies differ" >&2; exit 1; }
+
+run() {  # run URL -> "rps p50 p99 errors"
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$1" >"$BENCH_TMP/wrk.out"
+  python3 - "$BENCH_TMP/wrk.out" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+def lat(p):
+    m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)" % p, t)
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+print(f"{rps:.0f} {lat(50):.3f} {lat(99):.3f} {errs.group(1) if errs else 0}")
+PY
+}
+wrk -t1 -c8 -d2s "$nubo_url" >/dev/null
+wrk -t1 -c8 -d2s "$node_url" >/dev/null
+read -r n_rps n_p50 n_p99 n_err <<<"$(run "$nubo_url")"
+read -r p_rps p_p50 p_p99 p_err <<<"$(run "$node_url")"
+instances=$("$NUBO" ps hello --json | python3 -c 'import json,sys;print(len(json.load(sys.stdin)))')
+printf 'JS hello world, wrk -t%s -c%s -d%s (%s cores)\n' "$THREADS" "$CONNS" "$DURATION" "$(nproc)"
+printf '  %-10s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s   (%s instances)\n' nubo "$n_rps" "$n_p50" "$n_p99" "$n_err" "$instances"
+printf '  %-10s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s\n' "node http" "$p_rps" "$p_p50" "$p_p99" "$p_err"
+printf '  ratio nubo/node: %sx (target >= 1.0x, p99 <= 10 ms)\n' "$(python3 -c "print(f'{$n_rps/$p_rps:.2f}')")"
