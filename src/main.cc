@@ -5,11 +5,16 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstring>
 
 #include "cli/commands.h"
+#include "runtime/sandbox.h"
 #include "server/server.h"
 
 int main(int argc, char** argv) {
+  // The sandbox helper: a fresh process that isolates one function instance.
+  if (argc >= 2 && std::strcmp(argv[1], "__sandbox") == 0) return nubo::runtime::sandboxMain(argc, argv);
+
   CLI::App app{"nubo: deploy a folder, get an immutable URL.\n"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "nubo 0.1.0");
@@ -38,6 +43,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 4096));
   serve->add_option("--stems", serve_opts.stems, "Pre-started node instances for fast cold starts (default 2)")
       ->check(CLI::Range(0, 64));
+  serve->add_option("--sandbox", serve_opts.sandbox,
+                    "Instance isolation: auto (every layer the kernel allows, default), strict (all or refuse), off")
+      ->check(CLI::IsMember({"auto", "strict", "off"}));
   serve->callback([&] {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     serve_opts.grace = std::chrono::milliseconds(grace_ms);

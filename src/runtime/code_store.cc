@@ -13,16 +13,19 @@
 namespace nubo::runtime {
 
 Result<std::unique_ptr<CodeStore>> CodeStore::create(std::string root, blob::BlobStore& blobs) {
-  RETURN_IF_ERROR(makeDirs(root));
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
-    if (e.path().filename().string().rfind(".tmp-", 0) == 0) std::filesystem::remove_all(e.path(), ec);
-  }
+  std::filesystem::remove_all(root, ec);
+  RETURN_IF_ERROR(makeDirs(root));
   return std::unique_ptr<CodeStore>(new CodeStore(std::move(root), blobs));
 }
 
-Status CodeStore::build(const std::string& dir, const std::string& root_tree) {
-  RETURN_IF_ERROR(makeDirs(dir));
+Result<std::string> CodeStore::makeInstanceDir(const std::string& instance) {
+  std::string dir = root_ + "/" + instance;
+  if (::mkdir(dir.c_str(), 0755) != 0) return ErrnoStatus("create " + dir, errno);
+  return dir;
+}
+
+Status CodeStore::linkInto(const std::string& root_tree, const std::string& dir) {
   Status failed;
   RETURN_IF_ERROR(blob::walkTree(root_tree, blob::loaderFor(blobs_), [&](blob::FlatFile&& f) {
     if (!failed.ok()) return;
@@ -36,51 +39,24 @@ Status CodeStore::build(const std::string& dir, const std::string& root_tree) {
       failed = src.status();
       return;
     }
+    std::error_code ec;
     if (f.kind == blob::EntryKind::kExecutable) {
-      std::error_code ec;
       std::filesystem::copy_file(*src, dest, ec);
       if (ec || ::chmod(dest.c_str(), 0555) != 0) failed = Internal("copy " + f.path + ": " + ec.message());
       return;
     }
     if (::link(src->c_str(), dest.c_str()) != 0) {
+      int err = errno;
       // Another file system: copy instead.
-      std::error_code ec;
-      if (errno != EXDEV || !std::filesystem::copy_file(*src, dest, ec)) {
-        failed = ErrnoStatus("link " + f.path, errno);
-      }
+      if (err != EXDEV || !std::filesystem::copy_file(*src, dest, ec)) failed = ErrnoStatus("link " + f.path, err);
     }
   }));
   return failed;
 }
 
-Result<std::string> CodeStore::materialize(const std::string& deployment, const std::string& root_tree) {
-  std::string dir = root_ + "/" + deployment;
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) == 0) return dir;
-  std::shared_ptr<std::mutex> m;
-  {
-    std::lock_guard lock(mu_);
-    auto& slot = building_[deployment];
-    if (!slot) slot = std::make_shared<std::mutex>();
-    m = slot;
-  }
-  std::lock_guard build_lock(*m);
-  if (::stat(dir.c_str(), &st) == 0) return dir;
-  static std::atomic<uint64_t> seq{0};
-  std::string tmp = root_ + "/.tmp-" + deployment + "-" + std::to_string(seq++);
-  Status s = build(tmp, root_tree);
-  if (s.ok() && ::rename(tmp.c_str(), dir.c_str()) != 0) s = ErrnoStatus("rename " + tmp, errno);
-  if (!s.ok()) {
-    std::error_code ec;
-    std::filesystem::remove_all(tmp, ec);
-    return s.withContext("preparing the files of deployment " + deployment);
-  }
-  return dir;
-}
-
-void CodeStore::remove(const std::string& deployment) {
+void CodeStore::removeInstanceDir(const std::string& instance) {
   std::error_code ec;
-  std::filesystem::remove_all(root_ + "/" + deployment, ec);
+  std::filesystem::remove_all(root_ + "/" + instance, ec);
 }
 
 }  // namespace nubo::runtime

@@ -57,19 +57,20 @@ Response failure(int status, std::string message) { return Response::text(status
 
 }  // namespace
 
-Functions::Functions(asio::io_context& ioc, Launcher& launcher, CodeStore& code, store::MetadataStore& store,
-                     FunctionsOptions options, IsAliased is_aliased)
-    : ioc_(ioc), launcher_(launcher), code_(code), store_(store), opts_(std::move(options)),
+Functions::Functions(asio::io_context& ioc, Launcher& launcher, CodeStore& code, Cgroups* cgroups,
+                     store::MetadataStore& store, FunctionsOptions options, IsAliased is_aliased)
+    : ioc_(ioc), launcher_(launcher), code_(code), cgroups_(cgroups), store_(store), opts_(std::move(options)),
       is_aliased_(std::move(is_aliased)) {}
 
 Functions::~Functions() { shutdown(); }
 
 Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Launcher& launcher, CodeStore& code,
-                                                     store::MetadataStore& store, FunctionsOptions options,
-                                                     IsAliased is_aliased) {
+                                                     Cgroups* cgroups, store::MetadataStore& store,
+                                                     FunctionsOptions options, IsAliased is_aliased) {
   if (options.node_binary.empty()) options.node_binary = findOnPath("node");
   RETURN_IF_ERROR(makeDirs(options.runtime_dir));
-  std::unique_ptr<Functions> f(new Functions(ioc, launcher, code, store, std::move(options), std::move(is_aliased)));
+  std::unique_ptr<Functions> f(
+      new Functions(ioc, launcher, code, cgroups, store, std::move(options), std::move(is_aliased)));
   f->script_ = f->opts_.runtime_dir + "/instance.js";
   auto current = readFile(f->script_);
   if (!current.ok() || *current != kNodeInstanceScript) {
@@ -100,16 +101,45 @@ void Functions::shutdown() {
   for (auto& s : stems) s->kill();
 }
 
-Result<std::shared_ptr<Instance>> Functions::launchStem() {
+namespace {
+constexpr int kDefaultTmpMb = 16;
+constexpr uint64_t kStemMemory = 512ull << 20;  // until specialized
+}  // namespace
+
+Result<std::shared_ptr<Instance>> Functions::launchInstance(bool network, int tmp_mb) {
   if (opts_.node_binary.empty()) return Unavailable("node is not installed on this server");
+  std::string id = "i" + std::to_string(::getpid()) + "-" + std::to_string(next_instance_++);
+  ASSIGN_OR_RETURN(std::string dir, code_.makeInstanceDir(id));
   LaunchSpec spec;
-  spec.argv = {opts_.node_binary, "--experimental-detect-module", script_};
+  spec.argv = {opts_.node_binary, "--experimental-detect-module",
+               launcher_.runtimeDirInside(opts_.runtime_dir) + "/instance.js"};
   spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TZ=UTC", "NODE_ENV=production", "NUBO_FD=3"};
   spec.cwd = "/";
-  auto sink = [](std::string_view stream, std::string_view line) {
-    spdlog::info("instance {}: {}", stream, std::string(line));
+  spec.isolation.instance_id = id;
+  spec.isolation.app_dir = dir;
+  spec.isolation.network = network;
+  spec.isolation.tmp_mb = tmp_mb;
+  spec.isolation.memory_bytes = kStemMemory;
+  auto sink = [id](std::string_view stream, std::string_view line) {
+    spdlog::info("instance {} {}: {}", id, stream, std::string(line));
   };
-  return Instance::launch(ioc_, launcher_, std::move(spec), "node", sink);
+  auto inst = Instance::launch(ioc_, launcher_, std::move(spec), id, sink);
+  if (!inst.ok()) {
+    code_.removeInstanceDir(id);
+    return inst.status();
+  }
+  Cgroups* cg = cgroups_;
+  CodeStore* code = &code_;
+  (*inst)->onExit([cg, code, id]() -> std::string {
+    std::string reason;
+    if (cg && cg->available()) {
+      if (cg->oomKilled(id)) reason = "ran out of memory (over limits.memory_mb) and was killed";
+      cg->remove(id);
+    }
+    code->removeInstanceDir(id);
+    return reason;
+  });
+  return inst;
 }
 
 void Functions::refillStems() {
@@ -120,7 +150,7 @@ void Functions::refillStems() {
     asio::co_spawn(
         ioc_,
         [this]() -> asio::awaitable<void> {
-          auto inst = launchStem();
+          auto inst = launchInstance(false, kDefaultTmpMb);
           Status s = inst.status();
           if (inst.ok()) s = co_await (*inst)->waitHello(Clock::now() + opts_.start_timeout);
           std::lock_guard lock(mu_);
@@ -142,7 +172,9 @@ void Functions::refillStems() {
 asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const DeploymentSpec& spec, ColdStart* phases) {
   auto t0 = Clock::now();
   std::shared_ptr<Instance> inst;
-  {
+  // Stems run with the default permissions; other profiles start their own.
+  bool stem_profile = !spec.network && spec.tmp_mb == kDefaultTmpMb;
+  if (stem_profile) {
     std::lock_guard lock(mu_);
     while (!stems_.empty() && !inst) {
       auto s = stems_.front();
@@ -154,7 +186,7 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
     phases->from_stem = true;
     refillStems();
   } else {
-    auto launched = launchStem();
+    auto launched = launchInstance(spec.network, spec.tmp_mb);
     if (!launched.ok()) co_return launched.status();
     inst = *launched;
     Status hello = co_await inst->waitHello(Clock::now() + opts_.start_timeout);
@@ -162,14 +194,18 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   }
   phases->acquire_ms = msSince(t0);
   auto t1 = Clock::now();
-  auto dir = code_.materialize(spec.id, spec.root_tree);
-  if (!dir.ok()) {
+  std::string dir = code_.dirFor(inst->label());
+  Status linked = code_.linkInto(spec.root_tree, dir);
+  if (linked.ok() && cgroups_ && cgroups_->available()) {
+    linked = cgroups_->setMemory(inst->label(), static_cast<uint64_t>(spec.memory_mb) << 20);
+  }
+  if (!linked.ok()) {
     inst->kill();
-    co_return dir.status();
+    co_return linked.withContext("preparing deployment " + spec.id);
   }
   phases->files_ms = msSince(t1);
   auto t2 = Clock::now();
-  SpecializeInfo info{spec.id, spec.app, *dir, spec.entry, spec.env};
+  SpecializeInfo info{spec.id, spec.app, launcher_.appDirInside(dir), spec.entry, spec.env};
   Result<double> load = co_await inst->specialize(info, Clock::now() + opts_.start_timeout);
   if (!load.ok()) co_return load.status();
   phases->specialize_ms = msSince(t2);

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -21,6 +22,7 @@
 #include <unordered_map>
 
 #include "http/message.h"
+#include "runtime/cgroups.h"
 #include "runtime/code_store.h"
 #include "runtime/launcher.h"
 #include "runtime/pool.h"
@@ -40,8 +42,9 @@ class Functions final : public InstanceFactory {
  public:
   using IsAliased = std::function<bool(const std::string& deployment)>;
 
+  // `cgroups` may be null (no per-instance limits from cgroups).
   static Result<std::unique_ptr<Functions>> create(boost::asio::io_context& ioc, Launcher& launcher,
-                                                   CodeStore& code, store::MetadataStore& store,
+                                                   CodeStore& code, Cgroups* cgroups, store::MetadataStore& store,
                                                    FunctionsOptions options, IsAliased is_aliased);
   ~Functions() override;
 
@@ -60,17 +63,20 @@ class Functions final : public InstanceFactory {
   size_t stemCount();
 
  private:
-  Functions(boost::asio::io_context& ioc, Launcher& launcher, CodeStore& code, store::MetadataStore& store,
-            FunctionsOptions options, IsAliased is_aliased);
+  Functions(boost::asio::io_context& ioc, Launcher& launcher, CodeStore& code, Cgroups* cgroups,
+            store::MetadataStore& store, FunctionsOptions options, IsAliased is_aliased);
   Result<std::shared_ptr<Pool>> poolFor(const std::string& deployment);
-  Result<std::shared_ptr<Instance>> launchStem();
+  // A new generic instance with the given permissions (stems: the defaults).
+  Result<std::shared_ptr<Instance>> launchInstance(bool network, int tmp_mb);
   void refillStems();
   boost::asio::awaitable<void> reapLoop();
 
   boost::asio::io_context& ioc_;
   Launcher& launcher_;
   CodeStore& code_;
+  Cgroups* cgroups_;
   store::MetadataStore& store_;
+  std::atomic<uint64_t> next_instance_{1};
   FunctionsOptions opts_;
   IsAliased is_aliased_;
   std::string script_;

@@ -283,6 +283,10 @@ asio::awaitable<void> Instance::watchExit() {
     if (WIFEXITED(status)) reason = "exited with status " + std::to_string(WEXITSTATUS(status));
     else if (WIFSIGNALED(status)) reason = "was killed by signal " + std::to_string(WTERMSIG(status));
   }
+  if (exit_hook_) {
+    std::string override_reason = exit_hook_();
+    if (!override_reason.empty()) reason = override_reason;
+  }
   {
     std::lock_guard lock(exit_mu_);
     if (exit_reason_.empty()) exit_reason_ = reason.empty() ? "exited" : reason;

@@ -124,6 +124,10 @@ class Instance : public std::enable_shared_from_this<Instance> {
   // Why the process ended ("exited with status 1", "killed by signal 9"), once dead.
   std::string exitReason() const;
 
+  // Runs once when the process has exited (on the instance strand); a
+  // non-empty result replaces the exit reason (e.g. "ran out of memory").
+  void onExit(std::function<std::string()> hook) { exit_hook_ = std::move(hook); }
+
   // Used by Call.
   void send(std::string bytes);
   void endStream(uint32_t id);
@@ -146,6 +150,7 @@ class Instance : public std::enable_shared_from_this<Instance> {
   boost::asio::posix::stream_descriptor out_, err_;      // on strand_
   std::string label_;
   LineSink sink_;
+  std::function<std::string()> exit_hook_;
   pid_t pid_ = -1;
   Clock::time_point started_ = Clock::now();
 

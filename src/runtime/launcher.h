@@ -18,6 +18,17 @@
 
 namespace nubo::runtime {
 
+// What a sandboxing launcher needs to isolate an instance (the plain
+// launcher ignores it).
+struct Isolation {
+  std::string instance_id;  // names the cgroup
+  std::string app_dir;      // host folder shown read-only at the app path
+  bool network = false;
+  int tmp_mb = 16;
+  uint64_t memory_bytes = 512ull << 20;
+  int pids = 256;
+};
+
 struct LaunchSpec {
   std::vector<std::string> argv;  // argv[0]: absolute path of the program
   std::vector<std::string> env;   // "KEY=value", the whole environment
@@ -25,6 +36,7 @@ struct LaunchSpec {
   int channel_fd = -1;
   int stdout_fd = -1;
   int stderr_fd = -1;
+  Isolation isolation;
 };
 
 struct Process {
@@ -36,6 +48,9 @@ class Launcher {
  public:
   virtual ~Launcher() = default;
   virtual Result<Process> launch(const LaunchSpec& spec) = 0;
+  // Where the instance sees the app folder and the runtime's folder.
+  virtual std::string appDirInside(const std::string& host_dir) const { return host_dir; }
+  virtual std::string runtimeDirInside(const std::string& host_dir) const { return host_dir; }
 };
 
 class PlainLauncher final : public Launcher {

@@ -1,6 +1,8 @@
 #include "server/server.h"
 
+#include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -27,6 +29,8 @@
 #include "runtime/code_store.h"
 #include "runtime/functions.h"
 #include "runtime/launcher.h"
+#include "runtime/sandbox.h"
+#include "common/sha256.h"
 #include "server/data_dir.h"
 #include "store/sqlite/sqlite_metadata_store.h"
 
@@ -69,7 +73,38 @@ Status runServer(const ServerOptions& opts) {
   api::Authenticator auth(*store);
   RETURN_IF_ERROR(ensureAdminToken(data_dir, *store, auth, clock));
 
-  ASSIGN_OR_RETURN(auto code, runtime::CodeStore::create(data_dir + "/code", *blobs));
+  ASSIGN_OR_RETURN(auto code, runtime::CodeStore::create(data_dir + "/instances", *blobs));
+
+  // Isolation: every layer this kernel allows (said once, here), all of them
+  // in strict mode, or none when switched off.
+  std::string runtime_dir = data_dir + "/runtimes/node";
+  char real[PATH_MAX];
+  std::string scope = sha256Hex(::realpath(data_dir.c_str(), real) ? real : data_dir).substr(0, 12);
+  runtime::Cgroups cgroups = opts.sandbox == "off" ? runtime::Cgroups() : runtime::Cgroups::detect(scope);
+  cgroups.sweep();
+  runtime::PlainLauncher plain_launcher;
+  runtime::SandboxLauncher sandbox_launcher(data_dir + "/sandbox/root", runtime_dir, cgroups);
+  runtime::Launcher* launcher = &plain_launcher;
+  if (opts.sandbox == "off") {
+    spdlog::warn("sandbox: off (--sandbox=off): function instances run without isolation");
+  } else {
+    runtime::SandboxProbe probe = sandbox_launcher.probe();
+    if (opts.sandbox == "strict" && !probe.missing.empty()) {
+      return FailedPrecondition("--sandbox=strict: this machine cannot provide every isolation layer; missing: " +
+                                probe.summary());
+    }
+    if (!probe.usable) {
+      spdlog::warn("sandbox: unavailable, function instances run without isolation (missing: {}); "
+                   "--sandbox=strict refuses to start instead", probe.summary());
+    } else {
+      launcher = &sandbox_launcher;
+      if (probe.missing.empty()) {
+        spdlog::info("sandbox: every isolation layer is active (cgroup {})", cgroups.kind());
+      } else {
+        spdlog::warn("sandbox: running without: {}; --sandbox=strict refuses to start instead", probe.summary());
+      }
+    }
+  }
 
   asio::io_context data_ioc;
   asio::io_context control_ioc;
@@ -78,12 +113,12 @@ Status runServer(const ServerOptions& opts) {
   RETURN_IF_ERROR(router.start());
   gateway::FileCache cache(*blobs, opts.cache_mb << 20, std::min<uint64_t>(opts.cache_mb << 20, 1 << 20));
   gateway::StaticSite site(*blobs, cache, 256);
-  runtime::PlainLauncher launcher;
   runtime::FunctionsOptions fopts;
-  fopts.runtime_dir = data_dir + "/runtimes/node";
+  fopts.runtime_dir = runtime_dir;
   fopts.stems = opts.stems;
+  runtime::Cgroups* instance_cgroups = launcher == &sandbox_launcher ? &cgroups : nullptr;
   ASSIGN_OR_RETURN(auto functions,
-                   runtime::Functions::create(data_ioc, launcher, *code, *store, fopts,
+                   runtime::Functions::create(data_ioc, *launcher, *code, instance_cgroups, *store, fopts,
                                               [&router](const std::string& id) { return router.isAliased(id); }));
   gateway::Gateway gw(router, site, functions.get());
   api::Deployer deployer(*store, *blobs, clock);

@@ -1,0 +1,468 @@
+#include "runtime/sandbox.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include "common/fs.h"
+#include "common/json.h"
+
+namespace nubo::runtime {
+namespace {
+
+constexpr uid_t kNobody = 65534;
+constexpr const char* kSpecEnv = "NUBO_SANDBOX_SPEC";
+
+// ---- the helper (runs in its own single-threaded process) --------------------
+
+struct HelperSpec {
+  bool probe = false;
+  std::set<std::string> skip;
+  std::vector<std::string> cgroup_procs;
+  std::string root;         // mount point for the new root
+  std::string app_dir;      // host folder -> /app (read-only)
+  std::string runtime_dir;  // host folder -> /nubo/runtime (read-only)
+  bool network = false;
+  int tmp_mb = 16;
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+};
+
+// Problems are collected in probe mode and fatal otherwise.
+struct Layers {
+  bool probe;
+  std::set<std::string> skip;
+  std::vector<std::pair<std::string, std::string>> failed;
+
+  bool want(const std::string& layer) const { return !skip.count(layer); }
+  // Returns false when the instance must not start.
+  bool check(const std::string& layer, bool ok, const std::string& what) {
+    if (ok) return true;
+    std::string why = what + ": " + std::strerror(errno);
+    failed.emplace_back(layer, why);
+    if (probe) return true;
+    std::fprintf(stderr, "nubo sandbox: %s failed (%s)\n", layer.c_str(), why.c_str());
+    return false;
+  }
+};
+
+bool writeFileSimple(const std::string& path, const std::string& text) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  return ok;
+}
+
+bool bindReadOnly(const std::string& src, const std::string& dst, bool is_dir) {
+  if (is_dir) ::mkdir(dst.c_str(), 0755);
+  else writeFileSimple(dst, "");
+  if (::mount(src.c_str(), dst.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) return false;
+  return ::mount(nullptr, dst.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) == 0;
+}
+
+bool bindDevice(const std::string& src, const std::string& dst) {
+  writeFileSimple(dst, "");
+  return ::mount(src.c_str(), dst.c_str(), nullptr, MS_BIND, nullptr) == 0;
+}
+
+// Mirrors /bin, /lib, ... as in the host: symlinks stay symlinks, real
+// directories are bound read-only.
+bool mirrorTopLevel(const std::string& root, const char* name) {
+  std::string host = std::string("/") + name;
+  struct stat st {};
+  if (::lstat(host.c_str(), &st) != 0) return true;
+  std::string dst = root + host;
+  if (S_ISLNK(st.st_mode)) {
+    char target[256];
+    ssize_t n = ::readlink(host.c_str(), target, sizeof target - 1);
+    if (n <= 0) return false;
+    target[n] = 0;
+    return ::symlink(target, dst.c_str()) == 0;
+  }
+  if (S_ISDIR(st.st_mode)) return bindReadOnly(host, dst, true);
+  return true;
+}
+
+bool buildRoot(const HelperSpec& spec, Layers& layers) {
+  const std::string& r = spec.root;
+  if (!layers.check("mount-namespace", ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0,
+                    "make mounts private")) {
+    return false;
+  }
+  if (!layers.check("mount-namespace", ::mount("nubo", r.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=755") == 0,
+                    "mount the root tmpfs")) {
+    return false;
+  }
+  bool ok = bindReadOnly("/usr", r + "/usr", true);
+  for (const char* top : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) ok = ok && mirrorTopLevel(r, top);
+  ::mkdir((r + "/etc").c_str(), 0755);
+  ok = ok && writeFileSimple(r + "/etc/passwd", "root:x:0:0:root:/:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/usr/sbin/nologin\n");
+  ok = ok && writeFileSimple(r + "/etc/group", "root:x:0:\nnogroup:x:65534:\n");
+  ok = ok && writeFileSimple(r + "/etc/hosts", "127.0.0.1 localhost\n::1 localhost\n");
+  ok = ok && writeFileSimple(r + "/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n");
+  if (spec.network) {
+    auto resolv = readFile("/etc/resolv.conf", 1 << 16);
+    if (resolv.ok()) ok = ok && writeFileSimple(r + "/etc/resolv.conf", *resolv);
+  }
+  struct stat st {};
+  if (::stat("/etc/ssl/certs", &st) == 0) {
+    ::mkdir((r + "/etc/ssl").c_str(), 0755);
+    ok = ok && bindReadOnly("/etc/ssl/certs", r + "/etc/ssl/certs", true);
+  }
+  ::mkdir((r + "/dev").c_str(), 0755);
+  ok = ok && ::mount("nubo-dev", (r + "/dev").c_str(), "tmpfs", MS_NOSUID, "size=64k,mode=755") == 0;
+  for (const char* dev : {"null", "zero", "random", "urandom", "full"}) {
+    ok = ok && bindDevice(std::string("/dev/") + dev, r + "/dev/" + dev);
+  }
+  ::mkdir((r + "/proc").c_str(), 0555);
+  ok = ok && ::mount("proc", (r + "/proc").c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") == 0;
+  ::mkdir((r + "/tmp").c_str(), 01777);
+  if (spec.tmp_mb > 0) {
+    std::string opts = "size=" + std::to_string(spec.tmp_mb) + "m,mode=1777";
+    ok = ok && ::mount("nubo-tmp", (r + "/tmp").c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) == 0;
+  }
+  ok = ok && bindReadOnly(spec.app_dir, r + "/app", true);
+  ::mkdir((r + "/nubo").c_str(), 0755);
+  ok = ok && bindReadOnly(spec.runtime_dir, r + "/nubo/runtime", true);
+  if (!layers.check("minimal-root", ok, "populate the new root")) return false;
+
+  std::string old = r + "/.old";
+  ::mkdir(old.c_str(), 0700);
+  bool pivoted = ::syscall(SYS_pivot_root, r.c_str(), old.c_str()) == 0;
+  if (!layers.check("pivot_root", pivoted, "pivot_root")) return false;
+  if (!pivoted) return true;  // probe mode: nothing more to check here
+  if (::chdir("/") != 0 || ::umount2("/.old", MNT_DETACH) != 0) return layers.check("pivot_root", false, "detach the old root");
+  ::rmdir("/.old");
+  // The root itself read-only: only /tmp is writable.
+  layers.check("minimal-root", ::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) == 0,
+               "make the root read-only");
+  return true;
+}
+
+bool dropPrivileges(Layers& layers, bool in_userns) {
+  bool ok = true;
+  for (int cap = 0; cap <= 63; ++cap) {
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) ok = false;
+  }
+  ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  if (!layers.check("capabilities", ok, "drop the capability bounding set")) return false;
+  // In a user namespace the only mapped id is nubo's own unprivileged one.
+  if (!in_userns) {
+    bool uid_ok = ::setgroups(0, nullptr) == 0 && ::setresgid(kNobody, kNobody, kNobody) == 0 &&
+                  ::setresuid(kNobody, kNobody, kNobody) == 0;
+    if (!layers.check("unprivileged-uid", uid_ok, "switch to uid/gid 65534")) return false;
+  }
+  return layers.check("no-new-privileges", ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "PR_SET_NO_NEW_PRIVS");
+}
+
+bool applyRlimits(Layers& layers) {
+  struct rlimit nofile = {4096, 4096}, core = {0, 0};
+  bool ok = ::setrlimit(RLIMIT_NOFILE, &nofile) == 0 && ::setrlimit(RLIMIT_CORE, &core) == 0;
+  return layers.check("rlimits", ok, "setrlimit");
+}
+
+bool applySeccomp(bool network, Layers& layers) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (!ctx) return layers.check("seccomp", false, "seccomp_init");
+  bool ok = true;
+  auto deny = [&](const char* name, uint32_t action) {
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR) return;  // not on this architecture
+    ok = ok && seccomp_rule_add(ctx, action, nr, 0) == 0;
+  };
+  for (const char* name : {"mount", "umount2", "pivot_root", "chroot", "ptrace", "process_vm_readv",
+                           "process_vm_writev", "kexec_load", "kexec_file_load", "bpf", "init_module",
+                           "finit_module", "delete_module", "keyctl", "add_key", "request_key", "unshare",
+                           "setns", "perf_event_open", "userfaultfd", "swapon", "swapoff", "reboot", "syslog",
+                           "acct", "quotactl", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+                           "open_by_handle_at", "name_to_handle_at", "lookup_dcookie", "fanotify_init",
+                           "mknod", "mknodat", "personality", "vhangup", "iopl", "ioperm"}) {
+    deny(name, SCMP_ACT_ERRNO(EPERM));
+  }
+  // io_uring would run operations outside this filter; libuv falls back.
+  for (const char* name : {"io_uring_setup", "io_uring_enter", "io_uring_register"}) deny(name, SCMP_ACT_ERRNO(ENOSYS));
+  // clone3 cannot be inspected: ENOSYS makes libc fall back to clone.
+  deny("clone3", SCMP_ACT_ERRNO(ENOSYS));
+  for (int f : {CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP}) {
+    uint64_t flag = static_cast<uint64_t>(f);
+    ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                                SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag)) == 0;
+  }
+  ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_PACKET)) == 0;
+  ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
+                              SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW)) == 0;
+  if (!network) {
+    ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET)) == 0;
+    ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET6)) == 0;
+  }
+  ok = ok && seccomp_load(ctx) == 0;
+  seccomp_release(ctx);
+  return layers.check("seccomp", ok, "load the filter");
+}
+
+// PID 1 of the new pid namespace: build the jail, then become the runtime.
+[[noreturn]] void runChild(const HelperSpec& spec, Layers& layers, bool in_userns) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (layers.want("mount-namespace") && !buildRoot(spec, layers)) ::_exit(126);
+  if (layers.want("uts-namespace")) ::sethostname("nubo", 4);
+  if (!applyRlimits(layers)) ::_exit(126);
+  if (!dropPrivileges(layers, in_userns)) ::_exit(126);
+  if (layers.want("seccomp") && !applySeccomp(spec.network, layers)) ::_exit(126);
+  if (spec.probe) {
+    // Report on stdout; the probe is over.
+    for (const auto& [layer, why] : layers.failed) std::printf("missing %s: %s\n", layer.c_str(), why.c_str());
+    std::printf("done\n");
+    std::fflush(stdout);
+    ::_exit(0);
+  }
+  if (::chdir("/app") != 0) ::chdir("/");
+  std::vector<char*> argv, envp;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  ::execve(argv[0], argv.data(), envp.data());
+  std::fprintf(stderr, "nubo sandbox: cannot run %s: %s\n", argv[0], std::strerror(errno));
+  ::_exit(127);
+}
+
+Result<HelperSpec> parseSpec(const char* text) {
+  if (!text) return InvalidArgument("no sandbox spec");
+  ASSIGN_OR_RETURN(Json j, parseJson(text, "sandbox spec"));
+  HelperSpec s;
+  s.probe = j.value("probe", false);
+  for (const auto& x : j.value("skip", Json::array())) s.skip.insert(x.get<std::string>());
+  for (const auto& x : j.value("cgroup_procs", Json::array())) s.cgroup_procs.push_back(x.get<std::string>());
+  s.root = j.value("root", std::string());
+  s.app_dir = j.value("app_dir", std::string());
+  s.runtime_dir = j.value("runtime_dir", std::string());
+  s.network = j.value("network", false);
+  s.tmp_mb = j.value("tmp_mb", 16);
+  for (const auto& x : j.value("argv", Json::array())) s.argv.push_back(x.get<std::string>());
+  for (const auto& x : j.value("env", Json::array())) s.env.push_back(x.get<std::string>());
+  return s;
+}
+
+}  // namespace
+
+int sandboxMain(int argc, char** argv) {
+  auto parsed = parseSpec(std::getenv(kSpecEnv));
+  ::unsetenv(kSpecEnv);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "nubo sandbox: %s\n", parsed.status().message().c_str());
+    return 126;
+  }
+  HelperSpec spec = std::move(parsed).value();
+  Layers layers{spec.probe, spec.skip, {}};
+
+  // Join the instance's cgroups first: everything started below inherits them.
+  for (const auto& procs : spec.cgroup_procs) {
+    if (!writeFileSimple(procs, std::to_string(::getpid()))) {
+      if (!layers.check("cgroup", false, "join " + procs)) return 126;
+    }
+  }
+  uid_t uid = ::getuid();
+  gid_t gid = ::getgid();
+  bool in_userns = false;
+  if (uid != 0 && layers.want("user-namespace")) {
+    // Not root: a user namespace grants what mounting the jail needs.
+    in_userns = ::unshare(CLONE_NEWUSER) == 0 && writeFileSimple("/proc/self/setgroups", "deny") &&
+                writeFileSimple("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1") &&
+                writeFileSimple("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1");
+    if (!layers.check("user-namespace", in_userns, "unshare a user namespace")) return 126;
+  }
+  int flags = 0;
+  if (layers.want("mount-namespace")) flags |= CLONE_NEWNS;
+  if (layers.want("pid-namespace")) flags |= CLONE_NEWPID;
+  if (layers.want("ipc-namespace")) flags |= CLONE_NEWIPC;
+  if (layers.want("uts-namespace")) flags |= CLONE_NEWUTS;
+  if (!spec.network && layers.want("net-namespace")) flags |= CLONE_NEWNET;
+  if (::unshare(flags) != 0) {
+    // Find out which one is refused, so the report can name it.
+    for (auto [flag, name] : {std::pair{CLONE_NEWNS, "mount-namespace"}, std::pair{CLONE_NEWPID, "pid-namespace"},
+                              std::pair{CLONE_NEWIPC, "ipc-namespace"}, std::pair{CLONE_NEWUTS, "uts-namespace"},
+                              std::pair{CLONE_NEWNET, "net-namespace"}}) {
+      if ((flags & flag) && ::unshare(flag) != 0) {
+        if (!layers.check(name, false, "unshare")) return 126;
+        flags &= ~flag;
+      }
+    }
+  }
+  pid_t child = ::fork();
+  if (child < 0) {
+    std::fprintf(stderr, "nubo sandbox: fork: %s\n", std::strerror(errno));
+    return 126;
+  }
+  if (child == 0) runChild(spec, layers, in_userns);
+  // The helper keeps nothing of the instance's: its end of the socket must
+  // close when the instance dies.
+  ::close(3);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) {
+    ::signal(WTERMSIG(status), SIG_DFL);
+    ::kill(::getpid(), WTERMSIG(status));
+  }
+  return 125;
+}
+
+// ---- the launcher --------------------------------------------------------------
+
+std::string SandboxProbe::summary() const {
+  std::string out;
+  for (const auto& layer : missing) {
+    if (!out.empty()) out += "; ";
+    out += layer;
+    auto it = why.find(layer);
+    if (it != why.end()) out += " (" + it->second + ")";
+  }
+  return out;
+}
+
+SandboxLauncher::SandboxLauncher(std::string root_mount, std::string runtime_dir, Cgroups& cgroups)
+    : root_mount_(std::move(root_mount)), runtime_dir_(std::move(runtime_dir)), cgroups_(cgroups) {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  helper_ = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "/proc/self/exe";
+}
+
+namespace {
+
+Result<Process> spawnHelper(const std::string& helper, const Json& spec, const LaunchSpec& io) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  if (io.stdout_fd >= 0) posix_spawn_file_actions_adddup2(&fa, io.stdout_fd, 1);
+  if (io.stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, io.stderr_fd, 2);
+  if (io.channel_fd >= 0) posix_spawn_file_actions_adddup2(&fa, io.channel_fd, 3);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  std::string env = std::string(kSpecEnv) + "=" + dumpJson(spec);
+  char* envp[] = {env.data(), nullptr};
+  std::string arg1 = "__sandbox";
+  char* argv[] = {const_cast<char*>(helper.c_str()), arg1.data(), nullptr};
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, helper.c_str(), &fa, &attr, argv, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return ErrnoStatus("start the sandbox helper", rc);
+  Process p;
+  p.pid = pid;
+  auto fd = openPidfd(pid);
+  if (!fd.ok()) {
+    ::kill(pid, SIGKILL);
+    return fd.status();
+  }
+  p.pidfd = std::move(fd).value();
+  return p;
+}
+
+}  // namespace
+
+SandboxProbe SandboxLauncher::probe() {
+  SandboxProbe result;
+  if (!cgroups_.available()) {
+    result.missing.insert("cgroup");
+    result.why["cgroup"] = "no usable memory/pids/cpu controllers under /sys/fs/cgroup";
+  } else {
+    for (auto [has, name] : {std::pair{cgroups_.hasMemory(), "cgroup-memory"}, std::pair{cgroups_.hasPids(), "cgroup-pids"},
+                             std::pair{cgroups_.hasCpu(), "cgroup-cpu"}}) {
+      if (!has) {
+        result.missing.insert(name);
+        result.why[name] = "controller not available";
+      }
+    }
+  }
+  (void)makeDirs(root_mount_);
+  (void)makeDirs(runtime_dir_);
+  std::string probe_app = root_mount_ + "-probe-app";
+  (void)makeDirs(probe_app);
+  Json spec = {{"probe", true}, {"root", root_mount_}, {"app_dir", probe_app}, {"runtime_dir", runtime_dir_},
+               {"network", false}, {"tmp_mb", 1}, {"argv", Json::array()}, {"env", Json::array()}};
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) {
+    result.missing.insert("helper");
+    return result;
+  }
+  LaunchSpec io;
+  io.stdout_fd = out[1];
+  auto proc = spawnHelper(helper_, spec, io);
+  ::close(out[1]);
+  std::string report;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof buf)) > 0) report.append(buf, static_cast<size_t>(n));
+  ::close(out[0]);
+  if (proc.ok()) {
+    int status = 0;
+    ::waitpid(proc->pid, &status, 0);
+  }
+  std::istringstream lines(report);
+  std::string line;
+  bool done = false;
+  while (std::getline(lines, line)) {
+    if (line == "done") done = true;
+    if (line.rfind("missing ", 0) == 0) {
+      std::string rest = line.substr(8);
+      auto colon = rest.find(':');
+      std::string layer = rest.substr(0, colon);
+      result.missing.insert(layer);
+      result.why[layer] = colon == std::string::npos ? "" : rest.substr(colon + 2);
+    }
+  }
+  if (!done) {
+    result.missing.insert("helper");
+    result.why["helper"] = "the sandbox helper did not finish its probe";
+  }
+  result.usable = done && !result.missing.count("mount-namespace") && !result.missing.count("pivot_root") &&
+                  !result.missing.count("minimal-root");
+  skip_ = result.missing;
+  return result;
+}
+
+Result<Process> SandboxLauncher::launch(const LaunchSpec& spec) {
+  const Isolation& iso = spec.isolation;
+  std::vector<std::string> procs;
+  if (cgroups_.available()) {
+    CgroupLimits limits;
+    limits.memory_bytes = iso.memory_bytes;
+    limits.pids = iso.pids;
+    ASSIGN_OR_RETURN(procs, cgroups_.create(iso.instance_id, limits));
+  }
+  Json j = {{"root", root_mount_},         {"app_dir", iso.app_dir}, {"runtime_dir", runtime_dir_},
+            {"network", iso.network},      {"tmp_mb", iso.tmp_mb},   {"argv", spec.argv},
+            {"env", spec.env},             {"cgroup_procs", procs},  {"skip", Json(std::vector<std::string>(skip_.begin(), skip_.end()))}};
+  auto p = spawnHelper(helper_, j, spec);
+  if (!p.ok() && cgroups_.available()) cgroups_.remove(iso.instance_id);
+  return p;
+}
+
+}  // namespace nubo::runtime
