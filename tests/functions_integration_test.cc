@@ -260,5 +260,46 @@ TEST_F(FunctionsTest, ConcurrentSlowRequestsStayWithinMaxInstances) {
   EXPECT_GE(max_seen.load(), 2u);  // one instance alone could not take 200 at 32 each
 }
 
+TEST_F(FunctionsTest, LogsKeepEachLineWithItsRequestIdAndCanBeFollowed) {
+  Json d = deployApp("chatty", {{"index.js", R"(export default { fetch(request) {
+      console.log('serving ' + new URL(request.url).pathname);
+      console.error('careful\nsecond line');
+      return new Response('ok');
+    } })"}});
+  auto r = server_->get("/chatty/first");
+  std::string rid = r.header("x-nubo-request-id");
+  ASSERT_FALSE(rid.empty());
+  ProcResult logs = server_->nubo({"logs", "chatty", "--json"});
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  bool saw_stdout = false, saw_stderr = false, saw_cold = false;
+  std::istringstream lines(logs.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto j = parseJson(line, "log line");
+    ASSERT_TRUE(j.ok()) << line;
+    EXPECT_EQ((*j)["deployment"], d["deployment"]);
+    if ((*j)["text"] == "serving /first" && (*j)["stream"] == "stdout" && (*j)["request_id"] == rid) saw_stdout = true;
+    if ((*j)["text"] == "second line" && (*j)["stream"] == "stderr" && (*j)["request_id"] == rid) saw_stderr = true;
+    if ((*j)["stream"] == "nubo" && (*j)["text"].get<std::string>().rfind("cold start: ", 0) == 0) saw_cold = true;
+  }
+  EXPECT_TRUE(saw_stdout) << logs.out;
+  EXPECT_TRUE(saw_stderr) << logs.out;
+  EXPECT_TRUE(saw_cold) << logs.out;
+
+  // Following: a line written after the follower started arrives.
+  cli::HttpClient c(server_->controlUrl(), server_->token());
+  auto page = c.call("GET", "/v1/apps/chatty/logs?limit=1");
+  ASSERT_TRUE(page.ok());
+  uint64_t cursor = (*page)["cursor"];
+  // Whether the line is written before or while the follower waits, it is after the cursor.
+  std::thread later([&] { server_->get("/chatty/second"); });
+  auto followed = c.call("GET", "/v1/apps/chatty/logs?after=" + std::to_string(cursor) + "&wait=10");
+  later.join();
+  ASSERT_TRUE(followed.ok());
+  ASSERT_FALSE((*followed)["lines"].empty());
+  EXPECT_EQ((*followed)["lines"][0]["text"], "serving /second");
+  EXPECT_EQ(server_->nubo({"logs", "nosuchapp"}).exit_code, exitCodeFor(Code::kNotFound));
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

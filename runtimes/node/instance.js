@@ -16,6 +16,7 @@ const http = require('node:http');
 const { Duplex } = require('node:stream');
 const { pathToFileURL } = require('node:url');
 const path = require('node:path');
+const { AsyncLocalStorage } = require('node:async_hooks');
 
 const T = { HELLO: 1, SPECIALIZE: 2, READY: 3, REQUEST: 10, DATA: 11, RESPONSE: 20, CANCEL: 30, ERROR: 31,
             WINDOW: 40, WAIT_UNTIL: 50 };
@@ -170,6 +171,22 @@ sock.on('data', (c) => {
 sock.on('end', () => process.exit(0));
 sock.on('error', () => process.exit(0));
 
+// ---- logs -------------------------------------------------------------------
+
+// What a handler writes while serving a request is tagged with the request
+// id: each line starts with \x1e<id>\x1f, which the gateway strips.
+const requestContext = new AsyncLocalStorage();
+for (const stream of [process.stdout, process.stderr]) {
+  const write = stream.write.bind(stream);
+  stream.write = (chunk, encoding, cb) => {
+    const id = requestContext.getStore();
+    if (id === undefined) return write(chunk, encoding, cb);
+    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+    return write(text.replace(/^(?=.)/gm, `\x1e${id}\x1f`), typeof encoding === 'function' ? encoding : undefined,
+                 typeof encoding === 'function' ? encoding : cb);
+  };
+}
+
 // ---- specialization ---------------------------------------------------------
 
 let handler = null;
@@ -251,8 +268,11 @@ function onFrame(type, flags, id, payload) {
       const st = new Stream(id);
       streams.set(id, st);
       if (!handler) return st.fail(new Error('instance is not specialized'));
-      if (handler.kind === 'fetch') serveFetch(st, head, body, (flags & END) !== 0);
-      else serveNode(st, head, body, (flags & END) !== 0);
+      const end = (flags & END) !== 0;
+      requestContext.run(head.id, () => {
+        if (handler.kind === 'fetch') serveFetch(st, head, body, end);
+        else serveNode(st, head, body, end);
+      });
       return;
     }
     case T.DATA: {

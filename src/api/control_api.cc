@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <charconv>
 
 #include "common/ids.h"
@@ -94,10 +98,59 @@ std::string PublicUrls::aliasUrl(std::string_view app, std::string_view alias) c
 }
 
 ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls,
-                       runtime::Functions* functions)
-    : store_(store), deployer_(deployer), auth_(auth), urls_(std::move(urls)), functions_(functions) {}
+                       runtime::Functions* functions, logs::LogStore& logs)
+    : store_(store), deployer_(deployer), auth_(auth), urls_(std::move(urls)), functions_(functions), logs_(logs) {}
 
-boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) { co_return route(req); }
+boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
+  auto parts = splitPath(req.path);
+  if (req.method == "GET" && parts.size() == 4 && parts[0] == "v1" && parts[1] == "apps" && parts[3] == "logs") {
+    co_return co_await serveLogs(req, std::string(parts[2]));
+  }
+  co_return route(req);
+}
+
+boost::asio::awaitable<Response> ControlApi::serveLogs(const http::Request& req, std::string app) {
+  auto actor = auth_.authenticate(req.header("authorization"));
+  if (!actor.ok()) co_return Response::error(actor.status());
+  if (Status s = validateAppName(app, "app"); !s.ok()) co_return Response::error(s);
+  if (auto a = store_.getApp(app); !a.ok()) co_return Response::error(a.status());
+  auto number = [&](const char* key, uint64_t fallback, uint64_t max) -> Result<uint64_t> {
+    std::string v = queryParam(req.query, key);
+    if (v.empty()) return fallback;
+    uint64_t n = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || p != v.data() + v.size() || n > max) {
+      return InvalidArgument(std::string(key) + " must be a whole number up to " + std::to_string(max));
+    }
+    return n;
+  };
+  auto limit = number("limit", 100, 100000);
+  auto wait = number("wait", 0, 60);
+  auto after_n = number("after", 0, UINT64_MAX);
+  for (auto* r : {&limit, &wait, &after_n}) {
+    if (!r->ok()) co_return Response::error(r->status());
+  }
+  std::optional<uint64_t> after;
+  if (!queryParam(req.query, "after").empty()) after = *after_n;
+  std::string deployment = queryParam(req.query, "deployment");
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(*wait);
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  for (;;) {
+    logs::LogStore::Page page = logs_.read(app, after, deployment, *limit);
+    if (!page.lines.empty() || std::chrono::steady_clock::now() >= until) {
+      Json lines = Json::array();
+      for (const auto& l : page.lines) {
+        lines.push_back({{"ts_ms", l.ts_ms}, {"deployment", l.deployment}, {"stream", l.stream},
+                         {"request_id", l.request_id}, {"text", l.text}});
+      }
+      co_return jsonResponse(200, {{"lines", lines}, {"cursor", page.cursor}});
+    }
+    after = page.cursor;
+    timer.expires_after(std::chrono::milliseconds(100));
+    boost::system::error_code ec;
+    co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+  }
+}
 
 Response ControlApi::route(const http::Request& req) {
   if (req.path == "/healthz") return Response::text(200, "ok\n");
@@ -207,6 +260,7 @@ Result<Response> ControlApi::dispatch(const http::Request& req, const std::strin
   if (n == 2) {
     if (m == "DELETE") {
       RETURN_IF_ERROR(store_.deleteApp(app));
+      logs_.removeApp(app);
       return jsonResponse(200, {{"deleted", app}});
     }
     if (m != "GET") return methodNotAllowed(req);

@@ -12,6 +12,7 @@
 #include "api/auth.h"
 #include "api/deployer.h"
 #include "http/server.h"
+#include "logs/log_store.h"
 #include "runtime/functions.h"
 
 namespace nubo::api {
@@ -31,7 +32,7 @@ class ControlApi final : public http::Handler {
  public:
   // `functions` may be null (no code runtimes: no instances to list).
   ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls,
-             runtime::Functions* functions);
+             runtime::Functions* functions, logs::LogStore& logs);
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
 
   // The synchronous part of handle().
@@ -40,12 +41,15 @@ class ControlApi final : public http::Handler {
  private:
   Result<http::Response> dispatch(const http::Request& req, const std::string& actor);
   Json deploymentJson(const store::Deployment& d);
+  // GET /v1/apps/{app}/logs: waits (on a timer, no thread held) when asked to follow.
+  boost::asio::awaitable<http::Response> serveLogs(const http::Request& req, std::string app);
 
   store::MetadataStore& store_;
   Deployer& deployer_;
   Authenticator& auth_;
   PublicUrls urls_;
   runtime::Functions* functions_;
+  logs::LogStore& logs_;
 };
 
 }  // namespace nubo::api

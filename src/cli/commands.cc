@@ -396,6 +396,53 @@ void addClientCommands(CLI::App& app, int* exit_code) {
     });
   });
 
+  // logs APP [--deployment D] [-f]
+  struct LogsOpts {
+    std::string app, deployment;
+    bool follow = false, json = false;
+    int lines = 100;
+  };
+  auto lo = std::make_shared<LogsOpts>();
+  auto* logs = app.add_subcommand("logs", "Show what an app's functions wrote (stdout/stderr) and the platform's notes");
+  logs->add_option("app", lo->app, "App name")->required();
+  logs->add_option("--deployment", lo->deployment, "Only this deployment's lines");
+  logs->add_flag("-f,--follow", lo->follow, "Keep printing new lines as they are written (Ctrl-C to stop)");
+  logs->add_option("-n,--lines", lo->lines, "How many recent lines first (default 100)")->check(CLI::Range(0, 100000));
+  logs->add_flag("--json", lo->json, "One JSON object per line");
+  logs->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      RETURN_IF_ERROR(validateAppName(lo->app));
+      std::string base = "/v1/apps/" + lo->app + "/logs?";
+      if (!lo->deployment.empty()) base += "deployment=" + lo->deployment + "&";
+      auto print = [&](const Json& page) {
+        for (const auto& l : page["lines"]) {
+          if (lo->json) {
+            std::printf("%s\n", dumpJson(l).c_str());
+            continue;
+          }
+          time_t secs = static_cast<time_t>(l.value("ts_ms", int64_t{0}) / 1000);
+          struct tm tm {};
+          ::localtime_r(&secs, &tm);
+          char when[32];
+          std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+          std::string rid = l.value("request_id", std::string());
+          std::printf("%s.%03d %s %s %-6s %s\n", when, static_cast<int>(l.value("ts_ms", int64_t{0}) % 1000),
+                      str(l, "deployment").c_str(), rid.empty() ? "-" : rid.c_str(), str(l, "stream").c_str(),
+                      str(l, "text").c_str());
+        }
+        std::fflush(stdout);
+      };
+      ASSIGN_OR_RETURN(Json page, c.call("GET", base + "limit=" + std::to_string(lo->lines)));
+      print(page);
+      while (lo->follow) {
+        uint64_t cursor = page.value("cursor", uint64_t{0});
+        ASSIGN_OR_RETURN(page, c.call("GET", base + "after=" + std::to_string(cursor) + "&limit=1000&wait=25"));
+        print(page);
+      }
+      return Status::Ok();
+    });
+  });
+
   // rollback APP [--alias A]
   auto rollback_args = std::make_shared<std::array<std::string, 2>>();
   (*rollback_args)[1] = "production";

@@ -386,10 +386,11 @@ namespace {
 asio::awaitable<void> lingeringClose(HttpServer::Connection& c) {
   error_code ec;
   c.socket.shutdown(tcp::socket::shutdown_send, ec);
-  c.arm(std::chrono::milliseconds(1000));
-  char sink[16 * 1024];
+  // Bounded in time and bytes: a client may be mid-way through a large body.
+  c.arm(std::chrono::milliseconds(2000));
+  char sink[64 * 1024];
   size_t total = 0;
-  while (!ec && total < (1u << 20)) {
+  while (!ec && total < (64u << 20)) {
     total += co_await c.socket.async_read_some(asio::buffer(sink), kUseAwaitableEc(ec));
   }
   c.disarm();

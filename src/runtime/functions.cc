@@ -58,19 +58,32 @@ Response failure(int status, std::string message) { return Response::text(status
 }  // namespace
 
 Functions::Functions(asio::io_context& ioc, Launcher& launcher, CodeStore& code, Cgroups* cgroups,
-                     store::MetadataStore& store, FunctionsOptions options, IsAliased is_aliased)
-    : ioc_(ioc), launcher_(launcher), code_(code), cgroups_(cgroups), store_(store), opts_(std::move(options)),
-      is_aliased_(std::move(is_aliased)) {}
+                     store::MetadataStore& store, logs::LogStore& logs, FunctionsOptions options,
+                     IsAliased is_aliased)
+    : ioc_(ioc), launcher_(launcher), code_(code), cgroups_(cgroups), store_(store), logs_(logs),
+      opts_(std::move(options)), is_aliased_(std::move(is_aliased)) {}
+
+namespace {
+int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+void Functions::note(const DeploymentSpec& spec, const std::string& request_id, const std::string& text) {
+  logs_.append(spec.app, {nowMs(), spec.id, "nubo", request_id, text});
+}
 
 Functions::~Functions() { shutdown(); }
 
 Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Launcher& launcher, CodeStore& code,
                                                      Cgroups* cgroups, store::MetadataStore& store,
-                                                     FunctionsOptions options, IsAliased is_aliased) {
+                                                     logs::LogStore& logs, FunctionsOptions options,
+                                                     IsAliased is_aliased) {
   if (options.node_binary.empty()) options.node_binary = findOnPath("node");
   RETURN_IF_ERROR(makeDirs(options.runtime_dir));
   std::unique_ptr<Functions> f(
-      new Functions(ioc, launcher, code, cgroups, store, std::move(options), std::move(is_aliased)));
+      new Functions(ioc, launcher, code, cgroups, store, logs, std::move(options), std::move(is_aliased)));
   f->script_ = f->opts_.runtime_dir + "/instance.js";
   auto current = readFile(f->script_);
   if (!current.ok() || *current != kNodeInstanceScript) {
@@ -120,8 +133,32 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(bool network, int tm
   spec.isolation.network = network;
   spec.isolation.tmp_mb = tmp_mb;
   spec.isolation.memory_bytes = kStemMemory;
-  auto sink = [id](std::string_view stream, std::string_view line) {
-    spdlog::info("instance {} {}: {}", id, stream, std::string(line));
+  auto target = std::make_shared<LogTarget>();
+  {
+    std::lock_guard lock(mu_);
+    log_targets_[id] = target;
+  }
+  logs::LogStore* store = &logs_;
+  auto sink = [id, target, store](std::string_view stream, std::string_view line) {
+    std::string request_id;
+    if (line.size() > 2 && line[0] == '\x1e') {  // written during a request (runtimes/node tags it)
+      size_t end = line.find('\x1f');
+      if (end != std::string_view::npos) {
+        request_id = std::string(line.substr(1, end - 1));
+        line.remove_prefix(end + 1);
+      }
+    }
+    std::string app, deployment;
+    {
+      std::lock_guard lock(target->mu);
+      app = target->app;
+      deployment = target->deployment;
+    }
+    if (app.empty()) {
+      spdlog::info("instance {} {}: {}", id, stream, std::string(line));
+      return;
+    }
+    store->append(app, {nowMs(), deployment, std::string(stream), request_id, std::string(line)});
   };
   auto inst = Instance::launch(ioc_, launcher_, std::move(spec), id, sink);
   if (!inst.ok()) {
@@ -130,7 +167,11 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(bool network, int tm
   }
   Cgroups* cg = cgroups_;
   CodeStore* code = &code_;
-  (*inst)->onExit([cg, code, id]() -> std::string {
+  (*inst)->onExit([this, cg, code, id]() -> std::string {
+    {
+      std::lock_guard lock(mu_);
+      log_targets_.erase(id);
+    }
     std::string reason;
     if (cg && cg->available()) {
       if (cg->oomKilled(id)) reason = "ran out of memory (over limits.memory_mb) and was killed";
@@ -210,6 +251,14 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   if (!load.ok()) co_return load.status();
   phases->specialize_ms = msSince(t2);
   phases->load_ms = *load;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = log_targets_.find(inst->label()); it != log_targets_.end()) {
+      std::lock_guard target_lock(it->second->mu);
+      it->second->app = spec.app;
+      it->second->deployment = spec.id;
+    }
+  }
   co_return inst;
 }
 
@@ -261,6 +310,7 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
     }
     if (s.code() == Code::kFailedPrecondition) {
       spdlog::error("deployment {} of {} failed to load: {}", spec.id, spec.app, s.message());
+      note(spec, request_id, "the code failed to load: " + s.message());
       co_return failure(500, "the deployment's code failed to load: " + firstLine(s.message()));
     }
     co_return failure(httpStatusFor(s.code()) == 500 ? 502 : httpStatusFor(s.code()),
@@ -298,15 +348,18 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
         spdlog::warn("request {} to {} exceeded {} ms; killing instance pid {}", request_id, spec.id,
                      spec.limits.timeout.count(), inst.pid());
         inst.kill();
+        note(spec, request_id, "over limits.timeout_ms (" + std::to_string(spec.limits.timeout.count()) +
+                                   " ms): the instance was stopped");
         co_return failure(504, "the function did not finish within limits.timeout_ms (" +
                                    std::to_string(spec.limits.timeout.count()) + " ms)");
       }
+      note(spec, request_id, "the instance failed during the request: " + f.status().message());
       co_return failure(502, "the function's instance failed: " + f.status().message());
     }
     if (f->type == FrameType::kError) {
       auto e = parseJson(f->payload, "error");
       std::string msg = e.ok() && e->is_object() ? e->value("message", std::string()) : f->payload;
-      spdlog::error("request {} to {} of {}: the handler threw: {}", request_id, spec.id, spec.app, msg);
+      note(spec, request_id, "the handler threw: " + msg);
       (*call)->markDone();
       if (got_head) co_return failure(502, "the function failed while responding");
       co_return failure(500, "the function threw an error: " + firstLine(msg));
@@ -338,9 +391,12 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
   }
   if (auto& cold = (*lease)->coldStart()) {
     r.header("x-nubo-cold-start", cold->from_stem ? "stem" : "spawn");
-    spdlog::info("cold start {}/{}: {} {:.1f} ms, files {:.1f} ms, specialize {:.1f} ms (load {:.1f} ms), first byte {:.1f} ms",
-                 spec.app, spec.id, cold->from_stem ? "stem" : "spawn", cold->acquire_ms, cold->files_ms,
-                 cold->specialize_ms, cold->load_ms, msSince(t0));
+    char text[256];
+    std::snprintf(text, sizeof text,
+                  "cold start: %s %.1f ms, files %.1f ms, specialize %.1f ms (load %.1f ms), first byte %.1f ms",
+                  cold->from_stem ? "stem" : "spawn", cold->acquire_ms, cold->files_ms, cold->specialize_ms,
+                  cold->load_ms, msSince(t0));
+    note(spec, request_id, text);
   }
   co_return r;
 }

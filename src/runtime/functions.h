@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "http/message.h"
+#include "logs/log_store.h"
 #include "runtime/cgroups.h"
 #include "runtime/code_store.h"
 #include "runtime/launcher.h"
@@ -45,7 +46,8 @@ class Functions final : public InstanceFactory {
   // `cgroups` may be null (no per-instance limits from cgroups).
   static Result<std::unique_ptr<Functions>> create(boost::asio::io_context& ioc, Launcher& launcher,
                                                    CodeStore& code, Cgroups* cgroups, store::MetadataStore& store,
-                                                   FunctionsOptions options, IsAliased is_aliased);
+                                                   logs::LogStore& logs, FunctionsOptions options,
+                                                   IsAliased is_aliased);
   ~Functions() override;
 
   // Starts the stems and the reaper.
@@ -64,7 +66,9 @@ class Functions final : public InstanceFactory {
 
  private:
   Functions(boost::asio::io_context& ioc, Launcher& launcher, CodeStore& code, Cgroups* cgroups,
-            store::MetadataStore& store, FunctionsOptions options, IsAliased is_aliased);
+            store::MetadataStore& store, logs::LogStore& logs, FunctionsOptions options, IsAliased is_aliased);
+  // A note of the platform's in the deployment's log (stream "nubo").
+  void note(const DeploymentSpec& spec, const std::string& request_id, const std::string& text);
   Result<std::shared_ptr<Pool>> poolFor(const std::string& deployment);
   // A new generic instance with the given permissions (stems: the defaults).
   Result<std::shared_ptr<Instance>> launchInstance(bool network, int tmp_mb);
@@ -76,13 +80,21 @@ class Functions final : public InstanceFactory {
   CodeStore& code_;
   Cgroups* cgroups_;
   store::MetadataStore& store_;
+  logs::LogStore& logs_;
   std::atomic<uint64_t> next_instance_{1};
+
+  // Where an instance's output goes once it is specialized.
+  struct LogTarget {
+    std::mutex mu;
+    std::string app, deployment;  // guarded by mu
+  };
   FunctionsOptions opts_;
   IsAliased is_aliased_;
   std::string script_;
 
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Pool>> pools_;  // guarded by mu_
+  std::unordered_map<std::string, std::shared_ptr<LogTarget>> log_targets_;  // guarded by mu_; by instance id
   std::deque<std::shared_ptr<Instance>> stems_;                   // guarded by mu_
   int stems_starting_ = 0;                                        // guarded by mu_
   bool stopped_ = false;                                          // guarded by mu_

@@ -30,6 +30,7 @@
 #include "runtime/functions.h"
 #include "runtime/launcher.h"
 #include "runtime/sandbox.h"
+#include "logs/log_store.h"
 #include "common/sha256.h"
 #include "server/data_dir.h"
 #include "store/sqlite/sqlite_metadata_store.h"
@@ -113,12 +114,13 @@ Status runServer(const ServerOptions& opts) {
   RETURN_IF_ERROR(router.start());
   gateway::FileCache cache(*blobs, opts.cache_mb << 20, std::min<uint64_t>(opts.cache_mb << 20, 1 << 20));
   gateway::StaticSite site(*blobs, cache, 256);
+  logs::LogStore logstore(data_dir + "/logs");
   runtime::FunctionsOptions fopts;
   fopts.runtime_dir = runtime_dir;
   fopts.stems = opts.stems;
   runtime::Cgroups* instance_cgroups = launcher == &sandbox_launcher ? &cgroups : nullptr;
   ASSIGN_OR_RETURN(auto functions,
-                   runtime::Functions::create(data_ioc, *launcher, *code, instance_cgroups, *store, fopts,
+                   runtime::Functions::create(data_ioc, *launcher, *code, instance_cgroups, *store, logstore, fopts,
                                               [&router](const std::string& id) { return router.isAliased(id); }));
   gateway::Gateway gw(router, site, functions.get());
   api::Deployer deployer(*store, *blobs, clock);
@@ -132,7 +134,7 @@ Status runServer(const ServerOptions& opts) {
   api::PublicUrls urls;
   urls.base_domain = opts.base_domain;
   urls.port = portOf(data_addr);
-  api::ControlApi control_api(*store, deployer, auth, urls, functions.get());
+  api::ControlApi control_api(*store, deployer, auth, urls, functions.get(), logstore);
   http::ServerLimits control_limits;
   control_limits.body_bytes = opts.max_upload_mb << 20;
   control_limits.header_timeout = opts.header_timeout;
