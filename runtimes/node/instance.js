@@ -567,6 +567,9 @@ function failNode(st, res, e) {
 // and the first request do not.
 async function warmUp() {
   await import('data:text/javascript,export default 1');
+  for (const f of ['warm.mjs', 'warm.cjs', 'warm-detect.js']) {
+    await import(pathToFileURL(path.join(__dirname, f)).href).catch(() => {});
+  }
   const req = new Request('http://warm.up/', { method: 'POST', body: 'x', duplex: 'half', headers: [['a', 'b']] });
   await req.text();
   await Response.json({ warm: true }).arrayBuffer();

@@ -85,9 +85,18 @@ Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Laun
   std::unique_ptr<Functions> f(
       new Functions(ioc, launcher, code, cgroups, store, logs, std::move(options), std::move(is_aliased)));
   f->script_ = f->opts_.runtime_dir + "/instance.js";
-  auto current = readFile(f->script_);
-  if (!current.ok() || *current != kNodeInstanceScript) {
-    RETURN_IF_ERROR(writeFileAtomic(f->script_, kNodeInstanceScript, 0444));
+  // The runtime's script, and tiny modules a stem imports to warm Node's
+  // module loaders (ESM, CommonJS, and detection of a .js file's kind).
+  const std::pair<std::string, std::string> files[] = {
+      {"instance.js", kNodeInstanceScript},
+      {"warm.mjs", "export default 1;\n"},
+      {"warm.cjs", "module.exports = 1;\n"},
+      {"warm-detect.js", "export default 1;\n"},
+  };
+  for (const auto& [name, content] : files) {
+    std::string path = f->opts_.runtime_dir + "/" + name;
+    auto current = readFile(path);
+    if (!current.ok() || *current != content) RETURN_IF_ERROR(writeFileAtomic(path, content, 0444));
   }
   return f;
 }

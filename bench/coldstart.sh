@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Cold starts: first-request latency over fresh deployments, with pre-started
+# "stem" instances (the default) and without them (--stems 0: every cold
+# start spawns a sandboxed node), measured in the same run.
+# Target: p50 <= 5 ms with stems.
+source "$(dirname "$0")/lib.sh"
+COUNT=${COUNT:-50}
+
+app=$BENCH_TMP/app
+mkdir -p "$app"
+cat >"$app/index.js" <<'JS'
+export default { async fetch() { return Response.json({ hello: "world" }); } }
+JS
+
+measure() {  # measure LABEL SERVE_ARGS... -> prints "p50 p90" in ms
+  local label=$1; shift
+  local data=$BENCH_TMP/data-$label
+  XDG_CONFIG_HOME=$BENCH_TMP/config-$label "$NUBO" serve --data "$data" --listen 127.0.0.1:0 \
+    --control 127.0.0.1:0 "$@" >"$BENCH_TMP/$label.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  for _ in $(seq 1 500); do [[ -s $data/serve.json ]] && grep -q "\"pid\":$pid" "$data/serve.json" && break; sleep 0.01; done
+  local url ctl token
+  url=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["data_url"])' "$data/serve.json")
+  ctl=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["control_url"])' "$data/serve.json")
+  token=$(cat "$data/admin.token")
+  local times=$BENCH_TMP/$label.times
+  : >"$times"
+  for i in $(seq 1 "$COUNT"); do
+    local id
+    id=$(NUBO_SERVER=$ctl NUBO_TOKEN=$token "$NUBO" deploy "$app" --app "cold$i" --json | json_field deployment)
+    # Let the stem pool refill (bounded wait), as between real deploys.
+    for _ in $(seq 1 200); do
+      stems=$(curl -sf -H "Authorization: Bearer $token" "$ctl/v1/instances" | json_field stems)
+      [[ $stems -ge 1 || $label == spawn ]] && break
+      sleep 0.01
+    done
+    curl -s -o /dev/null -w '%{time_starttransfer}\n' -H "Host: $id--cold$i.localhost" "$url/" >>"$times"
+  done
+  kill "$pid"
+  python3 - "$times" <<'PY'
+import sys
+t = sorted(float(x) * 1000 for x in open(sys.argv[1]) if x.strip())
+pct = lambda p: t[min(len(t) - 1, int(round(p / 100 * (len(t) - 1))))]
+print(f"{pct(50):.2f} {pct(90):.2f}")
+PY
+}
+
+read -r s50 s90 <<<"$(measure stem)"
+read -r p50 p90 <<<"$(measure spawn --stems 0)"
+printf 'cold start, first request to %s fresh deployments (sandboxed node, %s cores)\n' "$COUNT" "$(nproc)"
+printf '  %-22s p50 %7s ms   p90 %7s ms\n' "with stems" "$s50" "$s90"
+printf '  %-22s p50 %7s ms   p90 %7s ms\n' "without (spawn each)" "$p50" "$p90"
+printf '  ratio stems/spawn (p50): %sx (target: p50 <= 5 ms with stems)\n' "$(python3 -c "print(f'{$s50/$p50:.2f}')")"
