@@ -1,5 +1,8 @@
 // Functions end to end: the real `nubo serve` running node instances.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <thread>
@@ -299,6 +302,106 @@ TEST_F(FunctionsTest, LogsKeepEachLineWithItsRequestIdAndCanBeFollowed) {
   ASSERT_FALSE((*followed)["lines"].empty());
   EXPECT_EQ((*followed)["lines"][0]["text"], "serving /second");
   EXPECT_EQ(server_->nubo({"logs", "nosuchapp"}).exit_code, exitCodeFor(Code::kNotFound));
+}
+
+// A raw HTTP/1.1 client on loopback, to read a response as it arrives.
+class RawClient {
+ public:
+  explicit RawClient(const std::string& data_url) {
+    int port = std::stoi(data_url.substr(data_url.rfind(':') + 1));
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    timeval tv{10, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~RawClient() { close(); }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  bool send(const std::string& s) { return ok_ && ::write(fd_, s.data(), s.size()) == static_cast<ssize_t>(s.size()); }
+  // Reads until `needle` has arrived (or 10 s pass); returns everything read so far.
+  std::string readUntil(const std::string& needle) {
+    char buf[65536];
+    while (got_.find(needle) == std::string::npos) {
+      ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      got_.append(buf, static_cast<size_t>(n));
+    }
+    return got_;
+  }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+  std::string got_;
+};
+
+TEST_F(FunctionsTest, StreamedResponsesArriveAsTheyAreProduced) {
+  deployApp("streamer", {{"index.js", R"(let release;
+    const gate = new Promise((r) => { release = r; });
+    export default { async fetch(request) {
+      if (new URL(request.url).pathname === '/release') { release(); return new Response('released'); }
+      const enc = new TextEncoder();
+      return new Response(new ReadableStream({
+        async start(c) { c.enqueue(enc.encode('first part\n')); await gate; c.enqueue(enc.encode('second part\n')); c.close(); }
+      }), { headers: { 'content-type': 'text/plain' } });
+    } })"}});
+  RawClient client(server_->dataUrl());
+  ASSERT_TRUE(client.send("GET /streamer/ HTTP/1.1\r\nHost: test\r\n\r\n"));
+  std::string sofar = client.readUntil("first part");
+  EXPECT_NE(sofar.find("HTTP/1.1 200"), std::string::npos) << sofar;
+  EXPECT_NE(sofar.find("first part"), std::string::npos) << sofar;
+  EXPECT_EQ(sofar.find("second part"), std::string::npos) << "the second part was produced only after release";
+  EXPECT_EQ(server_->get("/streamer/release").body, "released");
+  std::string all = client.readUntil("0\r\n\r\n");
+  EXPECT_NE(all.find("second part"), std::string::npos) << all;
+}
+
+uint64_t peakRssKb(pid_t pid) {
+  std::string status = slurp("/proc/" + std::to_string(pid) + "/status");
+  auto pos = status.find("VmHWM:");
+  return pos == std::string::npos ? 0 : std::stoull(status.substr(pos + 6));
+}
+
+TEST_F(FunctionsTest, LargeDownloadsStreamWithoutFillingTheGatewaysMemory) {
+  deployApp("bigfile", {{"index.js", R"(export default { fetch() {
+      const chunk = new Uint8Array(1 << 20).fill(97);
+      let left = 128;
+      return new Response(new ReadableStream({
+        pull(c) { if (left-- > 0) c.enqueue(chunk); else c.close(); }
+      }));
+    } })"}});
+  EXPECT_EQ(server_->get("/_nubo/healthz").status, 200);
+  uint64_t before = peakRssKb(server_->pid());
+  auto r = server_->get("/bigfile/");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.size(), 128u << 20);
+  uint64_t after = peakRssKb(server_->pid());
+  EXPECT_LT(after - before, 48u * 1024) << "the gateway's peak memory grew by " << (after - before) / 1024 << " MB";
+}
+
+TEST_F(FunctionsTest, AClientThatGoesAwayCancelsTheStream) {
+  deployApp("endless", {{"index.js", R"(let cancelled = false;
+    export default { fetch(request) {
+      if (new URL(request.url).pathname === '/status') return new Response(cancelled ? 'cancelled' : 'running');
+      const chunk = new Uint8Array(64 << 10).fill(98);
+      return new Response(new ReadableStream({
+        pull(c) { c.enqueue(chunk); },
+        cancel() { cancelled = true; },
+      }));
+    } })"}});
+  {
+    RawClient client(server_->dataUrl());
+    ASSERT_TRUE(client.send("GET /endless/ HTTP/1.1\r\nHost: test\r\n\r\n"));
+    client.readUntil("bbbb");
+  }  // disconnects mid-stream
+  EXPECT_TRUE(waitFor([&] { return server_->get("/endless/status").body == "cancelled"; }))
+      << "the function's stream was never cancelled";
 }
 
 }  // namespace

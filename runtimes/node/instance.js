@@ -388,24 +388,13 @@ async function serveFetch(st, head, first, ended) {
       send(headFrame(T.RESPONSE, END, st.id, rhead, whole));
       return st.finish();
     }
+    // A real stream: the head goes now, each chunk as it is produced.
     const reader = res.body.getReader();
-    let r = await reader.read();
-    if (r.done) {
-      send(headFrame(T.RESPONSE, END, st.id, rhead, null));
-      return st.finish();
-    }
-    let next = await reader.read();
-    let chunk = Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
-    if (next.done && chunk.length <= st.window) {
-      send(headFrame(T.RESPONSE, END, st.id, rhead, chunk));
-      return st.finish();
-    }
+    st.onCancel = () => { abort(); reader.cancel().catch(() => {}); };
     send(headFrame(T.RESPONSE, 0, st.id, rhead, null));
-    await st.sendData(chunk, false);
-    while (!next.done && !st.cancelled) {
-      const v = next.value;
+    for (let r = await reader.read(); !r.done && !st.cancelled; r = await reader.read()) {
+      const v = r.value;
       await st.sendData(Buffer.from(v.buffer, v.byteOffset, v.byteLength), false);
-      next = await reader.read();
     }
     if (st.cancelled) return reader.cancel().catch(() => {});
     send(frame(T.DATA, END, st.id, EMPTY));

@@ -9,7 +9,11 @@
 // responses may stream one blob).
 #pragma once
 
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp needs std::exchange
+
+#include <boost/asio/awaitable.hpp>
 #include <cstdint>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -61,8 +65,20 @@ struct SharedSlice {
   size_t length = 0;
 };
 
+// A body produced while it is sent (a function's streamed response). The
+// server pulls chunks and writes each before asking for the next, so a slow
+// client slows the producer instead of filling memory.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  // The next chunk; nullopt at the end; an error cuts the response short.
+  virtual boost::asio::awaitable<Result<std::optional<std::string>>> next() = 0;
+  // The client went away: stop producing.
+  virtual void cancel() = 0;
+};
+
 struct Response {
-  enum class BodyKind { kNone, kString, kShared, kFile };
+  enum class BodyKind { kNone, kString, kShared, kFile, kStream };
 
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
@@ -70,6 +86,7 @@ struct Response {
   std::string body;     // kString
   SharedSlice shared;   // kShared
   FileSlice file;       // kFile
+  std::shared_ptr<BodyStream> stream;  // kStream (sent chunked; length unknown)
   // For HEAD: send the headers (with the body's Content-Length) but no body.
   bool omit_body = false;
 

@@ -246,10 +246,51 @@ asio::awaitable<void> writeAs(tcp::socket& sock, Response& r, bool keep_alive, u
   co_await bhttp::async_write(sock, m, kUseAwaitableEc(ec));
 }
 
+// Sends a streamed body: the header, then each chunk as the stream yields
+// it (chunked encoding on HTTP/1.1; until close on HTTP/1.0).
+asio::awaitable<void> writeStream(tcp::socket& sock, Response& r, bool keep_alive, unsigned version,
+                                  error_code& ec) {
+  bhttp::response<bhttp::buffer_body> m;
+  fillHeader(m, r, version >= 11 && keep_alive, version);
+  if (version >= 11) m.chunked(true);
+  m.body().data = nullptr;
+  m.body().more = true;
+  bhttp::response_serializer<bhttp::buffer_body> sr{m};
+  co_await bhttp::async_write_header(sock, sr, kUseAwaitableEc(ec));
+  std::string chunk;
+  while (!ec) {
+    Result<std::optional<std::string>> next = co_await r.stream->next();
+    if (!next.ok()) {
+      // The producer failed mid-way: cut the response so the client sees it is incomplete.
+      ec = asio::error::connection_aborted;
+      break;
+    }
+    if (!*next) {
+      m.body().data = nullptr;
+      m.body().more = false;
+      co_await bhttp::async_write(sock, sr, kUseAwaitableEc(ec));
+      break;
+    }
+    chunk = std::move(**next);
+    if (chunk.empty()) continue;
+    m.body().data = chunk.data();
+    m.body().size = chunk.size();
+    m.body().more = true;
+    co_await bhttp::async_write(sock, sr, kUseAwaitableEc(ec));
+    if (ec == bhttp::error::need_buffer) ec = {};
+  }
+  if (ec) r.stream->cancel();
+}
+
 // Writes `r` on the socket as the right Beast message type.
 asio::awaitable<void> writeResponse(tcp::socket& sock, Response& r, bool keep_alive, unsigned version,
                                     error_code& ec) {
   bool no_body = bodyForbidden(r.status);
+  if (r.kind == Response::BodyKind::kStream && (no_body || r.omit_body)) r.stream->cancel();
+  if (r.kind == Response::BodyKind::kStream && !no_body && !r.omit_body) {
+    co_await writeStream(sock, r, keep_alive, version, ec);
+    co_return;
+  }
   if (no_body || r.omit_body || r.kind == Response::BodyKind::kNone) {
     bhttp::response<bhttp::empty_body> m;
     fillHeader(m, r, keep_alive, version);
@@ -269,6 +310,7 @@ asio::awaitable<void> writeResponse(tcp::socket& sock, Response& r, bool keep_al
       co_await writeAs<FileSliceBody>(sock, r, keep_alive, version, r.file, length, ec);
       break;
     case Response::BodyKind::kNone:
+    case Response::BodyKind::kStream:
       break;
   }
 }
@@ -368,7 +410,7 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
       res = Response::error(Internal("the server failed while handling this request; see the server log"));
     }
     if (req.method == "HEAD") res.omit_body = true;
-    bool keep = req.keep_alive && !draining_;
+    bool keep = req.keep_alive && !draining_ && !(res.kind == Response::BodyKind::kStream && msg.version() < 11);
     c->arm(limits_.write_timeout);
     co_await writeResponse(c->socket, res, keep, msg.version(), ec);
     c->disarm();

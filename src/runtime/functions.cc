@@ -55,6 +55,56 @@ std::string firstLine(const std::string& s) { return s.substr(0, s.find('\n')); 
 
 Response failure(int status, std::string message) { return Response::text(status, std::move(message) + "\n"); }
 
+// The rest of a streamed response, pulled by the HTTP server chunk by chunk.
+// Owns the lease (the instance slot stays taken until the stream ends) and
+// the call; the window granted back follows what the client takes.
+class CallStream final : public http::BodyStream {
+ public:
+  CallStream(std::unique_ptr<Lease> lease, std::shared_ptr<Call> call, Deadline deadline, std::string first,
+             std::function<void(const std::string&)> on_error)
+      : lease_(std::move(lease)), call_(std::move(call)), deadline_(deadline), first_(std::move(first)),
+        on_error_(std::move(on_error)) {}
+
+  asio::awaitable<Result<std::optional<std::string>>> next() override {
+    if (!first_.empty()) {
+      std::string out = std::move(first_);
+      first_.clear();
+      call_->grant(static_cast<uint32_t>(out.size()));
+      co_return std::optional<std::string>(std::move(out));
+    }
+    if (done_) co_return std::optional<std::string>();
+    Result<Frame> f = co_await call_->next(deadline_);
+    if (!f.ok()) {
+      if (f.status().code() == Code::kDeadlineExceeded) lease_->instance().kill();
+      on_error_(f.status().message());
+      co_return f.status();
+    }
+    if (f->type == FrameType::kError) {
+      call_->markDone();
+      on_error_("the handler failed while streaming: " + f->payload);
+      co_return Internal("the function failed while streaming its response");
+    }
+    if (f->type != FrameType::kData) co_return std::optional<std::string>(std::string());
+    if (f->endStream()) {
+      done_ = true;
+      call_->markDone();
+    } else if (!f->payload.empty()) {
+      call_->grant(static_cast<uint32_t>(f->payload.size()));
+    }
+    co_return std::optional<std::string>(std::move(f->payload));
+  }
+
+  void cancel() override { call_->cancel(); }
+
+ private:
+  std::unique_ptr<Lease> lease_;
+  std::shared_ptr<Call> call_;
+  Deadline deadline_;
+  std::string first_;
+  std::function<void(const std::string&)> on_error_;
+  bool done_ = false;
+};
+
 }  // namespace
 
 Functions::Functions(asio::io_context& ioc, Launcher& launcher, CodeStore& code, Cgroups* cgroups,
@@ -349,6 +399,7 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
 
   Response r;
   r.kind = Response::BodyKind::kString;
+  if (const auto& cold = (*lease)->coldStart()) r.header("x-nubo-cold-start", cold->from_stem ? "stem" : "spawn");
   bool got_head = false;
   for (;;) {
     Result<Frame> f = co_await (*call)->next(deadline);
@@ -387,6 +438,15 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
         if (!hopByHop(name)) r.header(std::move(name), std::move(value));
       }
       got_head = true;
+      if (!f->endStream()) {
+        // More is coming: stream it to the client as it arrives.
+        noteColdStart(*lease, spec, request_id, t0);
+        r.kind = Response::BodyKind::kStream;
+        r.stream = std::make_shared<CallStream>(
+            std::move(lease).value(), *call, deadline, std::string(body),
+            [this, spec, request_id](const std::string& why) { note(spec, request_id, "response cut short: " + why); });
+        co_return r;
+      }
     } else if (f->type != FrameType::kData) {
       continue;
     }
@@ -398,16 +458,20 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
     (*call)->markDone();
     break;
   }
-  if (auto& cold = (*lease)->coldStart()) {
-    r.header("x-nubo-cold-start", cold->from_stem ? "stem" : "spawn");
-    char text[256];
-    std::snprintf(text, sizeof text,
-                  "cold start: %s %.1f ms, files %.1f ms, specialize %.1f ms (load %.1f ms), first byte %.1f ms",
-                  cold->from_stem ? "stem" : "spawn", cold->acquire_ms, cold->files_ms, cold->specialize_ms,
-                  cold->load_ms, msSince(t0));
-    note(spec, request_id, text);
-  }
+  noteColdStart(*lease, spec, request_id, t0);
   co_return r;
+}
+
+void Functions::noteColdStart(const std::unique_ptr<Lease>& lease, const DeploymentSpec& spec,
+                              const std::string& request_id, Clock::time_point t0) {
+  const auto& cold = lease->coldStart();
+  if (!cold) return;
+  char text[256];
+  std::snprintf(text, sizeof text,
+                "cold start: %s %.1f ms, files %.1f ms, specialize %.1f ms (load %.1f ms), first byte %.1f ms",
+                cold->from_stem ? "stem" : "spawn", cold->acquire_ms, cold->files_ms, cold->specialize_ms,
+                cold->load_ms, msSince(t0));
+  note(spec, request_id, text);
 }
 
 asio::awaitable<void> Functions::reapLoop() {

@@ -67,6 +67,8 @@ class Functions final : public InstanceFactory {
  private:
   Functions(boost::asio::io_context& ioc, Launcher& launcher, CodeStore& code, Cgroups* cgroups,
             store::MetadataStore& store, logs::LogStore& logs, FunctionsOptions options, IsAliased is_aliased);
+  void noteColdStart(const std::unique_ptr<Lease>& lease, const DeploymentSpec& spec, const std::string& request_id,
+                     Clock::time_point t0);
   // A note of the platform's in the deployment's log (stream "nubo").
   void note(const DeploymentSpec& spec, const std::string& request_id, const std::string& text);
   Result<std::shared_ptr<Pool>> poolFor(const std::string& deployment);
