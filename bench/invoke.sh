@@ -34,24 +34,10 @@ nubo_url="$NUBO_DATA_URL/hello/"
 node_url="http://127.0.0.1:$port/"
 [[ $(curl -sf "$nubo_url") == $(curl -sf "$node_url") ]] || { echo "bench: bodies differ" >&2; exit 1; }
 
-run() {  # run URL -> "rps p50 p99 errors"
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$1" >"$BENCH_TMP/wrk.out"
-  python3 - "$BENCH_TMP/wrk.out" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-def lat(p):
-    m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)" % p, t)
-    v, u = float(m.group(1)), m.group(2)
-    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(f"{rps:.0f} {lat(50):.3f} {lat(99):.3f} {errs.group(1) if errs else 0}")
-PY
-}
 wrk -t1 -c8 -d2s "$nubo_url" >/dev/null
 wrk -t1 -c8 -d2s "$node_url" >/dev/null
-read -r n_rps n_p50 n_p99 n_err <<<"$(run "$nubo_url")"
-read -r p_rps p_p50 p_p99 p_err <<<"$(run "$node_url")"
+read -r n_rps n_p50 n_p99 n_err <<<"$(run_wrk "$nubo_url")"
+read -r p_rps p_p50 p_p99 p_err <<<"$(run_wrk "$node_url")"
 instances=$("$NUBO" ps hello --json | python3 -c 'import json,sys;print(len(json.load(sys.stdin)))')
 printf 'JS hello world, wrk -t%s -c%s -d%s (%s cores)\n' "$THREADS" "$CONNS" "$DURATION" "$(nproc)"
 printf '  %-10s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s   (%s instances)\n' nubo "$n_rps" "$n_p50" "$n_p99" "$n_err" "$instances"

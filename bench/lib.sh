@@ -39,3 +39,19 @@ free_port() {
 json_field() {  # json_field FIELD < json
   python3 -c 'import json,sys;print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
+
+# run_wrk URL -> "req/s p50_ms p99_ms non2xx" (wrk -t$THREADS -c$CONNS -d$DURATION)
+run_wrk() {
+  wrk -t"${THREADS:-2}" -c"${CONNS:-50}" -d"${DURATION:-10s}" --latency "$1" >"$BENCH_TMP/wrk.out"
+  python3 - "$BENCH_TMP/wrk.out" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+def lat(p):
+    m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)" % p, t)
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+print(f"{rps:.0f} {lat(50):.3f} {lat(99):.3f} {errs.group(1) if errs else 0}")
+PY
+}

@@ -46,25 +46,11 @@ nubo_url="$NUBO_DATA_URL/bench/index.html"
 nginx_url="http://127.0.0.1:$port/index.html"
 [[ $(curl -sf "$nubo_url") == $(curl -sf "$nginx_url") ]] || { echo "bench: bodies differ" >&2; exit 1; }
 
-run() {  # run URL -> "rps p50 p99"
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$1" >"$BENCH_TMP/wrk.out"
-  python3 - "$BENCH_TMP/wrk.out" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-def lat(p):
-    m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)" % p, t)
-    v, u = float(m.group(1)), m.group(2)
-    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(f"{rps:.0f} {lat(50):.3f} {lat(99):.3f} {errs.group(1) if errs else 0}")
-PY
-}
 # Warm both, then measure.
 wrk -t1 -c4 -d1s "$nubo_url" >/dev/null
 wrk -t1 -c4 -d1s "$nginx_url" >/dev/null
-read -r n_rps n_p50 n_p99 n_err <<<"$(run "$nubo_url")"
-read -r g_rps g_p50 g_p99 g_err <<<"$(run "$nginx_url")"
+read -r n_rps n_p50 n_p99 n_err <<<"$(run_wrk "$nubo_url")"
+read -r g_rps g_p50 g_p99 g_err <<<"$(run_wrk "$nginx_url")"
 ratio=$(python3 -c "print(f'{$n_rps/$g_rps:.2f}')")
 printf 'static file, wrk -t%s -c%s -d%s (%s cores)\n' "$THREADS" "$CONNS" "$DURATION" "$(nproc)"
 printf '  %-6s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s\n' nubo "$n_rps" "$n_p50" "$n_p99" "$n_err"

@@ -12,36 +12,15 @@
 namespace nubo::testing_util {
 namespace {
 
-class FunctionsTest : public testing::Test {
+class FunctionsTest : public SharedServerTest {
  protected:
-  static void SetUpTestSuite() {
-    tmp_ = new TempDir();
-    server_ = new NuboServer(*tmp_);
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete tmp_;
-  }
-
-  // Deploys `files` (path -> content) as app `name`; returns the deploy JSON.
-  Json deployApp(const std::string& name, const std::map<std::string, std::string>& files) {
-    std::string dir = tmp_->sub("apps/" + name);
-    for (const auto& [path, content] : files) writeFile(dir + "/" + path, content);
-    return server_->deploy(dir, {"--app", name});
-  }
-
   Json instances(const std::string& app) {
     ProcResult r = server_->nubo({"ps", app, "--json"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     auto j = parseJson(r.out, "ps");
     return j.ok() ? *j : Json::array();
   }
-
-  static TempDir* tmp_;
-  static NuboServer* server_;
 };
-TempDir* FunctionsTest::tmp_ = nullptr;
-NuboServer* FunctionsTest::server_ = nullptr;
 
 const char* kFetchEsm = R"(export default {
   async fetch(request, env, ctx) {

@@ -189,4 +189,29 @@ class NuboServer {
   std::string data_url_, control_url_, token_;
 };
 
+// A test suite sharing one server; deployApp() writes files and deploys them.
+class SharedServerTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    tmp_ = new TempDir();
+    server_ = new NuboServer(*tmp_);
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete tmp_;
+    server_ = nullptr;
+    tmp_ = nullptr;
+  }
+
+  // Deploys `files` (path -> content) as app `name`; returns the deploy JSON.
+  Json deployApp(const std::string& name, const std::map<std::string, std::string>& files) {
+    std::string dir = tmp_->sub("apps/" + name);
+    for (const auto& [path, content] : files) writeFile(dir + "/" + path, content);
+    return server_->deploy(dir, {"--app", name});
+  }
+
+  static inline TempDir* tmp_ = nullptr;
+  static inline NuboServer* server_ = nullptr;
+};
+
 }  // namespace nubo::testing_util

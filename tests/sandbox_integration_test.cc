@@ -12,28 +12,10 @@
 namespace nubo::testing_util {
 namespace {
 
-class SandboxTest : public testing::Test {
+class SandboxTest : public SharedServerTest {
  protected:
-  static void SetUpTestSuite() {
-    tmp_ = new TempDir();
-    server_ = new NuboServer(*tmp_);
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete tmp_;
-  }
-  Json deployApp(const std::string& name, const std::map<std::string, std::string>& files) {
-    std::string dir = tmp_->sub("apps/" + name);
-    for (const auto& [path, content] : files) writeFile(dir + "/" + path, content);
-    return server_->deploy(dir, {"--app", name});
-  }
   static bool sandboxed() { return server_->log().find("every isolation layer is active") != std::string::npos; }
-
-  static TempDir* tmp_;
-  static NuboServer* server_;
 };
-TempDir* SandboxTest::tmp_ = nullptr;
-NuboServer* SandboxTest::server_ = nullptr;
 
 // A TCP server on loopback that greets and closes; stops with the test.
 class Greeter {

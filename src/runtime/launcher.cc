@@ -24,18 +24,19 @@ Result<UniqueFd> openPidfd(pid_t pid) {
 #endif
 }
 
-Result<Process> PlainLauncher::launch(const LaunchSpec& spec) {
-  if (spec.argv.empty()) return InvalidArgument("launch: empty argv");
+Result<Process> spawnProcess(const std::vector<std::string>& args, const std::vector<std::string>& env,
+                             const std::string& cwd, const LaunchSpec& io) {
+  if (args.empty()) return InvalidArgument("launch: empty argv");
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&fa);
   posix_spawnattr_init(&attr);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  if (spec.stdout_fd >= 0) posix_spawn_file_actions_adddup2(&fa, spec.stdout_fd, 1);
-  if (spec.stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, spec.stderr_fd, 2);
-  if (spec.channel_fd >= 0) posix_spawn_file_actions_adddup2(&fa, spec.channel_fd, 3);
+  if (io.stdout_fd >= 0) posix_spawn_file_actions_adddup2(&fa, io.stdout_fd, 1);
+  if (io.stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, io.stderr_fd, 2);
+  if (io.channel_fd >= 0) posix_spawn_file_actions_adddup2(&fa, io.channel_fd, 3);
   posix_spawn_file_actions_addclosefrom_np(&fa, 4);
-  posix_spawn_file_actions_addchdir_np(&fa, spec.cwd.c_str());
+  posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   sigset_t none, all;
   sigemptyset(&none);
@@ -44,15 +45,15 @@ Result<Process> PlainLauncher::launch(const LaunchSpec& spec) {
   posix_spawnattr_setsigdefault(&attr, &all);
 
   std::vector<char*> argv, envp;
-  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
   pid_t pid = -1;
   int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) return ErrnoStatus("start " + spec.argv[0], rc);
+  if (rc != 0) return ErrnoStatus("start " + args[0], rc);
   Process p;
   p.pid = pid;
   auto fd = openPidfd(pid);
@@ -62,6 +63,10 @@ Result<Process> PlainLauncher::launch(const LaunchSpec& spec) {
   }
   p.pidfd = std::move(fd).value();
   return p;
+}
+
+Result<Process> PlainLauncher::launch(const LaunchSpec& spec) {
+  return spawnProcess(spec.argv, spec.env, spec.cwd, spec);
 }
 
 }  // namespace nubo::runtime

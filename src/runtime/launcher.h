@@ -58,6 +58,12 @@ class PlainLauncher final : public Launcher {
   Result<Process> launch(const LaunchSpec& spec) override;
 };
 
+// posix_spawn of `argv` with exactly `env`, in `cwd`, with io's channel,
+// stdout and stderr descriptors (as above), a new session and default
+// signal handling; returns the process with its pidfd.
+Result<Process> spawnProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                             const std::string& cwd, const LaunchSpec& io);
+
 // pidfd_open(2); kUnimplemented on kernels without it.
 Result<UniqueFd> openPidfd(pid_t pid);
 

@@ -6,7 +6,6 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -350,39 +349,7 @@ SandboxLauncher::SandboxLauncher(std::string root_mount, std::string runtime_dir
 namespace {
 
 Result<Process> spawnHelper(const std::string& helper, const Json& spec, const LaunchSpec& io) {
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_init(&attr);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  if (io.stdout_fd >= 0) posix_spawn_file_actions_adddup2(&fa, io.stdout_fd, 1);
-  if (io.stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, io.stderr_fd, 2);
-  if (io.channel_fd >= 0) posix_spawn_file_actions_adddup2(&fa, io.channel_fd, 3);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 4);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  std::string env = std::string(kSpecEnv) + "=" + dumpJson(spec);
-  char* envp[] = {env.data(), nullptr};
-  std::string arg1 = "__sandbox";
-  char* argv[] = {const_cast<char*>(helper.c_str()), arg1.data(), nullptr};
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, helper.c_str(), &fa, &attr, argv, envp);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return ErrnoStatus("start the sandbox helper", rc);
-  Process p;
-  p.pid = pid;
-  auto fd = openPidfd(pid);
-  if (!fd.ok()) {
-    ::kill(pid, SIGKILL);
-    return fd.status();
-  }
-  p.pidfd = std::move(fd).value();
-  return p;
+  return spawnProcess({helper, "__sandbox"}, {std::string(kSpecEnv) + "=" + dumpJson(spec)}, "/", io);
 }
 
 }  // namespace
