@@ -220,11 +220,12 @@ bool applySeccomp(bool network, Layers& layers) {
 
 // PID 1 of the new pid namespace: build the jail, then become the runtime.
 [[noreturn]] void runChild(const HelperSpec& spec, Layers& layers, bool in_userns) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (layers.want("mount-namespace") && !buildRoot(spec, layers)) ::_exit(126);
   if (layers.want("uts-namespace")) ::sethostname("nubo", 4);
   if (!applyRlimits(layers)) ::_exit(126);
   if (!dropPrivileges(layers, in_userns)) ::_exit(126);
+  // Dies with the helper. Set after the credential change, which clears it.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (layers.want("seccomp") && !applySeccomp(spec.network, layers)) ::_exit(126);
   if (spec.probe) {
     // Report on stdout; the probe is over.
@@ -264,6 +265,9 @@ Result<HelperSpec> parseSpec(const char* text) {
 }  // namespace
 
 int sandboxMain(int argc, char** argv) {
+  // If the server dies (even by SIGKILL), so does the helper, and with it
+  // the instance (its own parent-death signal): nothing is left running.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   auto parsed = parseSpec(std::getenv(kSpecEnv));
   ::unsetenv(kSpecEnv);
   if (!parsed.ok()) {
