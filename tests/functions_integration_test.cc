@@ -213,6 +213,23 @@ TEST_F(FunctionsTest, IdleInstancesScaleToZero) {
   EXPECT_TRUE(waitFor([&] { return instances("idler").empty(); }, std::chrono::seconds(10)));
 }
 
+TEST_F(FunctionsTest, WaitUntilKeepsAnIdleInstanceUntilThePromiseSettles) {
+  deployApp("waiter", {{"index.js", R"(let release;
+    export default { fetch(request, env, ctx) {
+      if (new URL(request.url).pathname === '/release') { release(); return new Response('released'); }
+      ctx.waitUntil(new Promise((r) => { release = r; }));
+      return new Response('started');
+    } })"}, {"nubo.json", R"({"limits": {"idle_ttl_s": 1}})"}});
+  EXPECT_EQ(server_->get("/waiter/").body, "started");
+  // Idle for longer than idle_ttl_s, and still there: the promise is pending.
+  EXPECT_TRUE(waitFor([&] {
+    Json ps = instances("waiter");
+    return ps.size() == 1 && ps[0]["idle_s"].get<double>() >= 1.8;
+  })) << instances("waiter").dump();
+  EXPECT_EQ(server_->get("/waiter/release").body, "released");
+  EXPECT_TRUE(waitFor([&] { return instances("waiter").empty(); }));
+}
+
 TEST_F(FunctionsTest, ConcurrentSlowRequestsStayWithinMaxInstances) {
   deployApp("slow", {{"index.js", R"(export default {
     async fetch() { await new Promise((r) => setTimeout(r, 300)); return new Response('done'); }
