@@ -11,10 +11,8 @@ Result<std::shared_ptr<const std::string>> FileCache::get(const std::string& has
     auto it = entries_.find(hash);
     if (it != entries_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second.lru_pos);
-      ++hits_;
       return it->second.bytes;
     }
-    ++misses_;
   }
   ASSIGN_OR_RETURN(std::string bytes, blobs_.get(hash));
   auto shared = std::make_shared<const std::string>(std::move(bytes));
@@ -33,19 +31,6 @@ Result<std::shared_ptr<const std::string>> FileCache::get(const std::string& has
     lru_.pop_back();
   }
   return shared;
-}
-
-uint64_t FileCache::bytesCached() const {
-  std::lock_guard lock(mu_);
-  return bytes_;
-}
-uint64_t FileCache::hits() const {
-  std::lock_guard lock(mu_);
-  return hits_;
-}
-uint64_t FileCache::misses() const {
-  std::lock_guard lock(mu_);
-  return misses_;
 }
 
 }  // namespace nubo::gateway

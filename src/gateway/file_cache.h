@@ -28,10 +28,6 @@ class FileCache {
   // The blob's bytes, from memory or read (and cached) now.
   Result<std::shared_ptr<const std::string>> get(const std::string& hash);
 
-  uint64_t bytesCached() const;
-  uint64_t hits() const;
-  uint64_t misses() const;
-
  private:
   struct Entry {
     std::shared_ptr<const std::string> bytes;
@@ -46,7 +42,6 @@ class FileCache {
   std::unordered_map<std::string, Entry> entries_;  // guarded by mu_
   std::list<std::string> lru_;                      // guarded by mu_, front = newest
   uint64_t bytes_ = 0;                              // guarded by mu_
-  uint64_t hits_ = 0, misses_ = 0;                  // guarded by mu_
 };
 
 }  // namespace nubo::gateway

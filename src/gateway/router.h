@@ -61,8 +61,6 @@ class Router {
   // deployment) and how URLs look.
   Result<Resolved> resolve(std::string_view host, std::string_view path) const;
 
-  const std::string& baseDomain() const { return base_; }
-
   // True when some alias points at the deployment (its pool keeps min_instances).
   bool isAliased(const std::string& deployment) const;
 

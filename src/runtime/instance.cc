@@ -91,18 +91,6 @@ Call::~Call() {
   inst_->endStream(id_);
 }
 
-void Call::sendBody(std::string_view bytes, bool end) {
-  std::string f;
-  size_t off = 0;
-  do {
-    size_t n = std::min<size_t>(bytes.size() - off, 256 << 10);
-    bool last = end && off + n == bytes.size();
-    protocol::appendFrame(f, FrameType::kData, last ? protocol::kEndStream : 0, id_, bytes.substr(off, n));
-    off += n;
-  } while (off < bytes.size());
-  inst_->send(std::move(f));
-}
-
 void Call::grant(uint32_t bytes) {
   std::string payload(4, '\0');
   payload[0] = static_cast<char>(bytes >> 24);

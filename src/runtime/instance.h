@@ -81,7 +81,6 @@ class Call {
 
   // RESPONSE, DATA or ERROR frames of this stream, in order.
   boost::asio::awaitable<Result<protocol::Frame>> next(Deadline deadline) { return box_->next(deadline); }
-  void sendBody(std::string_view bytes, bool end);
   void grant(uint32_t bytes);
   // Tells the instance to stop working on this request.
   void cancel();

@@ -36,8 +36,6 @@ constexpr uint8_t kEndStream = 1;
 
 constexpr size_t kHeaderSize = 10;
 constexpr uint32_t kMaxPayload = 16u << 20;
-// Flow control: bytes a side may send on a stream before it is granted more.
-constexpr uint32_t kInitialWindow = 1u << 20;
 
 struct Frame {
   FrameType type = FrameType::kData;
