@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 65536));
   serve->add_option("--max-upload-mb", serve_opts.max_upload_mb, "Largest file a deploy may upload (default 512)")
       ->check(CLI::Range(1, 65536));
-  serve->add_option("--max-body-mb", serve_opts.max_body_mb, "Largest request body for a function (default 32)")
+  serve->add_option("--max-body-mb", serve_opts.max_body_mb, "Largest request body for a function, streamed to it (default 1024)")
       ->check(CLI::Range(1, 4096));
   serve->add_option("--stems", serve_opts.stems, "Pre-started node instances for fast cold starts (default 2)")
       ->check(CLI::Range(0, 64));

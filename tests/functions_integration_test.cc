@@ -7,6 +7,7 @@
 #include <atomic>
 #include <thread>
 
+#include "common/sha256.h"
 #include "integration_util.h"
 
 namespace nubo::testing_util {
@@ -319,7 +320,14 @@ class RawClient {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
   }
-  bool send(const std::string& s) { return ok_ && ::write(fd_, s.data(), s.size()) == static_cast<ssize_t>(s.size()); }
+  bool send(std::string_view s) {
+    while (ok_ && !s.empty()) {
+      ssize_t n = ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      s.remove_prefix(static_cast<size_t>(n));
+    }
+    return ok_;
+  }
   // Reads until `needle` has arrived (or 10 s pass); returns everything read so far.
   std::string readUntil(const std::string& needle) {
     char buf[65536];
@@ -398,6 +406,122 @@ TEST_F(FunctionsTest, AClientThatGoesAwayCancelsTheStream) {
   }  // disconnects mid-stream
   EXPECT_TRUE(waitFor([&] { return server_->get("/endless/status").body == "cancelled"; }))
       << "the function's stream was never cancelled";
+}
+
+// Counts and hashes what the function receives; `mode` picks the handler style.
+const char* kUploadHasher = R"(import { createHash } from 'node:crypto';
+let aborted = 0;
+export default async function (req, res) {
+  if (req.url === '/aborted') return res.end(String(aborted));
+  const h = createHash('sha256');
+  let n = 0;
+  req.on('data', (c) => { h.update(c); n += c.length; });
+  req.on('aborted', () => { aborted++; });
+  req.on('error', () => {});
+  req.on('end', () => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ bytes: n, sha256: h.digest('hex'), length: req.headers['content-length'] ?? null,
+                             chunked: req.headers['transfer-encoding'] ?? null }));
+  });
+})";
+
+// 1 MiB of a pattern that differs per MiB, so a lost or repeated piece changes the hash.
+std::string uploadPiece(int i) {
+  std::string piece(1 << 20, 'x');
+  for (size_t j = 0; j < piece.size(); j += 4096) piece[j] = static_cast<char>('a' + (i + static_cast<int>(j)) % 26);
+  return piece;
+}
+
+TEST_F(FunctionsTest, LargeUploadsStreamWithoutFillingTheGatewaysMemory) {
+  deployApp("upload", {{"index.mjs", kUploadHasher}});
+  deployApp("upload-fetch", {{"index.js", R"(export default { async fetch(request) {
+      const h = (await import('node:crypto')).createHash('sha256');
+      let n = 0;
+      for await (const c of request.body ?? []) { h.update(c); n += c.length; }
+      return Response.json({ bytes: n, sha256: h.digest('hex') });
+    } })"}});
+  EXPECT_EQ(server_->get("/upload/").status, 200);  // warm, so the peak below is the upload's
+  EXPECT_EQ(server_->get("/upload-fetch/", {}, "POST").status, 200);
+  constexpr int kMiB = 100;
+  Sha256 expected;
+  for (int i = 0; i < kMiB; ++i) expected.update(uploadPiece(i));
+  std::string want = expected.finishHex();
+  for (std::string app : {"upload", "upload-fetch"}) {
+    uint64_t before = peakRssKb(server_->pid());
+    RawClient client(server_->dataUrl());
+    ASSERT_TRUE(client.send("POST /" + app + "/ HTTP/1.1\r\nHost: test\r\nContent-Length: " +
+                            std::to_string(kMiB << 20) + "\r\n\r\n"));
+    for (int i = 0; i < kMiB; ++i) ASSERT_TRUE(client.send(uploadPiece(i))) << "after " << i << " MiB";
+    std::string got = client.readUntil("}");
+    EXPECT_NE(got.find("HTTP/1.1 200"), std::string::npos) << got.substr(0, 400);
+    EXPECT_NE(got.find("\"bytes\":" + std::to_string(kMiB << 20)), std::string::npos) << got.substr(0, 400);
+    EXPECT_NE(got.find(want), std::string::npos) << "the function did not receive the bytes sent: " << got;
+    uint64_t after = peakRssKb(server_->pid());
+    EXPECT_LT(after - before, 48u * 1024) << app << ": the gateway's peak memory grew by " << (after - before) / 1024
+                                          << " MB for a " << kMiB << " MB upload";
+  }
+}
+
+TEST_F(FunctionsTest, ChunkedUploadsReachNodeStyleHandlersAsABody) {
+  deployApp("upload-chunked", {{"index.mjs", kUploadHasher}});
+  RawClient client(server_->dataUrl());
+  ASSERT_TRUE(client.send("POST /upload-chunked/ HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  std::string all;
+  for (int i = 0; i < 3; ++i) {
+    std::string piece = uploadPiece(i);
+    all += piece;
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+    ASSERT_TRUE(client.send(size + piece + "\r\n"));
+  }
+  ASSERT_TRUE(client.send("0\r\n\r\n"));
+  std::string got = client.readUntil("}");
+  EXPECT_NE(got.find("\"bytes\":" + std::to_string(3 << 20)), std::string::npos) << got.substr(0, 400);
+  EXPECT_NE(got.find(sha256Hex(all)), std::string::npos) << got;
+  EXPECT_NE(got.find("\"chunked\":\"chunked\""), std::string::npos) << "body parsers look for it: " << got;
+
+  // A small body arrives whole, with its length.
+  cli::HttpClient c(server_->dataUrl(), "");
+  auto small = c.send("POST", "/upload-chunked/", "hello");
+  ASSERT_TRUE(small.ok());
+  EXPECT_NE(small->body.find("\"bytes\":5"), std::string::npos) << small->body;
+  EXPECT_NE(small->body.find("\"length\":\"5\""), std::string::npos) << small->body;
+}
+
+TEST_F(FunctionsTest, AClientThatAbandonsAnUploadAbortsTheRequest) {
+  deployApp("upload-abandoned", {{"index.mjs", kUploadHasher}});
+  {
+    RawClient client(server_->dataUrl());
+    ASSERT_TRUE(client.send("POST /upload-abandoned/ HTTP/1.1\r\nHost: test\r\nContent-Length: 104857600\r\n\r\n"));
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(client.send(uploadPiece(i)));
+  }  // gone after 4 of 100 MiB
+  EXPECT_TRUE(waitFor([&] { return server_->get("/upload-abandoned/aborted").body == "1"; }))
+      << "the handler never saw its request aborted";
+}
+
+TEST(FunctionsLimits, BodiesOverTheLimitAre413EvenWhenStreamed) {
+  TempDir tmp;
+  NuboServer server(tmp, {"--max-body-mb", "1"});
+  std::string dir = tmp.sub("app");
+  writeFile(dir + "/index.mjs", kUploadHasher);
+  server.deploy(dir, {"--app", "limited"});
+  {
+    RawClient client(server.dataUrl());  // declared too large: refused before any of it is read
+    ASSERT_TRUE(client.send("POST /limited/ HTTP/1.1\r\nHost: test\r\nContent-Length: 2097152\r\n\r\n"));
+    std::string got = client.readUntil("\r\n\r\n");
+    EXPECT_NE(got.find("HTTP/1.1 413"), std::string::npos) << got;
+  }
+  {
+    RawClient client(server.dataUrl());  // chunked: found out while streaming
+    ASSERT_TRUE(client.send("POST /limited/ HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    std::string piece = uploadPiece(0);
+    for (int i = 0; i < 2; ++i) {
+      if (!client.send("100000\r\n" + piece + "\r\n")) break;  // the server may stop reading
+    }
+    std::string got = client.readUntil("max-body-mb");
+    EXPECT_NE(got.find("HTTP/1.1 413"), std::string::npos) << got;
+  }
+  EXPECT_EQ(server.get("/limited/").status, 200) << "the server goes on";
 }
 
 }  // namespace

@@ -219,6 +219,18 @@ async function specialize(info) {
 
 // ---- streams ----------------------------------------------------------------
 
+// Request-body flow control: bytes received are granted back to the gateway
+// once the handler has taken them (when its stream asks for more).
+class BodyCredit {
+  constructor(id) { this.id = id; this.pending = 0; this.ended = false; }
+  received(n, end) { this.pending += n; if (end) this.ended = true; }
+  consumed() {
+    if (this.ended || this.pending === 0) return;
+    grant(this.id, this.pending);
+    this.pending = 0;
+  }
+}
+
 const streams = new Map();
 
 class Stream {
@@ -347,17 +359,21 @@ async function serveFetch(st, head, first, ended) {
     st.onCancel = abort;
     let body = null;
     if (head.m !== 'GET' && head.m !== 'HEAD' && (first.length || !ended)) {
+      // The gateway sends a window's worth ahead; what the handler has read
+      // is granted back, so an upload flows no faster than it is consumed.
+      const credit = new BodyCredit(st.id);
       body = new ReadableStream({
         start(c) {
           if (first.length) c.enqueue(new Uint8Array(first));
           if (ended) return c.close();
           st.onBody = (chunk, end) => {
+            credit.received(chunk.length, end);
             if (chunk.length) c.enqueue(new Uint8Array(chunk));
             if (end) c.close();
           };
           st.onCancel = () => { abort(); try { c.error(new Error('request cancelled')); } catch {} };
         },
-        pull() { if (!ended) grant(st.id, INITIAL_WINDOW); },
+        pull() { credit.consumed(); },
       }, { highWaterMark: 0 });
     }
     const req = new Request(head.u, { method: head.m, headers: head.h, body, duplex: 'half' });
@@ -509,13 +525,14 @@ function serveNode(st, head, first, ended) {
   }
   req.headers = headers;
   req.rawHeaders = raw;
-  let granted = 0;
-  req._read = () => {
-    if (!ended && granted === 0) { granted = 1; grant(st.id, INITIAL_WINDOW); }
-  };
+  if (!ended && !('content-length' in headers)) headers['transfer-encoding'] = 'chunked';  // a body of unknown length
+  const credit = new BodyCredit(st.id);
+  req._read = () => credit.consumed();
   st.onBody = (chunk, end) => {
-    granted = 0;
-    if (chunk.length) req.push(chunk);
+    credit.received(chunk.length, end);
+    // Taken at once (flowing, or buffered below the high-water mark): grant
+    // now; otherwise when the stream asks for more.
+    if (chunk.length && req.push(chunk)) credit.consumed();
     if (end) { req.complete = true; req.push(null); }
   };
   st.onCancel = () => { req.destroy(); sockOut.destroy(); };

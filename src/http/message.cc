@@ -24,6 +24,15 @@ Response Response::text(int status, std::string body, std::string_view content_t
   return r;
 }
 
+Response bodyReadError(const Status& s) {
+  int status = 400;
+  if (s.code() == Code::kResourceExhausted) status = 413;
+  if (s.code() == Code::kDeadlineExceeded) status = 408;
+  Response r = Response::text(status, s.message() + "\n");
+  r.header("connection", "close");
+  return r;
+}
+
 Response Response::json(int status, std::string body) {
   return text(status, std::move(body), "application/json");
 }

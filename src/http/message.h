@@ -2,7 +2,9 @@
 // that only src/http/server.cc compiles Beast's templates.
 //
 // A Request is a view: its string_views point into the server's parse buffer
-// and are valid only until the handler's coroutine returns.
+// and are valid only until the handler's coroutine returns. Its body is
+// either all there (`body`) or, on a server that streams bodies and for a
+// body too large to read ahead, pulled piece by piece from `body_stream`.
 // A Response owns what it sends. Its body is one of: nothing, an owned
 // string, a slice of a shared immutable buffer (the gateway's file cache), or
 // a range of an open file (streamed with pread; the fd is shared so several
@@ -25,13 +27,31 @@
 
 namespace nubo::http {
 
+// The rest of a request body, read from the client as the handler asks for
+// it, so a large upload never sits whole in memory.
+//
+// May outlive the handler (a function may stream its response while it still
+// receives the upload); once the server has finished the response, read()
+// fails with kCancelled.
+class BodyReader {
+ public:
+  virtual ~BodyReader() = default;
+  // The next piece, valid until the next call; empty once the body is
+  // complete. Errors: kResourceExhausted (over the body limit),
+  // kInvalidArgument (malformed chunked encoding), kDeadlineExceeded (the
+  // client stopped sending), kUnavailable (the client went away, or the
+  // exchange is over).
+  virtual boost::asio::awaitable<Result<std::string_view>> read() = 0;
+};
+
 struct Request {
   std::string_view method;  // "GET", "PUT", ...
   std::string_view target;  // as sent: "/a/b?x=1"
   std::string_view path;    // target up to '?', still percent-encoded
   std::string_view query;   // after '?', or empty
   std::string_view host;    // Host header without the port, lowercased by the server
-  std::string_view body;
+  std::string_view body;                    // the whole body, unless body_stream is set
+  std::shared_ptr<BodyReader> body_stream;  // the body still to read; `body` is then empty
   bool keep_alive = true;
 
   // Header lookup (case-insensitive); empty when absent.
@@ -101,6 +121,10 @@ struct Response {
   // {"error":{"code":"not_found","message":"..."}} with the status mapped from the code.
   static Response error(const Status& s);
 };
+
+// The answer to a request whose body could not be read (a BodyReader error):
+// 413, 400 or 408, naming the problem.
+Response bodyReadError(const Status& s);
 
 // Percent-decodes a path; kInvalidArgument on malformed escapes or NUL.
 Result<std::string> percentDecode(std::string_view s);

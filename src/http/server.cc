@@ -108,13 +108,13 @@ void fillHeader(bhttp::response<Body>& m, Response& r, bool keep_alive, unsigned
 }
 
 std::string_view lookupHeader(const void* raw, std::string_view name) {
-  const auto& msg = *static_cast<const bhttp::request<bhttp::string_body>*>(raw);
+  const auto& msg = *static_cast<const bhttp::request_header<>*>(raw);
   auto it = msg.find(name);
   return it == msg.end() ? std::string_view() : std::string_view(it->value());
 }
 
 void listHeaders(const void* raw, std::vector<std::pair<std::string_view, std::string_view>>& out) {
-  const auto& msg = *static_cast<const bhttp::request<bhttp::string_body>*>(raw);
+  const auto& msg = *static_cast<const bhttp::request_header<>*>(raw);
   for (const auto& f : msg) out.emplace_back(f.name_string(), f.value());
 }
 
@@ -157,6 +157,108 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
   bool busy = false;  // a request is being read, handled or answered
   std::string host;   // lowercased Host of the current request
 };
+
+namespace {
+
+constexpr size_t kBodyReadBytes = 64 * 1024;
+
+std::string bodyLimitMessage(uint64_t limit) {
+  return "request body too large (limit " + std::to_string(limit) +
+         " bytes; a server operator can raise it with --max-body-mb)";
+}
+
+// A request body read from the socket as the handler pulls it. Lives on the
+// connection's strand; shared with the handler, which may keep it past the
+// response (a function streaming both ways), so finish() turns it off and
+// waits for a read in progress to end.
+class StreamedBody final : public BodyReader, public std::enable_shared_from_this<StreamedBody> {
+ public:
+  StreamedBody(std::shared_ptr<HttpServer::Connection> c, bhttp::request_parser<bhttp::empty_body>&& head,
+               const ServerLimits& limits)
+      : c_(std::move(c)),
+        parser_(std::move(head)),
+        limit_(limits.body_bytes),
+        timeout_(limits.body_timeout),
+        timer_(c_->socket.get_executor()),
+        idle_(c_->socket.get_executor()) {
+    parser_.body_limit(limit_);
+  }
+
+  const bhttp::request_header<>& header() const { return parser_.get(); }
+
+  asio::awaitable<Result<std::string_view>> read() override {
+    if (closed_) co_return Unavailable("the request is over; its body can no longer be read");
+    if (failed_) co_return *failed_;
+    if (parser_.is_done()) co_return std::string_view();
+    reading_ = true;
+    error_code ec;
+    size_t n = 0;
+    while (!ec && n == 0 && !parser_.is_done()) {
+      auto& body = parser_.get().body();
+      body.data = buf_;
+      body.size = sizeof buf_;
+      timed_out_ = false;
+      timer_.expires_after(timeout_);
+      timer_.async_wait([this, self = shared_from_this()](error_code tec) {
+        if (tec || !reading_) return;
+        timed_out_ = true;
+        error_code ignored;
+        c_->socket.cancel(ignored);
+      });
+      co_await bhttp::async_read_some(c_->socket, c_->buffer, parser_, kUseAwaitableEc(ec));
+      timer_.cancel();
+      if (ec == bhttp::error::need_buffer) ec = {};
+      n = sizeof buf_ - parser_.get().body().size;
+    }
+    reading_ = false;
+    if (closed_) {
+      idle_.cancel();  // finish() waits for this read to end
+      co_return Unavailable("the request is over; its body can no longer be read");
+    }
+    if (ec) {
+      if (timed_out_) {
+        failed_ = DeadlineExceeded("the client stopped sending the request body for " +
+                                   std::to_string(timeout_.count() / 1000) + " s");
+      } else if (ec == bhttp::error::body_limit) {
+        failed_ = ResourceExhausted(bodyLimitMessage(limit_));
+      } else if (isParseError(ec)) {
+        failed_ = InvalidArgument("malformed request body: " + ec.message());
+      } else {
+        failed_ = Unavailable("the client went away before sending the whole request body (" + ec.message() + ")");
+      }
+      co_return *failed_;
+    }
+    co_return std::string_view(buf_, n);
+  }
+
+  // Ends reading for good; true when the whole body was read (the
+  // connection may carry another request).
+  asio::awaitable<bool> finish() {
+    closed_ = true;
+    if (reading_) {
+      error_code ec;
+      c_->socket.cancel(ec);
+      idle_.expires_at(asio::steady_timer::time_point::max());
+      co_await idle_.async_wait(kUseAwaitableEc(ec));
+    }
+    co_return parser_.is_done();
+  }
+
+ private:
+  std::shared_ptr<HttpServer::Connection> c_;
+  bhttp::request_parser<bhttp::buffer_body> parser_;
+  uint64_t limit_;
+  std::chrono::milliseconds timeout_;
+  asio::steady_timer timer_;  // inactivity limit of one read
+  asio::steady_timer idle_;   // wakes finish() when a cancelled read ends
+  bool reading_ = false;
+  bool timed_out_ = false;
+  bool closed_ = false;
+  std::optional<Status> failed_;
+  char buf_[kBodyReadBytes];
+};
+
+}  // namespace
 
 HttpServer::HttpServer(asio::io_context& ioc, std::string name, ServerLimits limits, Handler& handler)
     : ioc_(ioc), name_(std::move(name)), limits_(limits), handler_(handler), acceptor_(new Acceptor(ioc)) {}
@@ -329,32 +431,50 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
   for (;;) {
     c->busy = false;
     if (draining_) break;
-    bhttp::request_parser<bhttp::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(limits_.header_bytes));
-    parser.body_limit(limits_.body_bytes);
+    if (c->buffer.size() == 0 && c->buffer.capacity() > kBodyReadBytes / 4) c->buffer.shrink_to_fit();
+    bhttp::request_parser<bhttp::empty_body> head_parser;
+    head_parser.header_limit(static_cast<std::uint32_t>(limits_.header_bytes));
+    head_parser.body_limit(limits_.body_bytes);
     c->arm(first ? limits_.header_timeout : limits_.idle_timeout);
-    co_await bhttp::async_read_header(c->socket, c->buffer, parser, kUseAwaitableEc(ec));
+    co_await bhttp::async_read_header(c->socket, c->buffer, head_parser, kUseAwaitableEc(ec));
     c->busy = true;
     first = false;
+    bool got_some = head_parser.got_some();
+    bool keep_alive = !ec && head_parser.keep_alive();
 
-    std::optional<Response> early;  // an answer decided before the handler runs
-    if (!ec && !parser.is_done()) {
-      auto expect = parser.get()[bhttp::field::expect];
-      if (beast::iequals(expect, "100-continue")) {
-        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        c->arm(limits_.write_timeout);
-        co_await asio::async_write(c->socket, asio::buffer(kContinue), kUseAwaitableEc(ec));
-      }
-      if (!ec) {
-        c->arm(limits_.body_timeout);
-        co_await bhttp::async_read(c->socket, c->buffer, parser, kUseAwaitableEc(ec));
+    // The body: none, read whole now, or streamed to the handler.
+    std::optional<bhttp::request_parser<bhttp::string_body>> whole;
+    std::shared_ptr<StreamedBody> streamed;
+    if (!ec && !head_parser.is_done()) {
+      // Beast reads as much as the buffer has room for: make room for large
+      // reads (it shrinks back once the connection is idle).
+      c->buffer.reserve(kBodyReadBytes);
+      auto length = head_parser.content_length();
+      if (length && *length > limits_.body_bytes) {
+        ec = bhttp::error::body_limit;  // refuse before reading any of it
+      } else {
+        if (beast::iequals(head_parser.get()[bhttp::field::expect], "100-continue")) {
+          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+          c->arm(limits_.write_timeout);
+          co_await asio::async_write(c->socket, asio::buffer(kContinue), kUseAwaitableEc(ec));
+        }
+        if (!ec && limits_.stream_bodies && (!length || *length > limits_.buffered_body_bytes)) {
+          c->disarm();
+          streamed = std::make_shared<StreamedBody>(c, std::move(head_parser), limits_);
+        } else if (!ec) {
+          whole.emplace(std::move(head_parser));
+          whole->body_limit(limits_.body_bytes);
+          c->arm(limits_.body_timeout);
+          co_await bhttp::async_read(c->socket, c->buffer, *whole, kUseAwaitableEc(ec));
+        }
       }
     }
     c->disarm();
     if (ec) {
       if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) break;
+      std::optional<Response> early;  // an answer decided before the handler runs
       if (c->timed_out) {
-        if (c->buffer.size() == 0 && !parser.got_some()) break;  // idle keep-alive ended
+        if (c->buffer.size() == 0 && !got_some) break;  // idle keep-alive ended
         early = Response::text(408, "request timeout: the request did not arrive in time\n");
       } else if (ec == asio::error::operation_aborted) {
         break;  // drained
@@ -362,8 +482,7 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
         early = Response::text(431, "request header fields too large (limit " +
                                         std::to_string(limits_.header_bytes) + " bytes)\n");
       } else if (ec == bhttp::error::body_limit) {
-        early = Response::text(413, "request body too large (limit " + std::to_string(limits_.body_bytes) +
-                                        " bytes)\n");
+        early = Response::text(413, bodyLimitMessage(limits_.body_bytes) + "\n");
       } else if (isParseError(ec)) {
         early = Response::text(400, "bad request: " + ec.message() + "\n");
       } else {
@@ -377,7 +496,9 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
       break;
     }
 
-    auto& msg = parser.get();
+    const bhttp::request_header<>& msg = streamed ? streamed->header()
+                                         : whole  ? static_cast<const bhttp::request_header<>&>(whole->get())
+                                                  : head_parser.get();
     Request req;
     req.method = msg.method_string();
     req.target = msg.target();
@@ -395,8 +516,9 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
       for (char& ch : c->host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       req.host = c->host;
     }
-    req.body = msg.body();
-    req.keep_alive = msg.keep_alive();
+    if (whole) req.body = whole->get().body();
+    req.body_stream = streamed;
+    req.keep_alive = keep_alive;
     req.raw_ = &msg;
     req.lookup_ = &lookupHeader;
     req.list_ = &listHeaders;
@@ -414,6 +536,15 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
     c->arm(limits_.write_timeout);
     co_await writeResponse(c->socket, res, keep, msg.version(), ec);
     c->disarm();
+    if (streamed) {
+      // The exchange is over: a function still pulling the upload stops here.
+      // Unread body bytes cannot be told from the next request: close.
+      bool complete = co_await streamed->finish();
+      if (!complete && !ec) {
+        lingering = true;
+        break;
+      }
+    }
     if (ec || !keep) break;
   }
   if (lingering) co_await lingeringClose(*c);

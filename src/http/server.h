@@ -7,6 +7,11 @@
 //   request -> 400; header not complete within limits.header_timeout -> 408;
 //   idle keep-alive connections close after limits.idle_timeout; slow
 //   readers are cut off after limits.write_timeout.
+// - Request bodies are read before the handler runs, unless the server
+//   streams bodies (limits.stream_bodies): then one of unknown length or
+//   over limits.buffered_body_bytes is handed to the handler as a
+//   BodyReader, read from the socket as it pulls. A body the handler left
+//   unread ends the connection after the response.
 // - "Expect: 100-continue" is answered before the body is read.
 // - HEAD: the handler's response is sent without its body.
 // - A handler that throws gets its client a 500; the server goes on.
@@ -35,9 +40,11 @@ namespace nubo::http {
 struct ServerLimits {
   size_t header_bytes = 16 * 1024;
   uint64_t body_bytes = 1 << 20;
+  bool stream_bodies = false;
+  uint64_t buffered_body_bytes = 64 << 10;  // with stream_bodies: read ahead up to this
   std::chrono::milliseconds header_timeout{10'000};
   std::chrono::milliseconds idle_timeout{75'000};
-  std::chrono::milliseconds body_timeout{300'000};
+  std::chrono::milliseconds body_timeout{300'000};  // whole body, or each piece of a streamed one
   std::chrono::milliseconds write_timeout{300'000};
   size_t max_connections = 10'000;
 };

@@ -10,6 +10,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstdlib>
+#include <span>
 #include <sstream>
 
 #include "common/fs.h"
@@ -38,10 +39,13 @@ std::string findOnPath(const std::string& name) {
   return "";
 }
 
-bool hopByHop(std::string_view name) {
-  static constexpr std::string_view kHop[] = {"connection", "keep-alive", "transfer-encoding", "upgrade",
-                                              "te", "trailer", "proxy-connection", "content-length"};
-  for (auto h : kHop) {
+// Headers that describe one HTTP hop, not the message: never passed on.
+// Content-Length is passed to the function (frameworks look at it to see a
+// body is there) but not taken from it: the gateway frames the response.
+bool hopByHop(std::string_view name, bool response) {
+  static constexpr std::string_view kHop[] = {"content-length", "connection", "keep-alive", "transfer-encoding",
+                                              "upgrade", "te", "trailer", "proxy-connection"};
+  for (auto h : std::span(kHop).subspan(response ? 0 : 1)) {
     if (name.size() == h.size() && std::equal(name.begin(), name.end(), h.begin(), [](char a, char b) {
           return std::tolower(static_cast<unsigned char>(a)) == b;
         })) {
@@ -55,15 +59,59 @@ std::string firstLine(const std::string& s) { return s.substr(0, s.find('\n')); 
 
 Response failure(int status, std::string message) { return Response::text(status, std::move(message) + "\n"); }
 
+// Moves a streamed request body from the client to the instance, as fast as
+// the instance's window allows. Runs beside the request on the connection's
+// strand; stop() ends it once the response no longer needs the body.
+class BodyPump : public std::enable_shared_from_this<BodyPump> {
+ public:
+  BodyPump(std::shared_ptr<Call> call, std::shared_ptr<http::BodyReader> reader, Deadline deadline)
+      : call_(std::move(call)), reader_(std::move(reader)), deadline_(deadline) {}
+
+  void start(asio::any_io_executor ex) {
+    asio::co_spawn(ex, [self = shared_from_this()] { return self->run(); }, asio::detached);
+  }
+  void stop() {
+    stopped_ = true;
+    call_->stopSending();
+  }
+  // Set when the client's side failed (the call then fails with it too).
+  const std::optional<Status>& clientError() const { return client_error_; }
+
+ private:
+  asio::awaitable<void> run() {
+    for (;;) {
+      Result<std::string_view> piece = co_await reader_->read();
+      if (stopped_) co_return;
+      if (!piece.ok()) {
+        client_error_ = piece.status();
+        call_->abort(piece.status());
+        co_return;
+      }
+      bool end = piece->empty();
+      Status sent = co_await call_->sendBody(*piece, end, deadline_);
+      if (!sent.ok() || end) co_return;  // a closed stream is reported to the request by the call itself
+    }
+  }
+
+  std::shared_ptr<Call> call_;
+  std::shared_ptr<http::BodyReader> reader_;
+  Deadline deadline_;
+  bool stopped_ = false;
+  std::optional<Status> client_error_;
+};
+
 // The rest of a streamed response, pulled by the HTTP server chunk by chunk.
 // Owns the lease (the instance slot stays taken until the stream ends) and
 // the call; the window granted back follows what the client takes.
 class CallStream final : public http::BodyStream {
  public:
-  CallStream(std::unique_ptr<Lease> lease, std::shared_ptr<Call> call, Deadline deadline, std::string first,
-             std::function<void(const std::string&)> on_error)
-      : lease_(std::move(lease)), call_(std::move(call)), deadline_(deadline), first_(std::move(first)),
-        on_error_(std::move(on_error)) {}
+  CallStream(std::unique_ptr<Lease> lease, std::shared_ptr<Call> call, std::shared_ptr<BodyPump> pump,
+             Deadline deadline, std::string first, std::function<void(const std::string&)> on_error)
+      : lease_(std::move(lease)), call_(std::move(call)), pump_(std::move(pump)), deadline_(deadline),
+        first_(std::move(first)), on_error_(std::move(on_error)) {}
+  ~CallStream() override {
+    if (pump_) pump_->stop();
+  }
 
   asio::awaitable<Result<std::optional<std::string>>> next() override {
     if (!first_.empty()) {
@@ -75,6 +123,7 @@ class CallStream final : public http::BodyStream {
     if (done_) co_return std::optional<std::string>();
     Result<Frame> f = co_await call_->next(deadline_);
     if (!f.ok()) {
+      if (pump_ && pump_->clientError()) co_return f.status();  // the client broke off its upload
       if (f.status().code() == Code::kDeadlineExceeded) lease_->instance().kill();
       on_error_(f.status().message());
       co_return f.status();
@@ -99,6 +148,7 @@ class CallStream final : public http::BodyStream {
  private:
   std::unique_ptr<Lease> lease_;
   std::shared_ptr<Call> call_;
+  std::shared_ptr<BodyPump> pump_;
   Deadline deadline_;
   std::string first_;
   std::function<void(const std::string&)> on_error_;
@@ -381,7 +431,7 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
   auto all = req.headers();
   headers.reserve(all.size() + 1);
   for (const auto& kv : all) {
-    if (!hopByHop(kv.first)) headers.push_back(kv);
+    if (!hopByHop(kv.first, false)) headers.push_back(kv);
   }
   headers.emplace_back("x-nubo-request-id", request_id);
   std::string p(path);
@@ -394,8 +444,22 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
   std::string head;
   head.reserve(256);
   protocol::appendRequestHead(head, req.method, p, url, request_id, headers);
-  auto call = inst.open(co_await asio::this_coro::executor, head, req.body, true);
+  auto ex = co_await asio::this_coro::executor;
+  auto call = inst.open(ex, head, req.body, req.body_stream == nullptr);
   if (!call.ok()) co_return failure(502, call.status().message());
+  // A large upload flows to the instance while the request runs; the pump
+  // stops when the response no longer needs it (a streamed response takes it along).
+  std::shared_ptr<BodyPump> pump;
+  if (req.body_stream) {
+    pump = std::make_shared<BodyPump>(*call, req.body_stream, deadline);
+    pump->start(ex);
+  }
+  struct StopPump {
+    std::shared_ptr<BodyPump>& p;
+    ~StopPump() {
+      if (p) p->stop();
+    }
+  } stop_pump{pump};
 
   Response r;
   r.kind = Response::BodyKind::kString;
@@ -404,6 +468,10 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
   for (;;) {
     Result<Frame> f = co_await (*call)->next(deadline);
     if (!f.ok()) {
+      if (pump && pump->clientError()) {
+        note(spec, request_id, "the client broke off its request body: " + pump->clientError()->message());
+        co_return http::bodyReadError(*pump->clientError());
+      }
       if (f.status().code() == Code::kDeadlineExceeded) {
         spdlog::warn("request {} to {} exceeded {} ms; killing instance pid {}", request_id, spec.id,
                      spec.limits.timeout.count(), inst.pid());
@@ -435,7 +503,7 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
       r.status = (rh.status >= 100 && rh.status <= 999) ? rh.status : 502;
       r.headers.reserve(rh.headers.size() + 3);
       for (auto& [name, value] : rh.headers) {
-        if (!hopByHop(name)) r.header(std::move(name), std::move(value));
+        if (!hopByHop(name, true)) r.header(std::move(name), std::move(value));
       }
       got_head = true;
       if (!f->endStream()) {
@@ -443,7 +511,7 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
         noteColdStart(*lease, spec, request_id, t0);
         r.kind = Response::BodyKind::kStream;
         r.stream = std::make_shared<CallStream>(
-            std::move(lease).value(), *call, deadline, std::string(body),
+            std::move(lease).value(), *call, std::move(pump), deadline, std::string(body),
             [this, spec, request_id](const std::string& why) { note(spec, request_id, "response cut short: " + why); });
         co_return r;
       }

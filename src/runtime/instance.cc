@@ -42,10 +42,10 @@ std::string_view stateName(Instance::State s) {
 
 // ---- Mailbox ----------------------------------------------------------------
 
-void Mailbox::wake() {
+void Mailbox::wake(asio::steady_timer& which) {
   // The caller waits on its own executor; cancelling the timer there wakes it
   // without racing its wait.
-  asio::post(signal_.get_executor(), [self = shared_from_this()] { self->signal_.cancel(); });
+  asio::post(which.get_executor(), [self = shared_from_this(), &which] { which.cancel(); });
 }
 
 void Mailbox::push(Frame f) {
@@ -54,7 +54,7 @@ void Mailbox::push(Frame f) {
     if (closed_) return;
     inbox_.push_back(std::move(f));
   }
-  wake();
+  wake(signal_);
 }
 
 void Mailbox::close(Status why) {
@@ -63,7 +63,43 @@ void Mailbox::close(Status why) {
     if (closed_) return;
     closed_ = std::move(why);
   }
-  wake();
+  wake(signal_);
+  wake(credit_signal_);
+}
+
+void Mailbox::addCredit(uint32_t bytes) {
+  {
+    std::lock_guard lock(mu_);
+    credit_ += bytes;
+  }
+  wake(credit_signal_);
+}
+
+void Mailbox::stopSending() {
+  {
+    std::lock_guard lock(mu_);
+    stop_sending_ = true;
+  }
+  wake(credit_signal_);
+}
+
+asio::awaitable<Result<size_t>> Mailbox::takeCredit(size_t want, Deadline deadline) {
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) co_return *closed_;
+      if (stop_sending_) co_return Unavailable("the response is complete; the rest of the request body is not needed");
+      if (credit_ > 0) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(want, credit_));
+        credit_ -= n;
+        co_return n;
+      }
+    }
+    if (Clock::now() >= deadline) co_return DeadlineExceeded("the function did not read its request body in time");
+    credit_signal_.expires_at(deadline);
+    error_code ec;
+    co_await credit_signal_.async_wait(withEc(ec));
+  }
 }
 
 asio::awaitable<Result<Frame>> Mailbox::next(Deadline deadline) {
@@ -92,14 +128,33 @@ Call::~Call() {
 }
 
 void Call::grant(uint32_t bytes) {
-  std::string payload(4, '\0');
-  payload[0] = static_cast<char>(bytes >> 24);
-  payload[1] = static_cast<char>(bytes >> 16);
-  payload[2] = static_cast<char>(bytes >> 8);
-  payload[3] = static_cast<char>(bytes);
+  std::string payload;
+  protocol::putU32(payload, bytes);
   std::string f;
   protocol::appendFrame(f, FrameType::kWindow, 0, id_, payload);
   inst_->send(std::move(f));
+}
+
+asio::awaitable<Status> Call::sendBody(std::string_view bytes, bool end, Deadline deadline) {
+  do {
+    size_t n = 0;
+    if (!bytes.empty()) {
+      Result<size_t> credit = co_await box_->takeCredit(std::min(bytes.size(), protocol::kMaxData), deadline);
+      if (!credit.ok()) co_return credit.status();
+      n = *credit;
+    }
+    std::string f;
+    protocol::appendFrame(f, FrameType::kData, end && n == bytes.size() ? protocol::kEndStream : 0, id_,
+                          bytes.substr(0, n));
+    inst_->send(std::move(f));
+    bytes.remove_prefix(n);
+  } while (!bytes.empty());
+  co_return Status::Ok();
+}
+
+void Call::abort(Status why) {
+  cancel();
+  box_->close(std::move(why));
 }
 
 void Call::cancel() {
@@ -230,12 +285,7 @@ asio::awaitable<void> Instance::readLoop() {
 void Instance::dispatch(Frame&& f) {
   if (f.stream == 0) {
     if (f.type == FrameType::kWaitUntilCount) {
-      uint32_t n = f.payload.size() >= 4 ? (uint32_t{static_cast<uint8_t>(f.payload[0])} << 24) |
-                                               (uint32_t{static_cast<uint8_t>(f.payload[1])} << 16) |
-                                               (uint32_t{static_cast<uint8_t>(f.payload[2])} << 8) |
-                                               uint32_t{static_cast<uint8_t>(f.payload[3])}
-                                         : 0;
-      wait_until_ = static_cast<int>(n);
+      wait_until_ = f.payload.size() >= 4 ? static_cast<int>(protocol::readU32(f.payload.data())) : 0;
       return;
     }
     if (control_) control_->push(std::move(f));
@@ -244,6 +294,10 @@ void Instance::dispatch(Frame&& f) {
   }
   auto it = streams_.find(f.stream);
   if (it == streams_.end()) return;  // cancelled or finished
+  if (f.type == FrameType::kWindow) {
+    if (f.payload.size() >= 4) it->second->addCredit(protocol::readU32(f.payload.data()));
+    return;
+  }
   it->second->push(std::move(f));
 }
 

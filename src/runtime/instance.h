@@ -50,22 +50,33 @@ struct SpecializeInfo {
 // Receives each line an instance writes to stdout ("stdout") or stderr.
 using LineSink = std::function<void(std::string_view stream, std::string_view line)>;
 
-// Frames for one stream, handed from the instance strand to one waiting caller.
+// Frames for one stream, handed from the instance strand to one waiting
+// caller, and the stream's send window (body bytes the instance accepts).
 // Always owned by a shared_ptr: a wake-up posted to the caller keeps it alive.
 class Mailbox : public std::enable_shared_from_this<Mailbox> {
  public:
-  explicit Mailbox(boost::asio::any_io_executor caller) : signal_(caller) {}
+  explicit Mailbox(boost::asio::any_io_executor caller) : signal_(caller), credit_signal_(caller) {}
   void push(protocol::Frame f);
   void close(Status why);
   // The next frame; kDeadlineExceeded at `deadline`, the close status after close().
   boost::asio::awaitable<Result<protocol::Frame>> next(Deadline deadline);
 
+  // A WINDOW from the instance.
+  void addCredit(uint32_t bytes);
+  // Waits until the instance accepts more body bytes and takes up to `want`
+  // of them. Fails at `deadline`, after close(), or after stopSending().
+  boost::asio::awaitable<Result<size_t>> takeCredit(size_t want, Deadline deadline);
+  void stopSending();
+
  private:
-  void wake();
+  void wake(boost::asio::steady_timer& which);
   std::mutex mu_;
   std::deque<protocol::Frame> inbox_;  // guarded by mu_
   std::optional<Status> closed_;       // guarded by mu_
-  boost::asio::steady_timer signal_;   // on the caller's executor
+  uint64_t credit_ = protocol::kInitialWindow;  // guarded by mu_
+  bool stop_sending_ = false;                   // guarded by mu_
+  boost::asio::steady_timer signal_;         // on the caller's executor
+  boost::asio::steady_timer credit_signal_;  // on the caller's executor
 };
 
 class Instance;
@@ -82,8 +93,15 @@ class Call {
   // RESPONSE, DATA or ERROR frames of this stream, in order.
   boost::asio::awaitable<Result<protocol::Frame>> next(Deadline deadline) { return box_->next(deadline); }
   void grant(uint32_t bytes);
+  // Sends request body bytes as the instance's window allows (`end`: the
+  // body is complete). Fails when the stream is closed or sending stopped.
+  boost::asio::awaitable<Status> sendBody(std::string_view bytes, bool end, Deadline deadline);
+  // Ends a sendBody() waiting for window (the response is complete).
+  void stopSending() { box_->stopSending(); }
   // Tells the instance to stop working on this request.
   void cancel();
+  // cancel(), and next() fails with `why` (the client's side failed).
+  void abort(Status why);
   void markDone() { done_ = true; }
 
  private:

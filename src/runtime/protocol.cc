@@ -3,7 +3,6 @@
 #include <algorithm>
 
 namespace nubo::runtime::protocol {
-namespace {
 
 void putU32(std::string& out, uint32_t v) {
   char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
@@ -11,10 +10,12 @@ void putU32(std::string& out, uint32_t v) {
   out.append(b, 4);
 }
 
-uint32_t getU32(const char* p) {
+uint32_t readU32(const char* p) {
   auto u = reinterpret_cast<const unsigned char*>(p);
   return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | uint32_t{u[3]};
 }
+
+namespace {
 
 bool knownType(uint8_t t) {
   switch (static_cast<FrameType>(t)) {
@@ -60,7 +61,7 @@ class Reader {
   }
   bool u32(uint32_t* v) {
     if (s_.size() < 4) return false;
-    *v = getU32(s_.data());
+    *v = readU32(s_.data());
     s_.remove_prefix(4);
     return true;
   }
@@ -141,7 +142,7 @@ void appendHeadFrame(std::string& out, FrameType type, uint8_t flags, uint32_t s
 
 Status splitHead(std::string_view payload, std::string_view* head, std::string_view* body) {
   if (payload.size() < 4) return InvalidArgument("head frame shorter than its length field");
-  uint32_t n = getU32(payload.data());
+  uint32_t n = readU32(payload.data());
   if (n > payload.size() - 4) return InvalidArgument("head length runs past the frame");
   *head = payload.substr(4, n);
   *body = payload.substr(4 + n);
@@ -157,7 +158,7 @@ Result<bool> FrameDecoder::next(Frame* out) {
     return false;
   }
   const char* h = buf_.data() + pos_;
-  uint32_t len = getU32(h);
+  uint32_t len = readU32(h);
   if (len > kMaxPayload) return InvalidArgument("frame of " + std::to_string(len) + " bytes exceeds the limit");
   if (!knownType(static_cast<uint8_t>(h[4]))) {
     return InvalidArgument("unknown frame type " + std::to_string(static_cast<uint8_t>(h[4])));
@@ -165,7 +166,7 @@ Result<bool> FrameDecoder::next(Frame* out) {
   if (buf_.size() - pos_ < kHeaderSize + len) return false;
   out->type = static_cast<FrameType>(h[4]);
   out->flags = static_cast<uint8_t>(h[5]);
-  out->stream = getU32(h + 6);
+  out->stream = readU32(h + 6);
   out->payload.assign(h + kHeaderSize, len);
   pos_ += kHeaderSize + len;
   // Compact once the consumed prefix dominates, so the buffer does not grow forever.

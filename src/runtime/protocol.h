@@ -36,6 +36,10 @@ constexpr uint8_t kEndStream = 1;
 
 constexpr size_t kHeaderSize = 10;
 constexpr uint32_t kMaxPayload = 16u << 20;
+// Body bytes either side may send on a stream before WINDOW grants more.
+constexpr uint32_t kInitialWindow = 1u << 20;
+// The gateway's largest DATA frame.
+constexpr size_t kMaxData = 256u << 10;
 
 struct Frame {
   FrameType type = FrameType::kData;
@@ -45,6 +49,10 @@ struct Frame {
 
   bool endStream() const { return (flags & kEndStream) != 0; }
 };
+
+// Big-endian u32 helpers.
+void putU32(std::string& out, uint32_t v);
+uint32_t readU32(const char* p);
 
 // Appends the encoded frame to `out`.
 void appendFrame(std::string& out, FrameType type, uint8_t flags, uint32_t stream, std::string_view payload);

@@ -127,6 +127,7 @@ Status runServer(const ServerOptions& opts) {
 
   http::ServerLimits data_limits;
   data_limits.body_bytes = opts.max_body_mb << 20;
+  data_limits.stream_bodies = true;  // uploads to functions flow through, never whole in memory
   data_limits.header_timeout = opts.header_timeout;
   http::HttpServer data_server(data_ioc, "gateway", data_limits, gw);
   ASSIGN_OR_RETURN(std::string data_addr, data_server.listen(opts.listen));

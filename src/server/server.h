@@ -23,7 +23,7 @@ struct ServerOptions {
   std::chrono::milliseconds header_timeout{10'000};  // slow clients get 408 after this
   uint64_t cache_mb = 256;                    // hot static file bytes in memory
   uint64_t max_upload_mb = 512;               // largest single file a deploy may upload
-  uint64_t max_body_mb = 32;                  // largest request body a function may receive
+  uint64_t max_body_mb = 1024;                // largest request body a function may receive (streamed)
   int stems = 2;                              // pre-started generic node instances
   std::string sandbox = "auto";               // auto: every layer the kernel allows; strict: all or refuse; off
   bool write_client_config = true;            // write ~/.config/nubo/config.json if absent
