@@ -58,6 +58,57 @@ TEST_F(FunctionsTest, WebStyleHandlersInEsmAndCommonJs) {
   EXPECT_EQ(r.header("x-a"), "b");
 }
 
+// The runtime's Request and Response (fast paths in runtimes/node/fast_*.js)
+// must behave as the standard ones do.
+TEST_F(FunctionsTest, RequestAndResponseBehaveAsTheStandardSays) {
+  deployApp("web-api", {{"index.js", R"(export default { async fetch(request) {
+      const out = {};
+      const j = Response.json({ a: 1 }, { status: 201, headers: { 'x-k': 'v' } });
+      out.json = [j instanceof Response, j.status, j.headers.get('content-type'), j.headers.get('x-k'), j.bodyUsed];
+      out.jsonClone = await j.clone().json();
+      out.jsonText = await j.text();
+      out.usedAfter = j.bodyUsed;
+      try { await j.text(); out.secondRead = 'allowed'; } catch (e) { out.secondRead = e instanceof TypeError; }
+      const t = new Response('h\u00e9llo');
+      out.text = [t.headers.get('content-type'), t.body instanceof ReadableStream, t.bodyUsed];
+      const chunks = [];
+      for await (const c of t.body) chunks.push(...c);
+      out.streamed = [new TextDecoder().decode(new Uint8Array(chunks)), t.bodyUsed];
+      const bytes = new Response(new Uint8Array([1, 2, 3]));
+      out.bytes = [bytes.headers.get('content-type'), [...new Uint8Array(await bytes.arrayBuffer())]];
+      out.blob = await (await new Response('blob', { headers: { 'content-type': 'text/x' } }).blob()).type;
+      out.form = Object.fromEntries(await new Response('a=1&b=2', {
+        headers: { 'content-type': 'application/x-www-form-urlencoded' } }).formData());
+      try { new Response('x', { status: 204 }); out.nullBody = 'allowed'; } catch (e) { out.nullBody = e instanceof TypeError; }
+      out.redirect = [Response.redirect('http://example.test/', 302) instanceof Response, Response.error().type];
+      out.noBody = [new Response(null, { status: 204 }).body, new Response().status];
+      try { Response.json(undefined); out.badJson = 'allowed'; } catch (e) { out.badJson = e instanceof TypeError; }
+      out.request = [request instanceof Request, request.signal instanceof AbortSignal, request.signal.aborted,
+                     request.clone().signal instanceof AbortSignal, new Request(request).method,
+                     request.headers.get('x-test')];
+      return Response.json(out);
+    } })"}});
+  auto r = server_->get("/web-api/", {"x-test: yes"});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = parseJson(r.body, "report");
+  ASSERT_TRUE(j.ok()) << r.body;
+  EXPECT_EQ((*j)["json"], Json::parse(R"([true, 201, "application/json", "v", false])"));
+  EXPECT_EQ((*j)["jsonClone"], Json::parse(R"({"a": 1})"));
+  EXPECT_EQ((*j)["jsonText"], R"({"a":1})");
+  EXPECT_EQ((*j)["usedAfter"], true);
+  EXPECT_EQ((*j)["secondRead"], true);
+  EXPECT_EQ((*j)["text"], Json::parse(R"(["text/plain;charset=UTF-8", true, false])"));
+  EXPECT_EQ((*j)["streamed"], Json::parse("[\"h\u00e9llo\", true]"));
+  EXPECT_EQ((*j)["bytes"], Json::parse(R"([null, [1, 2, 3]])"));
+  EXPECT_EQ((*j)["blob"], "text/x");
+  EXPECT_EQ((*j)["form"], Json::parse(R"({"a": "1", "b": "2"})"));
+  EXPECT_EQ((*j)["nullBody"], true);
+  EXPECT_EQ((*j)["redirect"], Json::parse(R"([true, "error"])"));
+  EXPECT_EQ((*j)["noBody"], Json::parse(R"([null, 200])"));
+  EXPECT_EQ((*j)["badJson"], true);
+  EXPECT_EQ((*j)["request"], Json::parse(R"([true, true, false, true, "GET", "yes"])"));
+}
+
 TEST_F(FunctionsTest, NodeStyleHandlersInCommonJsAndEsm) {
   const char* body = R"((req, res) => {
     let data = '';
@@ -406,6 +457,35 @@ TEST_F(FunctionsTest, AClientThatGoesAwayCancelsTheStream) {
   }  // disconnects mid-stream
   EXPECT_TRUE(waitFor([&] { return server_->get("/endless/status").body == "cancelled"; }))
       << "the function's stream was never cancelled";
+}
+
+TEST_F(FunctionsTest, AClientThatGoesAwayAbortsRequestSignal) {
+  deployApp("abortable", {{"index.js", R"(const seen = { early: 'pending', late: 'pending' };
+    export default { async fetch(request) {
+      const path = new URL(request.url).pathname;
+      if (path === '/status') return Response.json(seen);
+      if (path === '/early') {  // listens before the client goes
+        await new Promise((resolve) => request.signal.addEventListener('abort', resolve));
+        seen.early = 'aborted';
+      } else {  // looks only after the client has gone
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        seen.late = request.signal.aborted ? 'aborted' : 'not aborted';
+      }
+      return new Response('done');
+    } })"}});
+  for (std::string path : {"/abortable/early", "/abortable/late"}) {
+    RawClient client(server_->dataUrl());
+    ASSERT_TRUE(client.send("GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n"));
+    // Gone once the function has the request (its instance counts it in flight).
+    EXPECT_TRUE(waitFor([&] {
+      Json ps = instances("abortable");
+      for (const auto& i : ps) if (i["inflight"].get<int>() > 0) return true;
+      return false;
+    }));
+  }
+  EXPECT_TRUE(waitFor([&] {
+    return server_->get("/abortable/status").body == R"({"early":"aborted","late":"aborted"})";
+  })) << server_->get("/abortable/status").body;
 }
 
 // Counts and hashes what the function receives; `mode` picks the handler style.

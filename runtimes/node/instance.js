@@ -17,6 +17,12 @@ const { Duplex } = require('node:stream');
 const { pathToFileURL } = require('node:url');
 const path = require('node:path');
 const { AsyncLocalStorage } = require('node:async_hooks');
+const { Response: FastResponse, wholeBody } = require('./fast_response.js');
+const { newRequest, abortRequest } = require('./fast_request.js');
+
+// Functions build responses with the runtime's Response (same API, no stream
+// for a body made of a string or bytes).
+globalThis.Response = FastResponse;
 
 const T = { HELLO: 1, SPECIALIZE: 2, READY: 3, REQUEST: 10, DATA: 11, RESPONSE: 20, CANCEL: 30, ERROR: 31,
             WINDOW: 40, WAIT_UNTIL: 50 };
@@ -351,11 +357,11 @@ function reportWaitUntil() {
 
 async function serveFetch(st, head, first, ended) {
   try {
-    // request.signal is made on first use: passing a signal to the Request
-    // constructor costs more than the rest of a small request.
-    let ac = null;
+    // request.signal is made on first use (fast_request.js); a cancel
+    // before or after that aborts it.
+    let request = null;
     let aborted = false;
-    const abort = () => { aborted = true; if (ac) ac.abort(); };
+    const abort = () => { aborted = true; if (request) abortRequest(request); };
     st.onCancel = abort;
     let body = null;
     if (head.m !== 'GET' && head.m !== 'HEAD' && (first.length || !ended)) {
@@ -376,16 +382,9 @@ async function serveFetch(st, head, first, ended) {
         pull() { credit.consumed(); },
       }, { highWaterMark: 0 });
     }
-    const req = new Request(head.u, { method: head.m, headers: head.h, body, duplex: 'half' });
-    Object.defineProperty(req, 'signal', {
-      get() {
-        if (!ac) {
-          ac = new AbortController();
-          if (aborted) ac.abort();
-        }
-        return ac.signal;
-      },
-    });
+    const req = newRequest(head.u, { method: head.m, headers: head.h, body, duplex: 'half' });
+    request = req;
+    if (aborted) abortRequest(req);
     const res = await handler.obj.fetch(req, env, makeCtx());
     if (st.cancelled) return;
     if (!(res instanceof Response)) throw new Error('fetch() must return a Response');
@@ -393,15 +392,11 @@ async function serveFetch(st, head, first, ended) {
     res.headers.forEach((v, k) => { if (k !== 'set-cookie') headers.push([k, v]); });
     for (const c of res.headers.getSetCookie()) headers.push(['set-cookie', c]);
     const rhead = responseHead(res.status, headers);
-    if (!res.body || head.m === 'HEAD') {
-      send(headFrame(T.RESPONSE, END, st.id, rhead, null));
-      return st.finish();
-    }
     // Fast path: a body made from a string or bytes is sent as it is,
     // without going through its stream.
-    const whole = bodySource(res);
-    if (whole && whole.length <= st.window) {
-      send(headFrame(T.RESPONSE, END, st.id, rhead, whole));
+    const whole = wholeBody(res) ?? (!res.body || head.m === 'HEAD' ? EMPTY : bodySource(res));
+    if (whole !== undefined && whole.length <= st.window) {
+      send(headFrame(T.RESPONSE, END, st.id, rhead, head.m === 'HEAD' ? null : whole));
       return st.finish();
     }
     // A real stream: the head goes now, each chunk as it is produced.

@@ -15,6 +15,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <memory>
 #include <string>
@@ -44,6 +45,16 @@ class BodyReader {
   virtual boost::asio::awaitable<Result<std::string_view>> read() = 0;
 };
 
+// Tells a long-running handler that its client has closed the connection.
+class ClientMonitor {
+ public:
+  virtual ~ClientMonitor() = default;
+  // Calls `on_gone` (on the connection's strand, at most once) if the client
+  // closes the connection before the handler returns. Watching costs a
+  // socket wait, so handlers start it only once a request runs long.
+  virtual void watch(std::function<void()> on_gone) = 0;
+};
+
 struct Request {
   std::string_view method;  // "GET", "PUT", ...
   std::string_view target;  // as sent: "/a/b?x=1"
@@ -52,6 +63,7 @@ struct Request {
   std::string_view host;    // Host header without the port, lowercased by the server
   std::string_view body;                    // the whole body, unless body_stream is set
   std::shared_ptr<BodyReader> body_stream;  // the body still to read; `body` is then empty
+  ClientMonitor* client = nullptr;          // null while the body streams (its reads notice)
   bool keep_alive = true;
 
   // Header lookup (case-insensitive); empty when absent.

@@ -1,6 +1,7 @@
 #include "http/server.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -127,8 +128,32 @@ struct HttpServer::Acceptor {
   tcp::acceptor acceptor;
 };
 
-struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
+struct HttpServer::Connection : std::enable_shared_from_this<Connection>, ClientMonitor {
   explicit Connection(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+
+  // ClientMonitor: while the handler runs nothing else reads the socket, so
+  // readability means the client closed (or sent its next request early).
+  void watch(std::function<void()> on_gone) override {
+    if (watching) return;
+    watching = true;
+    uint64_t gen = ++watch_gen;
+    socket.async_wait(tcp::socket::wait_read, [self = shared_from_this(), gen, cb = std::move(on_gone)](error_code ec) {
+      if (!self->watching || gen != self->watch_gen) return;
+      self->watching = false;
+      if (ec) return;
+      char b;
+      ssize_t n = ::recv(self->socket.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) cb();
+    });
+  }
+  void stopWatching() {
+    if (!watching) return;
+    watching = false;
+    error_code ignored;
+    socket.cancel(ignored);
+  }
+  bool watching = false;
+  uint64_t watch_gen = 0;
 
   // Arms a deadline for the next operation(s): when it passes, pending
   // socket operations are cancelled (the socket stays open, so a 408 can
@@ -518,6 +543,7 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
     }
     if (whole) req.body = whole->get().body();
     req.body_stream = streamed;
+    if (!streamed) req.client = c.get();
     req.keep_alive = keep_alive;
     req.raw_ = &msg;
     req.lookup_ = &lookupHeader;
@@ -531,6 +557,7 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
                     e.what());
       res = Response::error(Internal("the server failed while handling this request; see the server log"));
     }
+    c->stopWatching();
     if (req.method == "HEAD") res.omit_body = true;
     bool keep = req.keep_alive && !draining_ && !(res.kind == Response::BodyKind::kStream && msg.version() < 11);
     c->arm(limits_.write_timeout);

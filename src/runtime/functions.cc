@@ -187,12 +187,10 @@ Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Laun
   f->script_ = f->opts_.runtime_dir + "/instance.js";
   // The runtime's script, and tiny modules a stem imports to warm Node's
   // module loaders (ESM, CommonJS, and detection of a .js file's kind).
-  const std::pair<std::string, std::string> files[] = {
-      {"instance.js", kNodeInstanceScript},
-      {"warm.mjs", "export default 1;\n"},
-      {"warm.cjs", "module.exports = 1;\n"},
-      {"warm-detect.js", "export default 1;\n"},
-  };
+  std::vector<std::pair<std::string, std::string>> files = nodeRuntimeFiles();
+  files.insert(files.end(), {{"warm.mjs", "export default 1;\n"},
+                             {"warm.cjs", "module.exports = 1;\n"},
+                             {"warm-detect.js", "export default 1;\n"}});
   for (const auto& [name, content] : files) {
     std::string path = f->opts_.runtime_dir + "/" + name;
     auto current = readFile(path);
@@ -225,6 +223,8 @@ void Functions::shutdown() {
 
 namespace {
 constexpr int kDefaultTmpMb = 16;
+// How long a request runs before the gateway watches for its client leaving.
+constexpr std::chrono::milliseconds kWatchClientAfter{50};
 constexpr uint64_t kStemMemory = 512ull << 20;  // until specialized
 }  // namespace
 
@@ -465,8 +465,24 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
   r.kind = Response::BodyKind::kString;
   if (const auto& cold = (*lease)->coldStart()) r.header("x-nubo-cold-start", cold->from_stem ? "stem" : "spawn");
   bool got_head = false;
+  // A request that runs long starts watching for its client to go away (a
+  // quick one never pays for the watch).
+  Deadline watch_at = req.client ? t0 + kWatchClientAfter : deadline;
+  auto client_gone = std::make_shared<bool>(false);
   for (;;) {
-    Result<Frame> f = co_await (*call)->next(deadline);
+    Result<Frame> f = co_await (*call)->next(std::min(watch_at, deadline));
+    if (!f.ok() && f.status().code() == Code::kDeadlineExceeded && watch_at < deadline) {
+      watch_at = deadline;
+      req.client->watch([c = *call, client_gone] {
+        *client_gone = true;
+        c->abort(Unavailable("the client closed the connection"));
+      });
+      continue;
+    }
+    if (!f.ok() && *client_gone) {
+      note(spec, request_id, "the client went away; the request was cancelled");
+      co_return failure(499, "the client closed the connection");
+    }
     if (!f.ok()) {
       if (pump && pump->clientError()) {
         note(spec, request_id, "the client broke off its request body: " + pump->clientError()->message());

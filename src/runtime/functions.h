@@ -20,6 +20,8 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "http/message.h"
 #include "logs/log_store.h"
@@ -102,7 +104,8 @@ class Functions final : public InstanceFactory {
   bool stopped_ = false;                                          // guarded by mu_
 };
 
-// The node runtime's JavaScript, embedded in the binary (runtimes/node/instance.js).
-extern const char* const kNodeInstanceScript;
+// The node runtime's JavaScript, embedded in the binary (runtimes/node/*.js):
+// file name -> content. instance.js is the entry point.
+const std::vector<std::pair<std::string, std::string>>& nodeRuntimeFiles();
 
 }  // namespace nubo::runtime
