@@ -40,7 +40,9 @@ sock.setNoDelay && sock.setNoDelay(true);
 
 let outQueue = [];
 let outScheduled = false;
+let warming = true;  // until HELLO: frames of the warm-up's own requests go nowhere
 function send(buf) {
+  if (warming) return;
   outQueue.push(buf);
   if (!outScheduled) {
     outScheduled = true;
@@ -199,6 +201,20 @@ let handler = null;
 let env = Object.freeze({});
 let pendingWaitUntil = 0;
 
+// Loads the entry synchronously with require() (CommonJS, and ES modules
+// without top-level await): no file read goes through libuv's thread pool,
+// so loading costs CPU time only. Modules with top-level await use import().
+async function load(entry) {
+  try {
+    return require(entry);
+  } catch (e) {
+    if (e && (e.code === 'ERR_REQUIRE_ASYNC_MODULE' || e.code === 'ERR_REQUIRE_ESM')) {
+      return import(pathToFileURL(entry).href);
+    }
+    throw e;
+  }
+}
+
 async function specialize(info) {
   const t0 = performance.now();
   try {
@@ -206,7 +222,7 @@ async function specialize(info) {
     env = Object.freeze({ ...(info.env || {}) });
     process.chdir(info.dir);
     const entry = path.resolve(info.dir, info.entry);
-    const mod = await import(pathToFileURL(entry).href);
+    const mod = await load(entry);
     const exp = mod.default !== undefined ? mod.default : mod;
     if (exp && typeof exp === 'object' && typeof exp.fetch === 'function') {
       handler = { kind: 'fetch', obj: exp };
@@ -563,26 +579,52 @@ function failNode(st, res, e) {
   st.fail(e);
 }
 
-// A stem pays Node's lazy initialisation (the ESM loader, the fetch classes,
-// the HTTP response machinery) before it says HELLO, so that specializing
-// and the first request do not.
+// A stem pays Node's lazy initialisation (the module loaders, the fetch
+// classes, the HTTP response machinery, this file's request paths) before it
+// says HELLO, so that specializing and the first request do not. The
+// warm-up serves a few requests of its own through the same code; their
+// frames go nowhere.
 async function warmUp() {
   await import('data:text/javascript,export default 1');
   for (const f of ['warm.mjs', 'warm.cjs', 'warm-detect.js']) {
-    await import(pathToFileURL(path.join(__dirname, f)).href).catch(() => {});
+    const file = path.join(__dirname, f);
+    await import(pathToFileURL(file).href).catch(() => {});
+    try { require(file); } catch {}
   }
-  const req = new Request('http://warm.up/', { method: 'POST', body: 'x', duplex: 'half', headers: [['a', 'b']] });
-  await req.text();
+  const s16 = (v) => { const b = Buffer.from(v, 'latin1'); const l = Buffer.alloc(2); l.writeUInt16BE(b.length); return [l, b]; };
+  const s32 = (v) => { const b = Buffer.from(v, 'latin1'); const l = Buffer.alloc(4); l.writeUInt32BE(b.length); return [l, b]; };
+  const requestPayload = (method, headers, body) => {
+    const count = Buffer.alloc(2);
+    count.writeUInt16BE(headers.length);
+    const head = Buffer.concat([...s16(method), ...s16('/warm?x=1'), ...s16('http://warm.up/warm?x=1'), ...s16('warm'),
+                                count, ...headers.flatMap(([k, v]) => [...s16(k), ...s32(v)])]);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(head.length);
+    return Buffer.concat([len, head, body]);
+  };
+  const handlers = [
+    { kind: 'fetch', obj: { async fetch(r) { await r.text(); return Response.json({ warm: r.headers.get('a') }); } } },
+    { kind: 'fetch', obj: { fetch(r) { return new Response(new ReadableStream({ start(c) { c.enqueue(new Uint8Array(1)); c.close(); } })); } } },
+    { kind: 'node', fn(req, res) { req.on('data', () => {}); req.on('end', () => { res.setHeader('x', '1'); res.end('warm'); }); } },
+  ];
+  let id = 0;
+  for (let round = 0; round < 3; round++) {
+    for (const h of handlers) {
+      handler = h;
+      id += 2;
+      onFrame(T.REQUEST, END, id, requestPayload('GET', [['host', 'warm.up'], ['a', 'b']], EMPTY));
+      id += 2;
+      onFrame(T.REQUEST, 0, id, requestPayload('POST', [['content-length', '4']], Buffer.from('wa')));
+      onFrame(T.DATA, END, id, Buffer.from('rm'));
+      for (let i = 0; i < 50 && streams.size > 0; i++) await new Promise((r) => setImmediate(r));
+    }
+  }
+  streams.clear();
+  handler = null;
   await Response.json({ warm: true }).arrayBuffer();
-  await new Response(new ReadableStream({ start(c) { c.enqueue(new Uint8Array(1)); c.close(); } })).arrayBuffer();
-  const st = new Stream(0);
-  st.cancelled = true;
-  const sockOut = new ResponseSocket(st, false);
-  const res = new http.ServerResponse(new http.IncomingMessage(sockOut));
-  res.assignSocket(sockOut);
-  res.end('warm');
 }
 
 warmUp().catch(() => {}).finally(() => {
+  warming = false;
   sendJson(T.HELLO, 0, { runtime: 'node', pid: process.pid, version: process.version });
 });

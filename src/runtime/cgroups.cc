@@ -14,6 +14,13 @@
 namespace nubo::runtime {
 namespace {
 
+// CPU weights: the kernel's defaults, and its minimum for stems warming up.
+constexpr const char* kNormalWeightV2 = "100";
+constexpr const char* kBackgroundWeightV2 = "1";
+constexpr const char* kNormalSharesV1 = "1024";
+constexpr const char* kBackgroundSharesV1 = "2";
+
+
 constexpr const char* kBase = "/sys/fs/cgroup";
 
 bool writeText(const std::string& path, const std::string& text) {
@@ -113,7 +120,10 @@ Result<std::vector<std::string>> Cgroups::create(const std::string& id, const Cg
       writeText(d + "/memory.oom.group", "1");
     }
     if (pids_) writeText(d + "/pids.max", std::to_string(limits.pids));
-    if (cpu_) writeText(d + "/cpu.max", std::to_string(static_cast<int>(limits.cpus * 100000)) + " 100000");
+    if (cpu_) {
+      writeText(d + "/cpu.max", std::to_string(static_cast<int>(limits.cpus * 100000)) + " 100000");
+      writeText(d + "/cpu.weight", limits.background ? kBackgroundWeightV2 : kNormalWeightV2);
+    }
     procs.push_back(d + "/cgroup.procs");
     return procs;
   }
@@ -137,10 +147,19 @@ Result<std::vector<std::string>> Cgroups::create(const std::string& id, const Cg
     if (::mkdir(d.c_str(), 0755) == 0 || errno == EEXIST) {
       writeText(d + "/cpu.cfs_period_us", "100000");
       writeText(d + "/cpu.cfs_quota_us", std::to_string(static_cast<int>(limits.cpus * 100000)));
+      writeText(d + "/cpu.shares", limits.background ? kBackgroundSharesV1 : kNormalSharesV1);
       procs.push_back(d + "/cgroup.procs");
     }
   }
   return procs;
+}
+
+Status Cgroups::setForeground(const std::string& id) {
+  if (!cpu_) return Status::Ok();
+  bool ok = kind_ == "v2" ? writeText(dir("", id) + "/cpu.weight", kNormalWeightV2)
+                          : writeText(dir("cpu", id) + "/cpu.shares", kNormalSharesV1);
+  if (!ok) return Internal("cannot set the CPU weight of instance " + id);
+  return Status::Ok();
 }
 
 Status Cgroups::setMemory(const std::string& id, uint64_t bytes) {

@@ -21,6 +21,8 @@ struct CgroupLimits {
   uint64_t memory_bytes = 512ull << 20;
   int pids = 256;
   double cpus = 1.0;  // CPU time per wall second
+  // Lowest CPU weight: a stem warming up yields to instances serving requests.
+  bool background = false;
 };
 
 class Cgroups {
@@ -39,6 +41,8 @@ class Cgroups {
   // instance's helper must write its pid to.
   Result<std::vector<std::string>> create(const std::string& id, const CgroupLimits& limits);
   Status setMemory(const std::string& id, uint64_t bytes);
+  // Gives the group the normal CPU weight (a stem became an instance).
+  Status setForeground(const std::string& id);
   // Whether the kernel killed something in the group for lack of memory.
   bool oomKilled(const std::string& id);
   // Kills what is left in the group and removes it.

@@ -228,12 +228,22 @@ constexpr std::chrono::milliseconds kWatchClientAfter{50};
 constexpr uint64_t kStemMemory = 512ull << 20;  // until specialized
 }  // namespace
 
-Result<std::shared_ptr<Instance>> Functions::launchInstance(bool network, int tmp_mb) {
+asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::launchOffThread(bool network, int tmp_mb) {
+  auto launched = co_await asio::co_spawn(
+      spawner_,
+      [this, network, tmp_mb]() -> asio::awaitable<std::optional<Result<std::shared_ptr<Instance>>>> {
+        co_return launchInstance(network, tmp_mb, /*background=*/false);
+      },
+      asio::use_awaitable);
+  co_return std::move(*launched);
+}
+
+Result<std::shared_ptr<Instance>> Functions::launchInstance(bool network, int tmp_mb, bool background) {
   if (opts_.node_binary.empty()) return Unavailable("node is not installed on this server");
   std::string id = "i" + std::to_string(::getpid()) + "-" + std::to_string(next_instance_++);
   ASSIGN_OR_RETURN(std::string dir, code_.makeInstanceDir(id));
   LaunchSpec spec;
-  spec.argv = {opts_.node_binary, "--experimental-detect-module",
+  spec.argv = {opts_.node_binary, "--experimental-detect-module", "--no-flush-bytecode", "--no-memory-reducer",
                launcher_.runtimeDirInside(opts_.runtime_dir) + "/instance.js"};
   spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TZ=UTC", "NODE_ENV=production", "NUBO_FD=3"};
   spec.cwd = "/";
@@ -242,6 +252,7 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(bool network, int tm
   spec.isolation.network = network;
   spec.isolation.tmp_mb = tmp_mb;
   spec.isolation.memory_bytes = kStemMemory;
+  spec.isolation.background = background;
   auto target = std::make_shared<LogTarget>();
   {
     std::lock_guard lock(mu_);
@@ -297,10 +308,12 @@ void Functions::refillStems() {
   if (stopped_) return;
   while (static_cast<int>(stems_.size()) + stems_starting_ < opts_.stems) {
     stems_starting_++;
+    // Started on the spawner thread and warmed up at background CPU weight,
+    // so that a new stem does not slow the cold start that called for it.
     asio::co_spawn(
-        ioc_,
+        spawner_,
         [this]() -> asio::awaitable<void> {
-          auto inst = launchInstance(false, kDefaultTmpMb);
+          auto inst = launchInstance(false, kDefaultTmpMb, /*background=*/true);
           Status s = inst.status();
           if (inst.ok()) s = co_await (*inst)->waitHello(Clock::now() + opts_.start_timeout);
           std::lock_guard lock(mu_);
@@ -336,7 +349,7 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
     phases->from_stem = true;
     refillStems();
   } else {
-    auto launched = launchInstance(spec.network, spec.tmp_mb);
+    auto launched = co_await launchOffThread(spec.network, spec.tmp_mb);
     if (!launched.ok()) co_return launched.status();
     inst = *launched;
     Status hello = co_await inst->waitHello(Clock::now() + opts_.start_timeout);
@@ -348,6 +361,7 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   Status linked = code_.linkInto(spec.root_tree, dir);
   if (linked.ok() && cgroups_ && cgroups_->available()) {
     linked = cgroups_->setMemory(inst->label(), static_cast<uint64_t>(spec.memory_mb) << 20);
+    if (linked.ok() && phases->from_stem) linked = cgroups_->setForeground(inst->label());
   }
   if (!linked.ok()) {
     inst->kill();

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <atomic>
 #include <deque>
 #include <functional>
@@ -74,8 +75,12 @@ class Functions final : public InstanceFactory {
   // A note of the platform's in the deployment's log (stream "nubo").
   void note(const DeploymentSpec& spec, const std::string& request_id, const std::string& text);
   Result<std::shared_ptr<Pool>> poolFor(const std::string& deployment);
-  // A new generic instance with the given permissions (stems: the defaults).
-  Result<std::shared_ptr<Instance>> launchInstance(bool network, int tmp_mb);
+  // A new generic instance with the given permissions (stems: the defaults);
+  // `background` while it is a stem nobody waits for.
+  Result<std::shared_ptr<Instance>> launchInstance(bool network, int tmp_mb, bool background);
+  // launchInstance() on the spawner thread: forking costs milliseconds the
+  // data plane should spend serving.
+  boost::asio::awaitable<Result<std::shared_ptr<Instance>>> launchOffThread(bool network, int tmp_mb);
   void refillStems();
   boost::asio::awaitable<void> reapLoop();
 
@@ -102,6 +107,8 @@ class Functions final : public InstanceFactory {
   std::deque<std::shared_ptr<Instance>> stems_;                   // guarded by mu_
   int stems_starting_ = 0;                                        // guarded by mu_
   bool stopped_ = false;                                          // guarded by mu_
+
+  boost::asio::thread_pool spawner_{1};  // last: its thread stops first
 };
 
 // The node runtime's JavaScript, embedded in the binary (runtimes/node/*.js):

@@ -27,6 +27,7 @@ struct Isolation {
   int tmp_mb = 16;
   uint64_t memory_bytes = 512ull << 20;
   int pids = 256;
+  bool background = false;  // a stem warming up: CPU only when serving instances leave some
 };
 
 struct LaunchSpec {

@@ -426,6 +426,7 @@ Result<Process> SandboxLauncher::launch(const LaunchSpec& spec) {
     CgroupLimits limits;
     limits.memory_bytes = iso.memory_bytes;
     limits.pids = iso.pids;
+    limits.background = iso.background;
     ASSIGN_OR_RETURN(procs, cgroups_.create(iso.instance_id, limits));
   }
   Json j = {{"root", root_mount_},         {"app_dir", iso.app_dir}, {"runtime_dir", runtime_dir_},
