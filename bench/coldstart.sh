@@ -5,6 +5,7 @@
 # Target: p50 <= 5 ms with stems.
 source "$(dirname "$0")/lib.sh"
 COUNT=${COUNT:-50}
+STEMS=2  # nubo serve's default --stems
 
 app=$BENCH_TMP/app
 mkdir -p "$app"
@@ -29,15 +30,17 @@ measure() {  # measure LABEL SERVE_ARGS... -> prints "p50 p90" in ms
   for i in $(seq 1 "$COUNT"); do
     local id
     id=$(NUBO_SERVER=$ctl NUBO_TOKEN=$token "$NUBO" deploy "$app" --app "cold$i" --json | json_field deployment)
-    # Let the stem pool refill (bounded wait), as between real deploys.
-    for _ in $(seq 1 200); do
+    # Let the stem pool refill (bounded wait), as it has between real deploys.
+    for _ in $(seq 1 300); do
       stems=$(curl -sf -H "Authorization: Bearer $token" "$ctl/v1/instances" | json_field stems)
-      [[ $stems -ge 1 || $label == spawn ]] && break
+      [[ $stems -ge $STEMS || $label == spawn ]] && break
       sleep 0.01
     done
     curl -s -o /dev/null -w '%{time_starttransfer}\n' -H "Host: $id--cold$i.localhost" "$url/" >>"$times"
   done
   kill "$pid"
+  # The server's own account of each cold start (DATA/logs/<app>.log).
+  cat "$data"/logs/cold*.log 2>/dev/null | grep -o 'cold start: .*' >"$BENCH_TMP/$label.phases" || true
   python3 - "$times" <<'PY'
 import sys
 t = sorted(float(x) * 1000 for x in open(sys.argv[1]) if x.strip())
@@ -52,3 +55,10 @@ printf 'cold start, first request to %s fresh deployments (sandboxed node, %s co
 printf '  %-22s p50 %7s ms   p90 %7s ms\n' "with stems" "$s50" "$s90"
 printf '  %-22s p50 %7s ms   p90 %7s ms\n' "without (spawn each)" "$p50" "$p90"
 printf '  ratio stems/spawn (p50): %sx (target: p50 <= 5 ms with stems)\n' "$(python3 -c "print(f'{$s50/$p50:.2f}')")"
+python3 - "$BENCH_TMP/stem.phases" <<'PY'
+import re, statistics, sys
+rows = [dict((k, float(v)) for k, v in re.findall(r'(stem|files|specialize|load|byte) ([\d.]+) ms', l)) for l in open(sys.argv[1])]
+if rows:
+    med = {k: statistics.median(r[k] for r in rows if k in r) for k in rows[0]}
+    print('  server-side medians with stems: ' + ', '.join(f'{k} {v:.1f} ms' for k, v in med.items()))
+PY

@@ -51,6 +51,7 @@ function send(buf) {
 }
 function flushOut() {
   outScheduled = false;
+  if (outQueue.length === 0) return;
   const bufs = outQueue;
   outQueue = [];
   sock.write(bufs.length === 1 ? bufs[0] : Buffer.concat(bufs));
@@ -235,7 +236,22 @@ async function specialize(info) {
     }
     sendJson(T.READY, 0, { ok: true, load_ms: performance.now() - t0 });
   } catch (e) {
+    // The gateway ends this instance; requests sent ahead are never served.
+    backlog = [];
     sendJson(T.READY, 0, { ok: false, error: String(e && e.stack || e) });
+    return;
+  }
+  // READY goes out now: a request sent ahead may block the event loop.
+  flushOut();
+  loading = false;
+  const waiting = backlog;
+  backlog = [];
+  for (const f of waiting) {
+    try {
+      onFrame(...f);
+    } catch (e) {
+      process.stderr.write(`nubo instance: ${e && e.stack || e}\n`);
+    }
   }
 }
 
@@ -290,9 +306,18 @@ class Stream {
   }
 }
 
+// Request frames that arrive while the code loads wait here, in order.
+let loading = false;
+let backlog = [];
+
 function onFrame(type, flags, id, payload) {
+  if (loading && id !== 0) {
+    backlog.push([type, flags, id, payload]);
+    return;
+  }
   switch (type) {
     case T.SPECIALIZE:
+      loading = true;
       specialize(JSON.parse(payload.toString()));
       return;
     case T.REQUEST: {

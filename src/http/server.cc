@@ -13,7 +13,9 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <array>
 #include <cctype>
+#include <cstring>
 #include <ctime>
 
 namespace nubo::http {
@@ -28,26 +30,7 @@ namespace {
 
 constexpr auto kUseAwaitableEc = [](error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); };
 
-// Body types that serialize Response bodies without copying them.
-struct SharedBody {
-  using value_type = SharedSlice;
-  static uint64_t size(const value_type& v) { return v.length; }
-  class writer {
-   public:
-    using const_buffers_type = asio::const_buffer;
-    template <bool isRequest, class Fields>
-    writer(const bhttp::header<isRequest, Fields>&, const value_type& v) : v_(v) {}
-    void init(error_code& ec) { ec = {}; }
-    boost::optional<std::pair<const_buffers_type, bool>> get(error_code& ec) {
-      ec = {};
-      return {{asio::const_buffer(v_.bytes->data() + v_.offset, v_.length), false}};
-    }
-
-   private:
-    const value_type& v_;
-  };
-};
-
+// Streams a file range as a Beast body, without copying it whole.
 struct FileSliceBody {
   using value_type = FileSlice;
   static uint64_t size(const value_type& v) { return v.length; }
@@ -98,14 +81,59 @@ std::string_view httpDate() {
 
 bool bodyForbidden(int status) { return status < 200 || status == 204 || status == 304; }
 
+// A header the server may send: a token for a name, no line breaks or NUL
+// in the value (a function must not be able to split the response).
+bool sendableHeader(std::string_view name, std::string_view value) {
+  if (name.empty()) return false;
+  for (char ch : name) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c <= 32 || c >= 127 || std::strchr("()<>@,;:\\\"/[]?={}", c)) return false;
+  }
+  for (char ch : value) {
+    if (ch == '\r' || ch == '\n' || ch == '\0') return false;
+  }
+  return true;
+}
+
 template <class Body>
 void fillHeader(bhttp::response<Body>& m, Response& r, bool keep_alive, unsigned version) {
   m.version(version);
   m.result(static_cast<unsigned>(r.status));
   m.set(bhttp::field::server, "nubo");
   m.set(bhttp::field::date, httpDate());
-  for (auto& [name, value] : r.headers) m.insert(name, value);
+  for (auto& [name, value] : r.headers) {
+    if (sendableHeader(name, value)) m.insert(name, value);
+  }
   m.keep_alive(keep_alive);
+}
+
+// The head of a response whose body is in memory, written by hand: one
+// allocation instead of Beast's one per field, and one writev with the body.
+void buildHead(std::string& out, const Response& r, bool keep_alive, unsigned version, bool send_length,
+               uint64_t length) {
+  out.reserve(192 + r.headers.size() * 48);
+  out += version >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+  out += std::to_string(r.status);
+  out += ' ';
+  out += bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(r.status)));
+  out += "\r\nServer: nubo\r\nDate: ";
+  out += httpDate();
+  out += "\r\n";
+  for (const auto& [name, value] : r.headers) {
+    if (!sendableHeader(name, value)) continue;
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  if (send_length) {
+    out += "Content-Length: ";
+    out += std::to_string(length);
+    out += "\r\n";
+  }
+  if (version >= 11 && !keep_alive) out += "Connection: close\r\n";
+  if (version < 11 && keep_alive) out += "Connection: keep-alive\r\n";
+  out += "\r\n";
 }
 
 std::string_view lookupHeader(const void* raw, std::string_view name) {
@@ -158,25 +186,41 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection>, Client
   // Arms a deadline for the next operation(s): when it passes, pending
   // socket operations are cancelled (the socket stays open, so a 408 can
   // still be written). Runs on the connection's strand.
+  //
+  // Cheap enough to call twice per request: it only moves `deadline`. The
+  // one timer wakes at the deadline it was last set to and, if the deadline
+  // has moved on since, sleeps again until the new one.
   void arm(std::chrono::milliseconds d) {
     timed_out = false;
+    deadline = std::chrono::steady_clock::now() + d;
+    if (!timer_pending || deadline < timer_expiry) startTimer();
+  }
+  void disarm() { deadline = std::chrono::steady_clock::time_point::max(); }
+  void startTimer() {
     uint64_t gen = ++timer_gen;
-    timer.expires_after(d);
+    timer_pending = true;
+    timer_expiry = deadline;
+    timer.expires_at(deadline);  // cancels a wait set for a later deadline
     timer.async_wait([self = shared_from_this(), gen](error_code ec) {
-      if (ec || gen != self->timer_gen) return;
+      if (gen != self->timer_gen) return;  // replaced by an earlier deadline
+      self->timer_pending = false;
+      if (ec || self->deadline == std::chrono::steady_clock::time_point::max()) return;
+      if (std::chrono::steady_clock::now() < self->deadline) {
+        self->startTimer();
+        return;
+      }
       self->timed_out = true;
       error_code ignored;
       self->socket.cancel(ignored);
     });
   }
-  void disarm() {
-    ++timer_gen;
-    timer.cancel();
-  }
 
   tcp::socket socket;
   asio::steady_timer timer;
   beast::flat_buffer buffer;
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  std::chrono::steady_clock::time_point timer_expiry;
+  bool timer_pending = false;
   uint64_t timer_gen = 0;
   bool timed_out = false;
   bool busy = false;  // a request is being read, handled or answered
@@ -418,28 +462,20 @@ asio::awaitable<void> writeResponse(tcp::socket& sock, Response& r, bool keep_al
     co_await writeStream(sock, r, keep_alive, version, ec);
     co_return;
   }
-  if (no_body || r.omit_body || r.kind == Response::BodyKind::kNone) {
-    bhttp::response<bhttp::empty_body> m;
-    fillHeader(m, r, keep_alive, version);
-    if (!no_body) m.content_length(r.contentLength());
-    co_await bhttp::async_write(sock, m, kUseAwaitableEc(ec));
+  if (r.kind == Response::BodyKind::kFile && !no_body && !r.omit_body) {
+    co_await writeAs<FileSliceBody>(sock, r, keep_alive, version, r.file, r.contentLength(), ec);
     co_return;
   }
-  uint64_t length = r.contentLength();
-  switch (r.kind) {
-    case Response::BodyKind::kString:
-      co_await writeAs<bhttp::string_body>(sock, r, keep_alive, version, std::move(r.body), length, ec);
-      break;
-    case Response::BodyKind::kShared:
-      co_await writeAs<SharedBody>(sock, r, keep_alive, version, r.shared, length, ec);
-      break;
-    case Response::BodyKind::kFile:
-      co_await writeAs<FileSliceBody>(sock, r, keep_alive, version, r.file, length, ec);
-      break;
-    case Response::BodyKind::kNone:
-    case Response::BodyKind::kStream:
-      break;
+  // In memory (or no body at all): the head and the body in one write.
+  std::string head;
+  buildHead(head, r, keep_alive, version, !no_body, r.contentLength());
+  std::string_view body;
+  if (!no_body && !r.omit_body) {
+    if (r.kind == Response::BodyKind::kString) body = r.body;
+    if (r.kind == Response::BodyKind::kShared) body = std::string_view(r.shared.bytes->data() + r.shared.offset, r.shared.length);
   }
+  std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(body.data(), body.size())};
+  co_await asio::async_write(sock, bufs, kUseAwaitableEc(ec));
 }
 
 // After an error response the client may still be sending: half-close, then

@@ -332,7 +332,8 @@ void Functions::refillStems() {
   }
 }
 
-asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const DeploymentSpec& spec, ColdStart* phases) {
+asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const DeploymentSpec& spec, ColdStart* phases,
+                                                                     EarlyOpen early) {
   auto t0 = Clock::now();
   std::shared_ptr<Instance> inst;
   // Stems run with the default permissions; other profiles start their own.
@@ -369,11 +370,8 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   }
   phases->files_ms = msSince(t1);
   auto t2 = Clock::now();
-  SpecializeInfo info{spec.id, spec.app, launcher_.appDirInside(dir), spec.entry, spec.env};
-  Result<double> load = co_await inst->specialize(info, Clock::now() + opts_.start_timeout);
-  if (!load.ok()) co_return load.status();
-  phases->specialize_ms = msSince(t2);
-  phases->load_ms = *load;
+  // From here on, what the instance prints belongs to the deployment (a
+  // request sent right behind SPECIALIZE may print before READY is back).
   {
     std::lock_guard lock(mu_);
     if (auto it = log_targets_.find(inst->label()); it != log_targets_.end()) {
@@ -382,6 +380,13 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
       it->second->deployment = spec.id;
     }
   }
+  SpecializeInfo info{spec.id, spec.app, launcher_.appDirInside(dir), spec.entry, spec.env};
+  Result<double> load = co_await inst->specialize(info, Clock::now() + opts_.start_timeout, [&early, &inst] {
+    if (early) early(inst);
+  });
+  if (!load.ok()) co_return load.status();
+  phases->specialize_ms = msSince(t2);
+  phases->load_ms = *load;
   co_return inst;
 }
 
@@ -423,24 +428,6 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
   const DeploymentSpec& spec = (*pool)->spec();
   Deadline deadline = t0 + spec.limits.timeout;
 
-  auto lease = co_await (*pool)->acquire(deadline);
-  if (!lease.ok()) {
-    const Status& s = lease.status();
-    if (s.code() == Code::kResourceExhausted) {
-      Response r = failure(503, s.message());
-      r.header("retry-after", "1");
-      co_return r;
-    }
-    if (s.code() == Code::kFailedPrecondition) {
-      spdlog::error("deployment {} of {} failed to load: {}", spec.id, spec.app, s.message());
-      note(spec, request_id, "the code failed to load: " + s.message());
-      co_return failure(500, "the deployment's code failed to load: " + firstLine(s.message()));
-    }
-    co_return failure(httpStatusFor(s.code()) == 500 ? 502 : httpStatusFor(s.code()),
-                      "could not start an instance: " + s.message());
-  }
-  Instance& inst = (*lease)->instance();
-
   protocol::HeaderList headers;
   auto all = req.headers();
   headers.reserve(all.size() + 1);
@@ -459,7 +446,32 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
   head.reserve(256);
   protocol::appendRequestHead(head, req.method, p, url, request_id, headers);
   auto ex = co_await asio::this_coro::executor;
-  auto call = inst.open(ex, head, req.body, req.body_stream == nullptr);
+  bool body_complete = req.body_stream == nullptr;
+
+  // A cold start sends this request right behind SPECIALIZE.
+  std::shared_ptr<Call> early_call;
+  auto lease = co_await (*pool)->acquire(deadline, [&](const std::shared_ptr<Instance>& fresh) {
+    auto c = fresh->open(ex, head, req.body, body_complete);
+    if (c.ok()) early_call = *c;
+  });
+  if (!lease.ok()) {
+    const Status& s = lease.status();
+    if (s.code() == Code::kResourceExhausted) {
+      Response r = failure(503, s.message());
+      r.header("retry-after", "1");
+      co_return r;
+    }
+    if (s.code() == Code::kFailedPrecondition) {
+      spdlog::error("deployment {} of {} failed to load: {}", spec.id, spec.app, s.message());
+      note(spec, request_id, "the code failed to load: " + s.message());
+      co_return failure(500, "the deployment's code failed to load: " + firstLine(s.message()));
+    }
+    co_return failure(httpStatusFor(s.code()) == 500 ? 502 : httpStatusFor(s.code()),
+                      "could not start an instance: " + s.message());
+  }
+  Instance& inst = (*lease)->instance();
+  Result<std::shared_ptr<Call>> call = early_call;
+  if (!early_call || &inst != early_call->instance()) call = inst.open(ex, head, req.body, body_complete);
   if (!call.ok()) co_return failure(502, call.status().message());
   // A large upload flows to the instance while the request runs; the pump
   // stops when the response no longer needs it (a streamed response takes it along).

@@ -61,8 +61,8 @@ class Functions final : public InstanceFactory {
   boost::asio::awaitable<http::Response> serve(const std::string& deployment, std::string_view path,
                                                const http::Request& req, const std::string& request_id);
 
-  boost::asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec,
-                                                                  ColdStart* phases) override;
+  boost::asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec, ColdStart* phases,
+                                                                  EarlyOpen early) override;
 
   std::vector<InstanceInfo> describe();
   size_t stemCount();

@@ -393,7 +393,8 @@ asio::awaitable<Status> Instance::waitHello(Deadline deadline) {
   co_return Status::Ok();
 }
 
-asio::awaitable<Result<double>> Instance::specialize(const SpecializeInfo& info, Deadline deadline) {
+asio::awaitable<Result<double>> Instance::specialize(const SpecializeInfo& info, Deadline deadline,
+                                                     const std::function<void()>& after_send) {
   state_ = State::kSpecializing;
   Json j = {{"deployment", info.deployment}, {"app", info.app}, {"dir", info.dir}, {"entry", info.entry},
             {"env", info.env}};
@@ -402,6 +403,7 @@ asio::awaitable<Result<double>> Instance::specialize(const SpecializeInfo& info,
   auto box = std::make_shared<Mailbox>(co_await asio::this_coro::executor);
   setControl(box);
   send(std::move(f));
+  if (after_send) after_send();
   Result<Frame> ready = Status();
   for (;;) {
     ready = co_await box->next(deadline);

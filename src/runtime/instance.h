@@ -103,6 +103,7 @@ class Call {
   // cancel(), and next() fails with `why` (the client's side failed).
   void abort(Status why);
   void markDone() { done_ = true; }
+  const Instance* instance() const { return inst_.get(); }
 
  private:
   std::shared_ptr<Instance> inst_;
@@ -121,8 +122,10 @@ class Instance : public std::enable_shared_from_this<Instance> {
   ~Instance();
 
   boost::asio::awaitable<Status> waitHello(Deadline deadline);
-  // Returns the code load time in ms.
-  boost::asio::awaitable<Result<double>> specialize(const SpecializeInfo& info, Deadline deadline);
+  // Returns the code load time in ms. `after_send` runs once SPECIALIZE is
+  // queued: requests opened then are served as soon as the code is loaded.
+  boost::asio::awaitable<Result<double>> specialize(const SpecializeInfo& info, Deadline deadline,
+                                                    const std::function<void()>& after_send = {});
 
   // Starts a request. `head_json` per docs/protocol.md; `end` when `body` is all of it.
   Result<std::shared_ptr<Call>> open(boost::asio::any_io_executor caller, std::string_view head_json,

@@ -40,7 +40,7 @@ void Pool::dropDeadLocked() {
   std::erase_if(entries_, [](const Entry& e) { return e.inst->state() == Instance::State::kDead && e.leases == 0; });
 }
 
-asio::awaitable<Result<std::unique_ptr<Lease>>> Pool::acquire(Deadline deadline) {
+asio::awaitable<Result<std::unique_ptr<Lease>>> Pool::acquire(Deadline deadline, EarlyOpen early) {
   auto self = shared_from_this();
   for (;;) {
     std::shared_ptr<Waiter> waiter;
@@ -75,7 +75,7 @@ asio::awaitable<Result<std::unique_ptr<Lease>>> Pool::acquire(Deadline deadline)
     }
     if (start_one) {
       ColdStart phases;
-      Result<std::shared_ptr<Instance>> inst = co_await factory_.create(spec_, &phases);
+      Result<std::shared_ptr<Instance>> inst = co_await factory_.create(spec_, &phases, std::move(early));
       std::lock_guard lock(mu_);
       starting_--;
       if (!inst.ok()) {

@@ -16,6 +16,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -59,12 +60,18 @@ struct ColdStart {
   double load_ms = 0;        // of which: the runtime loading the code
 };
 
+// Called with an instance whose code is still loading, so the request that
+// caused the cold start can be sent right behind SPECIALIZE (the runtime
+// serves it once loaded) instead of a round trip later.
+using EarlyOpen = std::function<void(const std::shared_ptr<Instance>&)>;
+
 class InstanceFactory {
  public:
   virtual ~InstanceFactory() = default;
-  // A specialized, ready instance of `spec`.
+  // A specialized, ready instance of `spec`; `early` (if set) is called once
+  // SPECIALIZE is on its way.
   virtual boost::asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec,
-                                                                          ColdStart* phases) = 0;
+                                                                          ColdStart* phases, EarlyOpen early) = 0;
 };
 
 class Pool;
@@ -100,7 +107,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
  public:
   Pool(DeploymentSpec spec, InstanceFactory& factory) : spec_(std::move(spec)), factory_(factory) {}
 
-  boost::asio::awaitable<Result<std::unique_ptr<Lease>>> acquire(Deadline deadline);
+  // `early` is passed to the factory when this call starts an instance.
+  boost::asio::awaitable<Result<std::unique_ptr<Lease>>> acquire(Deadline deadline, EarlyOpen early = {});
   // Stops idle instances; returns how many remain.
   size_t reap(Clock::time_point now, bool aliased);
   // Stops every instance (kill: at once, without letting them finish).
