@@ -222,12 +222,33 @@ std::string Instance::exitReason() const {
 void Instance::send(std::string bytes) {
   asio::post(strand_, [self = shared_from_this(), bytes = std::move(bytes)]() mutable {
     if (self->dead_) return;
-    self->out_buf_.append(bytes);
-    if (!self->writing_) {
-      self->writing_ = true;
-      asio::co_spawn(self->strand_, self->writeLoop(), asio::detached);
-    }
+    self->queueOut(bytes);
   });
+}
+
+void Instance::queueOut(std::string_view bytes) {
+  out_buf_.append(bytes);
+  if (writing_ || flush_posted_) return;
+  // One flush per batch: frames queued in this turn of the strand go out in
+  // one send.
+  flush_posted_ = true;
+  asio::post(strand_, [self = shared_from_this()] { self->flush(); });
+}
+
+void Instance::flush() {
+  flush_posted_ = false;
+  if (writing_ || dead_ || out_buf_.empty()) return;
+  // The socket almost always has room: a plain non-blocking send, and the
+  // asynchronous writer only for what does not fit.
+  ssize_t n = ::send(socket_.native_handle(), out_buf_.data(), out_buf_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    out_buf_.clear();  // the socket is broken; the read side reports how the instance ended
+    return;
+  }
+  if (n > 0) out_buf_.erase(0, static_cast<size_t>(n));
+  if (out_buf_.empty()) return;
+  writing_ = true;
+  asio::co_spawn(strand_, writeLoop(), asio::detached);
 }
 
 void Instance::endStream(uint32_t id) {
@@ -441,11 +462,7 @@ Result<std::shared_ptr<Call>> Instance::open(asio::any_io_executor caller, std::
       return;
     }
     self->streams_[id] = box;
-    self->out_buf_.append(f);
-    if (!self->writing_) {
-      self->writing_ = true;
-      asio::co_spawn(self->strand_, self->writeLoop(), asio::detached);
-    }
+    self->queueOut(f);
   });
   return std::make_shared<Call>(shared_from_this(), id, box);
 }

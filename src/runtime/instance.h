@@ -156,6 +156,9 @@ class Instance : public std::enable_shared_from_this<Instance> {
   Instance(boost::asio::io_context& ioc, std::string label);
   boost::asio::awaitable<void> readLoop();
   boost::asio::awaitable<void> writeLoop();
+  // Strand only: queues bytes for the socket and flushes them once per batch.
+  void queueOut(std::string_view bytes);
+  void flush();
   boost::asio::awaitable<void> watchExit();
   boost::asio::awaitable<void> pumpOutput(boost::asio::posix::stream_descriptor& pipe, std::string stream);
   void dispatch(protocol::Frame&& f);
@@ -187,7 +190,8 @@ class Instance : public std::enable_shared_from_this<Instance> {
   std::string dead_why_;
   std::string protocol_error_;  // set when the instance broke the protocol
   std::string out_buf_;
-  bool writing_ = false;
+  bool writing_ = false;       // the asynchronous writer owns the socket's sending side
+  bool flush_posted_ = false;
 
   mutable std::mutex exit_mu_;
   std::string exit_reason_;  // guarded by exit_mu_
