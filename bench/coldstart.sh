@@ -36,24 +36,32 @@ measure() {  # measure LABEL SERVE_ARGS... -> prints "p50 p90" in ms
       [[ $stems -ge $STEMS || $label == spawn ]] && break
       sleep 0.01
     done
-    curl -s -o /dev/null -w '%{time_starttransfer}\n' -H "Host: $id--cold$i.localhost" "$url/" >>"$times"
+    # From the request leaving the client to the first response byte (curl's
+    # own start-up and the TCP connect are not part of a cold start), and the
+    # whole of it for reference.
+    curl -s -o /dev/null -w '%{time_pretransfer} %{time_starttransfer}\n' -H "Host: $id--cold$i.localhost" "$url/" >>"$times"
   done
   kill "$pid"
   # The server's own account of each cold start (DATA/logs/<app>.log).
   cat "$data"/logs/cold*.log 2>/dev/null | grep -o 'cold start: .*' >"$BENCH_TMP/$label.phases" || true
   python3 - "$times" <<'PY'
 import sys
-t = sorted(float(x) * 1000 for x in open(sys.argv[1]) if x.strip())
-pct = lambda p: t[min(len(t) - 1, int(round(p / 100 * (len(t) - 1))))]
-print(f"{pct(50):.2f} {pct(90):.2f}")
+rows = [tuple(float(v) * 1000 for v in x.split()) for x in open(sys.argv[1]) if x.strip()]
+def pct(t, p):
+    t = sorted(t)
+    return t[min(len(t) - 1, int(round(p / 100 * (len(t) - 1))))]
+ttfb = [b - a for a, b in rows]
+total = [b for a, b in rows]
+print(f"{pct(ttfb, 50):.2f} {pct(ttfb, 90):.2f} {pct(total, 50):.2f}")
 PY
 }
 
-read -r s50 s90 <<<"$(measure stem)"
-read -r p50 p90 <<<"$(measure spawn --stems 0)"
+read -r s50 s90 st50 <<<"$(measure stem)"
+read -r p50 p90 pt50 <<<"$(measure spawn --stems 0)"
 printf 'cold start, first request to %s fresh deployments (sandboxed node, %s cores)\n' "$COUNT" "$(nproc)"
-printf '  %-22s p50 %7s ms   p90 %7s ms\n' "with stems" "$s50" "$s90"
-printf '  %-22s p50 %7s ms   p90 %7s ms\n' "without (spawn each)" "$p50" "$p90"
+printf '  request sent -> first byte; in brackets p50 of curl'"'"'s whole run (start-up, connect)\n'
+printf '  %-22s p50 %7s ms   p90 %7s ms   (%s ms)\n' "with stems" "$s50" "$s90" "$st50"
+printf '  %-22s p50 %7s ms   p90 %7s ms   (%s ms)\n' "without (spawn each)" "$p50" "$p90" "$pt50"
 printf '  ratio stems/spawn (p50): %sx (target: p50 <= 5 ms with stems)\n' "$(python3 -c "print(f'{$s50/$p50:.2f}')")"
 python3 - "$BENCH_TMP/stem.phases" <<'PY'
 import re, statistics, sys
