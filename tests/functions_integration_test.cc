@@ -252,6 +252,24 @@ TEST_F(FunctionsTest, FirstRequestAfterDeployIsServedByAStem) {
   EXPECT_EQ(r.header("x-nubo-cold-start"), "");  // warm
 }
 
+TEST_F(FunctionsTest, ADeploymentWithManyFilesSeesThemAll) {
+  // Over the size linked inline: its files are linked on the spawner thread.
+  std::map<std::string, std::string> files = {{"index.js", R"(import fs from 'node:fs';
+    export default { fetch() {
+      const names = fs.readdirSync('/app/data').sort();
+      return Response.json({ count: names.length, last: fs.readFileSync('/app/data/' + names.at(-1), 'utf8') });
+    } })"}};
+  for (int i = 0; i < 300; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "data/f%03d.txt", i);
+    files[name] = "file " + std::to_string(i);
+  }
+  deployApp("many-files", files);
+  auto r = server_->get("/many-files/");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, R"({"count":300,"last":"file 299"})");
+}
+
 TEST_F(FunctionsTest, IdleInstancesScaleToZero) {
   deployApp("idler", {{"index.js", "export default { fetch() { return new Response('hi'); } }"},
                       {"nubo.json", R"({"limits": {"idle_ttl_s": 1}})"}});

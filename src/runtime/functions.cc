@@ -226,16 +226,19 @@ constexpr int kDefaultTmpMb = 16;
 // How long a request runs before the gateway watches for its client leaving.
 constexpr std::chrono::milliseconds kWatchClientAfter{50};
 constexpr uint64_t kStemMemory = 512ull << 20;  // until specialized
+constexpr uint64_t kLinkInlineFiles = 64;
 }  // namespace
 
+template <class F>
+auto Functions::offThread(F work) -> asio::awaitable<decltype(work())> {
+  using R = decltype(work());
+  auto out = co_await asio::co_spawn(
+      spawner_, [&work]() -> asio::awaitable<std::optional<R>> { co_return work(); }, asio::use_awaitable);
+  co_return std::move(*out);
+}
+
 asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::launchOffThread(bool network, int tmp_mb) {
-  auto launched = co_await asio::co_spawn(
-      spawner_,
-      [this, network, tmp_mb]() -> asio::awaitable<std::optional<Result<std::shared_ptr<Instance>>>> {
-        co_return launchInstance(network, tmp_mb, /*background=*/false);
-      },
-      asio::use_awaitable);
-  co_return std::move(*launched);
+  return offThread([this, network, tmp_mb] { return launchInstance(network, tmp_mb, /*background=*/false); });
 }
 
 Result<std::shared_ptr<Instance>> Functions::launchInstance(bool network, int tmp_mb, bool background) {
@@ -359,7 +362,14 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   phases->acquire_ms = msSince(t0);
   auto t1 = Clock::now();
   std::string dir = code_.dirFor(inst->label());
-  Status linked = code_.linkInto(spec.root_tree, dir);
+  // A few files link in well under a millisecond; a large tree links on the
+  // spawner thread, so other deployments' requests do not wait behind it.
+  Status linked;
+  if (spec.files <= kLinkInlineFiles) {
+    linked = code_.linkInto(spec.root_tree, dir);
+  } else {
+    linked = co_await offThread([this, &spec, &dir] { return code_.linkInto(spec.root_tree, dir); });
+  }
   if (linked.ok() && cgroups_ && cgroups_->available()) {
     linked = cgroups_->setMemory(inst->label(), static_cast<uint64_t>(spec.memory_mb) << 20);
     if (linked.ok() && phases->from_stem) linked = cgroups_->setForeground(inst->label());
@@ -403,6 +413,7 @@ Result<std::shared_ptr<Pool>> Functions::poolFor(const std::string& deployment) 
   spec.app = d.app;
   spec.runtime = d.runtime;
   spec.root_tree = d.root_tree;
+  spec.files = d.files;
   spec.entry = m.entry.empty() ? "index.js" : m.entry;
   spec.env = m.env;
   spec.limits.concurrency = m.limits.concurrency;

@@ -81,6 +81,9 @@ class Functions final : public InstanceFactory {
   // launchInstance() on the spawner thread: forking costs milliseconds the
   // data plane should spend serving.
   boost::asio::awaitable<Result<std::shared_ptr<Instance>>> launchOffThread(bool network, int tmp_mb);
+  // Runs `work` on the spawner thread; the caller resumes on its own executor.
+  template <class F>
+  auto offThread(F work) -> boost::asio::awaitable<decltype(work())>;
   void refillStems();
   boost::asio::awaitable<void> reapLoop();
 

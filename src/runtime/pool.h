@@ -49,6 +49,7 @@ struct DeploymentSpec {
   bool network = false;
   int tmp_mb = 16;
   int memory_mb = 128;
+  uint64_t files = 0;  // in the deployment's tree
 };
 
 // How a cold start went, in milliseconds, for logs and metrics.
