@@ -15,10 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <sstream>
 
 #include "common/fs.h"
@@ -39,6 +41,7 @@ struct HelperSpec {
   std::string root;         // mount point for the new root
   std::string app_dir;      // host folder -> /app (read-only)
   std::string runtime_dir;  // host folder -> /nubo/runtime (read-only)
+  std::vector<std::string> expose;  // host files and folders shown read-only at the same paths
   bool network = false;
   int tmp_mb = 16;
   std::vector<std::string> argv;
@@ -83,22 +86,61 @@ bool bindDevice(const std::string& src, const std::string& dst) {
   return ::mount(src.c_str(), dst.c_str(), nullptr, MS_BIND, nullptr) == 0;
 }
 
-// Mirrors /bin, /lib, ... as in the host: symlinks stay symlinks, real
-// directories are bound read-only.
-bool mirrorTopLevel(const std::string& root, const char* name) {
-  std::string host = std::string("/") + name;
-  struct stat st {};
-  if (::lstat(host.c_str(), &st) != 0) return true;
-  std::string dst = root + host;
-  if (S_ISLNK(st.st_mode)) {
-    char target[256];
-    ssize_t n = ::readlink(host.c_str(), target, sizeof target - 1);
-    if (n <= 0) return false;
-    target[n] = 0;
-    return ::symlink(target, dst.c_str()) == 0;
+// "/a/./b/../c" -> "/a/c" (lexically; the host path is resolved one
+// component at a time by mirrorPath).
+std::string normalizePath(const std::string& path) {
+  std::vector<std::string> parts;
+  std::stringstream ss(path);
+  std::string part;
+  while (std::getline(ss, part, '/')) {
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+      continue;
+    }
+    parts.push_back(part);
   }
-  if (S_ISDIR(st.st_mode)) return bindReadOnly(host, dst, true);
-  return true;
+  std::string out;
+  for (const auto& p : parts) out += "/" + p;
+  return out.empty() ? "/" : out;
+}
+
+// Makes the host path `path` exist in the new root `root` as on the host:
+// folders on the way are created, symlinks on the way are copied (and what
+// they point to mirrored in turn), and the file or folder itself is bound
+// read-only. `bound` holds what is bound already (a path inside one of them
+// needs nothing more).
+bool mirrorPath(const std::string& root, const std::string& path, std::set<std::string>& bound, int depth = 0) {
+  if (depth > 16) return false;  // a symlink loop
+  std::string norm = normalizePath(path);
+  for (const auto& b : bound) {
+    if (norm == b || norm.rfind(b + "/", 0) == 0) return true;
+  }
+  std::string cur;
+  size_t pos = 1;
+  for (;;) {
+    size_t next = norm.find('/', pos);
+    bool last = next == std::string::npos;
+    std::string host = cur + "/" + norm.substr(pos, last ? std::string::npos : next - pos);
+    struct stat st {};
+    if (::lstat(host.c_str(), &st) != 0) return false;
+    if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      ssize_t n = ::readlink(host.c_str(), target, sizeof target - 1);
+      if (n <= 0) return false;
+      target[n] = 0;
+      if (::symlink(target, (root + host).c_str()) != 0 && errno != EEXIST) return false;
+      std::string resolved = target[0] == '/' ? std::string(target) : cur + "/" + target;
+      return mirrorPath(root, resolved + (last ? "" : norm.substr(next)), bound, depth + 1);
+    }
+    if (last) {
+      bound.insert(host);
+      return bindReadOnly(host, root + host, S_ISDIR(st.st_mode));
+    }
+    if (::mkdir((root + host).c_str(), 0755) != 0 && errno != EEXIST) return false;
+    cur = host;
+    pos = next + 1;
+  }
 }
 
 bool buildRoot(const HelperSpec& spec, Layers& layers) {
@@ -111,8 +153,16 @@ bool buildRoot(const HelperSpec& spec, Layers& layers) {
                     "mount the root tmpfs")) {
     return false;
   }
-  bool ok = bindReadOnly("/usr", r + "/usr", true);
-  for (const char* top : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) ok = ok && mirrorTopLevel(r, top);
+  // Only what the runtime needs: its program, the libraries and loader it
+  // links, CA certificates (SandboxLauncher works out the list).
+  bool ok = true;
+  std::set<std::string> bound;
+  for (const auto& path : spec.expose) {
+    if (!mirrorPath(r, path, bound)) {
+      std::fprintf(stderr, "nubo sandbox: cannot show %s in the instance's root\n", path.c_str());
+      ok = false;
+    }
+  }
   ::mkdir((r + "/etc").c_str(), 0755);
   ok = ok && writeFileSimple(r + "/etc/passwd", "root:x:0:0:root:/:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/usr/sbin/nologin\n");
   ok = ok && writeFileSimple(r + "/etc/group", "root:x:0:\nnogroup:x:65534:\n");
@@ -121,11 +171,6 @@ bool buildRoot(const HelperSpec& spec, Layers& layers) {
   if (spec.network) {
     auto resolv = readFile("/etc/resolv.conf", 1 << 16);
     if (resolv.ok()) ok = ok && writeFileSimple(r + "/etc/resolv.conf", *resolv);
-  }
-  struct stat st {};
-  if (::stat("/etc/ssl/certs", &st) == 0) {
-    ::mkdir((r + "/etc/ssl").c_str(), 0755);
-    ok = ok && bindReadOnly("/etc/ssl/certs", r + "/etc/ssl/certs", true);
   }
   ::mkdir((r + "/dev").c_str(), 0755);
   ok = ok && ::mount("nubo-dev", (r + "/dev").c_str(), "tmpfs", MS_NOSUID, "size=64k,mode=755") == 0;
@@ -255,6 +300,7 @@ Result<HelperSpec> parseSpec(const char* text) {
   s.root = j.value("root", std::string());
   s.app_dir = j.value("app_dir", std::string());
   s.runtime_dir = j.value("runtime_dir", std::string());
+  for (const auto& x : j.value("expose", Json::array())) s.expose.push_back(x.get<std::string>());
   s.network = j.value("network", false);
   s.tmp_mb = j.value("tmp_mb", 16);
   for (const auto& x : j.value("argv", Json::array())) s.argv.push_back(x.get<std::string>());
@@ -352,6 +398,40 @@ SandboxLauncher::SandboxLauncher(std::string root_mount, std::string runtime_dir
 
 namespace {
 
+// What an instance of `program` needs from the host: the program, every
+// shared library and the loader `ldd` names (as named and as resolved), and
+// CA certificates. Without ldd: all of /usr and the top-level links into it.
+std::vector<std::string> filesFor(const std::string& program) {
+  std::vector<std::string> out;
+  auto add = [&out](const std::string& p) {
+    if (p.empty() || p[0] != '/' || ::access(p.c_str(), F_OK) != 0) return;
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  };
+  add(program);
+  bool linked = false;
+  if (program.find('\'') == std::string::npos) {
+    if (FILE* f = ::popen(("ldd '" + program + "' 2>/dev/null").c_str(), "r")) {
+      char line[1024];
+      while (std::fgets(line, sizeof line, f)) {
+        std::string l(line);
+        auto arrow = l.find("=> ");
+        std::string path = arrow != std::string::npos ? l.substr(arrow + 3) : l.substr(l.find_first_not_of(" \t"));
+        path = path.substr(0, path.find_first_of(" \t\n"));
+        if (!path.empty() && path[0] == '/') {
+          add(path);
+          linked = true;
+        }
+      }
+      if (::pclose(f) != 0) linked = false;
+    }
+  }
+  if (!linked) {
+    for (const char* dir : {"/usr", "/bin", "/lib", "/lib64"}) add(dir);
+  }
+  for (const char* certs : {"/etc/ssl/certs", "/usr/share/ca-certificates"}) add(certs);
+  return out;
+}
+
 Result<Process> spawnHelper(const std::string& helper, const Json& spec, const LaunchSpec& io) {
   return spawnProcess({helper, "__sandbox"}, {std::string(kSpecEnv) + "=" + dumpJson(spec)}, "/", io);
 }
@@ -429,7 +509,15 @@ Result<Process> SandboxLauncher::launch(const LaunchSpec& spec) {
     limits.background = iso.background;
     ASSIGN_OR_RETURN(procs, cgroups_.create(iso.instance_id, limits));
   }
+  std::vector<std::string> expose;
+  if (!spec.argv.empty()) {
+    std::lock_guard lock(files_mu_);
+    auto it = files_.find(spec.argv[0]);
+    if (it == files_.end()) it = files_.emplace(spec.argv[0], filesFor(spec.argv[0])).first;
+    expose = it->second;
+  }
   Json j = {{"root", root_mount_},         {"app_dir", iso.app_dir}, {"runtime_dir", runtime_dir_},
+            {"expose", expose},
             {"network", iso.network},      {"tmp_mb", iso.tmp_mb},   {"argv", spec.argv},
             {"env", spec.env},             {"cgroup_procs", procs},  {"skip", Json(std::vector<std::string>(skip_.begin(), skip_.end()))}};
   auto p = spawnHelper(helper_, j, spec);

@@ -2,9 +2,11 @@
 //   - cgroup (memory with swap, pids, CPU; runtime/cgroups.h),
 //   - mount, pid, ipc, uts and (unless permissions.network) net namespaces,
 //     plus a user namespace when nubo does not run as root,
-//   - minimal read-only root (tmpfs + read-only /usr, a few /etc files,
-//     /dev/{null,zero,random,urandom}, /proc of its own pid namespace), the
-//     instance's code folder read-only at /app, a size-limited tmpfs /tmp,
+//   - minimal read-only root: a tmpfs holding only the runtime's program,
+//     the libraries and loader it links (found with ldd, bound read-only at
+//     their host paths), CA certificates, a few /etc files,
+//     /dev/{null,zero,random,urandom,full}, /proc of its own pid namespace,
+//     the instance's code folder read-only at /app, a size-limited tmpfs /tmp,
 //   - as an unprivileged user with every capability dropped, no new
 //     privileges, rlimits, and a seccomp filter (libseccomp) denying what
 //     functions never need (mount, ptrace, kexec, bpf, modules, keyctl,
@@ -20,6 +22,7 @@
 #pragma once
 
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -58,6 +61,8 @@ class SandboxLauncher final : public Launcher {
   std::string runtime_dir_;
   Cgroups& cgroups_;
   std::set<std::string> skip_;
+  std::mutex files_mu_;
+  std::map<std::string, std::vector<std::string>> files_;  // program -> what it needs; guarded by files_mu_
 };
 
 }  // namespace nubo::runtime
