@@ -252,6 +252,26 @@ TEST_F(FunctionsTest, FirstRequestAfterDeployIsServedByAStem) {
   EXPECT_EQ(r.header("x-nubo-cold-start"), "");  // warm
 }
 
+TEST_F(FunctionsTest, OtherPermissionProfilesGetStemsOnceInUse) {
+  const char* code = "export default { fetch() { return new Response('tmp'); } }";
+  const char* manifest = R"({"permissions": {"tmp_mb": 24}})";
+  deployApp("profile-a", {{"index.js", code}, {"nubo.json", manifest}});
+  auto r = server_->get("/profile-a/");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("x-nubo-cold-start"), "spawn") << "the first deployment of a new profile has no stem yet";
+  // Its cold start began a stem of that profile: the next deployment with the
+  // same permissions is specialized from it.
+  auto stems = [&] {
+    auto j = parseJson(server_->control("GET", "/v1/instances").body, "instances");
+    return j.ok() ? j->value("stems", 0) : 0;
+  };
+  ASSERT_TRUE(waitFor([&] { return stems() >= 3; })) << "stems: " << stems();  // 2 default + 1 of this profile
+  deployApp("profile-b", {{"index.js", code}, {"nubo.json", manifest}});
+  r = server_->get("/profile-b/");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("x-nubo-cold-start"), "stem");
+}
+
 TEST_F(FunctionsTest, ADeploymentWithManyFilesSeesThemAll) {
   // Over the size linked inline: its files are linked on the spawner thread.
   std::map<std::string, std::string> files = {{"index.js", R"(import fs from 'node:fs';

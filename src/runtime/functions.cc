@@ -203,14 +203,14 @@ void Functions::start() {
   if (opts_.node_binary.empty()) {
     spdlog::warn("node was not found on PATH: deployments with runtime \"node\" will answer 503 until it is installed");
   } else {
-    refillStems();
+    refillStems(Profile{});
   }
   asio::co_spawn(ioc_, reapLoop(), asio::detached);
 }
 
 void Functions::shutdown() {
   std::unordered_map<std::string, std::shared_ptr<Pool>> pools;
-  std::deque<std::shared_ptr<Instance>> stems;
+  std::map<Profile, StemPool> stems;
   {
     std::lock_guard lock(mu_);
     stopped_ = true;
@@ -218,7 +218,9 @@ void Functions::shutdown() {
     stems.swap(stems_);
   }
   for (auto& [id, p] : pools) p->stopAll(/*kill=*/true);
-  for (auto& s : stems) s->kill();
+  for (auto& [profile, pool] : stems) {
+    for (auto& s : pool.ready) s->kill();
+  }
 }
 
 namespace {
@@ -306,30 +308,39 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(bool network, int tm
   return inst;
 }
 
-void Functions::refillStems() {
+void Functions::refillStems(const Profile& profile) {
   std::lock_guard lock(mu_);
   if (stopped_) return;
-  while (static_cast<int>(stems_.size()) + stems_starting_ < opts_.stems) {
-    stems_starting_++;
+  auto it = stems_.find(profile);
+  if (it == stems_.end()) {
+    bool is_default = !profile.network && profile.tmp_mb == kDefaultTmpMb;
+    if (!is_default && static_cast<int>(stems_.size()) > opts_.max_other_profiles) return;
+    it = stems_.emplace(profile, StemPool{}).first;
+    it->second.target = is_default ? opts_.stems : std::min(opts_.stems, opts_.stems_per_other_profile);
+  }
+  StemPool& pool = it->second;
+  while (static_cast<int>(pool.ready.size()) + pool.starting < pool.target) {
+    pool.starting++;
     // Started on the spawner thread and warmed up at background CPU weight,
     // so that a new stem does not slow the cold start that called for it.
     asio::co_spawn(
         spawner_,
-        [this]() -> asio::awaitable<void> {
-          auto inst = launchInstance(false, kDefaultTmpMb, /*background=*/true);
+        [this, profile]() -> asio::awaitable<void> {
+          auto inst = launchInstance(profile.network, profile.tmp_mb, /*background=*/true);
           Status s = inst.status();
           if (inst.ok()) s = co_await (*inst)->waitHello(Clock::now() + opts_.start_timeout);
           std::lock_guard lock(mu_);
-          stems_starting_--;
+          auto it = stems_.find(profile);
+          if (it != stems_.end()) it->second.starting--;
           if (!s.ok()) {
             spdlog::warn("could not start a stem instance: {}", s.message());
             co_return;
           }
-          if (stopped_) {
+          if (stopped_ || it == stems_.end()) {
             (*inst)->kill();
             co_return;
           }
-          stems_.push_back(*inst);
+          it->second.ready.push_back(*inst);
         },
         asio::detached);
   }
@@ -339,19 +350,24 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
                                                                      EarlyOpen early) {
   auto t0 = Clock::now();
   std::shared_ptr<Instance> inst;
-  // Stems run with the default permissions; other profiles start their own.
-  bool stem_profile = !spec.network && spec.tmp_mb == kDefaultTmpMb;
-  if (stem_profile) {
+  // A stem of the deployment's permission profile, if one is waiting.
+  Profile profile{spec.network, spec.tmp_mb};
+  {
     std::lock_guard lock(mu_);
-    while (!stems_.empty() && !inst) {
-      auto s = stems_.front();
-      stems_.pop_front();
-      if (s->state() == Instance::State::kStem) inst = s;
+    if (auto it = stems_.find(profile); it != stems_.end()) {
+      auto& ready = it->second.ready;
+      while (!ready.empty() && !inst) {
+        auto s = ready.front();
+        ready.pop_front();
+        if (s->state() == Instance::State::kStem) inst = s;
+      }
     }
   }
+  // The next cold start of this profile finds one (the first of a new
+  // profile spawns; later ones need not).
+  refillStems(profile);
   if (inst) {
     phases->from_stem = true;
-    refillStems();
   } else {
     auto launched = co_await launchOffThread(spec.network, spec.tmp_mb);
     if (!launched.ok()) co_return launched.status();
@@ -628,7 +644,9 @@ std::vector<InstanceInfo> Functions::describe() {
 
 size_t Functions::stemCount() {
   std::lock_guard lock(mu_);
-  return stems_.size();
+  size_t n = 0;
+  for (const auto& [profile, pool] : stems_) n += pool.ready.size();
+  return n;
 }
 
 }  // namespace nubo::runtime

@@ -17,9 +17,11 @@
 #include <atomic>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -37,7 +39,9 @@ namespace nubo::runtime {
 struct FunctionsOptions {
   std::string node_binary;           // empty: looked up on PATH
   std::string runtime_dir;           // instance.js is written here
-  int stems = 2;                     // pre-started generic node instances
+  int stems = 2;                     // pre-started generic node instances (default permissions)
+  int stems_per_other_profile = 1;   // for each other permission profile in use...
+  int max_other_profiles = 4;        // ...up to this many profiles
   std::chrono::milliseconds reap_interval{500};
   std::chrono::milliseconds start_timeout{10'000};
 };
@@ -84,7 +88,21 @@ class Functions final : public InstanceFactory {
   // Runs `work` on the spawner thread; the caller resumes on its own executor.
   template <class F>
   auto offThread(F work) -> boost::asio::awaitable<decltype(work())>;
-  void refillStems();
+  // A permission profile: instances with the same one are interchangeable
+  // until specialized.
+  struct Profile {
+    bool network = false;
+    int tmp_mb = 16;
+    bool operator<(const Profile& o) const { return std::tie(network, tmp_mb) < std::tie(o.network, o.tmp_mb); }
+  };
+  struct StemPool {
+    std::deque<std::shared_ptr<Instance>> ready;
+    int starting = 0;
+    int target = 0;
+  };
+  // Starts stems until the profile's pool is full again; a profile seen for
+  // the first time gets a pool (while there is room for more profiles).
+  void refillStems(const Profile& profile);
   boost::asio::awaitable<void> reapLoop();
 
   boost::asio::io_context& ioc_;
@@ -107,8 +125,7 @@ class Functions final : public InstanceFactory {
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Pool>> pools_;  // guarded by mu_
   std::unordered_map<std::string, std::shared_ptr<LogTarget>> log_targets_;  // guarded by mu_; by instance id
-  std::deque<std::shared_ptr<Instance>> stems_;                   // guarded by mu_
-  int stems_starting_ = 0;                                        // guarded by mu_
+  std::map<Profile, StemPool> stems_;                             // guarded by mu_
   bool stopped_ = false;                                          // guarded by mu_
 
   boost::asio::thread_pool spawner_{1};  // last: its thread stops first
