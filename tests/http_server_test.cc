@@ -1,0 +1,161 @@
+// HttpServer on loopback with a test handler: streamed request bodies and
+// what the server refuses to send.
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp needs std::exchange
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <string>
+#include <thread>
+
+#include "common/sha256.h"
+#include "http/server.h"
+
+namespace nubo::http {
+namespace {
+
+// Echoes what it learned about the request; /bad-headers answers with
+// headers a server must not send as they are.
+class TestHandler : public Handler {
+ public:
+  boost::asio::awaitable<Response> handle(const Request& req) override {
+    if (req.path == "/bad-headers") {
+      Response r = Response::text(200, "ok\n");
+      r.header("x-fine", "yes");
+      r.header("x-split", "a\r\nInjected: yes");
+      r.header("bad name", "v");
+      co_return r;
+    }
+    if (req.path == "/ignore-body") co_return Response::text(200, "ignored\n");
+    Sha256 hash;
+    uint64_t bytes = req.body.size();
+    hash.update(req.body);
+    bool streamed = req.body_stream != nullptr;
+    if (streamed) {
+      for (;;) {
+        Result<std::string_view> piece = co_await req.body_stream->read();
+        if (!piece.ok()) co_return bodyReadError(piece.status());
+        if (piece->empty()) break;
+        bytes += piece->size();
+        hash.update(*piece);
+      }
+    }
+    co_return Response::text(200, std::string(streamed ? "streamed " : "whole ") + std::to_string(bytes) + " " +
+                                      hash.finishHex() + "\n");
+  }
+};
+
+class HttpServerTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    ServerLimits limits;
+    limits.body_bytes = 8 << 20;
+    limits.stream_bodies = true;
+    limits.buffered_body_bytes = 1024;
+    server_ = std::make_unique<HttpServer>(ioc_, "test", limits, handler_);
+    auto addr = server_->listen("127.0.0.1:0");
+    ASSERT_TRUE(addr.ok()) << addr.status().toString();
+    port_ = std::stoi(addr->substr(addr->rfind(':') + 1));
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  void TearDown() override {
+    std::promise<void> idle;
+    boost::asio::post(ioc_, [&] { server_->drain([&] { idle.set_value(); }); });
+    idle.get_future().wait_for(std::chrono::seconds(5));
+    server_->closeAll();
+    ioc_.stop();
+    thread_.join();
+  }
+
+  // Sends `request` on a fresh connection and reads until the server closes
+  // or `until` has arrived.
+  std::string exchange(const std::string& request, const std::string& until) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string_view left = request;
+    while (!left.empty()) {
+      ssize_t n = ::send(fd, left.data(), left.size(), MSG_NOSIGNAL);
+      if (n <= 0) break;
+      left.remove_prefix(static_cast<size_t>(n));
+    }
+    std::string got;
+    char buf[65536];
+    while (got.find(until) == std::string::npos) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return got;
+  }
+
+  boost::asio::io_context ioc_;
+  TestHandler handler_;
+  std::unique_ptr<HttpServer> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+TEST_F(HttpServerTest, SmallBodiesArriveWholeLargeOnesStream) {
+  std::string small(1000, 's');
+  std::string got = exchange("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + small, "\n");
+  EXPECT_NE(got.find("whole 1000 " + sha256Hex(small)), std::string::npos) << got;
+
+  std::string large(3 << 20, 'L');
+  for (size_t i = 0; i < large.size(); i += 7919) large[i] = static_cast<char>('a' + i % 26);
+  got = exchange("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(large.size()) + "\r\n\r\n" +
+                     large,
+                 "\n");
+  EXPECT_NE(got.find("streamed " + std::to_string(large.size()) + " " + sha256Hex(large)), std::string::npos)
+      << got.substr(0, 300);
+}
+
+TEST_F(HttpServerTest, ChunkedBodiesStreamAndTheConnectionCarriesOn) {
+  std::string chunked = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+  // Two requests on one connection: the second parses after the first body.
+  std::string got = exchange(chunked + "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", "whole 0");
+  EXPECT_NE(got.find("streamed 11 " + sha256Hex("hello world")), std::string::npos) << got;
+  EXPECT_NE(got.find("whole 0 "), std::string::npos) << got;
+}
+
+TEST_F(HttpServerTest, StreamedBodiesOverTheLimitAre413) {
+  std::string got = exchange("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 9000000\r\n\r\n", "\r\n\r\n");
+  EXPECT_NE(got.find("HTTP/1.1 413"), std::string::npos) << got;
+  std::string chunk(1 << 20, 'c');
+  std::string req = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 9; ++i) req += "100000\r\n" + chunk + "\r\n";
+  got = exchange(req, "max-body-mb");
+  EXPECT_NE(got.find("HTTP/1.1 413"), std::string::npos) << got.substr(0, 300);
+}
+
+TEST_F(HttpServerTest, ABodyTheHandlerLeavesUnreadEndsTheConnection) {
+  std::string body(100000, 'u');
+  std::string got = exchange("POST /ignore-body HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + body +
+                                 "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n",
+                             "never");
+  EXPECT_NE(got.find("ignored"), std::string::npos) << got;
+  EXPECT_EQ(got.find("whole 0"), std::string::npos) << "unread body bytes must not be taken for a request";
+}
+
+TEST_F(HttpServerTest, HeadersThatWouldSplitTheResponseAreNotSent) {
+  std::string got = exchange("GET /bad-headers HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "never");
+  EXPECT_NE(got.find("x-fine: yes\r\n"), std::string::npos) << got;
+  EXPECT_EQ(got.find("Injected"), std::string::npos) << got;
+  EXPECT_EQ(got.find("bad name"), std::string::npos) << got;
+  EXPECT_NE(got.find("\r\n\r\nok\n"), std::string::npos) << got;
+}
+
+}  // namespace
+}  // namespace nubo::http
