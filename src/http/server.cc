@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -474,8 +475,25 @@ asio::awaitable<void> writeResponse(tcp::socket& sock, Response& r, bool keep_al
     if (r.kind == Response::BodyKind::kString) body = r.body;
     if (r.kind == Response::BodyKind::kShared) body = std::string_view(r.shared.bytes->data() + r.shared.offset, r.shared.length);
   }
-  std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(body.data(), body.size())};
-  co_await asio::async_write(sock, bufs, kUseAwaitableEc(ec));
+  // The socket almost always takes it all at once: one sendmsg, and no
+  // completion to dispatch. Only what does not fit waits for the socket.
+  iovec iov[2] = {{head.data(), head.size()}, {const_cast<char*>(body.data()), body.size()}};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = body.empty() ? 1 : 2;
+  ssize_t n;
+  do {
+    n = ::sendmsg(sock.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    ec = error_code(errno, boost::system::system_category());
+    co_return;
+  }
+  size_t sent = n < 0 ? 0 : static_cast<size_t>(n);
+  if (sent == head.size() + body.size()) co_return;
+  std::array<asio::const_buffer, 2> rest{asio::buffer(head) + std::min(sent, head.size()),
+                                         asio::buffer(body.data(), body.size()) + (sent > head.size() ? sent - head.size() : 0)};
+  co_await asio::async_write(sock, rest, kUseAwaitableEc(ec));
 }
 
 // After an error response the client may still be sending: half-close, then
