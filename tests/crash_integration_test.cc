@@ -87,16 +87,10 @@ TEST(CrashTest, SlowClientsGet408AndTheServerCarriesOn) {
   // Send half a request line and stall.
   auto url = server.dataUrl();
   int port = std::stoi(url.substr(url.rfind(':') + 1));
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  int fd = connectLoopback(port, 5);
+  ASSERT_GE(fd, 0);
   std::string partial = "GET /x HTTP/1.1\r\nHost: a";
   ASSERT_EQ(::write(fd, partial.data(), partial.size()), static_cast<ssize_t>(partial.size()));
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   char buf[512];
   ssize_t n = ::read(fd, buf, sizeof buf);
   ::close(fd);

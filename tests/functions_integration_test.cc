@@ -394,15 +394,8 @@ TEST_F(FunctionsTest, LogsKeepEachLineWithItsRequestIdAndCanBeFollowed) {
 class RawClient {
  public:
   explicit RawClient(const std::string& data_url) {
-    int port = std::stoi(data_url.substr(data_url.rfind(':') + 1));
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    timeval tv{10, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    fd_ = connectLoopback(std::stoi(data_url.substr(data_url.rfind(':') + 1)));
+    ok_ = fd_ >= 0;
   }
   ~RawClient() { close(); }
   void close() {

@@ -16,6 +16,7 @@
 
 #include "common/sha256.h"
 #include "http/server.h"
+#include "test_util.h"
 
 namespace nubo::http {
 namespace {
@@ -76,14 +77,8 @@ class HttpServerTest : public testing::Test {
   // Sends `request` on a fresh connection and reads until the server closes
   // or `until` has arrived.
   std::string exchange(const std::string& request, const std::string& until) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port_));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    timeval tv{10, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int fd = testing_util::connectLoopback(port_);
+    EXPECT_GE(fd, 0);
     std::string_view left = request;
     while (!left.empty()) {
       ssize_t n = ::send(fd, left.data(), left.size(), MSG_NOSIGNAL);
