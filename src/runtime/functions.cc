@@ -229,6 +229,7 @@ constexpr int kDefaultTmpMb = 16;
 constexpr std::chrono::milliseconds kWatchClientAfter{50};
 constexpr uint64_t kStemMemory = 512ull << 20;  // until specialized
 constexpr uint64_t kLinkInlineFiles = 64;
+constexpr std::chrono::milliseconds kRefillDelay{50};
 }  // namespace
 
 template <class F>
@@ -364,8 +365,16 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
     }
   }
   // The next cold start of this profile finds one (the first of a new
-  // profile spawns; later ones need not).
-  refillStems(profile);
+  // profile spawns; later ones need not). A stem taken is replaced a moment
+  // after this cold start, so that starting Node does not compete with it.
+  if (inst) {
+    auto t = std::make_shared<asio::steady_timer>(ioc_, kRefillDelay);
+    t->async_wait([this, t, profile](boost::system::error_code ec) {
+      if (!ec) refillStems(profile);
+    });
+  } else {
+    refillStems(profile);
+  }
   if (inst) {
     phases->from_stem = true;
   } else {
