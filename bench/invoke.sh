@@ -28,16 +28,10 @@ http.createServer((req, res) => {
 JS
 node "$BENCH_TMP/plain.js" &
 PIDS+=($!)
-for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.01; done
-
-nubo_url="$NUBO_DATA_URL/hello/"
 node_url="http://127.0.0.1:$port/"
-[[ $(curl -sf "$nubo_url") == $(curl -sf "$node_url") ]] || { echo "bench: bodies differ" >&2; exit 1; }
-
-wrk -t1 -c8 -d2s "$nubo_url" >/dev/null
-wrk -t1 -c8 -d2s "$node_url" >/dev/null
-read -r n_rps n_p50 n_p99 n_err <<<"$(run_wrk "$nubo_url")"
-read -r p_rps p_p50 p_p99 p_err <<<"$(run_wrk "$node_url")"
+wait_for "$node_url"
+pair=$(measure_pair "$NUBO_DATA_URL/hello/" "$node_url") || exit 1
+read -r n_rps n_p50 n_p99 n_err p_rps p_p50 p_p99 p_err <<<"$pair"
 instances=$("$NUBO" ps hello --json | python3 -c 'import json,sys;print(len(json.load(sys.stdin)))')
 printf 'JS hello world, wrk -t%s -c%s -d%s (%s cores)\n' "$THREADS" "$CONNS" "$DURATION" "$(nproc)"
 printf '  %-10s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s   (%s instances)\n' nubo "$n_rps" "$n_p50" "$n_p99" "$n_err" "$instances"

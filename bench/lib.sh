@@ -55,3 +55,19 @@ errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
 print(f"{rps:.0f} {lat(50):.3f} {lat(99):.3f} {errs.group(1) if errs else 0}")
 PY
 }
+
+# wait_for URL: until it answers (bounded: 3 s).
+wait_for() {
+  for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.01; done
+  echo "bench: $1 did not answer" >&2
+  return 1
+}
+
+# measure_pair NUBO_URL REFERENCE_URL -> "n_rps n_p50 n_p99 n_err r_rps r_p50 r_p99 r_err"
+# Both must serve the same body; each is warmed, then measured with run_wrk.
+measure_pair() {
+  [[ $(curl -sf "$1") == $(curl -sf "$2") ]] || { echo "bench: bodies differ" >&2; return 1; }
+  wrk -t1 -c8 -d2s "$1" >/dev/null
+  wrk -t1 -c8 -d2s "$2" >/dev/null
+  echo "$(run_wrk "$1") $(run_wrk "$2")"
+}

@@ -40,17 +40,10 @@ http {
 CONF
 "$NGINX" -p "$BENCH_TMP/nginx" -c "$BENCH_TMP/nginx/nginx.conf" &
 PIDS+=($!)
-for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/index.html" >/dev/null && break; sleep 0.01; done
-
-nubo_url="$NUBO_DATA_URL/bench/index.html"
 nginx_url="http://127.0.0.1:$port/index.html"
-[[ $(curl -sf "$nubo_url") == $(curl -sf "$nginx_url") ]] || { echo "bench: bodies differ" >&2; exit 1; }
-
-# Warm both, then measure.
-wrk -t1 -c4 -d1s "$nubo_url" >/dev/null
-wrk -t1 -c4 -d1s "$nginx_url" >/dev/null
-read -r n_rps n_p50 n_p99 n_err <<<"$(run_wrk "$nubo_url")"
-read -r g_rps g_p50 g_p99 g_err <<<"$(run_wrk "$nginx_url")"
+wait_for "$nginx_url"
+pair=$(measure_pair "$NUBO_DATA_URL/bench/index.html" "$nginx_url") || exit 1
+read -r n_rps n_p50 n_p99 n_err g_rps g_p50 g_p99 g_err <<<"$pair"
 ratio=$(python3 -c "print(f'{$n_rps/$g_rps:.2f}')")
 printf 'static file, wrk -t%s -c%s -d%s (%s cores)\n' "$THREADS" "$CONNS" "$DURATION" "$(nproc)"
 printf '  %-6s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s\n' nubo "$n_rps" "$n_p50" "$n_p99" "$n_err"

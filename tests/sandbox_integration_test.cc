@@ -104,6 +104,49 @@ TEST_F(SandboxTest, SecretsOfTheHostAndThePlatformAreInvisible) {
   for (const auto& entry : (*j)["root"]) EXPECT_NE(entry, "root") << "host /root visible";
 }
 
+// The CPU weight of an instance's cgroup ("" when there is no cpu controller).
+std::string cpuWeight(const std::string& group) {
+  for (const auto& file : {"/sys/fs/cgroup/cpu" + group + "/cpu.shares", "/sys/fs/cgroup" + group + "/cpu.weight"}) {
+    std::string v = slurp(file);
+    if (!v.empty()) return v.substr(0, v.find('\n'));
+  }
+  return "";
+}
+
+TEST_F(SandboxTest, StemsWarmUpAtBackgroundCpuWeightAndServeAtTheNormalOne) {
+  deployApp("weighted", {{"index.js", "export default { fetch() { return new Response('w'); } }"}});
+  ASSERT_EQ(server_->get("/weighted/").status, 200);
+  auto stems = [&] {
+    auto j = parseJson(server_->control("GET", "/v1/instances").body, "instances");
+    return j.ok() ? j->value("stems", 0) : 0;
+  };
+  ASSERT_TRUE(waitFor([&] { return stems() >= 2; }));
+  auto ps = parseJson(server_->nubo({"ps", "weighted", "--json"}).out, "ps");
+  ASSERT_TRUE(ps.ok() && ps->size() == 1);
+  // "N:cpu:/nubo/<scope>/<instance>" (v1) or "0::/nubo/<scope>/<instance>" (v2).
+  std::string group;
+  std::istringstream lines(slurp("/proc/" + std::to_string((*ps)[0]["pid"].get<int>()) + "/cgroup"));
+  for (std::string line; std::getline(lines, line);) {
+    auto at = line.find(":/nubo/");
+    bool cpu = line.find(":cpu:") != std::string::npos || line.find(":cpu,") != std::string::npos ||
+               line.rfind("0::", 0) == 0;
+    if (at != std::string::npos && cpu) group = line.substr(at + 1);
+  }
+  if (group.empty() || cpuWeight(group).empty()) GTEST_SKIP() << "no cpu controller for instances here";
+  std::string normal = cpuWeight(group);
+  EXPECT_TRUE(normal == "1024" || normal == "100") << normal;  // the kernel's default weight
+  // Its siblings include the stems, warming up or waiting at the lowest weight.
+  std::string scope = group.substr(0, group.rfind('/'));
+  int background = 0;
+  std::string base = std::filesystem::exists("/sys/fs/cgroup/cpu" + scope) ? "/sys/fs/cgroup/cpu" : "/sys/fs/cgroup";
+  for (const auto& e : std::filesystem::directory_iterator(base + scope)) {
+    if (!e.is_directory()) continue;
+    std::string w = cpuWeight(scope + "/" + e.path().filename().string());
+    if (w == "2" || w == "1") background++;
+  }
+  EXPECT_GE(background, 2) << "the stems' groups in " << base + scope;
+}
+
 TEST_F(SandboxTest, MemoryOverTheLimitKillsOnlyThatInstance) {
   deployApp("hog", {{"index.js", R"(export default { fetch(request) {
       if (new URL(request.url).pathname === '/hog') {

@@ -506,8 +506,9 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
                       "could not start an instance: " + s.message());
   }
   Instance& inst = (*lease)->instance();
+  // A cold start by this request opened the call already, on this instance.
   Result<std::shared_ptr<Call>> call = early_call;
-  if (!early_call || &inst != early_call->instance()) call = inst.open(ex, head, req.body, body_complete);
+  if (!early_call) call = inst.open(ex, head, req.body, body_complete);
   if (!call.ok()) co_return failure(502, call.status().message());
   // A large upload flows to the instance while the request runs; the pump
   // stops when the response no longer needs it (a streamed response takes it along).

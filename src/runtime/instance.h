@@ -103,7 +103,6 @@ class Call {
   // cancel(), and next() fails with `why` (the client's side failed).
   void abort(Status why);
   void markDone() { done_ = true; }
-  const Instance* instance() const { return inst_.get(); }
 
  private:
   std::shared_ptr<Instance> inst_;
