@@ -109,6 +109,50 @@ TEST_F(FunctionsTest, RequestAndResponseBehaveAsTheStandardSays) {
   EXPECT_EQ((*j)["request"], Json::parse(R"([true, true, false, true, "GET", "yes"])"));
 }
 
+// The runtime builds Request and Response objects lazily: what a handler
+// does to them after creating them must still be what the client sees.
+TEST_F(FunctionsTest, ResponsesChangedAfterTheyAreMadeAreSentAsChanged) {
+  deployApp("lazy", {{"index.js", R"(
+    class Tagged extends Response { get tag() { return 'mine'; } }
+    export default { async fetch(request) {
+      const u = new URL(request.url);
+      const kind = u.searchParams.get('kind');
+      if (kind === 'json') {
+        const r = Response.json({ m: request.method, p: u.pathname });
+        r.headers.set('x-later', '1');
+        return r;
+      }
+      if (kind === 'text') return new Response('made ' + request.method, { status: 202 });
+      if (kind === 'sub') {
+        const r = new Tagged('sub');
+        return new Response(`${r instanceof Tagged} ${r.tag} ${await r.text()}`);
+      }
+      if (kind === 'headers') {
+        await null;
+        return Response.json([...request.headers].filter(([k]) => k.startsWith('x-')));
+      }
+      return new Response(new Uint8Array([104, 105]), { status: 203 });
+    } })"}});
+  auto json = server_->get("/lazy/x?kind=json");
+  EXPECT_EQ(json.status, 200);
+  EXPECT_EQ(json.body, R"({"m":"GET","p":"/x"})");
+  EXPECT_EQ(json.header("content-type"), "application/json");
+  EXPECT_EQ(json.header("x-later"), "1");
+  auto text = server_->get("/lazy/?kind=text");
+  EXPECT_EQ(text.status, 202);
+  EXPECT_EQ(text.body, "made GET");
+  EXPECT_EQ(text.header("content-type"), "text/plain;charset=UTF-8");
+  auto sub = server_->get("/lazy/?kind=sub");
+  EXPECT_EQ(sub.body, "true mine sub");
+  auto headers = server_->get("/lazy/?kind=headers", {"X-One: 1", "x-two: 2"});
+  EXPECT_EQ(headers.body, R"([["x-nubo-request-id",")" + headers.header("x-nubo-request-id") +
+                              R"("],["x-one","1"],["x-two","2"]])");
+  auto bytes = server_->get("/lazy/");
+  EXPECT_EQ(bytes.status, 203);
+  EXPECT_EQ(bytes.body, "hi");
+  EXPECT_EQ(bytes.header("content-type"), "");
+}
+
 TEST_F(FunctionsTest, NodeStyleHandlersInCommonJsAndEsm) {
   const char* body = R"((req, res) => {
     let data = '';

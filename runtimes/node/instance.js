@@ -17,8 +17,8 @@ const { Duplex } = require('node:stream');
 const { pathToFileURL } = require('node:url');
 const path = require('node:path');
 const { AsyncLocalStorage } = require('node:async_hooks');
-const { Response: FastResponse, wholeBody } = require('./fast_response.js');
-const { newRequest, abortRequest } = require('./fast_request.js');
+const { Response: FastResponse, wholeBody, lazyHead, lazyStatus, lazyType } = require('./fast_response.js');
+const { lazyRequest, abortRequest } = require('./fast_request.js');
 
 // Functions build responses with the runtime's Response (same API, no stream
 // for a body made of a string or bytes).
@@ -100,11 +100,25 @@ function responseHead(status, pairs) {
   return b;
 }
 
+// The encoded head of a response with only a status and a content type
+// (or none), made once for each pair seen.
+const simpleHeads = new Map();
+function simpleHead(status, type) {
+  const key = type === null ? status : `${status} ${type}`;
+  let h = simpleHeads.get(key);
+  if (h === undefined) {
+    h = responseHead(status, type === null ? [] : [['content-type', type]]);
+    if (simpleHeads.size < 64) simpleHeads.set(key, h);
+  }
+  return h;
+}
+
 // Request head: str16 method, str16 path, str16 url, str16 id, u16 count, pairs.
+// The header pairs are decoded only when asked for (requestHeaders()).
 function parseRequestHead(b, o, end) {
   const s16 = () => {
     const n = b.readUInt16BE(o);
-    const v = b.toString('latin1', o + 2, o + 2 + n);
+    const v = b.latin1Slice(o + 2, o + 2 + n);
     o += 2 + n;
     return v;
   };
@@ -113,16 +127,25 @@ function parseRequestHead(b, o, end) {
   const u = s16();
   const id = s16();
   const count = b.readUInt16BE(o);
-  o += 2;
+  if (o + 2 > end) throw new Error('request head overruns its frame');
+  return { m, p, u, id, b, o: o + 2, end, count };
+}
+
+// The header pairs of a parsed head: [lowercased name, value].
+function requestHeaders(head) {
+  const { b, end, count } = head;
+  let o = head.o;
   const h = new Array(count);
   for (let i = 0; i < count; i++) {
-    const k = s16().toLowerCase();
+    const kn = b.readUInt16BE(o);
+    const k = b.latin1Slice(o + 2, o + 2 + kn).toLowerCase();
+    o += 2 + kn;
     const n = b.readUInt32BE(o);
-    h[i] = [k, b.toString('latin1', o + 4, o + 4 + n)];
+    h[i] = [k, b.latin1Slice(o + 4, o + 4 + n)];
     o += 4 + n;
   }
   if (o > end) throw new Error('request head overruns its frame');
-  return { m, p, u, id, h };
+  return h;
 }
 
 function sendJson(type, stream, obj) { send(frame(type, 0, stream, Buffer.from(JSON.stringify(obj)))); }
@@ -423,12 +446,21 @@ async function serveFetch(st, head, first, ended) {
         pull() { credit.consumed(); },
       }, { highWaterMark: 0 });
     }
-    const req = newRequest(head.u, { method: head.m, headers: head.h, body, duplex: 'half' });
+    const req = lazyRequest(head.m, head.u, () => requestHeaders(head), body);
     request = req;
     if (aborted) abortRequest(req);
     const res = await handler.obj.fetch(req, env, makeCtx());
     if (st.cancelled) return;
     if (!(res instanceof Response)) throw new Error('fetch() must return a Response');
+    if (lazyHead(res) !== undefined) {
+      // Nobody looked into it: its head is its status and content type.
+      const whole = wholeBody(res);
+      if (whole !== undefined && whole.length <= st.window) {
+        send(headFrame(T.RESPONSE, END, st.id, simpleHead(lazyStatus(res), lazyType(res)),
+                       head.m === 'HEAD' ? null : whole));
+        return st.finish();
+      }
+    }
     const headers = [];
     res.headers.forEach((v, k) => { if (k !== 'set-cookie') headers.push([k, v]); });
     for (const c of res.headers.getSetCookie()) headers.push(['set-cookie', c]);
@@ -554,7 +586,7 @@ function serveNode(st, head, first, ended) {
   req.httpVersionMinor = 1;
   const headers = {};
   const raw = [];
-  for (const [k, v] of head.h) {
+  for (const [k, v] of requestHeaders(head)) {
     raw.push(k, v);
     if (k === 'set-cookie') (headers[k] = headers[k] || []).push(v);
     else headers[k] = k in headers ? `${headers[k]}, ${v}` : v;
