@@ -679,5 +679,51 @@ TEST(FunctionsLimits, BodiesOverTheLimitAre413EvenWhenStreamed) {
   EXPECT_EQ(server.get("/limited/").status, 200) << "the server goes on";
 }
 
+// With one data-plane thread, connections and instances share the
+// io_context's executor; with more, each has its own strand. The same
+// traffic must come out right both ways.
+class FunctionsOnThreeThreadsTest : public testing::Test {
+ protected:
+  TempDir tmp_;
+  NuboServer server_{tmp_, {"--threads", "3"}};
+};
+
+TEST_F(FunctionsOnThreeThreadsTest, ConcurrentRequestsGetTheirOwnAnswers) {
+  std::string dir = tmp_.sub("apps/echo");
+  writeFile(dir + "/index.js", R"(export default { async fetch(request) {
+    const body = await request.text();
+    if (new URL(request.url).searchParams.has('stream')) {
+      return new Response(new ReadableStream({ async start(c) {
+        for (const part of body.split(',')) { c.enqueue(new TextEncoder().encode(part)); await null; }
+        c.close();
+      } }));
+    }
+    return Response.json({ body, id: request.headers.get('x-nubo-request-id') });
+  } })");
+  writeFile(dir + "/nubo.json", R"({"limits": {"concurrency": 8, "max_instances": 3}})");
+  server_.deploy(dir, {"--app", "echo"});
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 16; ++t) {
+    clients.emplace_back([&, t] {
+      cli::HttpClient c(server_.dataUrl(), "");
+      for (int i = 0; i < 25; ++i) {
+        std::string body = "a" + std::to_string(t) + ",b" + std::to_string(i);
+        bool stream = i % 2 == 1;
+        auto r = c.send("POST", stream ? "/echo/?stream" : "/echo/", body);
+        if (!r.ok() || r->status != 200) continue;
+        if (stream) {
+          if (r->body == "a" + std::to_string(t) + "b" + std::to_string(i)) ok++;
+        } else {
+          auto j = parseJson(r->body, "echo");
+          if (j.ok() && (*j)["body"] == body && (*j)["id"] == r->header("x-nubo-request-id")) ok++;
+        }
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  EXPECT_EQ(ok.load(), 16 * 25);
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

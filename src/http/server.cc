@@ -1,5 +1,7 @@
 #include "http/server.h"
 
+#include "common/executors.h"
+
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -84,11 +86,16 @@ bool bodyForbidden(int status) { return status < 200 || status == 204 || status 
 
 // A header the server may send: a token for a name, no line breaks or NUL
 // in the value (a function must not be able to split the response).
+constexpr std::array<bool, 256> kTokenChar = [] {
+  std::array<bool, 256> t{};
+  for (int c = 33; c < 127; ++c) t[static_cast<size_t>(c)] = std::string_view("()<>@,;:\\\"/[]?={}").find(static_cast<char>(c)) == std::string_view::npos;
+  return t;
+}();
+
 bool sendableHeader(std::string_view name, std::string_view value) {
   if (name.empty()) return false;
   for (char ch : name) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c <= 32 || c >= 127 || std::strchr("()<>@,;:\\\"/[]?={}", c)) return false;
+    if (!kTokenChar[static_cast<unsigned char>(ch)]) return false;
   }
   for (char ch : value) {
     if (ch == '\r' || ch == '\n' || ch == '\0') return false;
@@ -330,8 +337,9 @@ class StreamedBody final : public BodyReader, public std::enable_shared_from_thi
 
 }  // namespace
 
-HttpServer::HttpServer(asio::io_context& ioc, std::string name, ServerLimits limits, Handler& handler)
-    : ioc_(ioc), name_(std::move(name)), limits_(limits), handler_(handler), acceptor_(new Acceptor(ioc)) {}
+HttpServer::HttpServer(asio::io_context& ioc, std::string name, ServerLimits limits, Handler& handler, int threads)
+    : ioc_(ioc), name_(std::move(name)), limits_(limits), handler_(handler), threads_(threads),
+      acceptor_(new Acceptor(ioc)) {}
 
 HttpServer::~HttpServer() = default;
 
@@ -378,7 +386,7 @@ asio::awaitable<void> HttpServer::acceptLoop() {
   auto& acc = acceptor_->acceptor;
   for (;;) {
     error_code ec;
-    tcp::socket sock = co_await acc.async_accept(asio::make_strand(ioc_), kUseAwaitableEc(ec));
+    tcp::socket sock = co_await acc.async_accept(serialExecutor(ioc_, threads_), kUseAwaitableEc(ec));
     if (ec) {
       if (!acc.is_open() || draining_) co_return;
       if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {

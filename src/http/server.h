@@ -17,7 +17,9 @@
 // - A handler that throws gets its client a 500; the server goes on.
 //
 // Threading: one io_context may run on many threads; each connection lives
-// on its own strand. drain() may be called from any thread.
+// on its own strand (on the context's own executor when `threads` says one
+// thread runs it: see common/executors.h). drain() may be called from any
+// thread.
 #pragma once
 
 #include <atomic>
@@ -59,7 +61,9 @@ class Handler {
 class HttpServer {
  public:
   // `name` appears in logs ("gateway", "control").
-  HttpServer(boost::asio::io_context& ioc, std::string name, ServerLimits limits, Handler& handler);
+  // `threads`: how many threads run `ioc` (0: unknown).
+  HttpServer(boost::asio::io_context& ioc, std::string name, ServerLimits limits, Handler& handler,
+             int threads = 0);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -89,6 +93,7 @@ class HttpServer {
   std::string name_;
   ServerLimits limits_;
   Handler& handler_;
+  int threads_;
   struct Acceptor;
   std::unique_ptr<Acceptor> acceptor_;
 

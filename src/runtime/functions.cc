@@ -286,7 +286,7 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(bool network, int tm
     }
     store->append(app, {nowMs(), deployment, std::string(stream), request_id, std::string(line)});
   };
-  auto inst = Instance::launch(ioc_, launcher_, std::move(spec), id, sink);
+  auto inst = Instance::launch(ioc_, opts_.threads, launcher_, std::move(spec), id, sink);
   if (!inst.ok()) {
     code_.removeInstanceDir(id);
     return inst.status();

@@ -44,6 +44,7 @@ struct FunctionsOptions {
   int max_other_profiles = 4;        // ...up to this many profiles
   std::chrono::milliseconds reap_interval{500};
   std::chrono::milliseconds start_timeout{10'000};
+  int threads = 0;                   // threads running the io_context (0: unknown)
 };
 
 class Functions final : public InstanceFactory {

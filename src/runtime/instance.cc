@@ -15,6 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/executors.h"
 #include "common/json.h"
 
 namespace nubo::runtime {
@@ -43,6 +44,11 @@ std::string_view stateName(Instance::State s) {
 // ---- Mailbox ----------------------------------------------------------------
 
 void Mailbox::wake(asio::steady_timer& which) {
+  // On the caller's own (and only) thread the timer is ours to cancel.
+  if (same_thread_) {
+    which.cancel();
+    return;
+  }
   // The caller waits on its own executor; cancelling the timer there wakes it
   // without racing its wait.
   asio::post(which.get_executor(), [self = shared_from_this(), &which] { which.cancel(); });
@@ -167,8 +173,10 @@ void Call::cancel() {
 
 // ---- Instance ---------------------------------------------------------------
 
-Instance::Instance(asio::io_context& ioc, std::string label)
-    : strand_(asio::make_strand(ioc)),
+Instance::Instance(asio::io_context& ioc, int threads, std::string label)
+    : one_thread_(threads == 1),
+      ioc_ex_(ioc.get_executor()),
+      strand_(serialExecutor(ioc, threads)),
       socket_(strand_),
       pidfd_(strand_),
       out_(strand_),
@@ -179,8 +187,8 @@ Instance::~Instance() {
   if (pid_ > 0 && state_ != State::kDead) ::kill(pid_, SIGKILL);
 }
 
-Result<std::shared_ptr<Instance>> Instance::launch(asio::io_context& ioc, Launcher& launcher, LaunchSpec spec,
-                                                   std::string label, LineSink sink) {
+Result<std::shared_ptr<Instance>> Instance::launch(asio::io_context& ioc, int threads, Launcher& launcher,
+                                                   LaunchSpec spec, std::string label, LineSink sink) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return ErrnoStatus("socketpair", errno);
   UniqueFd ours(sv[0]), theirs(sv[1]);
@@ -193,7 +201,7 @@ Result<std::shared_ptr<Instance>> Instance::launch(asio::io_context& ioc, Launch
   spec.stdout_fd = out_w.get();
   spec.stderr_fd = err_w.get();
 
-  std::shared_ptr<Instance> inst(new Instance(ioc, std::move(label)));
+  std::shared_ptr<Instance> inst(new Instance(ioc, threads, std::move(label)));
   inst->sink_ = std::move(sink);
   ASSIGN_OR_RETURN(Process proc, launcher.launch(spec));
   inst->pid_ = proc.pid;
@@ -219,8 +227,17 @@ std::string Instance::exitReason() const {
   return exit_reason_;
 }
 
+template <class F>
+void Instance::onStrand(F&& f) {
+  if (onOwnThread()) {
+    f();
+  } else {
+    asio::post(strand_, std::forward<F>(f));
+  }
+}
+
 void Instance::send(std::string bytes) {
-  asio::post(strand_, [self = shared_from_this(), bytes = std::move(bytes)]() mutable {
+  onStrand([self = shared_from_this(), bytes = std::move(bytes)]() mutable {
     if (self->dead_) return;
     self->queueOut(bytes);
   });
@@ -252,7 +269,7 @@ void Instance::flush() {
 }
 
 void Instance::endStream(uint32_t id) {
-  asio::post(strand_, [self = shared_from_this(), id] {
+  onStrand([self = shared_from_this(), id] {
     if (self->streams_.erase(id)) self->inflight_--;
   });
 }
@@ -451,11 +468,14 @@ Result<std::shared_ptr<Call>> Instance::open(asio::any_io_executor caller, std::
                                              std::string_view body, bool end) {
   if (state_ == State::kDead) return Unavailable("instance " + label_ + " is not running");
   uint32_t id = next_stream_.fetch_add(2);
-  auto box = std::make_shared<Mailbox>(caller);
+  // The caller on the instance's own thread (one thread runs everything):
+  // its frames are pushed and taken there, with no hand-off between.
+  bool same_thread = onOwnThread() && caller == strand_;
+  auto box = std::make_shared<Mailbox>(caller, same_thread);
   std::string f;
   protocol::appendHeadFrame(f, FrameType::kRequest, end ? protocol::kEndStream : 0, id, head_json, body);
   inflight_++;
-  asio::post(strand_, [self = shared_from_this(), id, box, f = std::move(f)]() mutable {
+  onStrand([self = shared_from_this(), id, box, f = std::move(f)]() mutable {
     if (self->dead_) {
       self->inflight_--;
       box->close(Unavailable("instance " + self->label_ + " " + self->dead_why_));

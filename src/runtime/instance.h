@@ -7,7 +7,7 @@
 // When the process exits, every open call fails with kUnavailable naming how
 // it ended; state() becomes kDead.
 //
-// Threading: socket I/O runs on the instance's own strand. Every public
+// Threading: socket I/O runs on the instance's own strand (common/executors.h). Every public
 // method may be called from any thread; awaitables complete on the caller's
 // executor.
 #pragma once
@@ -55,7 +55,10 @@ using LineSink = std::function<void(std::string_view stream, std::string_view li
 // Always owned by a shared_ptr: a wake-up posted to the caller keeps it alive.
 class Mailbox : public std::enable_shared_from_this<Mailbox> {
  public:
-  explicit Mailbox(boost::asio::any_io_executor caller) : signal_(caller), credit_signal_(caller) {}
+  // `same_thread`: every push, close and credit comes from the one thread
+  // that also runs the caller (then a wake-up needs no hand-off).
+  explicit Mailbox(boost::asio::any_io_executor caller, bool same_thread = false)
+      : same_thread_(same_thread), signal_(caller), credit_signal_(caller) {}
   void push(protocol::Frame f);
   void close(Status why);
   // The next frame; kDeadlineExceeded at `deadline`, the close status after close().
@@ -70,6 +73,7 @@ class Mailbox : public std::enable_shared_from_this<Mailbox> {
 
  private:
   void wake(boost::asio::steady_timer& which);
+  const bool same_thread_;
   std::mutex mu_;
   std::deque<protocol::Frame> inbox_;  // guarded by mu_
   std::optional<Status> closed_;       // guarded by mu_
@@ -116,8 +120,9 @@ class Instance : public std::enable_shared_from_this<Instance> {
   enum class State { kStarting, kStem, kSpecializing, kReady, kStopping, kDead };
 
   // Starts the process: `spec` gets its channel and output fds filled in.
-  static Result<std::shared_ptr<Instance>> launch(boost::asio::io_context& ioc, Launcher& launcher, LaunchSpec spec,
-                                                  std::string label, LineSink sink);
+  // `threads`: how many threads run `ioc` (0: unknown).
+  static Result<std::shared_ptr<Instance>> launch(boost::asio::io_context& ioc, int threads, Launcher& launcher,
+                                                  LaunchSpec spec, std::string label, LineSink sink);
   ~Instance();
 
   boost::asio::awaitable<Status> waitHello(Deadline deadline);
@@ -152,7 +157,7 @@ class Instance : public std::enable_shared_from_this<Instance> {
   void endStream(uint32_t id);
 
  private:
-  Instance(boost::asio::io_context& ioc, std::string label);
+  Instance(boost::asio::io_context& ioc, int threads, std::string label);
   boost::asio::awaitable<void> readLoop();
   boost::asio::awaitable<void> writeLoop();
   // Strand only: queues bytes for the socket and flushes them once per batch.
@@ -165,8 +170,15 @@ class Instance : public std::enable_shared_from_this<Instance> {
   void setControl(std::shared_ptr<Mailbox> box);
   boost::asio::awaitable<Result<protocol::Frame>> nextControl(protocol::FrameType want, Deadline deadline);
   void onDead(const std::string& exit_reason);
+  // Runs `f` on the instance's strand: at once when called on the one
+  // thread that runs the io_context, else posted.
+  template <class F>
+  void onStrand(F&& f);
+  bool onOwnThread() const { return one_thread_ && ioc_ex_.running_in_this_thread(); }
 
-  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+  const bool one_thread_;  // one thread runs the io_context
+  boost::asio::io_context::executor_type ioc_ex_;
+  boost::asio::any_io_executor strand_;  // serialExecutor(): a strand, or the context with one thread
   boost::asio::local::stream_protocol::socket socket_;   // on strand_
   boost::asio::posix::stream_descriptor pidfd_;          // on strand_
   boost::asio::posix::stream_descriptor out_, err_;      // on strand_

@@ -107,7 +107,12 @@ Status runServer(const ServerOptions& opts) {
     }
   }
 
-  asio::io_context data_ioc;
+  // Half the cores by default: the rest is for function instances (and, on
+  // a benchmark machine, the load generator); cross-thread hand-offs cost
+  // more than they gain on small machines.
+  int data_threads = opts.threads > 0 ? opts.threads
+                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2));
+  asio::io_context data_ioc(data_threads);
   asio::io_context control_ioc;
 
   gateway::Router router(*store, opts.base_domain);
@@ -118,6 +123,7 @@ Status runServer(const ServerOptions& opts) {
   runtime::FunctionsOptions fopts;
   fopts.runtime_dir = runtime_dir;
   fopts.stems = opts.stems;
+  fopts.threads = data_threads;
   runtime::Cgroups* instance_cgroups = launcher == &sandbox_launcher ? &cgroups : nullptr;
   ASSIGN_OR_RETURN(auto functions,
                    runtime::Functions::create(data_ioc, *launcher, *code, instance_cgroups, *store, logstore, fopts,
@@ -129,7 +135,7 @@ Status runServer(const ServerOptions& opts) {
   data_limits.body_bytes = opts.max_body_mb << 20;
   data_limits.stream_bodies = true;  // uploads to functions flow through, never whole in memory
   data_limits.header_timeout = opts.header_timeout;
-  http::HttpServer data_server(data_ioc, "gateway", data_limits, gw);
+  http::HttpServer data_server(data_ioc, "gateway", data_limits, gw, data_threads);
   ASSIGN_OR_RETURN(std::string data_addr, data_server.listen(opts.listen));
 
   api::PublicUrls urls;
@@ -210,11 +216,6 @@ Status runServer(const ServerOptions& opts) {
   signals.async_wait(on_signal);
 
   functions->start();
-  // Half the cores by default: the rest is for function instances (and, on
-  // a benchmark machine, the load generator); cross-thread hand-offs cost
-  // more than they gain on small machines.
-  int data_threads = opts.threads > 0 ? opts.threads
-                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2));
   std::vector<std::thread> threads;
   runThreads(data_ioc, data_threads, threads);
   runThreads(control_ioc, 3, threads);
