@@ -1,6 +1,7 @@
 #include "runtime/launcher.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -65,8 +66,17 @@ Result<Process> spawnProcess(const std::vector<std::string>& args, const std::ve
   return p;
 }
 
+void useBatchScheduling(pid_t pid) {
+  sched_param none{};
+  ::sched_setscheduler(pid, SCHED_BATCH, &none);  // best effort: an instance runs either way
+}
+
 Result<Process> PlainLauncher::launch(const LaunchSpec& spec) {
-  return spawnProcess(spec.argv, spec.env, spec.cwd, spec);
+  ASSIGN_OR_RETURN(Process p, spawnProcess(spec.argv, spec.env, spec.cwd, spec));
+  // Just exec'd (posix_spawn returns after the exec): set before the
+  // runtime starts its threads, which inherit it.
+  useBatchScheduling(p.pid);
+  return p;
 }
 
 }  // namespace nubo::runtime

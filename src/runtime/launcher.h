@@ -65,6 +65,15 @@ class PlainLauncher final : public Launcher {
 Result<Process> spawnProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                              const std::string& cwd, const LaunchSpec& io);
 
+// Makes `pid` (0: the caller) a SCHED_BATCH process, as every instance is:
+// a woken instance does not preempt the gateway thread that woke it, so the
+// gateway finishes its turn (more requests for that instance, responses for
+// clients) and the instance then takes the whole batch in one wake-up. The
+// CPU share is unchanged (nice values and cgroup weights apply as before).
+// bench/invoke.sh: about 12% more requests per second; instance CPU per
+// request 7.6 -> 5.4 us.
+void useBatchScheduling(pid_t pid);
+
 // pidfd_open(2); kUnimplemented on kernels without it.
 Result<UniqueFd> openPidfd(pid_t pid);
 

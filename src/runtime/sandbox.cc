@@ -271,6 +271,7 @@ bool applySeccomp(bool network, Layers& layers) {
   if (!dropPrivileges(layers, in_userns)) ::_exit(126);
   // Dies with the helper. Set after the credential change, which clears it.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  useBatchScheduling(0);
   if (layers.want("seccomp") && !applySeccomp(spec.network, layers)) ::_exit(126);
   if (spec.probe) {
     // Report on stdout; the probe is over.
