@@ -22,6 +22,8 @@
 // start-up checks every path above; if any misbehaves, requests are built
 // the ordinary way (and only request.signal itself is lazy).
 
+const { lazyPrototype } = require('./lazy_object.js');
+
 const NativeAbortController = globalThis.AbortController;
 const NativeRequest = globalThis.Request;
 const kAborted = Symbol('nubo.aborted');
@@ -89,25 +91,14 @@ function LazyRequest(method, url, init) {
   this[kAborted] = false;
 }
 
-// Reads the internal slots a real Request has (its state, headers, signal,
-// dispatcher) through to the real one.
+// Its internal slots (state, headers, signal, dispatcher) read through to
+// the real Request (lazy_object.js).
 function defineLazyPrototype() {
-  const slots = Object.getOwnPropertySymbols(new NativeRequest('http://probe.invalid/'));
-  const proto = Object.create(NativeRequest.prototype);
-  const props = {
-    constructor: { value: NativeRequest, writable: true, configurable: true },
-    method: { get() { return this[kMethod]; }, configurable: true },
-    url: { get() { return this[kUrl]; }, configurable: true },
-  };
-  for (const s of slots) {
-    props[s] = {
-      get() { return realOf(this)[s]; },
-      set(v) { realOf(this)[s] = v; },
-      configurable: true,
-    };
-  }
-  Object.defineProperties(proto, props);
-  LazyRequest.prototype = proto;
+  const sample = new NativeRequest('http://probe.invalid/');
+  LazyRequest.prototype = lazyPrototype(NativeRequest.prototype, sample, NativeRequest, {
+    method() { return this[kMethod]; },
+    url() { return this[kUrl]; },
+  }, realOf);
 }
 
 // A request for a fetch handler: `headers` is a function returning the

@@ -23,6 +23,7 @@
 // ordinary way.
 
 const { isDisturbed } = require('node:stream');
+const { lazyPrototype } = require('./lazy_object.js');
 
 const NativeResponse = globalThis.Response;
 const kBytes = Symbol('nubo.bytes');    // Buffer; undefined: the body is Node's
@@ -181,18 +182,14 @@ function LazyResponse(bytes, status, type) {
   this[kReal] = undefined;
 }
 
+// Its internal slots (state, headers) read through to Node's response
+// (lazy_object.js).
 function defineLazyPrototype() {
-  const slots = Object.getOwnPropertySymbols(new NativeResponse(null));
-  const props = {
-    constructor: { value: Response, writable: true, configurable: true },
-    status: { get() { return this[kStatus]; }, configurable: true },
-    ok: { get() { return this[kStatus] >= 200 && this[kStatus] <= 299; }, configurable: true },
-    statusText: { get() { return ''; }, configurable: true },
-  };
-  for (const s of slots) {
-    props[s] = { get() { return realOf(this)[s]; }, set(v) { realOf(this)[s] = v; }, configurable: true };
-  }
-  LazyResponse.prototype = Object.create(Response.prototype, props);
+  LazyResponse.prototype = lazyPrototype(Response.prototype, new NativeResponse(null), Response, {
+    status() { return this[kStatus]; },
+    ok() { return this[kStatus] >= 200 && this[kStatus] <= 299; },
+    statusText() { return ''; },
+  }, realOf);
 }
 
 // For a lazy response nobody has looked into: { status, type } (type may be
