@@ -42,11 +42,6 @@ inline bool waitFor(const std::function<bool()>& cond, std::chrono::milliseconds
   return cond();
 }
 
-inline void writeFile(const std::string& path, const std::string& content) {
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << content;
-}
-
 inline std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

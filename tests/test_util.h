@@ -9,9 +9,16 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 namespace nubo::testing_util {
+
+// Writes `content` at `path`, making the folders on the way.
+inline void writeFile(const std::string& path, const std::string& content) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path, std::ios::binary) << content;
+}
 
 class TempDir {
  public:

@@ -1,0 +1,137 @@
+#include "blob/directory.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <optional>
+#include <vector>
+
+#include "blob/tree.h"
+#include "common/fs.h"
+#include "common/sha256.h"
+
+namespace nubo::blob {
+namespace {
+
+constexpr int kMaxDepth = 64;
+
+class Storer {
+ public:
+  Storer(BlobStore& blobs, std::string top, const SkipReport& skipped)
+      : blobs_(blobs), top_(std::move(top)), skipped_(skipped) {}
+
+  // Stores the folder at `rel` ("" for the top); the tree hash, or empty
+  // when nothing below it is a file.
+  Result<std::string> storeDir(const std::string& rel, int depth, uint64_t* bytes) {
+    if (depth > kMaxDepth) return InvalidArgument(rel + ": folders nested deeper than " + std::to_string(kMaxDepth));
+    std::string path = rel.empty() ? top_ : top_ + "/" + rel;
+    DIR* d = ::opendir(path.c_str());
+    if (!d) return ErrnoStatus("open folder " + path, errno);
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(d)) {
+      std::string_view n = e->d_name;
+      if (n != "." && n != "..") names.emplace_back(n);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    Tree tree;
+    *bytes = 0;
+    for (const auto& name : names) {
+      std::string child_rel = rel.empty() ? name : rel + "/" + name;
+      RETURN_IF_ERROR(validateEntryName(name, child_rel));
+      std::string child = top_ + "/" + child_rel;
+      struct stat st {};
+      if (::lstat(child.c_str(), &st) != 0) return ErrnoStatus("stat " + child, errno);
+      std::string source = child;
+      if (S_ISLNK(st.st_mode)) {
+        auto target = insideTarget(child, child_rel);
+        if (!target) continue;
+        source = *target;
+        if (::stat(source.c_str(), &st) != 0) return ErrnoStatus("stat " + source, errno);
+      }
+      TreeEntry entry;
+      entry.name = name;
+      if (S_ISDIR(st.st_mode)) {
+        uint64_t sub_bytes = 0;
+        ASSIGN_OR_RETURN(std::string sub, storeDir(child_rel, depth + 1, &sub_bytes));
+        if (sub.empty()) continue;
+        entry.kind = EntryKind::kDir;
+        entry.hash = std::move(sub);
+        entry.size = sub_bytes;
+      } else if (S_ISREG(st.st_mode)) {
+        ASSIGN_OR_RETURN(entry.hash, storeFile(source));
+        entry.kind = (st.st_mode & S_IXUSR) ? EntryKind::kExecutable : EntryKind::kFile;
+        entry.size = static_cast<uint64_t>(st.st_size);
+        out_.files++;
+      } else {
+        if (skipped_) skipped_(child_rel, "not a regular file or folder");
+        continue;
+      }
+      *bytes += entry.size;
+      tree.entries.push_back(std::move(entry));
+    }
+    if (tree.entries.empty()) return std::string();
+    ASSIGN_OR_RETURN(std::string encoded, encodeTree(std::move(tree)));
+    std::string hash = sha256Hex(encoded);
+    RETURN_IF_ERROR(blobs_.put(hash, encoded));
+    return hash;
+  }
+
+  StoredDirectory& result() { return out_; }
+
+ private:
+  // The file or folder a link points to, when it is inside the top folder.
+  std::optional<std::string> insideTarget(const std::string& link, const std::string& rel) {
+    char resolved[PATH_MAX];
+    if (!::realpath(link.c_str(), resolved)) {
+      if (skipped_) skipped_(rel, "a symbolic link to nothing");
+      return std::nullopt;
+    }
+    std::string target = resolved;
+    if (target.rfind(top_ + "/", 0) != 0) {
+      if (skipped_) skipped_(rel, "a symbolic link out of the folder (" + target + ")");
+      return std::nullopt;
+    }
+    struct stat st {};
+    if (::stat(target.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      if (skipped_) skipped_(rel, "a symbolic link to something other than a file");
+      return std::nullopt;
+    }
+    return target;
+  }
+
+  Result<std::string> storeFile(const std::string& path) {
+    ASSIGN_OR_RETURN(std::string bytes, readFile(path));
+    std::string hash = sha256Hex(bytes);
+    if (!blobs_.size(hash).ok()) {
+      RETURN_IF_ERROR(blobs_.put(hash, bytes));
+      out_.stored_files++;
+    }
+    return hash;
+  }
+
+  BlobStore& blobs_;
+  std::string top_;
+  const SkipReport& skipped_;
+  StoredDirectory out_;
+};
+
+}  // namespace
+
+Result<StoredDirectory> storeDirectory(BlobStore& blobs, const std::string& dir, const SkipReport& skipped) {
+  char resolved[PATH_MAX];
+  if (!::realpath(dir.c_str(), resolved)) return NotFound("folder " + dir + " does not exist");
+  Storer s(blobs, resolved, skipped);  // resolved: links are checked against the real path
+  uint64_t bytes = 0;
+  ASSIGN_OR_RETURN(std::string root, s.storeDir("", 0, &bytes));
+  StoredDirectory out = s.result();
+  out.root = std::move(root);
+  out.bytes = bytes;
+  return out;
+}
+
+}  // namespace nubo::blob
