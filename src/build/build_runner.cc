@@ -1,0 +1,253 @@
+#include "build/build_runner.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <filesystem>
+
+#include "blob/directory.h"
+#include "common/fs.h"
+#include "common/ids.h"
+
+namespace nubo::build {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uid_t kSandboxUser = 65534;       // the sandbox's unprivileged user, when nubo runs as root
+constexpr size_t kMaxLine = 16 * 1024;      // a longer line is cut
+constexpr auto kDrainAfterExit = std::chrono::milliseconds(1000);
+
+// What a builder sees of the host besides its own folder: the toolchain
+// (compilers, node, npm...), read-only.
+const std::vector<std::string> kToolchain = {"/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc/alternatives",
+                                             "/etc/ssl", "/usr/share/ca-certificates"};
+
+// A folder the builder (the sandbox's user) may write.
+Status makeWritableDir(const std::string& dir) {
+  RETURN_IF_ERROR(makeDirs(dir));
+  if (::geteuid() == 0 && ::chown(dir.c_str(), kSandboxUser, kSandboxUser) != 0) {
+    return ErrnoStatus("chown " + dir, errno);
+  }
+  return Status::Ok();
+}
+
+bool isBuilderName(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) return false;
+  }
+  return true;
+}
+
+void removeTree(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+// Splits what a pipe gives into lines for the log.
+class LineSplitter {
+ public:
+  LineSplitter(std::string_view stream, const BuildLog& log) : stream_(stream), log_(log) {}
+  void feed(std::string_view bytes) {
+    for (char c : bytes) {
+      if (c == '\n') {
+        flush();
+      } else if (pending_.size() < kMaxLine) {
+        pending_ += c;
+      }
+    }
+  }
+  void flush() {
+    if (log_) log_(stream_, pending_);
+    pending_.clear();
+  }
+  void finish() {
+    if (!pending_.empty()) flush();
+  }
+
+ private:
+  std::string_view stream_;
+  const BuildLog& log_;
+  std::string pending_;
+};
+
+}  // namespace
+
+BuildRunner::BuildRunner(runtime::Launcher& launcher, blob::BlobStore& blobs, runtime::CodeStore& code,
+                         runtime::Cgroups* cgroups, BuildOptions options)
+    : launcher_(launcher), blobs_(blobs), code_(code), cgroups_(cgroups), opts_(std::move(options)) {}
+
+Result<int> BuildRunner::runProcess(const runtime::LaunchSpec& base, const BuildLog& log) {
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
+  UniqueFd out_r(out[0]), out_w(out[1]);
+  if (::pipe2(err, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
+  UniqueFd err_r(err[0]), err_w(err[1]);
+  runtime::LaunchSpec spec = base;
+  spec.stdout_fd = out_w.get();
+  spec.stderr_fd = err_w.get();
+  ASSIGN_OR_RETURN(runtime::Process proc, launcher_.launch(spec));
+  out_w.reset();
+  err_w.reset();
+
+  LineSplitter out_lines("stdout", log), err_lines("stderr", log);
+  auto deadline = Clock::now() + opts_.timeout;
+  bool exited = false, timed_out = false;
+  Clock::time_point drain_until{};
+  std::array<char, 16 * 1024> buf;
+  for (;;) {
+    std::array<pollfd, 3> fds{{{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}, {proc.pidfd.get(), POLLIN, 0}}};
+    bool pipes_open = out_r.get() >= 0 || err_r.get() >= 0;
+    if (exited && (!pipes_open || Clock::now() >= drain_until)) break;
+    auto until = exited ? drain_until : deadline;
+    auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+    if (!exited && wait_ms <= 0) {
+      // Over the time limit: the builder and everything it started go (its
+      // process group; in the sandbox also its pid namespace).
+      ::kill(-proc.pid, SIGKILL);
+      ::kill(proc.pid, SIGKILL);
+      timed_out = true;
+      exited = true;
+      drain_until = Clock::now() + kDrainAfterExit;
+      continue;
+    }
+    int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<long long>(0, wait_ms)));
+    if (n < 0 && errno != EINTR) return ErrnoStatus("poll", errno);
+    for (int i = 0; i < 2; ++i) {
+      if (!(fds[static_cast<size_t>(i)].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      UniqueFd& fd = i == 0 ? out_r : err_r;
+      ssize_t got = ::read(fd.get(), buf.data(), buf.size());
+      if (got > 0) {
+        (i == 0 ? out_lines : err_lines).feed(std::string_view(buf.data(), static_cast<size_t>(got)));
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        fd.reset();
+      }
+    }
+    if (!exited && (fds[2].revents & POLLIN)) {
+      // Nothing a build started outlives it.
+      ::kill(-proc.pid, SIGKILL);
+      exited = true;
+      drain_until = Clock::now() + kDrainAfterExit;
+    }
+  }
+  out_lines.finish();
+  err_lines.finish();
+  int status = 0;
+  while (::waitpid(proc.pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    return DeadlineExceeded("the build ran longer than " + std::to_string(opts_.timeout.count() / 1000) +
+                            " s and was stopped");
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
+  auto t0 = Clock::now();
+  auto note = [&log](const std::string& text) {
+    if (log) log("nubo", text);
+  };
+  if (!isBuilderName(job.builder)) {
+    return InvalidArgument("build.builder: \"" + job.builder +
+                           "\" is not a builder name (lowercase letters, digits, '-' and '_')");
+  }
+  std::string builder = opts_.builders_dir + "/" + job.builder + "/build";
+  if (::access(builder.c_str(), X_OK) != 0) {
+    return NotFound("build.builder: no builder \"" + job.builder + "\" on this server (" + builder +
+                    " is missing or not executable); see docs/builders.md");
+  }
+  RETURN_IF_ERROR(validateAppName(job.app));
+  if (!isDeploymentId(job.id)) return InvalidArgument("build: \"" + job.id + "\" is not a deployment id");
+
+  // The build's folders: the source (read-only), an empty output, scratch
+  // space, and the app's cache (kept between builds).
+  std::string instance = "b-" + job.id;
+  ASSIGN_OR_RETURN(std::string src, code_.makeInstanceDir(instance));
+  struct Cleanup {
+    BuildRunner& r;
+    std::string instance, work;
+    ~Cleanup() {
+      r.code_.removeInstanceDir(instance);
+      removeTree(work);
+    }
+  } cleanup{*this, instance, opts_.work_dir + "/" + job.id};
+  RETURN_IF_ERROR(code_.linkInto(job.source_tree, src));
+  std::string out = cleanup.work + "/out", scratch = cleanup.work + "/work", cache = opts_.cache_dir + "/" + job.app;
+  removeTree(cleanup.work);
+  RETURN_IF_ERROR(makeWritableDir(cleanup.work));
+  RETURN_IF_ERROR(makeWritableDir(out));
+  RETURN_IF_ERROR(makeWritableDir(scratch));
+  RETURN_IF_ERROR(makeWritableDir(cache));
+
+  runtime::LaunchSpec spec;
+  auto& iso = spec.isolation;
+  iso.instance_id = instance;
+  iso.app_dir = src;
+  iso.network = true;
+  iso.tmp_mb = opts_.tmp_mb;
+  iso.memory_bytes = opts_.memory_bytes;
+  iso.pids = opts_.pids;
+  iso.expose = kToolchain;
+  iso.expose.push_back(opts_.builders_dir + "/" + job.builder);
+  iso.writable = {{out, "/out"}, {scratch, "/work"}, {cache, "/cache"}};
+  std::string src_in = launcher_.appDirInside(src);
+  std::string out_in = launcher_.writableInside(out, "/out");
+  std::string work_in = launcher_.writableInside(scratch, "/work");
+  std::string cache_in = launcher_.writableInside(cache, "/cache");
+  spec.argv = {builder, src_in, out_in, cache_in};
+  // Only what a build needs: no secrets, none of the deployment's env.
+  spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + cache_in + "/home", "TMPDIR=/tmp", "LANG=C.UTF-8",
+              "CI=true", "NUBO_SOURCE=" + src_in, "NUBO_OUTPUT=" + out_in, "NUBO_CACHE=" + cache_in,
+              "NUBO_WORK=" + work_in, "NUBO_MANIFEST=" + job.manifest_json};
+  spec.cwd = work_in;
+  note("building with the " + job.builder + " builder");
+  Result<int> exit_code = runProcess(spec, log);
+  bool oom = cgroups_ && cgroups_->available() && cgroups_->oomKilled(instance);
+  if (cgroups_ && cgroups_->available()) cgroups_->remove(instance);
+  if (!exit_code.ok()) {
+    note(exit_code.status().message());
+    return exit_code.status();
+  }
+  if (oom) {
+    std::string why = "the build ran out of memory (limit " + std::to_string(opts_.memory_bytes >> 20) + " MB)";
+    note(why);
+    return ResourceExhausted(why);
+  }
+  if (*exit_code != 0) {
+    std::string why = "the " + job.builder + " builder failed (exit status " + std::to_string(*exit_code) + ")";
+    note(why);
+    return FailedPrecondition(why);
+  }
+  ASSIGN_OR_RETURN(blob::StoredDirectory stored,
+                   blob::storeDirectory(blobs_, out, [&note](std::string_view path, std::string_view why) {
+                     note("left out of the output: " + std::string(path) + ": " + std::string(why));
+                   }));
+  if (stored.root.empty()) {
+    std::string why = "the " + job.builder + " builder wrote no files to its output folder";
+    note(why);
+    return FailedPrecondition(why);
+  }
+  BuildOutput result;
+  result.tree = stored.root;
+  result.files = stored.files;
+  result.bytes = stored.bytes;
+  result.new_files = stored.stored_files;
+  result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  char text[160];
+  std::snprintf(text, sizeof text, "build finished in %.2f s: %llu files (%llu new), %llu bytes", result.seconds,
+                static_cast<unsigned long long>(result.files), static_cast<unsigned long long>(result.new_files),
+                static_cast<unsigned long long>(result.bytes));
+  note(text);
+  return result;
+}
+
+}  // namespace nubo::build
