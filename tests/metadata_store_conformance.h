@@ -125,6 +125,37 @@ TEST_P(MetadataStoreConformance, NonReadyDeploymentsAreNotPromoted) {
   EXPECT_TRUE(store_->setAlias("shop", "production", d.id, "a").ok());
 }
 
+TEST_P(MetadataStoreConformance, ASuccessfulBuildStoresItsOutputAndMovesThePendingAlias) {
+  std::string before = deploy("shop");
+  Deployment d = makeDeployment("shop", DeploymentState::kQueued);
+  ASSERT_TRUE(store_->createDeployment(d, "production", "a").ok());
+  EXPECT_EQ(store_->getDeployment(d.id)->promote_alias, "production");
+  EXPECT_EQ(aliasTarget("shop", "production"), before);
+  ASSERT_TRUE(store_->setDeploymentState(d.id, DeploymentState::kBuilding).ok());
+  std::string out(64, 'e');
+  ASSERT_TRUE(store_->finishBuild(d.id, DeploymentState::kReady, out, "", "builder").ok());
+  auto got = store_->getDeployment(d.id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state, DeploymentState::kReady);
+  EXPECT_EQ(got->output_tree, out);
+  EXPECT_EQ(got->servedTree(), out);
+  EXPECT_EQ(aliasTarget("shop", "production"), d.id);
+  // A build ends once.
+  EXPECT_EQ(store_->finishBuild(d.id, DeploymentState::kFailed, "", "x", "a").code(), Code::kFailedPrecondition);
+}
+
+TEST_P(MetadataStoreConformance, AFailedBuildKeepsItsErrorAndMovesNoAlias) {
+  std::string before = deploy("shop");
+  Deployment d = makeDeployment("shop", DeploymentState::kQueued);
+  ASSERT_TRUE(store_->createDeployment(d, "production", "a").ok());
+  ASSERT_TRUE(store_->finishBuild(d.id, DeploymentState::kFailed, "", "the node builder failed", "a").ok());
+  auto got = store_->getDeployment(d.id);
+  EXPECT_EQ(got->state, DeploymentState::kFailed);
+  EXPECT_EQ(got->error, "the node builder failed");
+  EXPECT_EQ(got->servedTree(), got->root_tree);
+  EXPECT_EQ(aliasTarget("shop", "production"), before);
+}
+
 TEST_P(MetadataStoreConformance, SetAliasChecksTheDeploymentBelongsToTheApp) {
   std::string a = deploy("shop");
   std::string other = deploy("blog");

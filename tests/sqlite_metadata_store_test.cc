@@ -1,6 +1,7 @@
 #include "store/sqlite/sqlite_metadata_store.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "metadata_store_conformance.h"
 #include "test_util.h"
@@ -44,6 +45,44 @@ TEST(SqliteMetadataStoreTest, DataSurvivesReopening) {
   auto s = std::move(SqliteMetadataStore::open(dir.sub("m.db"), clock)).value();
   EXPECT_TRUE(s->getDeployment(id).ok());
   EXPECT_EQ((*s->listAliases("shop"))[0].deployment_id, id);
+}
+
+// A database written by the first schema (before builds) opens, keeps its
+// deployments, and takes builds from then on.
+TEST(SqliteMetadataStoreTest, AVersionOneDatabaseIsUpgraded) {
+  testing_util::TempDir dir;
+  std::string path = dir.sub("m.db");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const char* v1 = R"sql(
+    CREATE TABLE apps (name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, created_by TEXT NOT NULL);
+    CREATE TABLE deployments (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+      app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE, root_tree TEXT NOT NULL, manifest TEXT NOT NULL,
+      runtime TEXT NOT NULL, state TEXT NOT NULL, created_ms INTEGER NOT NULL, creator TEXT NOT NULL,
+      files INTEGER NOT NULL, bytes INTEGER NOT NULL);
+    CREATE INDEX deployments_by_app ON deployments(app, seq);
+    CREATE TABLE aliases (app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE, name TEXT NOT NULL,
+      deployment_id TEXT NOT NULL, updated_ms INTEGER NOT NULL, PRIMARY KEY (app, name));
+    CREATE TABLE alias_events (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE, alias TEXT NOT NULL, deployment_id TEXT NOT NULL,
+      previous_id TEXT NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, at_ms INTEGER NOT NULL,
+      undone INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+      created_ms INTEGER NOT NULL);
+    INSERT INTO apps VALUES ('shop', 1, 'a');
+    INSERT INTO deployments (id, app, root_tree, manifest, runtime, state, created_ms, creator, files, bytes)
+      VALUES ('dold000000000', 'shop', 'aaaa', '{}', 'static', 'READY', 1, 'a', 1, 1);
+    PRAGMA user_version = 1;
+  )sql";
+  ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  FakeClock clock;
+  auto s = SqliteMetadataStore::open(path, clock);
+  ASSERT_TRUE(s.ok()) << s.status().toString();
+  auto old = (*s)->getDeployment("dold000000000");
+  ASSERT_TRUE(old.ok()) << old.status().toString();
+  EXPECT_EQ(old->servedTree(), "aaaa");
+  EXPECT_EQ(old->error, "");
 }
 
 TEST(SqliteMetadataStoreTest, UnopenablePathIsAClearError) {

@@ -47,6 +47,14 @@ struct Deployment {
   std::string creator;
   uint64_t files = 0;
   uint64_t bytes = 0;
+  // Builds: what the build made (empty: the deployment runs its source as
+  // uploaded), the alias to move once it is READY, and why it FAILED.
+  std::string output_tree;
+  std::string promote_alias;
+  std::string error;
+
+  // The tree the deployment runs or serves.
+  const std::string& servedTree() const { return output_tree.empty() ? root_tree : output_tree; }
 };
 
 struct Alias {
@@ -92,6 +100,12 @@ class MetadataStore {
   virtual Status createDeployment(const Deployment& d, std::string_view promote_alias,
                                   std::string_view actor) = 0;
   virtual Status setDeploymentState(std::string_view id, DeploymentState state) = 0;
+  // Ends a deployment's build: READY with its output tree (and, when the
+  // deployment has a promote_alias, that alias moves to it in the same
+  // transaction), or FAILED with `error`. kFailedPrecondition when the
+  // deployment is READY or FAILED already.
+  virtual Status finishBuild(std::string_view id, DeploymentState state, std::string_view output_tree,
+                             std::string_view error, std::string_view actor) = 0;
   virtual Result<Deployment> getDeployment(std::string_view id) = 0;
   // Newest first; limit 0 means all.
   virtual Result<std::vector<Deployment>> listDeployments(std::string_view app, size_t limit) = 0;

@@ -87,7 +87,8 @@ class Txn {
 };
 
 constexpr const char* kDeploymentCols =
-    "id, app, root_tree, manifest, runtime, state, created_ms, creator, files, bytes";
+    "id, app, root_tree, manifest, runtime, state, created_ms, creator, files, bytes, output_tree, promote_alias, "
+    "error";
 
 Deployment readDeployment(const Stmt& s) {
   Deployment d;
@@ -101,6 +102,9 @@ Deployment readDeployment(const Stmt& s) {
   d.creator = s.text(7);
   d.files = static_cast<uint64_t>(s.integer(8));
   d.bytes = static_cast<uint64_t>(s.integer(9));
+  d.output_tree = s.text(10);
+  d.promote_alias = s.text(11);
+  d.error = s.text(12);
   return d;
 }
 
@@ -158,11 +162,26 @@ Status SqliteMetadataStore::migrate() {
   Stmt v(db_, "PRAGMA user_version");
   ASSIGN_OR_RETURN(bool row, v.step());
   int64_t version = row ? v.integer(0) : 0;
-  if (version > 1) {
+  if (version > 2) {
     return FailedPrecondition("metadata database schema version " + std::to_string(version) +
-                              " is newer than this nubo understands (1); upgrade nubo");
+                              " is newer than this nubo understands (2); upgrade nubo");
   }
-  if (version == 1) return Status::Ok();
+  if (version == 0) RETURN_IF_ERROR(createSchemaV1());
+  if (version <= 1) {
+    // v2: builds (what a build made, the alias it moves, why it failed).
+    RETURN_IF_ERROR(exec(R"sql(
+      BEGIN IMMEDIATE;
+      ALTER TABLE deployments ADD COLUMN output_tree TEXT NOT NULL DEFAULT '';
+      ALTER TABLE deployments ADD COLUMN promote_alias TEXT NOT NULL DEFAULT '';
+      ALTER TABLE deployments ADD COLUMN error TEXT NOT NULL DEFAULT '';
+      PRAGMA user_version = 2;
+      COMMIT;
+    )sql"));
+  }
+  return Status::Ok();
+}
+
+Status SqliteMetadataStore::createSchemaV1() {
   return exec(R"sql(
     BEGIN IMMEDIATE;
     CREATE TABLE apps (
@@ -290,10 +309,12 @@ Status SqliteMetadataStore::createDeployment(const Deployment& d, std::string_vi
     if (dup) return AlreadyExists("deployment " + d.id + " already exists");
     Stmt ins(db_,
              "INSERT INTO deployments (id, app, root_tree, manifest, runtime, state, created_ms, creator, "
-             "files, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+             "files, bytes, output_tree, promote_alias, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     ins.bind(1, d.id).bind(2, d.app).bind(3, d.root_tree).bind(4, d.manifest_json).bind(5, d.runtime);
     ins.bind(6, stateName(d.state)).bind(7, d.created_ms).bind(8, d.creator);
     ins.bind(9, static_cast<int64_t>(d.files)).bind(10, static_cast<int64_t>(d.bytes));
+    ins.bind(11, d.output_tree).bind(12, d.state == DeploymentState::kReady ? std::string() : std::string(promote_alias));
+    ins.bind(13, d.error);
     RETURN_IF_ERROR(ins.run());
     if (!promote_alias.empty() && d.state == DeploymentState::kReady) {
       ASSIGN_OR_RETURN(AliasEvent ignored, moveAliasLocked(d.app, promote_alias, d.id, "set", actor));
@@ -316,6 +337,35 @@ Status SqliteMetadataStore::setDeploymentState(std::string_view id, DeploymentSt
     RETURN_IF_ERROR(s.run());
   }
   notify({Change::Kind::kDeployment, app});
+  return Status::Ok();
+}
+
+Status SqliteMetadataStore::finishBuild(std::string_view id, DeploymentState state, std::string_view output_tree,
+                                        std::string_view error, std::string_view actor) {
+  if (state != DeploymentState::kReady && state != DeploymentState::kFailed) {
+    return InvalidArgument("a build ends READY or FAILED");
+  }
+  std::string app;
+  {
+    std::lock_guard lock(mu_);
+    Txn txn(db_);
+    RETURN_IF_ERROR(txn.begin());
+    ASSIGN_OR_RETURN(Deployment d, getDeploymentLocked(id));
+    if (d.state == DeploymentState::kReady || d.state == DeploymentState::kFailed) {
+      return FailedPrecondition("deployment " + d.id + " is " + std::string(stateName(d.state)) + " already");
+    }
+    app = d.app;
+    Stmt s(db_, "UPDATE deployments SET state = ?, output_tree = ?, error = ?, promote_alias = '' WHERE id = ?");
+    s.bind(1, stateName(state)).bind(2, output_tree).bind(3, error).bind(4, id);
+    RETURN_IF_ERROR(s.run());
+    if (state == DeploymentState::kReady && !d.promote_alias.empty()) {
+      ASSIGN_OR_RETURN(AliasEvent ignored, moveAliasLocked(d.app, d.promote_alias, d.id, "set", actor));
+      (void)ignored;
+    }
+    RETURN_IF_ERROR(txn.commit());
+  }
+  notify({Change::Kind::kDeployment, app});
+  notify({Change::Kind::kAlias, app});
   return Status::Ok();
 }
 

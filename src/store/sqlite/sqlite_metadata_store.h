@@ -27,6 +27,8 @@ class SqliteMetadataStore final : public MetadataStore {
   Status createDeployment(const Deployment& d, std::string_view promote_alias,
                           std::string_view actor) override;
   Status setDeploymentState(std::string_view id, DeploymentState state) override;
+  Status finishBuild(std::string_view id, DeploymentState state, std::string_view output_tree,
+                     std::string_view error, std::string_view actor) override;
   Result<Deployment> getDeployment(std::string_view id) override;
   Result<std::vector<Deployment>> listDeployments(std::string_view app, size_t limit) override;
   Result<App> getApp(std::string_view name) override;
@@ -48,6 +50,7 @@ class SqliteMetadataStore final : public MetadataStore {
  private:
   SqliteMetadataStore(sqlite3* db, Clock& clock) : db_(db), clock_(clock) {}
   Status migrate();
+  Status createSchemaV1();
   Status exec(const char* sql);
   // Both require mu_ held.
   Result<AliasEvent> moveAliasLocked(std::string_view app, std::string_view alias,
