@@ -43,6 +43,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 4096));
   serve->add_option("--stems", serve_opts.stems, "Pre-started node instances for fast cold starts (default 2)")
       ->check(CLI::Range(0, 64));
+  serve->add_option("--build-concurrency", serve_opts.build_concurrency, "Builds that run at once (default 2)")
+      ->check(CLI::Range(1, 64));
+  int build_timeout_s = 600;
+  serve->add_option("--build-timeout-s", build_timeout_s, "A build running longer is stopped and fails (default 600)")
+      ->check(CLI::Range(1, 86400));
   serve->add_option("--sandbox", serve_opts.sandbox,
                     "Instance isolation: auto (every layer the kernel allows, default), strict (all or refuse), off")
       ->check(CLI::IsMember({"auto", "strict", "off"}));
@@ -50,6 +55,7 @@ int main(int argc, char** argv) {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     serve_opts.grace = std::chrono::milliseconds(grace_ms);
     serve_opts.header_timeout = std::chrono::milliseconds(header_timeout_ms);
+    serve_opts.build_timeout = std::chrono::seconds(build_timeout_s);
     auto s = nubo::server::runServer(serve_opts);
     if (!s.ok()) {
       std::fprintf(stderr, "error: %s\n", s.message().c_str());

@@ -98,13 +98,18 @@ std::string PublicUrls::aliasUrl(std::string_view app, std::string_view alias) c
 }
 
 ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls,
-                       runtime::Functions* functions, logs::LogStore& logs)
-    : store_(store), deployer_(deployer), auth_(auth), urls_(std::move(urls)), functions_(functions), logs_(logs) {}
+                       runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs)
+    : store_(store), deployer_(deployer), auth_(auth), urls_(std::move(urls)), functions_(functions), logs_(logs),
+      build_logs_(build_logs) {}
 
 boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
   auto parts = splitPath(req.path);
   if (req.method == "GET" && parts.size() == 4 && parts[0] == "v1" && parts[1] == "apps" && parts[3] == "logs") {
     co_return co_await serveLogs(req, std::string(parts[2]));
+  }
+  if (req.method == "GET" && parts.size() == 4 && parts[0] == "v1" && parts[1] == "deployments" &&
+      parts[3] == "events") {
+    co_return serveBuildEvents(req, std::string(parts[2]));
   }
   co_return route(req);
 }
@@ -152,6 +157,77 @@ boost::asio::awaitable<Response> ControlApi::serveLogs(const http::Request& req,
   }
 }
 
+namespace {
+
+bool finalState(store::DeploymentState s) {
+  return s == store::DeploymentState::kReady || s == store::DeploymentState::kFailed;
+}
+
+Json buildLine(const logs::LogLine& l) { return {{"ts_ms", l.ts_ms}, {"stream", l.stream}, {"text", l.text}}; }
+
+std::string sseEvent(std::string_view event, const Json& data) {
+  return "event: " + std::string(event) + "\ndata: " + dumpJson(data) + "\n\n";
+}
+
+// The events of one deployment's build: its log lines as they are written
+// and its state whenever it changes, ending after READY or FAILED (once the
+// log is drained). Polls the log file and the store every 100 ms on a timer.
+class BuildEvents final : public http::BodyStream {
+ public:
+  BuildEvents(store::MetadataStore& store, logs::LogStore& logs, std::string id)
+      : store_(store), logs_(logs), id_(std::move(id)) {}
+
+  boost::asio::awaitable<Result<std::optional<std::string>>> next() override {
+    boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+    for (;;) {
+      if (cancelled_ || done_) co_return std::optional<std::string>();
+      std::string out;
+      logs::LogStore::Page page = logs_.read(id_, after_.value_or(0), "", 1000);
+      after_ = page.cursor;
+      for (const auto& l : page.lines) out += sseEvent("log", buildLine(l));
+      auto d = store_.getDeployment(id_);
+      if (!d.ok()) co_return d.status();
+      if (!last_ || *last_ != d->state) {
+        last_ = d->state;
+        Json data = {{"state", std::string(store::stateName(d->state))}};
+        if (!d->error.empty()) data["error"] = d->error;
+        out += sseEvent("state", data);
+      }
+      // Final, and nothing more was logged since the last look: the end.
+      if (finalState(d->state) && page.lines.empty()) done_ = true;
+      if (!out.empty()) co_return std::optional<std::string>(std::move(out));
+      if (done_) continue;
+      timer.expires_after(std::chrono::milliseconds(100));
+      boost::system::error_code ec;
+      co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    }
+  }
+  void cancel() override { cancelled_ = true; }
+
+ private:
+  store::MetadataStore& store_;
+  logs::LogStore& logs_;
+  std::string id_;
+  std::optional<uint64_t> after_;
+  std::optional<store::DeploymentState> last_;
+  bool done_ = false;
+  bool cancelled_ = false;
+};
+
+}  // namespace
+
+Response ControlApi::serveBuildEvents(const http::Request& req, const std::string& id) {
+  auto actor = auth_.authenticate(req.header("authorization"));
+  if (!actor.ok()) return Response::error(actor.status());
+  if (auto d = store_.getDeployment(id); !d.ok()) return Response::error(d.status());
+  Response r;
+  r.kind = Response::BodyKind::kStream;
+  r.header("content-type", "text/event-stream");
+  r.header("cache-control", "no-cache");
+  r.stream = std::make_shared<BuildEvents>(store_, build_logs_, id);
+  return r;
+}
+
 Response ControlApi::route(const http::Request& req) {
   if (req.path == "/healthz") return Response::text(200, "ok\n");
   if (req.path.substr(0, 4) != "/v1/") {
@@ -176,6 +252,8 @@ Json ControlApi::deploymentJson(const store::Deployment& d) {
           {"app", d.app},
           {"state", std::string(store::stateName(d.state))},
           {"root", d.root_tree},
+          {"output", d.output_tree.empty() ? Json(nullptr) : Json(d.output_tree)},
+          {"error", d.error.empty() ? Json(nullptr) : Json(d.error)},
           {"runtime", d.runtime},
           {"created_ms", d.created_ms},
           {"creator", d.creator},
@@ -228,6 +306,24 @@ Result<Response> ControlApi::dispatch(const http::Request& req, const std::strin
       }
     }
     return jsonResponse(200, {{"instances", list}, {"stems", functions_ ? functions_->stemCount() : 0}});
+  }
+  // GET /v1/deployments/{id}/build-log[?after=CURSOR&limit=N]
+  if (n == 3 && parts[0] == "deployments" && parts[2] == "build-log") {
+    if (m != "GET") return methodNotAllowed(req);
+    ASSIGN_OR_RETURN(store::Deployment d, store_.getDeployment(parts[1]));
+    std::optional<uint64_t> after;
+    if (std::string a = queryParam(req.query, "after"); !a.empty()) {
+      uint64_t v = 0;
+      auto [p, ec] = std::from_chars(a.data(), a.data() + a.size(), v);
+      if (ec != std::errc() || p != a.data() + a.size()) return InvalidArgument("after must be a cursor from an earlier page");
+      after = v;
+    }
+    logs::LogStore::Page page = build_logs_.read(d.id, after, "", 100000);
+    Json lines = Json::array();
+    for (const auto& l : page.lines) lines.push_back(buildLine(l));
+    Json body = {{"lines", lines}, {"cursor", page.cursor}, {"state", std::string(store::stateName(d.state))}};
+    if (!d.error.empty()) body["error"] = d.error;
+    return jsonResponse(200, body);
   }
   // GET /v1/deployments/{id}
   if (n == 2 && parts[0] == "deployments") {

@@ -32,7 +32,7 @@ class ControlApi final : public http::Handler {
  public:
   // `functions` may be null (no code runtimes: no instances to list).
   ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls,
-             runtime::Functions* functions, logs::LogStore& logs);
+             runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs);
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
 
   // The synchronous part of handle().
@@ -43,6 +43,9 @@ class ControlApi final : public http::Handler {
   Json deploymentJson(const store::Deployment& d);
   // GET /v1/apps/{app}/logs: waits (on a timer, no thread held) when asked to follow.
   boost::asio::awaitable<http::Response> serveLogs(const http::Request& req, std::string app);
+  // GET /v1/deployments/{id}/events: the build's log and state changes as
+  // server-sent events, until the deployment is READY or FAILED.
+  http::Response serveBuildEvents(const http::Request& req, const std::string& id);
 
   store::MetadataStore& store_;
   Deployer& deployer_;
@@ -50,6 +53,7 @@ class ControlApi final : public http::Handler {
   PublicUrls urls_;
   runtime::Functions* functions_;
   logs::LogStore& logs_;
+  logs::LogStore& build_logs_;
 };
 
 }  // namespace nubo::api

@@ -1,6 +1,7 @@
 #include "api/deployer.h"
 
 #include "blob/tree.h"
+#include "build/build_queue.h"
 #include "common/ids.h"
 #include "common/sha256.h"
 #include "manifest/manifest.h"
@@ -21,8 +22,8 @@ Status checkHashes(const std::vector<std::string>& hs, std::string_view field) {
 
 }  // namespace
 
-Deployer::Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock)
-    : store_(store), blobs_(blobs), clock_(clock) {}
+Deployer::Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock, SubmitBuild submit_build)
+    : store_(store), blobs_(blobs), clock_(clock), submit_build_(std::move(submit_build)) {}
 
 Result<NegotiateResult> Deployer::negotiate(const std::vector<std::string>& trees,
                                             const std::vector<std::string>& files) {
@@ -127,11 +128,29 @@ Result<bool> Deployer::hasFile(const std::string& root, std::string_view path) {
   }
 }
 
-Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m) {
+namespace {
+constexpr std::string_view kNodeEntries[] = {"index.js", "index.mjs", "index.cjs"};
+}  // namespace
+
+Result<std::string> Deployer::findEntry(const std::string& tree, const manifest::Manifest& m) {
+  if (!m.entry.empty()) {
+    ASSIGN_OR_RETURN(bool has, hasFile(tree, m.entry));
+    if (!has) return InvalidArgument("entry: \"" + m.entry + "\" is not a file of this deployment");
+    return m.entry;
+  }
+  for (auto e : kNodeEntries) {
+    ASSIGN_OR_RETURN(bool has, hasFile(tree, e));
+    if (has) return std::string(e);
+  }
+  return InvalidArgument("entry: runtime \"node\" needs index.js, index.mjs or index.cjs at the top of the folder, "
+                         "or \"entry\" in nubo.json naming the file to run");
+}
+
+Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m, bool check_entry) {
   bool explicit_runtime = req.manifest.is_object() && req.manifest.contains("runtime");
-  static constexpr std::string_view kNodeEntries[] = {"index.js", "index.mjs", "index.cjs"};
   if (!explicit_runtime) {
-    // A folder with an index.html is a site; one with index.js/.mjs/.cjs is a function.
+    // A folder with an index.html is a site; one with index.js/.mjs/.cjs
+    // (or a package.json, whose build makes one) is a function.
     ASSIGN_OR_RETURN(bool has_html, hasFile(req.root, "index.html"));
     m.runtime = "static";
     if (!has_html) {
@@ -148,22 +167,19 @@ Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m)
   if (m.runtime != "node") {
     return Unimplemented("runtime \"" + m.runtime + "\" is not available on this server yet; use \"static\" or \"node\"");
   }
-  if (m.entry.empty()) {
-    for (auto e : kNodeEntries) {
-      ASSIGN_OR_RETURN(bool has, hasFile(req.root, e));
-      if (has) {
-        m.entry = std::string(e);
-        break;
-      }
-    }
-    if (m.entry.empty()) {
-      return InvalidArgument("entry: runtime \"node\" needs index.js, index.mjs or index.cjs at the top of the folder, "
-                             "or \"entry\" in nubo.json naming the file to run");
-    }
-    return Status::Ok();
+  if (!check_entry) return Status::Ok();
+  ASSIGN_OR_RETURN(m.entry, findEntry(req.root, m));
+  return Status::Ok();
+}
+
+Status Deployer::checkRunnable(const store::Deployment& d, const std::string& output_tree) {
+  if (d.runtime != "node") return Status::Ok();
+  ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifestText(d.manifest_json));
+  auto entry = findEntry(output_tree, m);
+  if (!entry.ok()) return InvalidArgument("the build's output cannot run: " + entry.status().message());
+  if (m.entry.empty() && *entry != "index.js") {
+    return InvalidArgument("the build's output has " + *entry + " but no index.js: name it in nubo.json (\"entry\")");
   }
-  ASSIGN_OR_RETURN(bool has, hasFile(req.root, m.entry));
-  if (!has) return InvalidArgument("entry: \"" + m.entry + "\" is not a file of this deployment");
   return Status::Ok();
 }
 
@@ -173,14 +189,20 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   if (!isSha256Hex(req.root)) return InvalidArgument("root must be the SHA-256 hex digest of the root tree");
   ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifest(req.manifest));
   ASSIGN_OR_RETURN(TreeStats stats, verifyTree(req.root));
-  RETURN_IF_ERROR(resolveRuntime(req, m));
+  std::string builder = build::builderFor(m);
+  bool needs_build = !builder.empty();
+  if (needs_build && !submit_build_) {
+    return Unimplemented("build: this server does not run builds; deploy the built files instead");
+  }
+  RETURN_IF_ERROR(resolveRuntime(req, m, /*check_entry=*/!needs_build));
 
   store::Deployment d;
   d.app = req.app;
   d.root_tree = req.root;
   d.manifest_json = dumpJson(manifest::toJson(m));
   d.runtime = m.runtime;
-  d.state = store::DeploymentState::kReady;  // no build step yet: ready as uploaded
+  // Ready as uploaded, or once its build is done.
+  d.state = needs_build ? store::DeploymentState::kQueued : store::DeploymentState::kReady;
   d.created_ms = clock_.nowMillis();
   d.creator = req.actor;
   d.files = stats.files;
@@ -190,6 +212,13 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
     Status s = store_.createDeployment(d, req.promote ? req.alias : "", req.actor);
     if (s.ok()) break;
     if (s.code() != Code::kAlreadyExists || attempt == 3) return s;
+  }
+  if (needs_build) {
+    if (req.promote) d.promote_alias = req.alias;
+    if (Status s = submit_build_(d); !s.ok()) {
+      (void)store_.finishBuild(d.id, store::DeploymentState::kFailed, "", s.message(), req.actor);
+      return s;
+    }
   }
   return d;
 }

@@ -10,13 +10,18 @@
 //                      the manifest, detect the runtime when it is not named
 //                      (index.html -> static; index.js/.mjs/.cjs -> node),
 //                      check the entry exists, record the deployment, move
-//                      the alias
+//                      the alias. A manifest that asks for a build
+//                      (build/build_queue.h: builderFor) makes a QUEUED
+//                      deployment handed to the build queue; its alias
+//                      moves when the build makes it READY
+//   checkRunnable()    whether a build's output can run (the entry is in it)
 //
 // Thread-safe. Errors: kInvalidArgument (bad names, hashes, manifests),
 // kFailedPrecondition (objects not uploaded yet), kNotFound,
 // kUnimplemented (a runtime this server cannot run yet).
 #pragma once
 
+#include <functional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -53,12 +58,16 @@ class Deployer {
  public:
   static constexpr size_t kMaxNegotiate = 20000;
 
-  Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock);
+  // Hands a QUEUED deployment to the builds (null: this server builds nothing).
+  using SubmitBuild = std::function<Status(const store::Deployment& d)>;
+
+  Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock, SubmitBuild submit_build = nullptr);
 
   Result<NegotiateResult> negotiate(const std::vector<std::string>& trees, const std::vector<std::string>& files);
   Status putBlob(std::string_view hash, std::string_view bytes);
   Status putTree(std::string_view hash, std::string_view bytes);
   Result<store::Deployment> createDeployment(const CreateRequest& req);
+  Status checkRunnable(const store::Deployment& d, const std::string& output_tree);
 
   // Every file below `root` is stored with its listed size.
   Result<TreeStats> verifyTree(const std::string& root, int depth = 0);
@@ -66,12 +75,16 @@ class Deployer {
  private:
   // Whether `path` ("a/b.js") is a file in the tree `root`.
   Result<bool> hasFile(const std::string& root, std::string_view path);
-  // Detects the runtime when the manifest does not name one, and checks the entry.
-  Status resolveRuntime(const CreateRequest& req, manifest::Manifest& m);
+  // Detects the runtime when the manifest does not name one, and checks the
+  // entry is in `tree` (unless `check_entry` is false: a build makes it).
+  Status resolveRuntime(const CreateRequest& req, manifest::Manifest& m, bool check_entry);
+  // The node entry of `m` in `tree`: as named, else the first of index.js/.mjs/.cjs.
+  Result<std::string> findEntry(const std::string& tree, const manifest::Manifest& m);
 
   store::MetadataStore& store_;
   blob::BlobStore& blobs_;
   Clock& clock_;
+  SubmitBuild submit_build_;
 
   std::mutex mu_;
   std::unordered_map<std::string, TreeStats> verified_;  // guarded by mu_; tree hash -> stats

@@ -14,6 +14,7 @@
 #include "blob/directory.h"
 #include "common/fs.h"
 #include "common/ids.h"
+#include "common/json.h"
 
 namespace nubo::build {
 
@@ -97,6 +98,22 @@ Result<int> BuildRunner::runProcess(const runtime::LaunchSpec& base, const Build
   ASSIGN_OR_RETURN(runtime::Process proc, launcher_.launch(spec));
   out_w.reset();
   err_w.reset();
+  {
+    std::lock_guard lock(mu_);
+    running_.insert(proc.pid);
+    if (cancelled_) {
+      ::kill(-proc.pid, SIGKILL);
+      ::kill(proc.pid, SIGKILL);
+    }
+  }
+  struct Unregister {
+    BuildRunner& r;
+    pid_t pid;
+    ~Unregister() {
+      std::lock_guard lock(r.mu_);
+      r.running_.erase(pid);
+    }
+  } unregister{*this, proc.pid};
 
   LineSplitter out_lines("stdout", log), err_lines("stderr", log);
   auto deadline = Clock::now() + opts_.timeout;
@@ -143,6 +160,7 @@ Result<int> BuildRunner::runProcess(const runtime::LaunchSpec& base, const Build
   int status = 0;
   while (::waitpid(proc.pid, &status, 0) < 0 && errno == EINTR) {
   }
+  if (cancelled_) return Unavailable("the server is shutting down; the build starts over when it is back");
   if (timed_out) {
     return DeadlineExceeded("the build ran longer than " + std::to_string(opts_.timeout.count() / 1000) +
                             " s and was stopped");
@@ -151,7 +169,17 @@ Result<int> BuildRunner::runProcess(const runtime::LaunchSpec& base, const Build
   return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
+void BuildRunner::cancelAll() {
+  std::lock_guard lock(mu_);
+  cancelled_ = true;
+  for (pid_t pid : running_) {
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+  }
+}
+
 Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
+  if (cancelled_) return Unavailable("the server is shutting down; the build starts over when it is back");
   auto t0 = Clock::now();
   auto note = [&log](const std::string& text) {
     if (log) log("nubo", text);
@@ -197,17 +225,29 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
   iso.memory_bytes = opts_.memory_bytes;
   iso.pids = opts_.pids;
   iso.expose = kToolchain;
-  iso.expose.push_back(opts_.builders_dir + "/" + job.builder);
-  iso.writable = {{out, "/out"}, {scratch, "/work"}, {cache, "/cache"}};
+  std::string builder_dir = opts_.builders_dir + "/" + job.builder;
+  iso.mounts = {{builder_dir, "/nubo/builder", false},
+                {out, "/out", true},
+                {scratch, "/work", true},
+                {cache, "/cache", true}};
   std::string src_in = launcher_.appDirInside(src);
-  std::string out_in = launcher_.writableInside(out, "/out");
-  std::string work_in = launcher_.writableInside(scratch, "/work");
-  std::string cache_in = launcher_.writableInside(cache, "/cache");
-  spec.argv = {builder, src_in, out_in, cache_in};
+  std::string builder_in = launcher_.mountInside(builder_dir, "/nubo/builder");
+  std::string out_in = launcher_.mountInside(out, "/out");
+  std::string work_in = launcher_.mountInside(scratch, "/work");
+  std::string cache_in = launcher_.mountInside(cache, "/cache");
+  spec.argv = {builder_in + "/build", src_in, out_in, cache_in};
   // Only what a build needs: no secrets, none of the deployment's env.
   spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + cache_in + "/home", "TMPDIR=/tmp", "LANG=C.UTF-8",
               "CI=true", "NUBO_SOURCE=" + src_in, "NUBO_OUTPUT=" + out_in, "NUBO_CACHE=" + cache_in,
               "NUBO_WORK=" + work_in, "NUBO_MANIFEST=" + job.manifest_json};
+  // The build fields, for builders written in shell.
+  if (auto m = parseJson(job.manifest_json, "manifest"); m.ok() && m->is_object()) {
+    Json b = m->value("build", Json::object());
+    if (b.is_object()) {
+      spec.env.push_back("NUBO_BUILD_COMMAND=" + b.value("command", std::string()));
+      spec.env.push_back("NUBO_BUILD_OUTPUT=" + b.value("output", std::string()));
+    }
+  }
   spec.cwd = work_in;
   note("building with the " + job.builder + " builder");
   Result<int> exit_code = runProcess(spec, log);

@@ -26,7 +26,10 @@
 // kInternal/kUnavailable from the file system or the store.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
+#include <set>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -77,6 +80,11 @@ class BuildRunner {
 
   Result<BuildOutput> run(const BuildJob& job, const BuildLog& log);
 
+  // Stops every running build (their run() fails with kUnavailable) and
+  // refuses new ones: the server is shutting down.
+  void cancelAll();
+  bool cancelled() const { return cancelled_.load(); }
+
   const BuildOptions& options() const { return opts_; }
 
  private:
@@ -88,6 +96,9 @@ class BuildRunner {
   runtime::CodeStore& code_;
   runtime::Cgroups* cgroups_;
   BuildOptions opts_;
+  std::atomic<bool> cancelled_{false};
+  std::mutex mu_;
+  std::set<pid_t> running_;  // guarded by mu_
 };
 
 }  // namespace nubo::build

@@ -110,6 +110,44 @@ struct DeployOptions {
   int parallel = 8;
 };
 
+// Prints a deployment's build as it runs (server-sent events) until it is
+// READY or FAILED; the final state, or kFailedPrecondition naming why the
+// build failed.
+Result<std::string> followBuild(HttpClient& client, const std::string& id, bool print) {
+  std::string buf, state, error;
+  Status s = client.stream("/v1/deployments/" + id + "/events", [&](std::string_view bytes) {
+    buf.append(bytes);
+    for (size_t end; (end = buf.find("\n\n")) != std::string::npos; buf.erase(0, end + 2)) {
+      std::string event, data;
+      std::string_view block(buf.data(), end);
+      while (!block.empty()) {
+        size_t nl = block.find('\n');
+        std::string_view line = block.substr(0, nl);
+        if (line.rfind("event: ", 0) == 0) event = line.substr(7);
+        if (line.rfind("data: ", 0) == 0) data = line.substr(6);
+        block.remove_prefix(nl == std::string_view::npos ? block.size() : nl + 1);
+      }
+      auto j = parseJson(data, "event");
+      if (!j.ok() || !j->is_object()) continue;
+      if (event == "log" && print) {
+        std::printf("  %s %s\n", str(*j, "stream") == "nubo" ? "nubo |" : "     |", str(*j, "text").c_str());
+        std::fflush(stdout);
+      }
+      if (event == "state") {
+        state = str(*j, "state");
+        error = str(*j, "error");
+      }
+    }
+    return true;
+  });
+  RETURN_IF_ERROR(s);
+  if (state == "FAILED") {
+    return FailedPrecondition("the build of " + id + " failed: " + error + " (the whole log: nubo build-logs " + id + ")");
+  }
+  if (state != "READY") return Unavailable("the build of " + id + " did not finish (state " + state + ")");
+  return state;
+}
+
 Result<Json> deploy(const DeployOptions& o, Progress& progress) {
   auto t0 = std::chrono::steady_clock::now();
   auto seconds = [&] {
@@ -167,6 +205,10 @@ Result<Json> deploy(const DeployOptions& o, Progress& progress) {
 
   Json req = {{"root", snap.root}, {"manifest", manifest_json}, {"promote", !o.no_promote}, {"alias", o.alias}};
   ASSIGN_OR_RETURN(Json d, client.call("POST", "/v1/apps/" + app + "/deployments", &req));
+  if (str(d, "state") == "QUEUED" || str(d, "state") == "BUILDING") {
+    if (!o.json) std::printf("Building %s:\n", str(d, "id").c_str());
+    ASSIGN_OR_RETURN(d["state"], followBuild(client, str(d, "id"), !o.json));
+  }
   return Json{{"app", app},
               {"deployment", str(d, "id")},
               {"state", str(d, "state")},

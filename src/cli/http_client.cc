@@ -104,6 +104,57 @@ Result<HttpResponse> HttpClient::send(std::string_view method, std::string_view 
   return r;
 }
 
+namespace {
+struct StreamState {
+  const std::function<bool(std::string_view)>* on_data;
+  HttpResponse* r;
+  bool stopped = false;
+};
+size_t onStreamBody(char* data, size_t size, size_t n, void* user) {
+  auto* st = static_cast<StreamState*>(user);
+  std::string_view bytes(data, size * n);
+  if (!st->r->headers.empty() && st->r->header("content-type").rfind("text/event-stream", 0) != 0) {
+    st->r->body.append(bytes);  // an error answer: kept for statusOf()
+    return size * n;
+  }
+  if (!(*st->on_data)(bytes)) {
+    st->stopped = true;
+    return 0;  // ends the transfer
+  }
+  return size * n;
+}
+}  // namespace
+
+Status HttpClient::stream(std::string_view path, const std::function<bool(std::string_view)>& on_data) {
+  CURL* c = static_cast<CURL*>(curl_);
+  if (!c) return Internal("libcurl could not be initialised");
+  curl_easy_reset(c);
+  HttpResponse r;
+  StreamState st{&on_data, &r};
+  std::string url = base_ + std::string(path);
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &onStreamBody);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &st);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &onHeader);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+  struct curl_slist* list = nullptr;
+  std::string auth = "Authorization: Bearer " + token_;
+  if (!token_.empty()) list = curl_slist_append(list, auth.c_str());
+  list = curl_slist_append(list, "Accept: text/event-stream");
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+  CURLcode rc = curl_easy_perform(c);
+  curl_slist_free_all(list);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+  if (st.stopped) return Status::Ok();
+  if (rc != CURLE_OK) {
+    return Unavailable("the stream from " + base_ + " broke off (" + std::string(curl_easy_strerror(rc)) + ")");
+  }
+  return statusOf(r);
+}
+
 Status HttpClient::statusOf(const HttpResponse& r) {
   if (r.status >= 200 && r.status < 300) return Status::Ok();
   Code code = codeForHttpStatus(static_cast<int>(r.status));

@@ -6,6 +6,7 @@
 // becomes the Status the server sent ({"error":{"code","message"}}).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -35,6 +36,11 @@ class HttpClient {
   // kUnavailable when the server cannot be reached; any HTTP status is OK.
   Result<HttpResponse> send(std::string_view method, std::string_view path, std::string_view body = {},
                             const std::vector<std::string>& headers = {});
+
+  // GET `path`, handing the body to `on_data` as it arrives (server-sent
+  // events); `on_data` returns false to stop. A non-2xx answer is the
+  // server's error as a Status.
+  Status stream(std::string_view path, const std::function<bool(std::string_view)>& on_data);
 
   // JSON request; non-2xx -> the server's error as a Status.
   Result<Json> call(std::string_view method, std::string_view path, const Json* body = nullptr);

@@ -33,7 +33,7 @@ Result<std::shared_ptr<const AppRoutes>> Router::load(const std::string& app) {
   for (const auto& d : deployments) {
     if (d.state != store::DeploymentState::kReady) continue;
     routes->deployments[d.id] = std::make_shared<const DeploymentRoute>(
-        DeploymentRoute{d.id, d.app, d.root_tree, d.runtime});
+        DeploymentRoute{d.id, d.app, d.servedTree(), d.runtime});
   }
   ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
   for (const auto& a : aliases) routes->aliases[a.name] = a.deployment_id;

@@ -437,7 +437,7 @@ Result<std::shared_ptr<Pool>> Functions::poolFor(const std::string& deployment) 
   spec.id = d.id;
   spec.app = d.app;
   spec.runtime = d.runtime;
-  spec.root_tree = d.root_tree;
+  spec.root_tree = d.servedTree();
   spec.files = d.files;
   spec.entry = m.entry.empty() ? "index.js" : m.entry;
   spec.env = m.env;

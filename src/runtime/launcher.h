@@ -28,11 +28,16 @@ struct Isolation {
   uint64_t memory_bytes = 512ull << 20;
   int pids = 256;
   bool background = false;  // a stem warming up: CPU only when serving instances leave some
-  // Builds: more of the host shown read-only at the same paths (a toolchain,
-  // the builders), and host folders mounted read-write inside
-  // (host -> path inside), e.g. the output and cache folders.
+  // Builds: more of the host shown read-only at the same paths (a
+  // toolchain), and host folders mounted at paths inside (the builder, its
+  // output and cache folders).
+  struct Mount {
+    std::string host;
+    std::string inside;
+    bool writable = false;
+  };
   std::vector<std::string> expose;
-  std::vector<std::pair<std::string, std::string>> writable;
+  std::vector<Mount> mounts;
 };
 
 struct LaunchSpec {
@@ -57,9 +62,9 @@ class Launcher {
   // Where the instance sees the app folder and the runtime's folder.
   virtual std::string appDirInside(const std::string& host_dir) const { return host_dir; }
   virtual std::string runtimeDirInside(const std::string& host_dir) const { return host_dir; }
-  // Where the process sees a folder of Isolation::writable (`inside` when it
+  // Where the process sees a folder of Isolation::mounts (`inside` when it
   // is isolated, the host folder itself when not).
-  virtual std::string writableInside(const std::string& host_dir, const std::string& inside) const { return host_dir; }
+  virtual std::string mountInside(const std::string& host_dir, const std::string& inside) const { return host_dir; }
 };
 
 class PlainLauncher final : public Launcher {

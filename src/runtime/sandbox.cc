@@ -42,7 +42,7 @@ struct HelperSpec {
   std::string app_dir;      // host folder -> /app (read-only)
   std::string runtime_dir;  // host folder -> /nubo/runtime (read-only)
   std::vector<std::string> expose;  // host files and folders shown read-only at the same paths
-  std::vector<std::pair<std::string, std::string>> writable;  // host folder -> path inside, read-write
+  std::vector<Isolation::Mount> mounts;  // host folder -> path inside
   bool network = false;
   int tmp_mb = 16;
   std::vector<std::string> argv;
@@ -186,16 +186,21 @@ bool buildRoot(const HelperSpec& spec, Layers& layers) {
     ok = ok && ::mount("nubo-tmp", (r + "/tmp").c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) == 0;
   }
   ok = ok && bindReadOnly(spec.app_dir, r + "/app", true);
-  for (const auto& [host, inside] : spec.writable) {
-    std::string dst = r + normalizePath(inside);
-    bool made = ::mkdir(dst.c_str(), 0755) == 0 || errno == EEXIST;
-    bool bound = made && ::mount(host.c_str(), dst.c_str(), nullptr, MS_BIND | MS_REC, nullptr) == 0 &&
-                 ::mount(nullptr, dst.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, nullptr) == 0;
-    if (!bound) std::fprintf(stderr, "nubo sandbox: cannot mount %s at %s\n", host.c_str(), inside.c_str());
-    ok = ok && bound;
-  }
   ::mkdir((r + "/nubo").c_str(), 0755);
   ok = ok && bindReadOnly(spec.runtime_dir, r + "/nubo/runtime", true);
+  for (const auto& m : spec.mounts) {
+    std::string dst = r + normalizePath(m.inside);
+    bool bound;
+    if (m.writable) {
+      bool made = ::mkdir(dst.c_str(), 0755) == 0 || errno == EEXIST;
+      bound = made && ::mount(m.host.c_str(), dst.c_str(), nullptr, MS_BIND | MS_REC, nullptr) == 0 &&
+              ::mount(nullptr, dst.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, nullptr) == 0;
+    } else {
+      bound = bindReadOnly(m.host, dst, true);
+    }
+    if (!bound) std::fprintf(stderr, "nubo sandbox: cannot mount %s at %s\n", m.host.c_str(), m.inside.c_str());
+    ok = ok && bound;
+  }
   if (!layers.check("minimal-root", ok, "populate the new root")) return false;
 
   std::string old = r + "/.old";
@@ -311,8 +316,8 @@ Result<HelperSpec> parseSpec(const char* text) {
   s.app_dir = j.value("app_dir", std::string());
   s.runtime_dir = j.value("runtime_dir", std::string());
   for (const auto& x : j.value("expose", Json::array())) s.expose.push_back(x.get<std::string>());
-  for (const auto& x : j.value("writable", Json::array())) {
-    s.writable.emplace_back(x.at(0).get<std::string>(), x.at(1).get<std::string>());
+  for (const auto& x : j.value("mounts", Json::array())) {
+    s.mounts.push_back({x.at(0).get<std::string>(), x.at(1).get<std::string>(), x.at(2).get<bool>()});
   }
   s.network = j.value("network", false);
   s.tmp_mb = j.value("tmp_mb", 16);
@@ -530,10 +535,10 @@ Result<Process> SandboxLauncher::launch(const LaunchSpec& spec) {
     expose = it->second;
   }
   expose.insert(expose.end(), iso.expose.begin(), iso.expose.end());
-  Json writable = Json::array();
-  for (const auto& [host, inside] : iso.writable) writable.push_back({host, inside});
+  Json mounts = Json::array();
+  for (const auto& m : iso.mounts) mounts.push_back({m.host, m.inside, m.writable});
   Json j = {{"root", root_mount_},         {"app_dir", iso.app_dir}, {"runtime_dir", runtime_dir_},
-            {"expose", expose},            {"writable", writable},
+            {"expose", expose},            {"mounts", mounts},
             {"network", iso.network},      {"tmp_mb", iso.tmp_mb},   {"argv", spec.argv},
             {"env", spec.env},             {"cgroup_procs", procs},  {"skip", Json(std::vector<std::string>(skip_.begin(), skip_.end()))}};
   auto p = spawnHelper(helper_, j, spec);

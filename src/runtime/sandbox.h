@@ -54,7 +54,7 @@ class SandboxLauncher final : public Launcher {
   Result<Process> launch(const LaunchSpec& spec) override;
   std::string appDirInside(const std::string&) const override { return "/app"; }
   std::string runtimeDirInside(const std::string&) const override { return "/nubo/runtime"; }
-  std::string writableInside(const std::string&, const std::string& inside) const override { return inside; }
+  std::string mountInside(const std::string&, const std::string& inside) const override { return inside; }
 
  private:
   std::string helper_;  // this binary

@@ -1,3 +1,5 @@
+#include "build/build_queue.h"
+#include "build/builtin_builders.h"
 #include "server/server.h"
 
 #include <limits.h>
@@ -129,7 +131,22 @@ Status runServer(const ServerOptions& opts) {
                    runtime::Functions::create(data_ioc, *launcher, *code, instance_cgroups, *store, logstore, fopts,
                                               [&router](const std::string& id) { return router.isAliased(id); }));
   gateway::Gateway gw(router, site, functions.get());
-  api::Deployer deployer(*store, *blobs, clock);
+  // Builds: the built-in builders (and any an operator adds) in DATA/builders.
+  std::string builders_dir = data_dir + "/builders";
+  RETURN_IF_ERROR(build::installBuiltinBuilders(builders_dir));
+  logs::LogStore build_logs(data_dir + "/build-logs", 4u << 20);
+  build::BuildOptions bopts;
+  bopts.builders_dir = builders_dir;
+  bopts.work_dir = data_dir + "/builds";
+  bopts.cache_dir = data_dir + "/build-cache";
+  bopts.timeout = opts.build_timeout;
+  build::BuildRunner build_runner(*launcher, *blobs, *code, instance_cgroups, bopts);
+  std::unique_ptr<build::BuildQueue> builds;
+  api::Deployer deployer(*store, *blobs, clock, [&builds](const store::Deployment& d) { return builds->submit(d); });
+  builds = std::make_unique<build::BuildQueue>(
+      *store, build_runner, build_logs,
+      [&deployer](const store::Deployment& d, const std::string& tree) { return deployer.checkRunnable(d, tree); },
+      build::QueueOptions{opts.build_concurrency, 64});
 
   http::ServerLimits data_limits;
   data_limits.body_bytes = opts.max_body_mb << 20;
@@ -141,7 +158,7 @@ Status runServer(const ServerOptions& opts) {
   api::PublicUrls urls;
   urls.base_domain = opts.base_domain;
   urls.port = portOf(data_addr);
-  api::ControlApi control_api(*store, deployer, auth, urls, functions.get(), logstore);
+  api::ControlApi control_api(*store, deployer, auth, urls, functions.get(), logstore, build_logs);
   http::ServerLimits control_limits;
   control_limits.body_bytes = opts.max_upload_mb << 20;
   control_limits.header_timeout = opts.header_timeout;
@@ -178,6 +195,7 @@ Status runServer(const ServerOptions& opts) {
   int pending = 2;
   bool stopping = false;
   auto finish = [&] {
+    builds->shutdown();
     functions->shutdown();
     data_server.closeAll();
     control_server.closeAll();
@@ -216,6 +234,7 @@ Status runServer(const ServerOptions& opts) {
   signals.async_wait(on_signal);
 
   functions->start();
+  builds->start();
   std::vector<std::thread> threads;
   runThreads(data_ioc, data_threads, threads);
   runThreads(control_ioc, 3, threads);

@@ -25,6 +25,8 @@ struct ServerOptions {
   uint64_t max_upload_mb = 512;               // largest single file a deploy may upload
   uint64_t max_body_mb = 1024;                // largest request body a function may receive (streamed)
   int stems = 2;                              // pre-started generic node instances
+  int build_concurrency = 2;                  // builds at once
+  std::chrono::milliseconds build_timeout{10 * 60 * 1000};
   std::string sandbox = "auto";               // auto: every layer the kernel allows; strict: all or refuse; off
   bool write_client_config = true;            // write ~/.config/nubo/config.json if absent
 };

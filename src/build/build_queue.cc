@@ -1,0 +1,148 @@
+#include "build/build_queue.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+namespace nubo::build {
+
+namespace {
+
+int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+std::string builderFor(const manifest::Manifest& m) {
+  if (!m.build.builder.empty()) return m.build.builder;
+  if (!m.build.command.empty()) return m.runtime;
+  return "";
+}
+
+BuildQueue::BuildQueue(store::MetadataStore& store, BuildRunner& runner, logs::LogStore& logs, Verify verify,
+                       QueueOptions options)
+    : store_(store), runner_(runner), logs_(logs), verify_(std::move(verify)), opts_(options) {}
+
+BuildQueue::~BuildQueue() { shutdown(); }
+
+void BuildQueue::start() {
+  // Builds an earlier run did not finish start over, oldest first.
+  std::vector<store::Deployment> unfinished;
+  if (auto apps = store_.listApps(); apps.ok()) {
+    for (const auto& app : *apps) {
+      auto ds = store_.listDeployments(app.name, 0);
+      if (!ds.ok()) continue;
+      for (auto it = ds->rbegin(); it != ds->rend(); ++it) {
+        if (it->state == store::DeploymentState::kQueued || it->state == store::DeploymentState::kBuilding) {
+          unfinished.push_back(*it);
+        }
+      }
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    for (auto& d : unfinished) {
+      waiting_.push_back(d);
+      logs_.append(d.id, {nowMs(), d.id, "nubo", "", "the server restarted during this build: it starts over"});
+    }
+  }
+  if (!unfinished.empty()) spdlog::info("builds: {} unfinished build(s) start over", unfinished.size());
+  for (int i = 0; i < std::max(1, opts_.concurrency); ++i) threads_.emplace_back([this] { work(); });
+}
+
+void BuildQueue::shutdown() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && threads_.empty()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  runner_.cancelAll();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+Status BuildQueue::submit(const store::Deployment& d) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return Unavailable("the server is shutting down; deploy again once it is back");
+    if (waiting_.size() >= opts_.max_queued) {
+      return ResourceExhausted("the build queue is full (" + std::to_string(opts_.max_queued) +
+                               " builds waiting); try again in a minute");
+    }
+    waiting_.push_back(d);
+  }
+  note(d.id, "queued for a build");
+  cv_.notify_one();
+  return Status::Ok();
+}
+
+size_t BuildQueue::queued() const {
+  std::lock_guard lock(mu_);
+  return waiting_.size();
+}
+
+void BuildQueue::note(const std::string& deployment, const std::string& text) {
+  logs_.append(deployment, {nowMs(), deployment, "nubo", "", text});
+}
+
+void BuildQueue::work() {
+  for (;;) {
+    store::Deployment next;
+    {
+      std::unique_lock lock(mu_);
+      // The oldest waiting build whose app has no build running.
+      auto pick = [this] {
+        for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+          if (!building_apps_.count(it->app)) return it;
+        }
+        return waiting_.end();
+      };
+      cv_.wait(lock, [&] { return stopping_ || pick() != waiting_.end(); });
+      if (stopping_) return;
+      auto it = pick();
+      next = std::move(*it);
+      waiting_.erase(it);
+      building_apps_.insert(next.app);
+    }
+    build(next);
+    {
+      std::lock_guard lock(mu_);
+      building_apps_.erase(next.app);
+    }
+    cv_.notify_all();
+  }
+}
+
+void BuildQueue::build(const store::Deployment& d) {
+  auto fail = [&](const std::string& why) {
+    note(d.id, "build failed: " + why);
+    Status s = store_.finishBuild(d.id, store::DeploymentState::kFailed, "", why, "builder");
+    if (!s.ok()) spdlog::error("build {}: could not record its failure: {}", d.id, s.message());
+  };
+  auto parsed = manifest::parseManifestText(d.manifest_json);
+  if (!parsed.ok()) return fail("its manifest no longer parses: " + parsed.status().message());
+  if (Status s = store_.setDeploymentState(d.id, store::DeploymentState::kBuilding); !s.ok()) {
+    if (s.code() != Code::kNotFound) spdlog::error("build {}: {}", d.id, s.message());
+    return;  // removed with its app meanwhile
+  }
+  BuildJob job{d.id, d.app, builderFor(*parsed), d.root_tree, d.manifest_json};
+  Result<BuildOutput> out = runner_.run(job, [this, &d](std::string_view stream, std::string_view line) {
+    logs_.append(d.id, {nowMs(), d.id, std::string(stream), "", std::string(line)});
+  });
+  if (!out.ok() && runner_.cancelled()) return;  // shutting down: it starts over at the next start
+  if (!out.ok()) return fail(out.status().message());
+  if (verify_) {
+    if (Status s = verify_(d, out->tree); !s.ok()) return fail(s.message());
+  }
+  Status s = store_.finishBuild(d.id, store::DeploymentState::kReady, out->tree, "", "builder");
+  if (!s.ok()) {
+    spdlog::error("build {}: could not record its result: {}", d.id, s.message());
+    return;
+  }
+  note(d.id, "READY");
+}
+
+}  // namespace nubo::build

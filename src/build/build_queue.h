@@ -1,0 +1,86 @@
+// BuildQueue: deployments waiting for their build, and the build threads
+// that run them (BuildRunner) one after the other.
+//
+// A deployment submitted here is QUEUED in the store. A build thread takes
+// it (BUILDING), runs its builder, and ends it with finishBuild(): READY
+// with the output tree (the alias it was deployed to moves then), or FAILED
+// with the error. What the builder writes, and the queue's own notes, go
+// to `logs` under the deployment's id, line by line as they come.
+//
+// - At most `concurrency` builds run at once, and one per app (an app's
+//   builds share its cache). At most `max_queued` wait; submit() answers
+//   kResourceExhausted beyond.
+// - start() queues again what an earlier run left QUEUED or BUILDING (a
+//   crash or restart mid-build): those builds start over.
+// - shutdown() stops the builds that are running (they stay BUILDING and
+//   start over at the next start()) and the threads.
+//
+// Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "build/build_runner.h"
+#include "logs/log_store.h"
+#include "manifest/manifest.h"
+#include "store/metadata_store.h"
+
+namespace nubo::build {
+
+// The builder a manifest asks for: `build.builder`, else the one named like
+// its runtime when it has a `build.command`; empty when it needs no build.
+std::string builderFor(const manifest::Manifest& m);
+
+struct QueueOptions {
+  int concurrency = 2;
+  size_t max_queued = 64;
+};
+
+class BuildQueue {
+ public:
+  // Checks a build's output can run (e.g. the entry is in it); an error
+  // fails the build with its message.
+  using Verify = std::function<Status(const store::Deployment& d, const std::string& output_tree)>;
+
+  BuildQueue(store::MetadataStore& store, BuildRunner& runner, logs::LogStore& logs, Verify verify,
+             QueueOptions options);
+  ~BuildQueue();
+  BuildQueue(const BuildQueue&) = delete;
+  BuildQueue& operator=(const BuildQueue&) = delete;
+
+  // Starts the build threads; queues deployments left unfinished.
+  void start();
+  void shutdown();
+
+  // `d` is QUEUED in the store already.
+  Status submit(const store::Deployment& d);
+
+  size_t queued() const;
+
+ private:
+  void work();
+  void build(const store::Deployment& d);
+  void note(const std::string& deployment, const std::string& text);
+
+  store::MetadataStore& store_;
+  BuildRunner& runner_;
+  logs::LogStore& logs_;
+  Verify verify_;
+  QueueOptions opts_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<store::Deployment> waiting_;  // guarded by mu_
+  std::set<std::string> building_apps_;    // guarded by mu_
+  bool stopping_ = false;                  // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace nubo::build

@@ -1,0 +1,21 @@
+// The builders that come with nubo (builders/<name>/ in the source tree),
+// embedded in the binary and written to disk at start-up.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace nubo::build {
+
+// "name/file" -> content, for every file of every built-in builder.
+const std::vector<std::pair<std::string, std::string>>& builtinBuilderFiles();
+
+// Writes the built-in builders into `dir` (one folder each, executables
+// mode 0555), replacing changed ones; other folders there (builders an
+// operator added) are left as they are.
+Status installBuiltinBuilders(const std::string& dir);
+
+}  // namespace nubo::build
