@@ -325,6 +325,30 @@ Result<Response> ControlApi::dispatch(const http::Request& req, const std::strin
     if (!d.error.empty()) body["error"] = d.error;
     return jsonResponse(200, body);
   }
+  // POST /v1/deployments/{id}/redeploy {"alias", "promote"}: its source built again
+  if (n == 3 && parts[0] == "deployments" && parts[2] == "redeploy") {
+    if (m != "POST") return methodNotAllowed(req);
+    ASSIGN_OR_RETURN(store::Deployment from, store_.getDeployment(parts[1]));
+    Json body = Json::object();
+    if (!req.body.empty()) {
+      ASSIGN_OR_RETURN(body, parseJson(req.body, "request body"));
+      if (!body.is_object()) return InvalidArgument("the request body must be a JSON object");
+    }
+    CreateRequest cr;
+    cr.app = from.app;
+    cr.actor = actor;
+    cr.root = from.root_tree;
+    ASSIGN_OR_RETURN(cr.manifest, parseJson(from.manifest_json, "manifest"));
+    ASSIGN_OR_RETURN(cr.alias, stringField(body, "alias", "production"));
+    if (body.contains("promote")) {
+      if (!body["promote"].is_boolean()) return InvalidArgument("field \"promote\" must be true or false");
+      cr.promote = body["promote"].get<bool>();
+    }
+    ASSIGN_OR_RETURN(store::Deployment d, deployer_.createDeployment(cr));
+    Json j = deploymentJson(d);
+    j["redeployed_from"] = from.id;
+    return jsonResponse(201, j);
+  }
   // GET /v1/deployments/{id}
   if (n == 2 && parts[0] == "deployments") {
     if (m != "GET") return methodNotAllowed(req);

@@ -286,6 +286,51 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   deploy->add_option("--parallel", opts->parallel, "Uploads at once (default 8)")->check(CLI::Range(1, 64));
   deploy->callback([opts, exit_code] { *exit_code = runDeploy(*opts); });
 
+  // redeploy DEPLOYMENT: the same source built again as a new deployment
+  struct RedeployOptions {
+    std::string id, alias = "production";
+    bool no_promote = false, json = false;
+  };
+  auto ro = std::make_shared<RedeployOptions>();
+  auto* redeploy = app.add_subcommand("redeploy", "Build a deployment's source again as a new deployment");
+  redeploy->add_option("deployment", ro->id, "Deployment id")->required();
+  redeploy->add_option("--alias", ro->alias, "Alias to point at the new deployment (default: production)");
+  redeploy->add_flag("--no-promote", ro->no_promote, "Do not move any alias");
+  redeploy->add_flag("--json", ro->json, "Print the new deployment as JSON");
+  redeploy->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      Json req = {{"alias", ro->alias}, {"promote", !ro->no_promote}};
+      ASSIGN_OR_RETURN(Json d, c.call("POST", "/v1/deployments/" + ro->id + "/redeploy", &req));
+      if (!ro->json) std::printf("Redeploying %s as %s:\n", ro->id.c_str(), str(d, "id").c_str());
+      if (str(d, "state") == "QUEUED" || str(d, "state") == "BUILDING") {
+        ASSIGN_OR_RETURN(d["state"], followBuild(c, str(d, "id"), !ro->json));
+      }
+      if (ro->json) return printJson(d), Status::Ok();
+      std::printf("Deployed %s: %s (%s)\n  Deployment: %s\n", str(d, "app").c_str(), str(d, "id").c_str(),
+                  str(d, "state").c_str(), str(d, "url").c_str());
+      return Status::Ok();
+    });
+  });
+
+  // build-logs DEPLOYMENT
+  auto bl_id = std::make_shared<std::string>();
+  auto bl_json = std::make_shared<bool>(false);
+  auto* build_logs = app.add_subcommand("build-logs", "Show a deployment's build log");
+  build_logs->add_option("deployment", *bl_id, "Deployment id")->required();
+  build_logs->add_flag("--json", *bl_json, "Print JSON");
+  build_logs->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      ASSIGN_OR_RETURN(Json page, c.call("GET", "/v1/deployments/" + *bl_id + "/build-log"));
+      if (*bl_json) return printJson(page), Status::Ok();
+      for (const auto& l : page["lines"]) {
+        std::printf("%s %s\n", str(l, "stream") == "nubo" ? "nubo |" : "     |", str(l, "text").c_str());
+      }
+      std::printf("(%s%s)\n", str(page, "state").c_str(),
+                  page.contains("error") ? (": " + str(page, "error")).c_str() : "");
+      return Status::Ok();
+    });
+  });
+
   // login
   auto login_server = std::make_shared<std::string>();
   auto login_token = std::make_shared<std::string>();

@@ -1,0 +1,160 @@
+// Builds end to end: the real `nubo serve`, its sandboxed builders, the CLI.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <thread>
+
+#include "integration_util.h"
+
+namespace nubo::testing_util {
+namespace {
+
+class BuildTest : public SharedServerTest {
+ protected:
+  // Deploys `files` as app `name` with the CLI; the whole run.
+  ProcResult deployDir(const std::string& name, const std::map<std::string, std::string>& files,
+                       std::vector<std::string> extra = {}) {
+    std::string dir = tmp_->sub("apps/" + name + "-" + std::to_string(n_++));
+    for (const auto& [path, content] : files) writeFile(dir + "/" + path, content);
+    std::vector<std::string> args = {"deploy", dir, "--app", name};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return server_->nubo(args);
+  }
+  Json deployment(const std::string& id) {
+    auto r = server_->control("GET", "/v1/deployments/" + id);
+    auto j = parseJson(r.body, "deployment");
+    return j.ok() ? *j : Json::object();
+  }
+  int n_ = 0;
+};
+
+TEST_F(BuildTest, ABuildCommandsOutputIsServedAndItsLogStreamsToDeploy) {
+  auto r = deployDir("built", {{"nubo.json", R"({"runtime": "static", "build": {
+      "command": "mkdir -p dist && echo made > dist/index.html && echo step one && echo step two >&2",
+      "output": "dist"}})"},
+                               {"src.txt", "source"}});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("step one"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("step two"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(READY)"), std::string::npos) << r.out;
+  EXPECT_EQ(server_->get("/built/").body, "made\n");
+  EXPECT_EQ(server_->get("/built/src.txt").status, 404) << "only the output is served";
+
+  auto list = parseJson(server_->nubo({"deployments", "ls", "built", "--json"}).out, "ls");
+  ASSERT_TRUE(list.ok());
+  std::string id = (*list)[0]["id"];
+  EXPECT_EQ(deployment(id)["state"], "READY");
+  auto logs = server_->nubo({"build-logs", id});
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_NE(logs.out.find("step one"), std::string::npos) << logs.out;
+  EXPECT_NE(logs.out.find("build finished"), std::string::npos) << logs.out;
+}
+
+TEST_F(BuildTest, AFailedBuildShowsItsErrorExitsNonZeroAndMovesNoAlias) {
+  ASSERT_EQ(deployDir("fails", {{"index.html", "v1"}}).exit_code, 0);
+  auto r = deployDir("fails", {{"nubo.json", R"({"runtime": "static", "build": {
+      "command": "echo 'error: missing semicolon at line 3' >&2; exit 2"}})"},
+                               {"index.html", "v2"}});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("missing semicolon at line 3"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("build"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("failed"), std::string::npos) << r.err;
+  EXPECT_EQ(server_->get("/fails/").body, "v1");
+  auto list = parseJson(server_->nubo({"deployments", "ls", "fails", "--json"}).out, "ls");
+  ASSERT_TRUE(list.ok());
+  Json newest = deployment((*list)[0]["id"]);
+  EXPECT_EQ(newest["state"], "FAILED");
+  EXPECT_NE(newest["error"].get<std::string>().find("exit status"), std::string::npos) << newest.dump();
+}
+
+TEST_F(BuildTest, ABuildSeesNeitherSecretsNorTheDeploymentsEnv) {
+  auto r = deployDir("envcheck", {{"nubo.json", R"json({"runtime": "static", "env": {"APP_SECRET": "hunter2"},
+      "build": {"command": "mkdir -p out && env > out/env.txt && (cat /etc/shadow > out/shadow 2>/dev/null || true)",
+                "output": "out"}})json"}});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::string env = server_->get("/envcheck/env.txt").body;
+  EXPECT_NE(env.find("NUBO_MANIFEST"), std::string::npos) << env;
+  EXPECT_EQ(env.find("APP_SECRET=hunter2"), std::string::npos) << env;
+  EXPECT_EQ(env.find("NUBO_TOKEN"), std::string::npos) << env;
+  EXPECT_EQ(env.find(server_->token()), std::string::npos);
+  EXPECT_EQ(server_->get("/envcheck/shadow").body.find("root:"), std::string::npos);
+}
+
+TEST_F(BuildTest, TheNodeBuilderInstallsDependenciesAndCachesThem) {
+  std::map<std::string, std::string> files = {
+      {"nubo.json", R"({"runtime": "node", "build": {"builder": "node"}})"},
+      {"package.json", R"({"name": "app", "version": "1.0.0", "dependencies": {"greet": "file:vendor/greet"}})"},
+      {"vendor/greet/package.json", R"({"name": "greet", "version": "1.0.0", "main": "index.js"})"},
+      {"vendor/greet/index.js", "module.exports = (n) => `hello ${n}`;\n"},
+      {"index.js", "const greet = require('greet');\n"
+                   "module.exports = (req, res) => res.end(greet('built'));\n"},
+  };
+  // The lock file, as `npm install` would write it (made here without the registry).
+  std::string dir = tmp_->sub("lockgen");
+  for (const auto& [path, content] : files) writeFile(dir + "/" + path, content);
+  ProcResult lock = runProcess({"/bin/sh", "-c", "cd '" + dir + "' && npm install --package-lock-only --offline --no-audit --no-fund"}, {}, tmp_->path());
+  ASSERT_EQ(lock.exit_code, 0) << lock.out << lock.err;
+  files["package-lock.json"] = slurp(dir + "/package-lock.json");
+
+  auto first = deployDir("nodebuild", files);
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_NE(first.out.find("npm ci"), std::string::npos) << first.out;
+  EXPECT_EQ(server_->get("/nodebuild/").body, "hello built");
+
+  files["index.js"] = "const greet = require('greet');\nmodule.exports = (req, res) => res.end(greet('again'));\n";
+  auto second = deployDir("nodebuild", files);
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_NE(second.out.find("reusing the cached node_modules"), std::string::npos) << second.out;
+  EXPECT_EQ(server_->get("/nodebuild/").body, "hello again");
+}
+
+TEST_F(BuildTest, RedeployBuildsTheSameSourceAsANewDeployment) {
+  ASSERT_EQ(deployDir("again", {{"nubo.json", R"({"runtime": "static", "build": {
+      "command": "mkdir -p o && date +%s%N > o/index.html", "output": "o"}})"}}).exit_code, 0);
+  auto list = parseJson(server_->nubo({"deployments", "ls", "again", "--json"}).out, "ls");
+  std::string first = (*list)[0]["id"];
+  std::string before = server_->get("/again/").body;
+  auto r = server_->nubo({"redeploy", first});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  list = parseJson(server_->nubo({"deployments", "ls", "again", "--json"}).out, "ls");
+  ASSERT_EQ(list->size(), 2u);
+  std::string second = (*list)[0]["id"];
+  EXPECT_NE(second, first);
+  EXPECT_EQ(deployment(second)["root"], deployment(first)["root"]);
+  EXPECT_NE(server_->get("/again/").body, before) << "production moved to the new build";
+}
+
+// Builds survive the server being killed: a build cut short starts over
+// when the server is back.
+TEST(BuildRestartTest, ABuildInterruptedByAKillStartsOverAfterARestart) {
+  TempDir tmp;
+  NuboServer server(tmp);
+  std::string dir = tmp.sub("app");
+  writeFile(dir + "/nubo.json", R"({"runtime": "static", "build": {
+      "command": "mkdir -p o && sleep 1 && echo rebuilt > o/index.html", "output": "o"}})");
+  // Start the deploy, and kill the server while the build runs.
+  std::thread deployer([&] { server.nubo({"deploy", dir, "--app", "slowbuild"}); });
+  std::string id;
+  bool building = waitFor([&] {
+    auto r = server.control("GET", "/v1/apps/slowbuild/deployments");
+    auto j = parseJson(r.body, "list");
+    if (!j.ok() || !j->contains("deployments") || (*j)["deployments"].empty()) return false;
+    id = (*j)["deployments"][0]["id"];
+    return (*j)["deployments"][0]["state"] == "BUILDING";
+  });
+  ASSERT_TRUE(building);
+  server.stop(SIGKILL);
+  deployer.join();
+  server.start();
+  bool ready = waitFor([&] {
+    auto r = server.control("GET", "/v1/deployments/" + id);
+    return r.body.find("\"READY\"") != std::string::npos;
+  }, std::chrono::seconds(20));
+  EXPECT_TRUE(ready);
+  EXPECT_EQ(server.get("/slowbuild/").body, "rebuilt\n");
+  auto logs = server.nubo({"build-logs", id});
+  EXPECT_NE(logs.out.find("starts over"), std::string::npos) << logs.out;
+}
+
+}  // namespace
+}  // namespace nubo::testing_util
