@@ -28,6 +28,19 @@ class BuildTest : public SharedServerTest {
   int n_ = 0;
 };
 
+// A package's lock file, as `npm install` writes it (made here offline:
+// the fixtures' dependencies are local folders).
+std::string lockFileFor(const TempDir& tmp, const std::map<std::string, std::string>& files) {
+  static int n = 0;
+  std::string dir = tmp.sub("lockgen-" + std::to_string(n++));
+  for (const auto& [path, content] : files) writeFile(dir + "/" + path, content);
+  ProcResult lock = runProcess(
+      {"/bin/sh", "-c", "cd '" + dir + "' && npm install --package-lock-only --offline --no-audit --no-fund"}, {},
+      tmp.path());
+  EXPECT_EQ(lock.exit_code, 0) << lock.out << lock.err;
+  return slurp(dir + "/package-lock.json");
+}
+
 TEST_F(BuildTest, ABuildCommandsOutputIsServedAndItsLogStreamsToDeploy) {
   auto r = deployDir("built", {{"nubo.json", R"({"runtime": "static", "build": {
       "command": "mkdir -p dist && echo made > dist/index.html && echo step one && echo step two >&2",
@@ -89,12 +102,7 @@ TEST_F(BuildTest, TheNodeBuilderInstallsDependenciesAndCachesThem) {
       {"index.js", "const greet = require('greet');\n"
                    "module.exports = (req, res) => res.end(greet('built'));\n"},
   };
-  // The lock file, as `npm install` would write it (made here without the registry).
-  std::string dir = tmp_->sub("lockgen");
-  for (const auto& [path, content] : files) writeFile(dir + "/" + path, content);
-  ProcResult lock = runProcess({"/bin/sh", "-c", "cd '" + dir + "' && npm install --package-lock-only --offline --no-audit --no-fund"}, {}, tmp_->path());
-  ASSERT_EQ(lock.exit_code, 0) << lock.out << lock.err;
-  files["package-lock.json"] = slurp(dir + "/package-lock.json");
+  files["package-lock.json"] = lockFileFor(*tmp_, files);
 
   auto first = deployDir("nodebuild", files);
   ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
@@ -106,6 +114,33 @@ TEST_F(BuildTest, TheNodeBuilderInstallsDependenciesAndCachesThem) {
   ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
   EXPECT_NE(second.out.find("reusing the cached node_modules"), std::string::npos) << second.out;
   EXPECT_EQ(server_->get("/nodebuild/").body, "hello again");
+}
+
+TEST_F(BuildTest, TypeScriptIsBundledWithItsDependenciesAndStackTracesNameTheTsLine) {
+  std::map<std::string, std::string> files = {
+      {"package.json", R"({"name": "tsapp", "version": "1.0.0", "dependencies": {"greet": "file:vendor/greet"}})"},
+      {"vendor/greet/package.json", R"({"name": "greet", "version": "1.0.0", "main": "index.js"})"},
+      {"vendor/greet/index.js", "module.exports = (n) => `hello ${n}`;\n"},
+      {"index.ts", R"(import greet from 'greet';
+interface Out { msg: string }
+export default {
+  async fetch(request: Request): Promise<Response> {
+    if (new URL(request.url).searchParams.has('boom')) {
+      throw new Error('typed failure');
+    }
+    const out: Out = { msg: greet('ts') };
+    return Response.json(out);
+  },
+};
+)"}};
+  files["package-lock.json"] = lockFileFor(*tmp_, files);
+  auto r = deployDir("tsapp", files);  // no nubo.json: TypeScript and a package.json are enough
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("esbuild index.ts"), std::string::npos) << r.out;
+  EXPECT_EQ(server_->get("/tsapp/").body, R"({"msg":"hello ts"})");
+  EXPECT_EQ(server_->get("/tsapp/?boom").status, 500);
+  bool traced = waitFor([&] { return server_->nubo({"logs", "tsapp"}).out.find("index.ts:6:") != std::string::npos; });
+  EXPECT_TRUE(traced) << server_->nubo({"logs", "tsapp"}).out;
 }
 
 TEST_F(BuildTest, RedeployBuildsTheSameSourceAsANewDeployment) {

@@ -104,6 +104,17 @@ Result<TreeStats> Deployer::verifyTree(const std::string& root, int depth) {
 }
 
 Result<bool> Deployer::hasFile(const std::string& root, std::string_view path) {
+  ASSIGN_OR_RETURN(std::optional<std::string> hash, findFile(root, path));
+  return hash.has_value();
+}
+
+Result<std::string> Deployer::fileHash(const std::string& root, std::string_view path) {
+  ASSIGN_OR_RETURN(std::optional<std::string> hash, findFile(root, path));
+  if (!hash) return NotFound(std::string(path) + " is not a file of this deployment");
+  return *hash;
+}
+
+Result<std::optional<std::string>> Deployer::findFile(const std::string& root, std::string_view path) {
   std::string tree_hash = root;
   while (true) {
     size_t slash = path.find('/');
@@ -120,9 +131,11 @@ Result<bool> Deployer::hasFile(const std::string& root, std::string_view path) {
     for (const auto& e : tree.entries) {
       if (e.name == name) found = &e;
     }
-    if (!found) return false;
-    if (slash == std::string_view::npos) return !found->isDir();
-    if (!found->isDir()) return false;
+    if (!found) return std::optional<std::string>();
+    if (slash == std::string_view::npos) {
+      return found->isDir() ? std::optional<std::string>() : std::optional<std::string>(found->hash);
+    }
+    if (!found->isDir()) return std::optional<std::string>();
     tree_hash = found->hash;
     path.remove_prefix(slash + 1);
   }
@@ -130,6 +143,7 @@ Result<bool> Deployer::hasFile(const std::string& root, std::string_view path) {
 
 namespace {
 constexpr std::string_view kNodeEntries[] = {"index.js", "index.mjs", "index.cjs"};
+constexpr std::string_view kTypeScriptEntries[] = {"index.ts", "index.mts", "index.tsx"};
 }  // namespace
 
 Result<std::string> Deployer::findEntry(const std::string& tree, const manifest::Manifest& m) {
@@ -154,11 +168,10 @@ Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m,
     ASSIGN_OR_RETURN(bool has_html, hasFile(req.root, "index.html"));
     m.runtime = "static";
     if (!has_html) {
-      for (auto e : kNodeEntries) {
-        ASSIGN_OR_RETURN(bool has, hasFile(req.root, e));
-        if (has) {
-          m.runtime = "node";
-          break;
+      for (const auto* list : {&kNodeEntries, &kTypeScriptEntries}) {
+        for (auto e : *list) {
+          ASSIGN_OR_RETURN(bool has, hasFile(req.root, e));
+          if (has && m.runtime != "node") m.runtime = "node";
         }
       }
     }
@@ -175,12 +188,32 @@ Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m,
 Status Deployer::checkRunnable(const store::Deployment& d, const std::string& output_tree) {
   if (d.runtime != "node") return Status::Ok();
   ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifestText(d.manifest_json));
-  auto entry = findEntry(output_tree, m);
-  if (!entry.ok()) return InvalidArgument("the build's output cannot run: " + entry.status().message());
-  if (m.entry.empty() && *entry != "index.js") {
-    return InvalidArgument("the build's output has " + *entry + " but no index.js: name it in nubo.json (\"entry\")");
+  std::string entry = manifest::runnableEntry(m.entry);
+  ASSIGN_OR_RETURN(bool has, hasFile(output_tree, entry));
+  if (!has) {
+    return InvalidArgument("the build's output has no " + entry +
+                           " to run; have the build write it, or name the entry in nubo.json (\"entry\")");
   }
   return Status::Ok();
+}
+
+Result<bool> Deployer::needsNodeBuild(const std::string& root, const manifest::Manifest& m) {
+  // TypeScript is bundled; a package.json with dependencies is installed.
+  if (manifest::isTypeScript(m.entry)) return true;
+  if (m.entry.empty()) {
+    for (auto e : kTypeScriptEntries) {
+      ASSIGN_OR_RETURN(bool has, hasFile(root, e));
+      if (has) return true;
+    }
+  }
+  ASSIGN_OR_RETURN(bool has_package, hasFile(root, "package.json"));
+  if (!has_package) return false;
+  ASSIGN_OR_RETURN(std::string hash, fileHash(root, "package.json"));
+  ASSIGN_OR_RETURN(std::string text, blobs_.get(hash));
+  auto pkg = parseJson(text, "package.json");
+  if (!pkg.ok() || !pkg->is_object()) return InvalidArgument("package.json: " + pkg.status().message());
+  auto deps = pkg->find("dependencies");
+  return deps != pkg->end() && deps->is_object() && !deps->empty();
 }
 
 Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
@@ -189,12 +222,21 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   if (!isSha256Hex(req.root)) return InvalidArgument("root must be the SHA-256 hex digest of the root tree");
   ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifest(req.manifest));
   ASSIGN_OR_RETURN(TreeStats stats, verifyTree(req.root));
+  RETURN_IF_ERROR(resolveRuntime(req, m, /*check_entry=*/false));
   std::string builder = build::builderFor(m);
+  if (builder.empty() && m.runtime == "node") {
+    ASSIGN_OR_RETURN(bool node_build, needsNodeBuild(req.root, m));
+    if (node_build) builder = "node";
+  }
   bool needs_build = !builder.empty();
   if (needs_build && !submit_build_) {
     return Unimplemented("build: this server does not run builds; deploy the built files instead");
   }
-  RETURN_IF_ERROR(resolveRuntime(req, m, /*check_entry=*/!needs_build));
+  if (needs_build) {
+    m.build.builder = builder;  // recorded: the build runs exactly this one
+  } else {
+    RETURN_IF_ERROR(resolveRuntime(req, m, /*check_entry=*/true));
+  }
 
   store::Deployment d;
   d.app = req.app;

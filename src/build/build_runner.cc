@@ -242,6 +242,7 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
               "NUBO_WORK=" + work_in, "NUBO_MANIFEST=" + job.manifest_json};
   // The build fields, for builders written in shell.
   if (auto m = parseJson(job.manifest_json, "manifest"); m.ok() && m->is_object()) {
+    spec.env.push_back("NUBO_ENTRY=" + m->value("entry", std::string()));
     Json b = m->value("build", Json::object());
     if (b.is_object()) {
       spec.env.push_back("NUBO_BUILD_COMMAND=" + b.value("command", std::string()));

@@ -257,4 +257,17 @@ Json toJson(const Manifest& m) {
   return j;
 }
 
+bool isTypeScript(std::string_view path) {
+  for (std::string_view ext : {".ts", ".tsx", ".mts", ".cts"}) {
+    if (path.size() > ext.size() && path.substr(path.size() - ext.size()) == ext) return true;
+  }
+  return false;
+}
+
+std::string runnableEntry(const std::string& entry) {
+  if (entry.empty()) return "index.js";
+  if (!isTypeScript(entry)) return entry;
+  return entry.substr(0, entry.rfind('.')) + ".js";
+}
+
 }  // namespace nubo::manifest

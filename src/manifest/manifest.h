@@ -63,4 +63,10 @@ Result<Manifest> parseManifestText(std::string_view text);
 // Canonical JSON with every field present ("name" only when set); parses back to the same Manifest.
 Json toJson(const Manifest& m);
 
+// A node entry as it runs: TypeScript sources (.ts, .tsx, .mts, .cts) are
+// built into JavaScript next to them (`src/main.ts` -> `src/main.js`);
+// empty means index.js.
+std::string runnableEntry(const std::string& entry);
+bool isTypeScript(std::string_view path);
+
 }  // namespace nubo::manifest

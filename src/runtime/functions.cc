@@ -249,7 +249,9 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(bool network, int tm
   std::string id = "i" + std::to_string(::getpid()) + "-" + std::to_string(next_instance_++);
   ASSIGN_OR_RETURN(std::string dir, code_.makeInstanceDir(id));
   LaunchSpec spec;
-  spec.argv = {opts_.node_binary, "--experimental-detect-module", "--no-flush-bytecode", "--no-memory-reducer",
+  // Source maps: stack traces of bundled TypeScript name the .ts lines.
+  spec.argv = {opts_.node_binary, "--experimental-detect-module", "--enable-source-maps", "--no-flush-bytecode",
+               "--no-memory-reducer",
                launcher_.runtimeDirInside(opts_.runtime_dir) + "/instance.js"};
   spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TZ=UTC", "NODE_ENV=production", "NUBO_FD=3"};
   spec.cwd = "/";
@@ -439,7 +441,7 @@ Result<std::shared_ptr<Pool>> Functions::poolFor(const std::string& deployment) 
   spec.runtime = d.runtime;
   spec.root_tree = d.servedTree();
   spec.files = d.files;
-  spec.entry = m.entry.empty() ? "index.js" : m.entry;
+  spec.entry = manifest::runnableEntry(m.entry);
   spec.env = m.env;
   spec.limits.concurrency = m.limits.concurrency;
   spec.limits.max_instances = m.limits.max_instances;
