@@ -159,6 +159,29 @@ TEST_F(BuildTest, RedeployBuildsTheSameSourceAsANewDeployment) {
   EXPECT_NE(server_->get("/again/").body, before) << "production moved to the new build";
 }
 
+TEST_F(BuildTest, EveryInitTemplateDeploysAndAnswers) {
+  for (std::string t : {"node", "ts", "static"}) {
+    std::string dir = tmp_->sub("init-" + t);
+    auto made = server_->nubo({"init", "--template", t, dir});
+    ASSERT_EQ(made.exit_code, 0) << made.out << made.err;
+    auto r = server_->nubo({"deploy", dir});
+    ASSERT_EQ(r.exit_code, 0) << t << ": " << r.out << r.err;
+    auto got = server_->get("/init-" + t + "/");
+    EXPECT_EQ(got.status, 200) << t << ": " << got.body;
+    if (t == "static") {
+      EXPECT_NE(got.body.find("Hello from init-static"), std::string::npos) << got.body;
+    } else {
+      EXPECT_EQ(got.body, R"({"hello":"world","path":"/"})") << t;
+    }
+  }
+  auto bad = server_->nubo({"init", "--template", "cobol", tmp_->sub("init-x")});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("there are: node, ts, static"), std::string::npos) << bad.err;
+  auto taken = server_->nubo({"init", tmp_->sub("init-node")});
+  EXPECT_NE(taken.exit_code, 0);
+  EXPECT_NE(taken.err.find("not empty"), std::string::npos) << taken.err;
+}
+
 // Builds survive the server being killed: a build cut short starts over
 // when the server is back.
 TEST(BuildRestartTest, ABuildInterruptedByAKillStartsOverAfterARestart) {

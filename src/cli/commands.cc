@@ -249,6 +249,73 @@ int runDeploy(const DeployOptions& o) {
   return 0;
 }
 
+// ---- init -----------------------------------------------------------------------
+
+struct Template {
+  std::string_view name;
+  std::string_view what;
+  std::vector<std::pair<std::string_view, std::string_view>> files;  // "$NAME" is the app's name
+};
+
+const std::vector<Template>& templates() {
+  static const std::vector<Template> all = {
+      {"node", "a JavaScript function (fetch handler)",
+       {{"nubo.json", "{\n  \"name\": \"$NAME\",\n  \"runtime\": \"node\"\n}\n"},
+        {"index.js", "export default {\n"
+                     "  async fetch(request, env, ctx) {\n"
+                     "    const url = new URL(request.url);\n"
+                     "    return Response.json({ hello: \"world\", path: url.pathname });\n"
+                     "  },\n"
+                     "};\n"}}},
+      {"ts", "a TypeScript function, bundled with esbuild when deployed",
+       {{"nubo.json", "{\n  \"name\": \"$NAME\",\n  \"runtime\": \"node\",\n  \"entry\": \"index.ts\"\n}\n"},
+        {"package.json", "{\n  \"name\": \"$NAME\",\n  \"private\": true,\n  \"version\": \"0.1.0\"\n}\n"},
+        {"index.ts", "interface Greeting {\n  hello: string;\n  path: string;\n}\n\n"
+                     "export default {\n"
+                     "  async fetch(request: Request): Promise<Response> {\n"
+                     "    const greeting: Greeting = { hello: \"world\", path: new URL(request.url).pathname };\n"
+                     "    return Response.json(greeting);\n"
+                     "  },\n"
+                     "};\n"}}},
+      {"static", "a static site",
+       {{"nubo.json", "{\n  \"name\": \"$NAME\",\n  \"runtime\": \"static\"\n}\n"},
+        {"index.html", "<!doctype html>\n<title>$NAME</title>\n<h1>Hello from $NAME</h1>\n"},
+        {"404.html", "<!doctype html>\n<title>Not found</title>\n<h1>Not found</h1>\n"}}},
+  };
+  return all;
+}
+
+Status runInit(const std::string& dir, const std::string& name_flag, const std::string& template_name) {
+  const Template* t = nullptr;
+  std::string names;
+  for (const auto& candidate : templates()) {
+    names += (names.empty() ? "" : ", ") + std::string(candidate.name);
+    if (candidate.name == template_name) t = &candidate;
+  }
+  if (!t) {
+    return InvalidArgument("--template: no template \"" + template_name + "\" (there are: " + names + ")");
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_empty(dir, ec)) {
+    return FailedPrecondition(dir + " exists and is not empty; choose a new folder for the project");
+  }
+  std::string name = name_flag;
+  if (name.empty()) name = std::filesystem::absolute(dir, ec).lexically_normal().filename().string();
+  if (name.empty()) name = std::filesystem::absolute(dir, ec).lexically_normal().parent_path().filename().string();
+  if (Status s = validateAppName(name, "app name"); !s.ok()) {
+    return InvalidArgument(s.message() + "; pass a valid one with --name");
+  }
+  RETURN_IF_ERROR(makeDirs(dir));
+  for (const auto& [path, text] : t->files) {
+    std::string content(text);
+    for (size_t at; (at = content.find("$NAME")) != std::string::npos;) content.replace(at, 5, name);
+    RETURN_IF_ERROR(writeFileAtomic(dir + "/" + std::string(path), content, 0644));
+  }
+  std::printf("Created %s: %s (app \"%s\")\n  Deploy it: nubo deploy %s\n", dir.c_str(), std::string(t->what).c_str(),
+              name.c_str(), dir.c_str());
+  return Status::Ok();
+}
+
 // ---- other commands -----------------------------------------------------------
 
 // Runs `fn` with a connected client, turning failures into exit codes.
@@ -329,6 +396,20 @@ void addClientCommands(CLI::App& app, int* exit_code) {
                   page.contains("error") ? (": " + str(page, "error")).c_str() : "");
       return Status::Ok();
     });
+  });
+
+  // init [--template T] DIR
+  struct InitOptions {
+    std::string dir, name, tmpl = "node";
+  };
+  auto io = std::make_shared<InitOptions>();
+  auto* init = app.add_subcommand("init", "Create a new project folder that deploys as it is");
+  init->add_option("dir", io->dir, "Folder to create")->required();
+  init->add_option("--template", io->tmpl, "node (default), ts or static");
+  init->add_option("--name", io->name, "App name (default: the folder's name)");
+  init->callback([=] {
+    Status s = runInit(io->dir, io->name, io->tmpl);
+    *exit_code = s.ok() ? 0 : fail(s);
   });
 
   // login
