@@ -227,5 +227,75 @@ TEST_F(SandboxTest, AForkBombIsContained) {
   EXPECT_EQ(server_->get("/_nubo/healthz").status, 200);
 }
 
+// Runtime "exec": any program serving HTTP on $PORT, here a Python server.
+const char* kPythonServer = R"(import http.server, json, os, socket, sys
+def reach(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return "reached"
+    except OSError as e:
+        return "blocked"
+class H(http.server.BaseHTTPRequestHandler):
+    def reply(self, status, body, kind="application/json"):
+        self.send_response(status)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        if self.path == "/exit":
+            os._exit(3)
+        self.reply(200, json.dumps({"path": self.path, "greeting": os.environ.get("GREETING"),
+                                    "host": reach(HOST_PORT), "uid": os.getuid()}).encode())
+    def do_POST(self):
+        data = self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.reply(201, data.upper(), "text/plain")
+    def log_message(self, fmt, *args):
+        print("served", fmt % args, flush=True)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+)";
+
+TEST_F(SandboxTest, AnExecProgramServesBehindTheGatewayAndReachesNoHostNetwork) {
+  Greeter greeter;
+  std::string code = kPythonServer;
+  code.replace(code.find("HOST_PORT"), 9, std::to_string(greeter.port()));
+  deployApp("py", {{"server.py", code},
+                   {"nubo.json", R"({"runtime": "exec", "entry": "python3 server.py", "env": {"GREETING": "hi"}})"}});
+  auto r = server_->get("/py/some/path?q=1");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = parseJson(r.body, "py");
+  ASSERT_TRUE(j.ok()) << r.body;
+  EXPECT_EQ((*j)["path"], "/some/path?q=1");
+  EXPECT_EQ((*j)["greeting"], "hi");
+  EXPECT_EQ((*j)["host"], "blocked") << "its loopback is its own";
+  EXPECT_NE((*j)["uid"], 0);
+  EXPECT_FALSE(r.header("x-nubo-request-id").empty());
+  cli::HttpClient c(server_->dataUrl(), "");
+  auto post = c.send("POST", "/py/", "shout this");
+  ASSERT_TRUE(post.ok());
+  EXPECT_EQ(post->status, 201);
+  EXPECT_EQ(post->body, "SHOUT THIS");
+  bool logged = waitFor([&] { return server_->nubo({"logs", "py"}).out.find("served") != std::string::npos; });
+  EXPECT_TRUE(logged);
+}
+
+TEST_F(SandboxTest, AnExecServerThatExitsIs502AndIsReplaced) {
+  std::string code = kPythonServer;
+  code.replace(code.find("HOST_PORT"), 9, "1");
+  deployApp("pyexit", {{"server.py", code}, {"nubo.json", R"({"runtime": "exec", "entry": "python3 server.py"})"}});
+  EXPECT_EQ(server_->get("/pyexit/").status, 200);
+  EXPECT_EQ(server_->get("/pyexit/exit").status, 502);
+  EXPECT_EQ(server_->get("/pyexit/").status, 200) << "a new instance serves the next request";
+}
+
+TEST_F(SandboxTest, AnExecDeploymentWithoutACommandIsRefused) {
+  std::string dir = tmp_->sub("apps/nocmd");
+  writeFile(dir + "/nubo.json", R"({"runtime": "exec"})");
+  writeFile(dir + "/server.py", "print(1)\n");
+  auto r = server_->nubo({"deploy", dir, "--app", "nocmd"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("needs the command that starts your HTTP server"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

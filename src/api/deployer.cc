@@ -177,8 +177,16 @@ Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m,
     }
   }
   if (m.runtime == "static") return Status::Ok();
+  if (m.runtime == "exec") {
+    if (m.entry.empty()) {
+      return InvalidArgument("entry: runtime \"exec\" needs the command that starts your HTTP server on $PORT, "
+                             "e.g. \"python3 server.py\"");
+    }
+    return Status::Ok();
+  }
   if (m.runtime != "node") {
-    return Unimplemented("runtime \"" + m.runtime + "\" is not available on this server yet; use \"static\" or \"node\"");
+    return Unimplemented("runtime \"" + m.runtime + "\" is not available on this server yet; use \"static\", \"node\" "
+                         "or \"exec\"");
   }
   if (!check_entry) return Status::Ok();
   ASSIGN_OR_RETURN(m.entry, findEntry(req.root, m));

@@ -26,10 +26,6 @@ constexpr uid_t kSandboxUser = 65534;       // the sandbox's unprivileged user, 
 constexpr size_t kMaxLine = 16 * 1024;      // a longer line is cut
 constexpr auto kDrainAfterExit = std::chrono::milliseconds(1000);
 
-// What a builder sees of the host besides its own folder: the toolchain
-// (compilers, node, npm...), read-only.
-const std::vector<std::string> kToolchain = {"/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc/alternatives",
-                                             "/etc/ssl", "/usr/share/ca-certificates"};
 
 // A folder the builder (the sandbox's user) may write.
 Status makeWritableDir(const std::string& dir) {
@@ -224,7 +220,7 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
   iso.tmp_mb = opts_.tmp_mb;
   iso.memory_bytes = opts_.memory_bytes;
   iso.pids = opts_.pids;
-  iso.expose = kToolchain;
+  iso.expose = runtime::hostToolchain();  // compilers, node, npm...
   std::string builder_dir = opts_.builders_dir + "/" + job.builder;
   iso.mounts = {{builder_dir, "/nubo/builder", false},
                 {out, "/out", true},

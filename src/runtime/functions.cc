@@ -240,11 +240,11 @@ auto Functions::offThread(F work) -> asio::awaitable<decltype(work())> {
   co_return std::move(*out);
 }
 
-asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::launchOffThread(bool network, int tmp_mb) {
-  return offThread([this, network, tmp_mb] { return launchInstance(network, tmp_mb, /*background=*/false); });
+asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::launchOffThread(const Profile& profile) {
+  return offThread([this, profile] { return launchInstance(profile, /*background=*/false); });
 }
 
-Result<std::shared_ptr<Instance>> Functions::launchInstance(bool network, int tmp_mb, bool background) {
+Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profile, bool background) {
   if (opts_.node_binary.empty()) return Unavailable("node is not installed on this server");
   std::string id = "i" + std::to_string(::getpid()) + "-" + std::to_string(next_instance_++);
   ASSIGN_OR_RETURN(std::string dir, code_.makeInstanceDir(id));
@@ -257,8 +257,14 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(bool network, int tm
   spec.cwd = "/";
   spec.isolation.instance_id = id;
   spec.isolation.app_dir = dir;
-  spec.isolation.network = network;
-  spec.isolation.tmp_mb = tmp_mb;
+  spec.isolation.network = profile.network;
+  spec.isolation.tmp_mb = profile.tmp_mb;
+  if (profile.exec) {
+    // The program may be written in anything the host has (python3, ...),
+    // and serves on 127.0.0.1 inside its own network namespace.
+    spec.isolation.expose = hostToolchain();
+    spec.isolation.loopback = true;
+  }
   spec.isolation.memory_bytes = kStemMemory;
   spec.isolation.background = background;
   auto target = std::make_shared<LogTarget>();
@@ -316,7 +322,7 @@ void Functions::refillStems(const Profile& profile) {
   if (stopped_) return;
   auto it = stems_.find(profile);
   if (it == stems_.end()) {
-    bool is_default = !profile.network && profile.tmp_mb == kDefaultTmpMb;
+    bool is_default = !profile.network && profile.tmp_mb == kDefaultTmpMb && !profile.exec;
     if (!is_default && static_cast<int>(stems_.size()) > opts_.max_other_profiles) return;
     it = stems_.emplace(profile, StemPool{}).first;
     it->second.target = is_default ? opts_.stems : std::min(opts_.stems, opts_.stems_per_other_profile);
@@ -329,7 +335,7 @@ void Functions::refillStems(const Profile& profile) {
     asio::co_spawn(
         spawner_,
         [this, profile]() -> asio::awaitable<void> {
-          auto inst = launchInstance(profile.network, profile.tmp_mb, /*background=*/true);
+          auto inst = launchInstance(profile, /*background=*/true);
           Status s = inst.status();
           if (inst.ok()) s = co_await (*inst)->waitHello(Clock::now() + opts_.start_timeout);
           std::lock_guard lock(mu_);
@@ -354,7 +360,7 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   auto t0 = Clock::now();
   std::shared_ptr<Instance> inst;
   // A stem of the deployment's permission profile, if one is waiting.
-  Profile profile{spec.network, spec.tmp_mb};
+  Profile profile{spec.network, spec.tmp_mb, spec.runtime == "exec"};
   {
     std::lock_guard lock(mu_);
     if (auto it = stems_.find(profile); it != stems_.end()) {
@@ -380,7 +386,7 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   if (inst) {
     phases->from_stem = true;
   } else {
-    auto launched = co_await launchOffThread(spec.network, spec.tmp_mb);
+    auto launched = co_await launchOffThread(profile);
     if (!launched.ok()) co_return launched.status();
     inst = *launched;
     Status hello = co_await inst->waitHello(Clock::now() + opts_.start_timeout);
@@ -417,7 +423,7 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
       it->second->deployment = spec.id;
     }
   }
-  SpecializeInfo info{spec.id, spec.app, launcher_.appDirInside(dir), spec.entry, spec.env};
+  SpecializeInfo info{spec.id, spec.app, launcher_.appDirInside(dir), spec.entry, spec.env, spec.runtime};
   Result<double> load = co_await inst->specialize(info, Clock::now() + opts_.start_timeout, [&early, &inst] {
     if (early) early(inst);
   });
@@ -441,7 +447,7 @@ Result<std::shared_ptr<Pool>> Functions::poolFor(const std::string& deployment) 
   spec.runtime = d.runtime;
   spec.root_tree = d.servedTree();
   spec.files = d.files;
-  spec.entry = manifest::runnableEntry(m.entry);
+  spec.entry = d.runtime == "exec" ? m.entry : manifest::runnableEntry(m.entry);
   spec.env = m.env;
   spec.limits.concurrency = m.limits.concurrency;
   spec.limits.max_instances = m.limits.max_instances;

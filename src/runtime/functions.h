@@ -82,10 +82,11 @@ class Functions final : public InstanceFactory {
   Result<std::shared_ptr<Pool>> poolFor(const std::string& deployment);
   // A new generic instance with the given permissions (stems: the defaults);
   // `background` while it is a stem nobody waits for.
-  Result<std::shared_ptr<Instance>> launchInstance(bool network, int tmp_mb, bool background);
+  struct Profile;
+  Result<std::shared_ptr<Instance>> launchInstance(const Profile& profile, bool background);
   // launchInstance() on the spawner thread: forking costs milliseconds the
   // data plane should spend serving.
-  boost::asio::awaitable<Result<std::shared_ptr<Instance>>> launchOffThread(bool network, int tmp_mb);
+  boost::asio::awaitable<Result<std::shared_ptr<Instance>>> launchOffThread(const Profile& profile);
   // Runs `work` on the spawner thread; the caller resumes on its own executor.
   template <class F>
   auto offThread(F work) -> boost::asio::awaitable<decltype(work())>;
@@ -94,7 +95,10 @@ class Functions final : public InstanceFactory {
   struct Profile {
     bool network = false;
     int tmp_mb = 16;
-    bool operator<(const Profile& o) const { return std::tie(network, tmp_mb) < std::tie(o.network, o.tmp_mb); }
+    bool exec = false;  // runtime "exec": the host's toolchain visible, loopback TCP inside
+    bool operator<(const Profile& o) const {
+      return std::tie(network, tmp_mb, exec) < std::tie(o.network, o.tmp_mb, o.exec);
+    }
   };
   struct StemPool {
     std::deque<std::shared_ptr<Instance>> ready;

@@ -435,7 +435,7 @@ asio::awaitable<Result<double>> Instance::specialize(const SpecializeInfo& info,
                                                      const std::function<void()>& after_send) {
   state_ = State::kSpecializing;
   Json j = {{"deployment", info.deployment}, {"app", info.app}, {"dir", info.dir}, {"entry", info.entry},
-            {"env", info.env}};
+            {"env", info.env}, {"runtime", info.runtime}};
   std::string f;
   protocol::appendFrame(f, FrameType::kSpecialize, 0, 0, dumpJson(j));
   auto box = std::make_shared<Mailbox>(co_await asio::this_coro::executor);

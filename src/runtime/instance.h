@@ -45,6 +45,7 @@ struct SpecializeInfo {
   std::string dir;    // the deployment's files, as the instance sees them
   std::string entry;  // relative to dir
   std::map<std::string, std::string> env;
+  std::string runtime = "node";  // "exec": `entry` is the command of an HTTP server to run and proxy to
 };
 
 // Receives each line an instance writes to stdout ("stdout") or stderr.

@@ -66,6 +66,12 @@ Result<Process> spawnProcess(const std::vector<std::string>& args, const std::ve
   return p;
 }
 
+const std::vector<std::string>& hostToolchain() {
+  static const std::vector<std::string> paths = {"/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc/alternatives",
+                                                 "/etc/ssl", "/usr/share/ca-certificates"};
+  return paths;
+}
+
 void useBatchScheduling(pid_t pid) {
   sched_param none{};
   ::sched_setscheduler(pid, SCHED_BATCH, &none);  // best effort: an instance runs either way

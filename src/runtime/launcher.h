@@ -38,7 +38,14 @@ struct Isolation {
   };
   std::vector<std::string> expose;
   std::vector<Mount> mounts;
+  // TCP/IP sockets allowed inside the private network namespace, which has
+  // only a loopback interface (no network: for a server the runtime proxies to).
+  bool loopback = false;
 };
+
+// What of the host a program that is not the node runtime needs to see
+// (builds, exec instances): /usr, /bin, /lib and CA certificates, read-only.
+const std::vector<std::string>& hostToolchain();
 
 struct LaunchSpec {
   std::vector<std::string> argv;  // argv[0]: absolute path of the program

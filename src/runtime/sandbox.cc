@@ -6,6 +6,8 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -44,6 +46,7 @@ struct HelperSpec {
   std::vector<std::string> expose;  // host files and folders shown read-only at the same paths
   std::vector<Isolation::Mount> mounts;  // host folder -> path inside
   bool network = false;
+  bool loopback = false;  // TCP/IP inside the private net namespace (only when it was made)
   int tmp_mb = 16;
   std::vector<std::string> argv;
   std::vector<std::string> env;
@@ -277,6 +280,18 @@ bool applySeccomp(bool network, Layers& layers) {
   return layers.check("seccomp", ok, "load the filter");
 }
 
+bool bringLoopbackUp() {
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  bool ok = ::ioctl(fd, SIOCGIFFLAGS, &ifr) == 0;
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
+  ok = ok && ::ioctl(fd, SIOCSIFFLAGS, &ifr) == 0;
+  ::close(fd);
+  return ok;
+}
+
 // PID 1 of the new pid namespace: build the jail, then become the runtime.
 [[noreturn]] void runChild(const HelperSpec& spec, Layers& layers, bool in_userns) {
   if (layers.want("mount-namespace") && !buildRoot(spec, layers)) ::_exit(126);
@@ -286,7 +301,7 @@ bool applySeccomp(bool network, Layers& layers) {
   // Dies with the helper. Set after the credential change, which clears it.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   useBatchScheduling(0);
-  if (layers.want("seccomp") && !applySeccomp(spec.network, layers)) ::_exit(126);
+  if (layers.want("seccomp") && !applySeccomp(spec.network || spec.loopback, layers)) ::_exit(126);
   if (spec.probe) {
     // Report on stdout; the probe is over.
     for (const auto& [layer, why] : layers.failed) std::printf("missing %s: %s\n", layer.c_str(), why.c_str());
@@ -320,6 +335,7 @@ Result<HelperSpec> parseSpec(const char* text) {
     s.mounts.push_back({x.at(0).get<std::string>(), x.at(1).get<std::string>(), x.at(2).get<bool>()});
   }
   s.network = j.value("network", false);
+  s.loopback = j.value("loopback", false);
   s.tmp_mb = j.value("tmp_mb", 16);
   for (const auto& x : j.value("argv", Json::array())) s.argv.push_back(x.get<std::string>());
   for (const auto& x : j.value("env", Json::array())) s.env.push_back(x.get<std::string>());
@@ -374,12 +390,18 @@ int sandboxMain(int argc, char** argv) {
       }
     }
   }
+  // The private network namespace has a loopback interface, down: up, for
+  // a server the runtime proxies to. Sockets other than loopback ones stay
+  // impossible (there is no other interface); without the namespace the
+  // instance gets no TCP/IP at all.
+  HelperSpec child_spec = spec;
+  child_spec.loopback = spec.loopback && (flags & CLONE_NEWNET) && bringLoopbackUp();
   pid_t child = ::fork();
   if (child < 0) {
     std::fprintf(stderr, "nubo sandbox: fork: %s\n", std::strerror(errno));
     return 126;
   }
-  if (child == 0) runChild(spec, layers, in_userns);
+  if (child == 0) runChild(child_spec, layers, in_userns);
   // The helper keeps nothing of the instance's: its end of the socket must
   // close when the instance dies.
   ::close(3);
@@ -539,7 +561,7 @@ Result<Process> SandboxLauncher::launch(const LaunchSpec& spec) {
   for (const auto& m : iso.mounts) mounts.push_back({m.host, m.inside, m.writable});
   Json j = {{"root", root_mount_},         {"app_dir", iso.app_dir}, {"runtime_dir", runtime_dir_},
             {"expose", expose},            {"mounts", mounts},
-            {"network", iso.network},      {"tmp_mb", iso.tmp_mb},   {"argv", spec.argv},
+            {"network", iso.network},      {"loopback", iso.loopback}, {"tmp_mb", iso.tmp_mb}, {"argv", spec.argv},
             {"env", spec.env},             {"cgroup_procs", procs},  {"skip", Json(std::vector<std::string>(skip_.begin(), skip_.end()))}};
   auto p = spawnHelper(helper_, j, spec);
   if (!p.ok() && cgroups_.available()) cgroups_.remove(iso.instance_id);
