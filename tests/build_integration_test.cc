@@ -160,7 +160,7 @@ TEST_F(BuildTest, RedeployBuildsTheSameSourceAsANewDeployment) {
 }
 
 TEST_F(BuildTest, EveryInitTemplateDeploysAndAnswers) {
-  for (std::string t : {"node", "ts", "static"}) {
+  for (std::string t : {"node", "ts", "exec", "static"}) {
     std::string dir = tmp_->sub("init-" + t);
     auto made = server_->nubo({"init", "--template", t, dir});
     ASSERT_EQ(made.exit_code, 0) << made.out << made.err;
@@ -176,7 +176,7 @@ TEST_F(BuildTest, EveryInitTemplateDeploysAndAnswers) {
   }
   auto bad = server_->nubo({"init", "--template", "cobol", tmp_->sub("init-x")});
   EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_NE(bad.err.find("there are: node, ts, static"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("there are: node, ts, exec, static"), std::string::npos) << bad.err;
   auto taken = server_->nubo({"init", tmp_->sub("init-node")});
   EXPECT_NE(taken.exit_code, 0);
   EXPECT_NE(taken.err.find("not empty"), std::string::npos) << taken.err;

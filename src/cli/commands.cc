@@ -277,6 +277,18 @@ const std::vector<Template>& templates() {
                      "    return Response.json(greeting);\n"
                      "  },\n"
                      "};\n"}}},
+      {"exec", "an HTTP server in Python (any program serving on $PORT works)",
+       {{"nubo.json", "{\n  \"name\": \"$NAME\",\n  \"runtime\": \"exec\",\n  \"entry\": \"python3 server.py\"\n}\n"},
+        {"server.py", "import http.server, json, os\n\n\n"
+                      "class Handler(http.server.BaseHTTPRequestHandler):\n"
+                      "    def do_GET(self):\n"
+                      "        body = json.dumps({\"hello\": \"world\", \"path\": self.path}, separators=(\",\", \":\")).encode()\n"
+                      "        self.send_response(200)\n"
+                      "        self.send_header(\"content-type\", \"application/json\")\n"
+                      "        self.send_header(\"content-length\", str(len(body)))\n"
+                      "        self.end_headers()\n"
+                      "        self.wfile.write(body)\n\n\n"
+                      "http.server.ThreadingHTTPServer((\"127.0.0.1\", int(os.environ[\"PORT\"])), Handler).serve_forever()\n"}}},
       {"static", "a static site",
        {{"nubo.json", "{\n  \"name\": \"$NAME\",\n  \"runtime\": \"static\"\n}\n"},
         {"index.html", "<!doctype html>\n<title>$NAME</title>\n<h1>Hello from $NAME</h1>\n"},
@@ -405,7 +417,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   auto io = std::make_shared<InitOptions>();
   auto* init = app.add_subcommand("init", "Create a new project folder that deploys as it is");
   init->add_option("dir", io->dir, "Folder to create")->required();
-  init->add_option("--template", io->tmpl, "node (default), ts or static");
+  init->add_option("--template", io->tmpl, "node (default), ts, exec or static");
   init->add_option("--name", io->name, "App name (default: the folder's name)");
   init->callback([=] {
     Status s = runInit(io->dir, io->name, io->tmpl);
