@@ -71,3 +71,33 @@ measure_pair() {
   wrk -t1 -c8 -d2s "$2" >/dev/null
   echo "$(run_wrk "$1") $(run_wrk "$2")"
 }
+
+# start_nginx SERVER_BLOCK -> sets NGINX_PORT; nginx runs with one worker per
+# core, the given server block listening on 127.0.0.1:$NGINX_PORT.
+start_nginx() {
+  command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || { echo "bench: nginx missing (scripts/setup)" >&2; exit 1; }
+  local nginx
+  nginx=$(command -v nginx || echo /usr/sbin/nginx)
+  NGINX_PORT=$(free_port)
+  mkdir -p "$BENCH_TMP/nginx/logs"
+  cat >"$BENCH_TMP/nginx/nginx.conf" <<CONF
+worker_processes $(nproc);
+daemon off;
+pid $BENCH_TMP/nginx/nginx.pid;
+error_log $BENCH_TMP/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  types { text/html html; application/json json; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    $1
+  }
+}
+CONF
+  "$nginx" -p "$BENCH_TMP/nginx" -c "$BENCH_TMP/nginx/nginx.conf" &
+  PIDS+=($!)
+}

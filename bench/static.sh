@@ -7,8 +7,6 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-50}
 THREADS=${THREADS:-2}
 command -v wrk >/dev/null || { echo "bench: wrk missing (scripts/setup installs it)" >&2; exit 1; }
-command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || { echo "bench: nginx missing" >&2; exit 1; }
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 site=$BENCH_TMP/site
 mkdir -p "$site"
@@ -17,30 +15,8 @@ printf '<!doctype html><title>hello</title><p>Hello from a static file.</p>\n' >
 start_nubo ${NUBO_ARGS:-}
 "$NUBO" deploy "$site" --app bench --json >/dev/null
 
-port=$(free_port)
-mkdir -p "$BENCH_TMP/nginx/logs"
-cat >"$BENCH_TMP/nginx/nginx.conf" <<CONF
-worker_processes $(nproc);
-daemon off;
-pid $BENCH_TMP/nginx/nginx.pid;
-error_log $BENCH_TMP/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 1000000;
-  types { text/html html; }
-  server {
-    listen 127.0.0.1:$port;
-    root $site;
-    etag on;
-  }
-}
-CONF
-"$NGINX" -p "$BENCH_TMP/nginx" -c "$BENCH_TMP/nginx/nginx.conf" &
-PIDS+=($!)
-nginx_url="http://127.0.0.1:$port/index.html"
+start_nginx "root $site; etag on;"
+nginx_url="http://127.0.0.1:$NGINX_PORT/index.html"
 wait_for "$nginx_url"
 pair=$(measure_pair "$NUBO_DATA_URL/bench/index.html" "$nginx_url") || exit 1
 read -r n_rps n_p50 n_p99 n_err g_rps g_p50 g_p99 g_err <<<"$pair"

@@ -160,7 +160,7 @@ TEST_F(BuildTest, RedeployBuildsTheSameSourceAsANewDeployment) {
 }
 
 TEST_F(BuildTest, EveryInitTemplateDeploysAndAnswers) {
-  for (std::string t : {"node", "ts", "exec", "static"}) {
+  for (std::string t : {"node", "ts", "native", "exec", "static"}) {
     std::string dir = tmp_->sub("init-" + t);
     auto made = server_->nubo({"init", "--template", t, dir});
     ASSERT_EQ(made.exit_code, 0) << made.out << made.err;
@@ -176,10 +176,64 @@ TEST_F(BuildTest, EveryInitTemplateDeploysAndAnswers) {
   }
   auto bad = server_->nubo({"init", "--template", "cobol", tmp_->sub("init-x")});
   EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_NE(bad.err.find("there are: node, ts, exec, static"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("there are: node, ts, native, exec, static"), std::string::npos) << bad.err;
   auto taken = server_->nubo({"init", tmp_->sub("init-node")});
   EXPECT_NE(taken.exit_code, 0);
   EXPECT_NE(taken.err.find("not empty"), std::string::npos) << taken.err;
+}
+
+TEST_F(BuildTest, ANativeFunctionIsCompiledAndEchoesJson) {
+  auto r = deployDir("native", {{"nubo.json", R"({"runtime": "native", "env": {"GREETING": "hi"}})"},
+                                {"main.cc", R"(#include <cstdlib>
+#include <stdexcept>
+#include "nubo.h"
+nubo::Response handle(const nubo::Request& req) {
+  if (req.query("fail") == "1") throw std::runtime_error("native failure");
+  const char* g = std::getenv("GREETING");
+  return nubo::Response::json("{\"method\":\"" + req.method + "\",\"path\":\"" + nubo::jsonEscape(req.path) +
+                              "\",\"body\":\"" + nubo::jsonEscape(req.body) + "\",\"greeting\":\"" +
+                              (g ? g : "") + "\",\"id\":\"" + std::string(req.header("X-Nubo-Request-Id")) + "\"}");
+}
+)"}});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("g++"), std::string::npos) << r.out;
+  cli::HttpClient c(server_->dataUrl(), "");
+  auto post = c.send("POST", "/native/echo?x=1", R"({"a": [1, 2]})");
+  ASSERT_TRUE(post.ok());
+  EXPECT_EQ(post->status, 200) << post->body;
+  auto j = parseJson(post->body, "native");
+  ASSERT_TRUE(j.ok()) << post->body;
+  EXPECT_EQ((*j)["method"], "POST");
+  EXPECT_EQ((*j)["path"], "/echo?x=1");
+  EXPECT_EQ((*j)["body"], R"({"a": [1, 2]})");
+  EXPECT_EQ((*j)["greeting"], "hi");
+  EXPECT_EQ((*j)["id"], post->header("x-nubo-request-id"));
+  EXPECT_EQ(post->header("content-type"), "application/json");
+  auto fail = server_->get("/native/?fail=1");
+  EXPECT_EQ(fail.status, 500);
+  EXPECT_NE(fail.body.find("native failure"), std::string::npos) << fail.body;
+}
+
+TEST_F(BuildTest, ANativeFunctionCanStreamItsResponse) {
+  auto r = deployDir("nstream", {{"nubo.json", R"({"runtime": "native"})"},
+                                 {"stream.cc", R"(#include "nubo.h"
+void handle(const nubo::Request&, nubo::ResponseWriter& out) {
+  out.start(200, {{"content-type", "text/plain"}});
+  for (int i = 0; i < 3; ++i) out.write("part " + std::to_string(i) + "\n");
+  out.end();
+}
+)"}});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto got = server_->get("/nstream/");
+  EXPECT_EQ(got.status, 200);
+  EXPECT_EQ(got.body, "part 0\npart 1\npart 2\n");
+}
+
+TEST_F(BuildTest, ANativeBuildThatDoesNotCompileFails) {
+  auto r = deployDir("nbroken", {{"nubo.json", R"({"runtime": "native"})"},
+                                 {"main.cc", "#include \"nubo.h\"\nnubo::Response handle(const nubo::Request&) { return 42; }\n"}});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("error"), std::string::npos) << r.out;
 }
 
 // Builds survive the server being killed: a build cut short starts over

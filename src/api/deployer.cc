@@ -177,6 +177,7 @@ Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m,
     }
   }
   if (m.runtime == "static") return Status::Ok();
+  if (m.runtime == "native") return Status::Ok();  // built from its C++ sources
   if (m.runtime == "exec") {
     if (m.entry.empty()) {
       return InvalidArgument("entry: runtime \"exec\" needs the command that starts your HTTP server on $PORT, "
@@ -194,9 +195,9 @@ Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m,
 }
 
 Status Deployer::checkRunnable(const store::Deployment& d, const std::string& output_tree) {
-  if (d.runtime != "node") return Status::Ok();
+  if (d.runtime != "node" && d.runtime != "native") return Status::Ok();
   ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifestText(d.manifest_json));
-  std::string entry = manifest::runnableEntry(m.entry);
+  std::string entry = d.runtime == "native" ? manifest::nativeEntry(m.entry) : manifest::runnableEntry(m.entry);
   ASSIGN_OR_RETURN(bool has, hasFile(output_tree, entry));
   if (!has) {
     return InvalidArgument("the build's output has no " + entry +

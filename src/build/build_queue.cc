@@ -17,7 +17,7 @@ int64_t nowMs() {
 
 std::string builderFor(const manifest::Manifest& m) {
   if (!m.build.builder.empty()) return m.build.builder;
-  if (!m.build.command.empty()) return m.runtime;
+  if (!m.build.command.empty() || m.runtime == "native") return m.runtime;
   return "";
 }
 

@@ -226,6 +226,11 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
                 {out, "/out", true},
                 {scratch, "/work", true},
                 {cache, "/cache", true}};
+  std::string sdk_in;
+  if (!opts_.sdk_dir.empty()) {
+    iso.mounts.push_back({opts_.sdk_dir, "/nubo/sdk", false});
+    sdk_in = launcher_.mountInside(opts_.sdk_dir, "/nubo/sdk");
+  }
   std::string src_in = launcher_.appDirInside(src);
   std::string builder_in = launcher_.mountInside(builder_dir, "/nubo/builder");
   std::string out_in = launcher_.mountInside(out, "/out");
@@ -235,7 +240,7 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
   // Only what a build needs: no secrets, none of the deployment's env.
   spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + cache_in + "/home", "TMPDIR=/tmp", "LANG=C.UTF-8",
               "CI=true", "NUBO_SOURCE=" + src_in, "NUBO_OUTPUT=" + out_in, "NUBO_CACHE=" + cache_in,
-              "NUBO_WORK=" + work_in, "NUBO_MANIFEST=" + job.manifest_json};
+              "NUBO_WORK=" + work_in, "NUBO_MANIFEST=" + job.manifest_json, "NUBO_SDK=" + sdk_in};
   // The build fields, for builders written in shell.
   if (auto m = parseJson(job.manifest_json, "manifest"); m.ok() && m->is_object()) {
     spec.env.push_back("NUBO_ENTRY=" + m->value("entry", std::string()));

@@ -47,6 +47,7 @@ struct BuildOptions {
   std::string builders_dir;  // one folder per builder
   std::string work_dir;      // per-build folders, removed after each build
   std::string cache_dir;     // per-app caches, kept
+  std::string sdk_dir;       // the SDKs, shown to builders read-only at /nubo/sdk (empty: none)
   std::chrono::milliseconds timeout{10 * 60 * 1000};
   uint64_t memory_bytes = 2ull << 30;
   int pids = 512;

@@ -12,10 +12,14 @@ namespace nubo::build {
 
 // "name/file" -> content, for every file of every built-in builder.
 const std::vector<std::pair<std::string, std::string>>& builtinBuilderFiles();
+// "cpp/nubo.h"... : the SDK for native functions (sdk/ in the source tree).
+const std::vector<std::pair<std::string, std::string>>& sdkFiles();
 
 // Writes the built-in builders into `dir` (one folder each, executables
 // mode 0555), replacing changed ones; other folders there (builders an
 // operator added) are left as they are.
 Status installBuiltinBuilders(const std::string& dir);
+// Writes the SDKs into `dir` (read-only files), replacing changed ones.
+Status installSdk(const std::string& dir);
 
 }  // namespace nubo::build

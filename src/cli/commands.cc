@@ -277,6 +277,14 @@ const std::vector<Template>& templates() {
                      "    return Response.json(greeting);\n"
                      "  },\n"
                      "};\n"}}},
+      {"native", "a C++ function built with the nubo SDK",
+       {{"nubo.json", "{\n  \"name\": \"$NAME\",\n  \"runtime\": \"native\"\n}\n"},
+        {"main.cc", "#include \"nubo.h\"\n\n"
+                    "// Called for every request, on one of a few threads.\n"
+                    "nubo::Response handle(const nubo::Request& req) {\n"
+                    "  return nubo::Response::json(\"{\\\"hello\\\":\\\"world\\\",\\\"path\\\":\\\"\" +\n"
+                    "                              nubo::jsonEscape(req.pathname()) + \"\\\"}\");\n"
+                    "}\n"}}},
       {"exec", "an HTTP server in Python (any program serving on $PORT works)",
        {{"nubo.json", "{\n  \"name\": \"$NAME\",\n  \"runtime\": \"exec\",\n  \"entry\": \"python3 server.py\"\n}\n"},
         {"server.py", "import http.server, json, os\n\n\n"
@@ -417,7 +425,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   auto io = std::make_shared<InitOptions>();
   auto* init = app.add_subcommand("init", "Create a new project folder that deploys as it is");
   init->add_option("dir", io->dir, "Folder to create")->required();
-  init->add_option("--template", io->tmpl, "node (default), ts, exec or static");
+  init->add_option("--template", io->tmpl, "node (default), ts, native, exec or static");
   init->add_option("--name", io->name, "App name (default: the folder's name)");
   init->callback([=] {
     Status s = runInit(io->dir, io->name, io->tmpl);

@@ -244,8 +244,9 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::launchOffThread(co
   return offThread([this, profile] { return launchInstance(profile, /*background=*/false); });
 }
 
-Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profile, bool background) {
-  if (opts_.node_binary.empty()) return Unavailable("node is not installed on this server");
+Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profile, bool background,
+                                                            const DeploymentSpec* native) {
+  if (opts_.node_binary.empty() && !native) return Unavailable("node is not installed on this server");
   std::string id = "i" + std::to_string(::getpid()) + "-" + std::to_string(next_instance_++);
   ASSIGN_OR_RETURN(std::string dir, code_.makeInstanceDir(id));
   LaunchSpec spec;
@@ -254,6 +255,16 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profi
                "--no-memory-reducer",
                launcher_.runtimeDirInside(opts_.runtime_dir) + "/instance.js"};
   spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TZ=UTC", "NODE_ENV=production", "NUBO_FD=3"};
+  if (native) {
+    // The deployment's own program, with its files and env in place.
+    if (Status s = code_.linkInto(native->root_tree, dir); !s.ok()) {
+      code_.removeInstanceDir(id);
+      return s.withContext("preparing deployment " + native->id);
+    }
+    spec.argv = {launcher_.appDirInside(dir) + "/" + native->entry};
+    spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TZ=UTC", "NUBO_FD=3"};
+    for (const auto& [k, v] : native->env) spec.env.push_back(k + "=" + v);
+  }
   spec.cwd = "/";
   spec.isolation.instance_id = id;
   spec.isolation.app_dir = dir;
@@ -359,9 +370,18 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
                                                                      EarlyOpen early) {
   auto t0 = Clock::now();
   std::shared_ptr<Instance> inst;
-  // A stem of the deployment's permission profile, if one is waiting.
   Profile profile{spec.network, spec.tmp_mb, spec.runtime == "exec"};
-  {
+  if (spec.runtime == "native") {
+    // A native deployment is its own program: started with its files in
+    // place (on the spawner thread), no stem to specialize.
+    auto launched = co_await offThread([this, profile, &spec] { return launchInstance(profile, false, &spec); });
+    if (!launched.ok()) co_return launched.status();
+    inst = *launched;
+    Status hello = co_await inst->waitHello(Clock::now() + opts_.start_timeout);
+    if (!hello.ok()) co_return hello;
+  }
+  // A stem of the deployment's permission profile, if one is waiting.
+  if (!inst) {
     std::lock_guard lock(mu_);
     if (auto it = stems_.find(profile); it != stems_.end()) {
       auto& ready = it->second.ready;
@@ -375,17 +395,15 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   // The next cold start of this profile finds one (the first of a new
   // profile spawns; later ones need not). A stem taken is replaced a moment
   // after this cold start, so that starting Node does not compete with it.
-  if (inst) {
+  bool native = spec.runtime == "native";
+  if (!native && inst) {
+    phases->from_stem = true;
     auto t = std::make_shared<asio::steady_timer>(ioc_, kRefillDelay);
     t->async_wait([this, t, profile](boost::system::error_code ec) {
       if (!ec) refillStems(profile);
     });
-  } else {
+  } else if (!native) {
     refillStems(profile);
-  }
-  if (inst) {
-    phases->from_stem = true;
-  } else {
     auto launched = co_await launchOffThread(profile);
     if (!launched.ok()) co_return launched.status();
     inst = *launched;
@@ -398,7 +416,9 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   // A few files link in well under a millisecond; a large tree links on the
   // spawner thread, so other deployments' requests do not wait behind it.
   Status linked;
-  if (spec.files <= kLinkInlineFiles) {
+  if (native) {
+    // linked before it started
+  } else if (spec.files <= kLinkInlineFiles) {
     linked = code_.linkInto(spec.root_tree, dir);
   } else {
     linked = co_await offThread([this, &spec, &dir] { return code_.linkInto(spec.root_tree, dir); });
@@ -447,7 +467,9 @@ Result<std::shared_ptr<Pool>> Functions::poolFor(const std::string& deployment) 
   spec.runtime = d.runtime;
   spec.root_tree = d.servedTree();
   spec.files = d.files;
-  spec.entry = d.runtime == "exec" ? m.entry : manifest::runnableEntry(m.entry);
+  spec.entry = d.runtime == "exec"     ? m.entry
+               : d.runtime == "native" ? manifest::nativeEntry(m.entry)
+                                       : manifest::runnableEntry(m.entry);
   spec.env = m.env;
   spec.limits.concurrency = m.limits.concurrency;
   spec.limits.max_instances = m.limits.max_instances;

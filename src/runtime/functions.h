@@ -83,7 +83,9 @@ class Functions final : public InstanceFactory {
   // A new generic instance with the given permissions (stems: the defaults);
   // `background` while it is a stem nobody waits for.
   struct Profile;
-  Result<std::shared_ptr<Instance>> launchInstance(const Profile& profile, bool background);
+  // `native`: the deployment whose own program runs (its files linked first).
+  Result<std::shared_ptr<Instance>> launchInstance(const Profile& profile, bool background,
+                                                   const DeploymentSpec* native = nullptr);
   // launchInstance() on the spawner thread: forking costs milliseconds the
   // data plane should spend serving.
   boost::asio::awaitable<Result<std::shared_ptr<Instance>>> launchOffThread(const Profile& profile);

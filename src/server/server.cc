@@ -134,11 +134,13 @@ Status runServer(const ServerOptions& opts) {
   // Builds: the built-in builders (and any an operator adds) in DATA/builders.
   std::string builders_dir = data_dir + "/builders";
   RETURN_IF_ERROR(build::installBuiltinBuilders(builders_dir));
+  RETURN_IF_ERROR(build::installSdk(data_dir + "/sdk"));
   logs::LogStore build_logs(data_dir + "/build-logs", 4u << 20);
   build::BuildOptions bopts;
   bopts.builders_dir = builders_dir;
   bopts.work_dir = data_dir + "/builds";
   bopts.cache_dir = data_dir + "/build-cache";
+  bopts.sdk_dir = data_dir + "/sdk";
   bopts.timeout = opts.build_timeout;
   build::BuildRunner build_runner(*launcher, *blobs, *code, instance_cgroups, bopts);
   std::unique_ptr<build::BuildQueue> builds;

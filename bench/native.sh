@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# A native (C++, nubo SDK) hello world through nubo vs nginx answering the
+# same JSON with `return 200`, measured in the same run with the same wrk load.
+# Target: nubo >= 0.7x nginx.
+source "$(dirname "$0")/lib.sh"
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-50}
+THREADS=${THREADS:-2}
+command -v wrk >/dev/null || { echo "bench: wrk missing (scripts/setup installs it)" >&2; exit 1; }
+
+app=$BENCH_TMP/native
+mkdir -p "$app"
+echo '{"runtime": "native"}' >"$app/nubo.json"
+cat >"$app/main.cc" <<'CC'
+#include "nubo.h"
+nubo::Response handle(const nubo::Request&) { return nubo::Response::json("{\"hello\":\"world\"}"); }
+CC
+start_nubo ${NUBO_ARGS:-}
+"$NUBO" deploy "$app" --app native --json >/dev/null
+
+start_nginx 'location / { default_type application/json; return 200 "{\"hello\":\"world\"}"; }'
+nginx_url="http://127.0.0.1:$NGINX_PORT/"
+wait_for "$nginx_url"
+pair=$(measure_pair "$NUBO_DATA_URL/native/" "$nginx_url") || exit 1
+read -r n_rps n_p50 n_p99 n_err g_rps g_p50 g_p99 g_err <<<"$pair"
+printf 'native C++ hello world, wrk -t%s -c%s -d%s (%s cores)\n' "$THREADS" "$CONNS" "$DURATION" "$(nproc)"
+printf '  %-6s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s\n' nubo "$n_rps" "$n_p50" "$n_p99" "$n_err"
+printf '  %-6s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s\n' nginx "$g_rps" "$g_p50" "$g_p99" "$g_err"
+printf '  ratio nubo/nginx: %sx (target >= 0.7x)\n' "$(python3 -c "print(f'{$n_rps/$g_rps:.2f}')")"
