@@ -61,6 +61,12 @@ TEST_F(BuildTest, ABuildCommandsOutputIsServedAndItsLogStreamsToDeploy) {
   EXPECT_EQ(logs.exit_code, 0) << logs.err;
   EXPECT_NE(logs.out.find("step one"), std::string::npos) << logs.out;
   EXPECT_NE(logs.out.find("build finished"), std::string::npos) << logs.out;
+
+  // Removing the app removes its build logs too.
+  std::string log_file = server_->dataDir() + "/build-logs/" + id + ".log";
+  EXPECT_TRUE(std::filesystem::exists(log_file));
+  ASSERT_EQ(server_->nubo({"apps", "rm", "built"}).exit_code, 0);
+  EXPECT_FALSE(std::filesystem::exists(log_file));
 }
 
 TEST_F(BuildTest, AFailedBuildShowsItsErrorExitsNonZeroAndMovesNoAlias) {

@@ -379,8 +379,12 @@ Result<Response> ControlApi::dispatch(const http::Request& req, const std::strin
   // GET/DELETE /v1/apps/{app}
   if (n == 2) {
     if (m == "DELETE") {
+      auto deployments = store_.listDeployments(app, 0);
       RETURN_IF_ERROR(store_.deleteApp(app));
       logs_.removeApp(app);
+      if (deployments.ok()) {
+        for (const auto& d : *deployments) build_logs_.removeApp(d.id);
+      }
       return jsonResponse(200, {{"deleted", app}});
     }
     if (m != "GET") return methodNotAllowed(req);
