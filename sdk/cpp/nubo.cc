@@ -208,14 +208,12 @@ class Server {
         return;
       }
       case kData: {
-        std::shared_ptr<Stream> st;
         {
           std::lock_guard lock(mu_);
           auto it = streams_.find(id);
           if (it == streams_.end()) return;
-          st = it->second;
-          st->req.body.append(p);
-          if (flags & kEnd) enqueueLocked(st);
+          it->second->req.body.append(p);
+          if (flags & kEnd) enqueueLocked(it->second);
         }
         if (!p.empty()) {
           std::string w;
@@ -226,13 +224,8 @@ class Server {
       }
       case kWindow:
       case kCancel: {
-        std::shared_ptr<Stream> st;
-        {
-          std::lock_guard lock(mu_);
-          auto it = streams_.find(id);
-          if (it == streams_.end()) return;
-          st = it->second;
-        }
+        std::shared_ptr<Stream> st = find(id);
+        if (!st) return;
         {
           std::lock_guard lock(st->mu);
           if (type == kWindow && p.size() >= 4) st->credit += getU32(p.data());
@@ -267,6 +260,12 @@ class Server {
       r.headers.emplace_back(std::move(k), std::move(v));
     }
     return true;
+  }
+
+  std::shared_ptr<Stream> find(uint32_t id) {
+    std::lock_guard lock(mu_);
+    auto it = streams_.find(id);
+    return it == streams_.end() ? nullptr : it->second;
   }
 
   void enqueueLocked(std::shared_ptr<Stream> st) {

@@ -228,6 +228,17 @@ Response ControlApi::serveBuildEvents(const http::Request& req, const std::strin
   return r;
 }
 
+// "alias" (default production) and "promote" (default true) of a request
+// that creates a deployment.
+static Status readPromotion(const Json& body, CreateRequest& cr) {
+  ASSIGN_OR_RETURN(cr.alias, stringField(body, "alias", "production"));
+  if (body.contains("promote")) {
+    if (!body["promote"].is_boolean()) return InvalidArgument("field \"promote\" must be true or false");
+    cr.promote = body["promote"].get<bool>();
+  }
+  return Status::Ok();
+}
+
 Response ControlApi::route(const http::Request& req) {
   if (req.path == "/healthz") return Response::text(200, "ok\n");
   if (req.path.substr(0, 4) != "/v1/") {
@@ -339,11 +350,7 @@ Result<Response> ControlApi::dispatch(const http::Request& req, const std::strin
     cr.actor = actor;
     cr.root = from.root_tree;
     ASSIGN_OR_RETURN(cr.manifest, parseJson(from.manifest_json, "manifest"));
-    ASSIGN_OR_RETURN(cr.alias, stringField(body, "alias", "production"));
-    if (body.contains("promote")) {
-      if (!body["promote"].is_boolean()) return InvalidArgument("field \"promote\" must be true or false");
-      cr.promote = body["promote"].get<bool>();
-    }
+    RETURN_IF_ERROR(readPromotion(body, cr));
     ASSIGN_OR_RETURN(store::Deployment d, deployer_.createDeployment(cr));
     Json j = deploymentJson(d);
     j["redeployed_from"] = from.id;
@@ -404,12 +411,8 @@ Result<Response> ControlApi::dispatch(const http::Request& req, const std::strin
       cr.app = app;
       cr.actor = actor;
       ASSIGN_OR_RETURN(cr.root, stringField(body, "root", "", true));
-      ASSIGN_OR_RETURN(cr.alias, stringField(body, "alias", "production"));
       if (body.contains("manifest")) cr.manifest = body["manifest"];
-      if (body.contains("promote")) {
-        if (!body["promote"].is_boolean()) return InvalidArgument("field \"promote\" must be true or false");
-        cr.promote = body["promote"].get<bool>();
-      }
+      RETURN_IF_ERROR(readPromotion(body, cr));
       ASSIGN_OR_RETURN(store::Deployment d, deployer_.createDeployment(cr));
       Json j = deploymentJson(d);
       j["promoted"] = cr.promote;
