@@ -174,8 +174,8 @@ std::string sseEvent(std::string_view event, const Json& data) {
 // log is drained). Polls the log file and the store every 100 ms on a timer.
 class BuildEvents final : public http::BodyStream {
  public:
-  BuildEvents(store::MetadataStore& store, logs::LogStore& logs, std::string id)
-      : store_(store), logs_(logs), id_(std::move(id)) {}
+  BuildEvents(store::MetadataStore& store, logs::LogStore& logs, std::string id, std::optional<uint64_t> after)
+      : store_(store), logs_(logs), id_(std::move(id)), after_(after) {}
 
   boost::asio::awaitable<Result<std::optional<std::string>>> next() override {
     boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
@@ -184,7 +184,11 @@ class BuildEvents final : public http::BodyStream {
       std::string out;
       logs::LogStore::Page page = logs_.read(id_, after_.value_or(0), "", 1000);
       after_ = page.cursor;
-      for (const auto& l : page.lines) out += sseEvent("log", buildLine(l));
+      for (const auto& l : page.lines) {
+        Json data = buildLine(l);
+        data["cursor"] = page.cursor;  // a client that reconnects passes it as ?after=
+        out += sseEvent("log", data);
+      }
       auto d = store_.getDeployment(id_);
       if (!d.ok()) co_return d.status();
       if (!last_ || *last_ != d->state) {
@@ -224,7 +228,16 @@ Response ControlApi::serveBuildEvents(const http::Request& req, const std::strin
   r.kind = Response::BodyKind::kStream;
   r.header("content-type", "text/event-stream");
   r.header("cache-control", "no-cache");
-  r.stream = std::make_shared<BuildEvents>(store_, build_logs_, id);
+  std::optional<uint64_t> after;
+  if (std::string a = queryParam(req.query, "after"); !a.empty()) {
+    uint64_t v = 0;
+    auto [p, ec] = std::from_chars(a.data(), a.data() + a.size(), v);
+    if (ec != std::errc() || p != a.data() + a.size()) {
+      return Response::error(InvalidArgument("after must be a cursor from an earlier event"));
+    }
+    after = v;
+  }
+  r.stream = std::make_shared<BuildEvents>(store_, build_logs_, id, after);
   return r;
 }
 

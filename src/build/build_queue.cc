@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 namespace nubo::build {
@@ -44,6 +45,8 @@ void BuildQueue::start() {
   {
     std::lock_guard lock(mu_);
     for (auto& d : unfinished) {
+      bool queued = std::any_of(waiting_.begin(), waiting_.end(), [&](const auto& w) { return w.id == d.id; });
+      if (queued) continue;
       waiting_.push_back(d);
       logs_.append(d.id, {nowMs(), d.id, "nubo", "", "the server restarted during this build: it starts over"});
     }
@@ -122,6 +125,13 @@ void BuildQueue::build(const store::Deployment& d) {
     Status s = store_.finishBuild(d.id, store::DeploymentState::kFailed, "", why, "builder");
     if (!s.ok()) spdlog::error("build {}: could not record its failure: {}", d.id, s.message());
   };
+  // Queued twice (submitted while start() found it unfinished), or its app
+  // removed meanwhile: only an unfinished deployment is built.
+  auto current = store_.getDeployment(d.id);
+  if (!current.ok() || (current->state != store::DeploymentState::kQueued &&
+                        current->state != store::DeploymentState::kBuilding)) {
+    return;
+  }
   auto parsed = manifest::parseManifestText(d.manifest_json);
   if (!parsed.ok()) return fail("its manifest no longer parses: " + parsed.status().message());
   if (Status s = store_.setDeploymentState(d.id, store::DeploymentState::kBuilding); !s.ok()) {

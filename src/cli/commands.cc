@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <thread>
 
 #include "cli/hash_cache.h"
 #include "cli/http_client.h"
@@ -113,9 +114,14 @@ struct DeployOptions {
 // Prints a deployment's build as it runs (server-sent events) until it is
 // READY or FAILED; the final state, or kFailedPrecondition naming why the
 // build failed.
-Result<std::string> followBuild(HttpClient& client, const std::string& id, bool print) {
-  std::string buf, state, error;
-  Status s = client.stream("/v1/deployments/" + id + "/events", [&](std::string_view bytes) {
+struct BuildProgress {
+  std::string state, error, cursor;  // cursor: of the last log line seen
+};
+
+// One connection to a build's event stream, until the server ends it.
+Status readBuildEvents(HttpClient& client, const std::string& path, BuildProgress& p, bool print) {
+  std::string buf;
+  return client.stream(path, [&](std::string_view bytes) {
     buf.append(bytes);
     for (size_t end; (end = buf.find("\n\n")) != std::string::npos; buf.erase(0, end + 2)) {
       std::string event, data;
@@ -129,23 +135,38 @@ Result<std::string> followBuild(HttpClient& client, const std::string& id, bool 
       }
       auto j = parseJson(data, "event");
       if (!j.ok() || !j->is_object()) continue;
-      if (event == "log" && print) {
-        std::printf("  %s %s\n", str(*j, "stream") == "nubo" ? "nubo |" : "     |", str(*j, "text").c_str());
-        std::fflush(stdout);
-      }
-      if (event == "state") {
-        state = str(*j, "state");
-        error = str(*j, "error");
+      if (event == "log") {
+        if (j->contains("cursor")) p.cursor = str(*j, "cursor");
+        if (print) {
+          std::printf("  %s %s\n", str(*j, "stream") == "nubo" ? "nubo |" : "     |", str(*j, "text").c_str());
+          std::fflush(stdout);
+        }
+      } else if (event == "state") {
+        p.state = str(*j, "state");
+        p.error = str(*j, "error");
       }
     }
     return true;
   });
-  RETURN_IF_ERROR(s);
-  if (state == "FAILED") {
-    return FailedPrecondition("the build of " + id + " failed: " + error + " (the whole log: nubo build-logs " + id + ")");
+}
+
+Result<std::string> followBuild(HttpClient& client, const std::string& id, bool print) {
+  BuildProgress p;
+  // A stream that breaks off (a long build outlasting a connection limit, a
+  // blip) is picked up again where it stopped.
+  for (int attempt = 0;; ++attempt) {
+    std::string path = "/v1/deployments/" + id + "/events" + (p.cursor.empty() ? "" : "?after=" + p.cursor);
+    Status s = readBuildEvents(client, path, p, print);
+    if (s.ok() && (p.state == "READY" || p.state == "FAILED")) break;
+    if (!s.ok() && s.code() != Code::kUnavailable) return s;
+    if (attempt == 100) return s.ok() ? Unavailable("the build events of " + id + " ended early") : s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  if (state != "READY") return Unavailable("the build of " + id + " did not finish (state " + state + ")");
-  return state;
+  if (p.state == "FAILED") {
+    return FailedPrecondition("the build of " + id + " failed: " + p.error + " (the whole log: nubo build-logs " + id +
+                              ")");
+  }
+  return p.state;
 }
 
 Result<Json> deploy(const DeployOptions& o, Progress& progress) {
