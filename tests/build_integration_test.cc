@@ -1,6 +1,7 @@
 // Builds end to end: the real `nubo serve`, its sandboxed builders, the CLI.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <thread>
 
@@ -240,6 +241,30 @@ TEST_F(BuildTest, ANativeBuildThatDoesNotCompileFails) {
                                  {"main.cc", "#include \"nubo.h\"\nnubo::Response handle(const nubo::Request&) { return 42; }\n"}});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("error"), std::string::npos) << r.out;
+}
+
+// A builder an operator adds: its `detect` claims folders no built-in rule
+// does, and its `build` makes the deployment.
+TEST(OperatorBuilderTest, ADetectedBuilderBuildsAndOthersDeployAsUploaded) {
+  TempDir tmp;
+  NuboServer server(tmp);
+  std::string b = server.dataDir() + "/builders/shout";
+  writeFile(b + "/detect", "#!/bin/sh\n[ -f \"$1/words.txt\" ] && echo words.txt\n");
+  writeFile(b + "/build", "#!/bin/sh\nset -e\ntr a-z A-Z < \"$1/words.txt\" > \"$2/index.html\"\n");
+  ASSERT_EQ(::chmod((b + "/detect").c_str(), 0755), 0);
+  ASSERT_EQ(::chmod((b + "/build").c_str(), 0755), 0);
+  std::string words = tmp.sub("words");
+  writeFile(words + "/words.txt", "quiet please\n");
+  auto r = server.nubo({"deploy", words, "--app", "words"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("detected the shout builder"), std::string::npos) << r.out;
+  EXPECT_EQ(server.get("/words/").body, "QUIET PLEASE\n");
+  std::string site = tmp.sub("site");
+  writeFile(site + "/index.html", "as is");
+  auto plain = server.nubo({"deploy", site, "--app", "plain"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.out << plain.err;
+  EXPECT_NE(plain.out.find("no builder applies"), std::string::npos) << plain.out;
+  EXPECT_EQ(server.get("/plain/").body, "as is");
 }
 
 // Builds survive the server being killed: a build cut short starts over

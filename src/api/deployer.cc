@@ -22,8 +22,10 @@ Status checkHashes(const std::vector<std::string>& hs, std::string_view field) {
 
 }  // namespace
 
-Deployer::Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock, SubmitBuild submit_build)
-    : store_(store), blobs_(blobs), clock_(clock), submit_build_(std::move(submit_build)) {}
+Deployer::Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock, SubmitBuild submit_build,
+                   CanDetect can_detect)
+    : store_(store), blobs_(blobs), clock_(clock), submit_build_(std::move(submit_build)),
+      can_detect_(std::move(can_detect)) {}
 
 Result<NegotiateResult> Deployer::negotiate(const std::vector<std::string>& trees,
                                             const std::vector<std::string>& files) {
@@ -237,12 +239,13 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
     ASSIGN_OR_RETURN(bool node_build, needsNodeBuild(req.root, m));
     if (node_build) builder = "node";
   }
-  bool needs_build = !builder.empty();
+  bool detect = builder.empty() && submit_build_ && can_detect_ && can_detect_();
+  bool needs_build = !builder.empty() || detect;
   if (needs_build && !submit_build_) {
     return Unimplemented("build: this server does not run builds; deploy the built files instead");
   }
   if (needs_build) {
-    m.build.builder = builder;  // recorded: the build runs exactly this one
+    m.build.builder = builder;  // recorded: the build runs exactly this one (empty: detected)
   } else {
     RETURN_IF_ERROR(resolveRuntime(req, m, /*check_entry=*/true));
   }

@@ -62,7 +62,13 @@ class Deployer {
   // Hands a QUEUED deployment to the builds (null: this server builds nothing).
   using SubmitBuild = std::function<Status(const store::Deployment& d)>;
 
-  Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock, SubmitBuild submit_build = nullptr);
+  // Whether an operator added builders whose `detect` may claim a folder
+  // no built-in rule picks a builder for (such deployments go through the
+  // build queue, which runs the detectors).
+  using CanDetect = std::function<bool()>;
+
+  Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock, SubmitBuild submit_build = nullptr,
+           CanDetect can_detect = nullptr);
 
   Result<NegotiateResult> negotiate(const std::vector<std::string>& trees, const std::vector<std::string>& files);
   Status putBlob(std::string_view hash, std::string_view bytes);
@@ -92,6 +98,7 @@ class Deployer {
   blob::BlobStore& blobs_;
   Clock& clock_;
   SubmitBuild submit_build_;
+  CanDetect can_detect_;
 
   std::mutex mu_;
   std::unordered_map<std::string, TreeStats> verified_;  // guarded by mu_; tree hash -> stats

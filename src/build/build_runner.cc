@@ -14,6 +14,7 @@
 #include "blob/directory.h"
 #include "common/fs.h"
 #include "common/ids.h"
+#include "build/builtin_builders.h"
 #include "common/json.h"
 
 namespace nubo::build {
@@ -180,12 +181,12 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
   auto note = [&log](const std::string& text) {
     if (log) log("nubo", text);
   };
-  if (!isBuilderName(job.builder)) {
+  if (!job.builder.empty() && !isBuilderName(job.builder)) {
     return InvalidArgument("build.builder: \"" + job.builder +
                            "\" is not a builder name (lowercase letters, digits, '-' and '_')");
   }
   std::string builder = opts_.builders_dir + "/" + job.builder + "/build";
-  if (::access(builder.c_str(), X_OK) != 0) {
+  if (!job.builder.empty() && ::access(builder.c_str(), X_OK) != 0) {
     return NotFound("build.builder: no builder \"" + job.builder + "\" on this server (" + builder +
                     " is missing or not executable); see docs/builders.md");
   }
@@ -221,8 +222,7 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
   iso.memory_bytes = opts_.memory_bytes;
   iso.pids = opts_.pids;
   iso.expose = runtime::hostToolchain();  // compilers, node, npm...
-  std::string builder_dir = opts_.builders_dir + "/" + job.builder;
-  iso.mounts = {{builder_dir, "/nubo/builder", false},
+  iso.mounts = {{"", "/nubo/builder", false},  // the builder's folder, set below
                 {out, "/out", true},
                 {scratch, "/work", true},
                 {cache, "/cache", true}};
@@ -232,11 +232,9 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
     sdk_in = launcher_.mountInside(opts_.sdk_dir, "/nubo/sdk");
   }
   std::string src_in = launcher_.appDirInside(src);
-  std::string builder_in = launcher_.mountInside(builder_dir, "/nubo/builder");
   std::string out_in = launcher_.mountInside(out, "/out");
   std::string work_in = launcher_.mountInside(scratch, "/work");
   std::string cache_in = launcher_.mountInside(cache, "/cache");
-  spec.argv = {builder_in + "/build", src_in, out_in, cache_in};
   // Only what a build needs: no secrets, none of the deployment's env.
   spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + cache_in + "/home", "TMPDIR=/tmp", "LANG=C.UTF-8",
               "CI=true", "NUBO_SOURCE=" + src_in, "NUBO_OUTPUT=" + out_in, "NUBO_CACHE=" + cache_in,
@@ -251,7 +249,35 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
     }
   }
   spec.cwd = work_in;
-  note("building with the " + job.builder + " builder");
+  auto useBuilder = [&](const std::string& name) {
+    std::string dir = opts_.builders_dir + "/" + name;
+    iso.mounts[0].host = dir;
+    return launcher_.mountInside(dir, "/nubo/builder");
+  };
+  std::string chosen = job.builder;
+  if (chosen.empty()) {
+    // Detection: the first of the operator's builders whose `detect` says
+    // yes (the built-in ones were considered when the deployment was made).
+    for (const auto& name : operatorBuilders(opts_.builders_dir)) {
+      spec.argv = {useBuilder(name) + "/detect", src_in};
+      Result<int> said = runProcess(spec, log);
+      if (cgroups_ && cgroups_->available()) cgroups_->remove(instance);
+      if (!said.ok()) return said.status();
+      if (*said == 0) {
+        chosen = name;
+        break;
+      }
+    }
+    if (chosen.empty()) {
+      note("no builder applies: the deployment runs its files as uploaded");
+      BuildOutput as_uploaded;
+      as_uploaded.tree = job.source_tree;
+      return as_uploaded;
+    }
+    note("detected the " + chosen + " builder");
+  }
+  spec.argv = {useBuilder(chosen) + "/build", src_in, out_in, cache_in};
+  note("building with the " + chosen + " builder");
   Result<int> exit_code = runProcess(spec, log);
   bool oom = cgroups_ && cgroups_->available() && cgroups_->oomKilled(instance);
   if (cgroups_ && cgroups_->available()) cgroups_->remove(instance);
@@ -265,7 +291,7 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
     return ResourceExhausted(why);
   }
   if (*exit_code != 0) {
-    std::string why = "the " + job.builder + " builder failed (exit status " + std::to_string(*exit_code) + ")";
+    std::string why = "the " + chosen + " builder failed (exit status " + std::to_string(*exit_code) + ")";
     note(why);
     return FailedPrecondition(why);
   }
@@ -274,7 +300,7 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
                      note("left out of the output: " + std::string(path) + ": " + std::string(why));
                    }));
   if (stored.root.empty()) {
-    std::string why = "the " + job.builder + " builder wrote no files to its output folder";
+    std::string why = "the " + chosen + " builder wrote no files to its output folder";
     note(why);
     return FailedPrecondition(why);
   }

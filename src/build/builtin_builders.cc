@@ -1,5 +1,11 @@
 #include "build/builtin_builders.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
 #include "common/fs.h"
 
 namespace nubo::build {
@@ -21,5 +27,19 @@ Status installFiles(const std::vector<std::pair<std::string, std::string>>& file
 Status installBuiltinBuilders(const std::string& dir) { return installFiles(builtinBuilderFiles(), dir, 0555); }
 
 Status installSdk(const std::string& dir) { return installFiles(sdkFiles(), dir, 0444); }
+
+std::vector<std::string> operatorBuilders(const std::string& dir) {
+  std::set<std::string> builtin;
+  for (const auto& [rel, content] : builtinBuilderFiles()) builtin.insert(rel.substr(0, rel.find('/')));
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    std::string name = e.path().filename().string();
+    if (builtin.count(name) || !e.is_directory(ec)) continue;
+    if (::access((e.path() / "detect").c_str(), X_OK) == 0) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 }  // namespace nubo::build

@@ -19,6 +19,10 @@ const std::vector<std::pair<std::string, std::string>>& sdkFiles();
 // mode 0555), replacing changed ones; other folders there (builders an
 // operator added) are left as they are.
 Status installBuiltinBuilders(const std::string& dir);
+// The builders in `dir` an operator added (not built in) that have a
+// `detect`, sorted by name.
+std::vector<std::string> operatorBuilders(const std::string& dir);
+
 // Writes the SDKs into `dir` (read-only files), replacing changed ones.
 Status installSdk(const std::string& dir);
 

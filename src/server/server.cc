@@ -144,7 +144,9 @@ Status runServer(const ServerOptions& opts) {
   bopts.timeout = opts.build_timeout;
   build::BuildRunner build_runner(*launcher, *blobs, *code, instance_cgroups, bopts);
   std::unique_ptr<build::BuildQueue> builds;
-  api::Deployer deployer(*store, *blobs, clock, [&builds](const store::Deployment& d) { return builds->submit(d); });
+  api::Deployer deployer(
+      *store, *blobs, clock, [&builds](const store::Deployment& d) { return builds->submit(d); },
+      [&builders_dir] { return !build::operatorBuilders(builders_dir).empty(); });
   builds = std::make_unique<build::BuildQueue>(
       *store, build_runner, build_logs,
       [&deployer](const store::Deployment& d, const std::string& tree) { return deployer.checkRunnable(d, tree); },
