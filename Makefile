@@ -25,7 +25,7 @@ test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
 bench: build
-	bench/static.sh && bench/deploy.sh
+	bench/static.sh && bench/deploy.sh && bench/invoke.sh && bench/coldstart.sh && bench/native.sh && bench/build.sh
 
 clean:
 	rm -rf $(BUILD_DIR)

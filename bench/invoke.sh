@@ -3,10 +3,7 @@
 # the same JSON, measured in the same run with the same wrk load.
 # Target: nubo >= 1.0x plain Node, p99 <= 10 ms at 50 connections.
 source "$(dirname "$0")/lib.sh"
-DURATION=${DURATION:-10s}
-CONNS=${CONNS:-50}
-THREADS=${THREADS:-2}
-command -v wrk >/dev/null || { echo "bench: wrk missing (scripts/setup installs it)" >&2; exit 1; }
+require_wrk
 command -v node >/dev/null || { echo "bench: node missing" >&2; exit 1; }
 
 app=$BENCH_TMP/hello

@@ -6,6 +6,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NUBO=${NUBO:-$ROOT/build/nubo}
 [[ -x $NUBO ]] || { echo "bench: $NUBO not found; run 'make build' first" >&2; exit 1; }
 
+# The load of the wrk-based benches (run_wrk, measure_pair).
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-50}
+THREADS=${THREADS:-2}
+require_wrk() { command -v wrk >/dev/null || { echo "bench: wrk missing (scripts/setup installs it)" >&2; exit 1; }; }
+
 BENCH_TMP=$(mktemp -d /tmp/nubo-bench.XXXXXX)
 chmod 755 "$BENCH_TMP"  # nginx workers run as an unprivileged user
 PIDS=()

@@ -3,10 +3,7 @@
 # same JSON with `return 200`, measured in the same run with the same wrk load.
 # Target: nubo >= 0.7x nginx.
 source "$(dirname "$0")/lib.sh"
-DURATION=${DURATION:-10s}
-CONNS=${CONNS:-50}
-THREADS=${THREADS:-2}
-command -v wrk >/dev/null || { echo "bench: wrk missing (scripts/setup installs it)" >&2; exit 1; }
+require_wrk
 
 app=$BENCH_TMP/native
 mkdir -p "$app"

@@ -3,10 +3,7 @@
 # measured in the same run with the same wrk load. Prints both and the ratio.
 # Target: nubo >= 0.8x nginx.
 source "$(dirname "$0")/lib.sh"
-DURATION=${DURATION:-10s}
-CONNS=${CONNS:-50}
-THREADS=${THREADS:-2}
-command -v wrk >/dev/null || { echo "bench: wrk missing (scripts/setup installs it)" >&2; exit 1; }
+require_wrk
 
 site=$BENCH_TMP/site
 mkdir -p "$site"
