@@ -63,6 +63,24 @@ TEST_F(BuildTest, ABuildCommandsOutputIsServedAndItsLogStreamsToDeploy) {
   EXPECT_NE(logs.out.find("step one"), std::string::npos) << logs.out;
   EXPECT_NE(logs.out.find("build finished"), std::string::npos) << logs.out;
 
+  // The event stream: every line from the start, or only what follows a cursor.
+  cli::HttpClient c(server_->controlUrl(), server_->token());
+  std::string all, rest;
+  ASSERT_TRUE(c.stream("/v1/deployments/" + id + "/events", [&](std::string_view b) { all.append(b); return true; }).ok());
+  EXPECT_NE(all.find("event: log"), std::string::npos) << all;
+  EXPECT_NE(all.find("step one"), std::string::npos) << all;
+  EXPECT_NE(all.find("event: state\ndata: {\"state\":\"READY\"}"), std::string::npos) << all;
+  auto page = parseJson(server_->control("GET", "/v1/deployments/" + id + "/build-log").body, "page");
+  ASSERT_TRUE(page.ok());
+  std::string cursor = std::to_string((*page)["cursor"].get<uint64_t>());
+  ASSERT_TRUE(c.stream("/v1/deployments/" + id + "/events?after=" + cursor, [&](std::string_view b) {
+                 rest.append(b);
+                 return true;
+               }).ok());
+  EXPECT_EQ(rest.find("event: log"), std::string::npos) << rest;
+  EXPECT_NE(rest.find("READY"), std::string::npos) << rest;
+  EXPECT_FALSE(c.stream("/v1/deployments/" + id + "/events?after=x", [](std::string_view) { return true; }).ok());
+
   // Removing the app removes its build logs too.
   std::string log_file = server_->dataDir() + "/build-logs/" + id + ".log";
   EXPECT_TRUE(std::filesystem::exists(log_file));
