@@ -163,6 +163,18 @@ bool finalState(store::DeploymentState s) {
   return s == store::DeploymentState::kReady || s == store::DeploymentState::kFailed;
 }
 
+// The `after` query parameter: a log cursor from an earlier page or event.
+Result<std::optional<uint64_t>> afterCursor(const http::Request& req) {
+  std::string a = queryParam(req.query, "after");
+  if (a.empty()) return std::optional<uint64_t>();
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(a.data(), a.data() + a.size(), v);
+  if (ec != std::errc() || p != a.data() + a.size()) {
+    return InvalidArgument("after must be a cursor from an earlier page or event, got \"" + a + "\"");
+  }
+  return std::optional<uint64_t>(v);
+}
+
 Json buildLine(const logs::LogLine& l) { return {{"ts_ms", l.ts_ms}, {"stream", l.stream}, {"text", l.text}}; }
 
 std::string sseEvent(std::string_view event, const Json& data) {
@@ -228,16 +240,9 @@ Response ControlApi::serveBuildEvents(const http::Request& req, const std::strin
   r.kind = Response::BodyKind::kStream;
   r.header("content-type", "text/event-stream");
   r.header("cache-control", "no-cache");
-  std::optional<uint64_t> after;
-  if (std::string a = queryParam(req.query, "after"); !a.empty()) {
-    uint64_t v = 0;
-    auto [p, ec] = std::from_chars(a.data(), a.data() + a.size(), v);
-    if (ec != std::errc() || p != a.data() + a.size()) {
-      return Response::error(InvalidArgument("after must be a cursor from an earlier event"));
-    }
-    after = v;
-  }
-  r.stream = std::make_shared<BuildEvents>(store_, build_logs_, id, after);
+  auto after = afterCursor(req);
+  if (!after.ok()) return Response::error(after.status());
+  r.stream = std::make_shared<BuildEvents>(store_, build_logs_, id, *after);
   return r;
 }
 
@@ -331,17 +336,11 @@ Result<Response> ControlApi::dispatch(const http::Request& req, const std::strin
     }
     return jsonResponse(200, {{"instances", list}, {"stems", functions_ ? functions_->stemCount() : 0}});
   }
-  // GET /v1/deployments/{id}/build-log[?after=CURSOR&limit=N]
+  // GET /v1/deployments/{id}/build-log[?after=CURSOR]
   if (n == 3 && parts[0] == "deployments" && parts[2] == "build-log") {
     if (m != "GET") return methodNotAllowed(req);
     ASSIGN_OR_RETURN(store::Deployment d, store_.getDeployment(parts[1]));
-    std::optional<uint64_t> after;
-    if (std::string a = queryParam(req.query, "after"); !a.empty()) {
-      uint64_t v = 0;
-      auto [p, ec] = std::from_chars(a.data(), a.data() + a.size(), v);
-      if (ec != std::errc() || p != a.data() + a.size()) return InvalidArgument("after must be a cursor from an earlier page");
-      after = v;
-    }
+    ASSIGN_OR_RETURN(std::optional<uint64_t> after, afterCursor(req));
     logs::LogStore::Page page = build_logs_.read(d.id, after, "", 100000);
     Json lines = Json::array();
     for (const auto& l : page.lines) lines.push_back(buildLine(l));

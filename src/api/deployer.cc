@@ -110,12 +110,6 @@ Result<bool> Deployer::hasFile(const std::string& root, std::string_view path) {
   return hash.has_value();
 }
 
-Result<std::string> Deployer::fileHash(const std::string& root, std::string_view path) {
-  ASSIGN_OR_RETURN(std::optional<std::string> hash, findFile(root, path));
-  if (!hash) return NotFound(std::string(path) + " is not a file of this deployment");
-  return *hash;
-}
-
 Result<std::optional<std::string>> Deployer::findFile(const std::string& root, std::string_view path) {
   std::string tree_hash = root;
   while (true) {
@@ -162,19 +156,18 @@ Result<std::string> Deployer::findEntry(const std::string& tree, const manifest:
                          "or \"entry\" in nubo.json naming the file to run");
 }
 
-Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m, bool check_entry) {
+Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m) {
   bool explicit_runtime = req.manifest.is_object() && req.manifest.contains("runtime");
   if (!explicit_runtime) {
     // A folder with an index.html is a site; one with index.js/.mjs/.cjs
-    // (or a package.json, whose build makes one) is a function.
+    // (or index.ts/.mts/.tsx, built first) is a function.
     ASSIGN_OR_RETURN(bool has_html, hasFile(req.root, "index.html"));
     m.runtime = "static";
-    if (!has_html) {
-      for (const auto* list : {&kNodeEntries, &kTypeScriptEntries}) {
-        for (auto e : *list) {
-          ASSIGN_OR_RETURN(bool has, hasFile(req.root, e));
-          if (has && m.runtime != "node") m.runtime = "node";
-        }
+    for (const auto* list : {&kNodeEntries, &kTypeScriptEntries}) {
+      for (auto e : *list) {
+        if (has_html || m.runtime == "node") break;
+        ASSIGN_OR_RETURN(bool has, hasFile(req.root, e));
+        if (has) m.runtime = "node";
       }
     }
   }
@@ -191,8 +184,6 @@ Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m,
     return Unimplemented("runtime \"" + m.runtime + "\" is not available on this server yet; use \"static\", \"node\" "
                          "or \"exec\"");
   }
-  if (!check_entry) return Status::Ok();
-  ASSIGN_OR_RETURN(m.entry, findEntry(req.root, m));
   return Status::Ok();
 }
 
@@ -217,10 +208,9 @@ Result<bool> Deployer::needsNodeBuild(const std::string& root, const manifest::M
       if (has) return true;
     }
   }
-  ASSIGN_OR_RETURN(bool has_package, hasFile(root, "package.json"));
-  if (!has_package) return false;
-  ASSIGN_OR_RETURN(std::string hash, fileHash(root, "package.json"));
-  ASSIGN_OR_RETURN(std::string text, blobs_.get(hash));
+  ASSIGN_OR_RETURN(std::optional<std::string> package, findFile(root, "package.json"));
+  if (!package) return false;
+  ASSIGN_OR_RETURN(std::string text, blobs_.get(*package));
   auto pkg = parseJson(text, "package.json");
   if (!pkg.ok() || !pkg->is_object()) return InvalidArgument("package.json: " + pkg.status().message());
   auto deps = pkg->find("dependencies");
@@ -233,7 +223,7 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   if (!isSha256Hex(req.root)) return InvalidArgument("root must be the SHA-256 hex digest of the root tree");
   ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifest(req.manifest));
   ASSIGN_OR_RETURN(TreeStats stats, verifyTree(req.root));
-  RETURN_IF_ERROR(resolveRuntime(req, m, /*check_entry=*/false));
+  RETURN_IF_ERROR(resolveRuntime(req, m));
   std::string builder = build::builderFor(m);
   if (builder.empty() && m.runtime == "node") {
     ASSIGN_OR_RETURN(bool node_build, needsNodeBuild(req.root, m));
@@ -246,8 +236,8 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   }
   if (needs_build) {
     m.build.builder = builder;  // recorded: the build runs exactly this one (empty: detected)
-  } else {
-    RETURN_IF_ERROR(resolveRuntime(req, m, /*check_entry=*/true));
+  } else if (m.runtime == "node") {
+    ASSIGN_OR_RETURN(m.entry, findEntry(req.root, m));  // a build would make it; without one it must be there
   }
 
   store::Deployment d;

@@ -83,14 +83,12 @@ class Deployer {
   // Whether `path` ("a/b.js") is a file in the tree `root`; its blob hash.
   Result<bool> hasFile(const std::string& root, std::string_view path);
   Result<std::optional<std::string>> findFile(const std::string& root, std::string_view path);
-  // Detects the runtime when the manifest does not name one, and checks the
-  // entry is in `tree` (unless `check_entry` is false: a build makes it).
-  Status resolveRuntime(const CreateRequest& req, manifest::Manifest& m, bool check_entry);
+  // Detects the runtime when the manifest does not name one; refuses one
+  // this server cannot run and an exec deployment without a command.
+  Status resolveRuntime(const CreateRequest& req, manifest::Manifest& m);
   // Whether a node deployment needs the node builder: a TypeScript entry, or
   // a package.json with dependencies.
   Result<bool> needsNodeBuild(const std::string& root, const manifest::Manifest& m);
-  // The blob hash of the file `path` in the tree `root`.
-  Result<std::string> fileHash(const std::string& root, std::string_view path);
   // The node entry of `m` in `tree`: as named, else the first of index.js/.mjs/.cjs.
   Result<std::string> findEntry(const std::string& tree, const manifest::Manifest& m);
 

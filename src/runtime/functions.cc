@@ -371,7 +371,8 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   auto t0 = Clock::now();
   std::shared_ptr<Instance> inst;
   Profile profile{spec.network, spec.tmp_mb, spec.runtime == "exec"};
-  if (spec.runtime == "native") {
+  bool native = spec.runtime == "native";
+  if (native) {
     // A native deployment is its own program: started with its files in
     // place (on the spawner thread), no stem to specialize.
     auto launched = co_await offThread([this, profile, &spec] { return launchInstance(profile, false, &spec); });
@@ -395,7 +396,6 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   // The next cold start of this profile finds one (the first of a new
   // profile spawns; later ones need not). A stem taken is replaced a moment
   // after this cold start, so that starting Node does not compete with it.
-  bool native = spec.runtime == "native";
   if (!native && inst) {
     phases->from_stem = true;
     auto t = std::make_shared<asio::steady_timer>(ioc_, kRefillDelay);
@@ -415,12 +415,11 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   std::string dir = code_.dirFor(inst->label());
   // A few files link in well under a millisecond; a large tree links on the
   // spawner thread, so other deployments' requests do not wait behind it.
+  // (A native instance's files were linked before it started.)
   Status linked;
-  if (native) {
-    // linked before it started
-  } else if (spec.files <= kLinkInlineFiles) {
+  if (!native && spec.files <= kLinkInlineFiles) {
     linked = code_.linkInto(spec.root_tree, dir);
-  } else {
+  } else if (!native) {
     linked = co_await offThread([this, &spec, &dir] { return code_.linkInto(spec.root_tree, dir); });
   }
   if (linked.ok() && cgroups_ && cgroups_->available()) {
