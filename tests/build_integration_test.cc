@@ -254,6 +254,83 @@ void handle(const nubo::Request&, nubo::ResponseWriter& out) {
   EXPECT_EQ(got.body, "part 0\npart 1\npart 2\n");
 }
 
+// A handler that blocks (here: until /release) holds up no other request:
+// the SDK's reading and the rest of the work go on on other threads.
+TEST_F(BuildTest, ABlockedNativeHandlerHoldsUpNoOtherRequest) {
+  // One instance, so that every request meets the blocked one.
+  auto r = deployDir("nblock", {{"nubo.json", R"({"runtime": "native", "limits": {"max_instances": 1}})"},
+                                {"main.cc", R"(#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include "nubo.h"
+std::mutex mu;
+std::condition_variable cv;
+int blocked = 0;
+bool released = false;
+nubo::Response handle(const nubo::Request& req) {
+  if (req.pathname() == "/big") return nubo::Response::text(std::string(3 << 20, 'b'));  // over the window
+  std::unique_lock lock(mu);
+  if (req.pathname() == "/block") {
+    ++blocked;
+    bool ok = cv.wait_for(lock, std::chrono::seconds(60), [] { return released; });
+    --blocked;
+    return nubo::Response::text(ok ? "released" : "timed out");
+  }
+  if (req.pathname() == "/release") {
+    released = true;
+    cv.notify_all();
+  }
+  return nubo::Response::text("blocked " + std::to_string(blocked));
+}
+)"}});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::string slow_body;
+  std::thread slow([&] {
+    cli::HttpClient c(server_->dataUrl(), "");
+    auto got = c.send("GET", "/nblock/block", "");
+    slow_body = got.ok() ? got->body : got.status().message();
+  });
+  bool seen = waitFor([&] { return server_->get("/nblock/").body == "blocked 1"; }, std::chrono::seconds(20));
+  EXPECT_TRUE(seen) << "the blocked handler held up the others";
+  for (int i = 0; i < 50 && seen; ++i) {
+    auto got = server_->get("/nblock/?i=" + std::to_string(i));
+    EXPECT_EQ(got.status, 200);
+    EXPECT_EQ(got.body, "blocked 1");
+    if (got.body != "blocked 1") break;
+  }
+  auto big = server_->get("/nblock/big");
+  EXPECT_EQ(big.status, 200);
+  EXPECT_EQ(big.body, std::string(3 << 20, 'b'));
+  EXPECT_EQ(server_->get("/nblock/release").status, 200);
+  slow.join();
+  EXPECT_EQ(slow_body, "released");
+}
+
+// Responses larger than the stream window: whole, and streamed in pieces
+// (the handler waits for the gateway's WINDOW frames).
+TEST_F(BuildTest, LargeNativeResponsesArriveWhole) {
+  auto r = deployDir("nlarge", {{"nubo.json", R"({"runtime": "native"})"},
+                                {"main.cc", R"(#include "nubo.h"
+void handle(const nubo::Request& req, nubo::ResponseWriter& out) {
+  size_t pieces = static_cast<size_t>(std::stoul(req.query("n")));
+  out.start(200, {{"content-type", "application/octet-stream"}});
+  std::string piece(64 * 1024, 'x');
+  for (size_t i = 0; i < pieces; ++i) {
+    piece[0] = static_cast<char>('a' + i % 26);
+    out.write(piece);
+  }
+  out.end();
+}
+)"}});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (int n : {1, 64}) {  // 64 KiB; 4 MiB, four times the window
+    auto got = server_->get("/nlarge/?n=" + std::to_string(n));
+    ASSERT_EQ(got.status, 200);
+    ASSERT_EQ(got.body.size(), static_cast<size_t>(n) * 64 * 1024);
+    for (int i = 0; i < n; ++i) ASSERT_EQ(got.body[static_cast<size_t>(i) * 64 * 1024], 'a' + i % 26) << i;
+  }
+}
+
 TEST_F(BuildTest, ANativeBuildThatDoesNotCompileFails) {
   auto r = deployDir("nbroken", {{"nubo.json", R"({"runtime": "native"})"},
                                  {"main.cc", "#include \"nubo.h\"\nnubo::Response handle(const nubo::Request&) { return 42; }\n"}});

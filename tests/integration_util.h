@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -97,6 +98,7 @@ class NuboServer {
     log_ = tmp_.sub("server." + std::to_string(starts_++) + ".log");
     pid_ = ::fork();
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test that crashes leaves no server behind
       ::setenv("XDG_CONFIG_HOME", tmp_.sub("config").c_str(), 1);
       int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 1);

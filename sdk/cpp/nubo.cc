@@ -2,9 +2,11 @@
 // and a main() that serves the user's handle().
 #include "nubo.h"
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdint>
@@ -13,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -54,8 +57,11 @@ uint16_t getU16(const char* p) {
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 // The socket to the gateway; frames from several threads go out whole.
-// Frames queued while one thread writes go out with its next write: under
-// load many responses share one system call.
+// A thread that cork()s holds its own frames back until it uncork()s: the
+// reading thread does so while it serves a batch of requests it read at
+// once, so their responses share one write. Frames from any other thread go
+// out at once and take along whatever is held; so do frames queued while
+// another thread is writing.
 class Channel {
  public:
   explicit Channel(int fd) : fd_(fd) {}
@@ -66,6 +72,30 @@ class Channel {
     pending_ += static_cast<char>(flags);
     putU32(pending_, stream);
     pending_.append(payload);
+    if (corked_by_ == std::this_thread::get_id()) return;
+    drainLocked(lock);
+  }
+  void cork() {
+    std::lock_guard lock(mu_);
+    corked_by_ = std::this_thread::get_id();
+  }
+  // Ends this thread's cork (if it still has it) and sends what is held.
+  void uncork() {
+    std::unique_lock lock(mu_);
+    if (corked_by_ != std::this_thread::get_id()) return;
+    corked_by_ = {};
+    drainLocked(lock);
+  }
+  // Ends whichever thread's cork and sends what is held.
+  void release() {
+    std::unique_lock lock(mu_);
+    corked_by_ = {};
+    drainLocked(lock);
+  }
+  int fd() const { return fd_; }
+
+ private:
+  void drainLocked(std::unique_lock<std::mutex>& lock) {
     if (writing_) return;  // the writing thread takes it along
     writing_ = true;
     while (!pending_.empty()) {
@@ -82,13 +112,12 @@ class Channel {
     }
     writing_ = false;
   }
-  int fd() const { return fd_; }
 
- private:
   int fd_;
   std::mutex mu_;
-  std::string pending_;   // guarded by mu_
-  bool writing_ = false;  // guarded by mu_
+  std::string pending_;          // guarded by mu_
+  bool writing_ = false;         // guarded by mu_
+  std::thread::id corked_by_;    // guarded by mu_; none when no one corks
 };
 
 struct Stream {
@@ -113,9 +142,14 @@ std::string encodeHead(int status, const Headers& headers) {
   return h;
 }
 
+// Called by a handler's thread before it waits for the gateway (stream
+// credit), so that it does not wait while holding the socket's reading.
+using BeforeWait = std::function<void()>;
+
 class Writer final : public ResponseWriter {
  public:
-  Writer(Channel& ch, std::shared_ptr<Stream> st) : ch_(ch), st_(std::move(st)) {}
+  Writer(Channel& ch, std::shared_ptr<Stream> st, const BeforeWait& before_wait)
+      : ch_(ch), st_(std::move(st)), before_wait_(before_wait) {}
   void start(int status, const Headers& headers) override {
     if (started_) return;
     started_ = true;
@@ -131,6 +165,11 @@ class Writer final : public ResponseWriter {
       size_t n;
       {
         std::unique_lock lock(st_->mu);
+        if (!st_->cancelled && st_->credit <= 0) {
+          lock.unlock();
+          before_wait_();
+          lock.lock();
+        }
         st_->cv.wait(lock, [&] { return st_->cancelled || st_->credit > 0; });
         if (st_->cancelled) return;
         n = std::min({bytes.size(), kMaxData, static_cast<size_t>(st_->credit)});
@@ -155,39 +194,171 @@ class Writer final : public ResponseWriter {
  private:
   Channel& ch_;
   std::shared_ptr<Stream> st_;
+  const BeforeWait& before_wait_;
   bool started_ = false;
   bool ended_ = false;
 };
 
+// Serves the instance protocol: up to `handlers_` requests at once, on one
+// thread more than that, so that one thread is always free to read the
+// socket. The reading thread "leads".
+//
+// The leader serves the requests it read at once itself, corked, so a batch
+// costs no hand-off between threads and one write. A handler that runs past
+// kStall while it leads would hold up reading (so the others' CANCEL and
+// WINDOW frames) and the rest of its batch: a watchdog then passes the lead
+// to a free thread, sends what the batch has answered so far, lets the free
+// threads take the rest, and for kPoolFor after that the leader hands every
+// request to the other threads instead. A handler that must wait for the
+// gateway gives up the lead first.
 class Server {
  public:
-  explicit Server(int fd) : ch_(fd) {}
+  explicit Server(int fd)
+      : ch_(fd), handlers_(std::max(2u, std::min(8u, std::thread::hardware_concurrency()))) {}
 
-  int run() {
+  [[noreturn]] void run() {
     ch_.send(kHello, 0, 0, R"({"runtime":"native","pid":)" + std::to_string(::getpid()) + "}");
-    unsigned n = std::max(2u, std::min(8u, std::thread::hardware_concurrency()));
-    for (unsigned i = 0; i < n; ++i) std::thread([this] { work(); }).detach();
-    std::string buf;
-    char chunk[64 * 1024];
-    for (;;) {
-      ssize_t got = ::read(ch_.fd(), chunk, sizeof chunk);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) return 0;  // the gateway closed the socket: time to go
-      buf.append(chunk, static_cast<size_t>(got));
-      size_t off = 0;
-      while (buf.size() - off >= 10) {
-        uint32_t len = getU32(buf.data() + off);
-        if (len > kMaxFrame) return 2;
-        if (buf.size() - off < 10 + len) break;
-        frame(static_cast<uint8_t>(buf[off + 4]), static_cast<uint8_t>(buf[off + 5]), getU32(buf.data() + off + 6),
-              std::string_view(buf.data() + off + 10, len));
-        off += 10 + len;
-      }
-      buf.erase(0, off);
-    }
+    for (unsigned i = 0; i < handlers_; ++i) std::thread([this] { work(); }).detach();
+    std::thread([this] { watch(); }).detach();
+    work();
   }
 
  private:
+  static constexpr auto kStall = std::chrono::milliseconds(1);
+  static constexpr auto kPoolFor = std::chrono::seconds(1);
+  static constexpr int kWatchIdleTicks = 100;  // then the watchdog sleeps until a leader serves again
+
+  [[noreturn]] void work() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return leader_ == std::thread::id() || (!queue_.empty() && busy_ < handlers_); });
+      if (leader_ == std::thread::id()) {
+        lead(lock);
+        continue;
+      }
+      std::shared_ptr<Stream> st = std::move(queue_.front());
+      queue_.pop_front();
+      ++busy_;
+      lock.unlock();
+      serve(st);
+      lock.lock();
+      --busy_;
+      streams_.erase(st->id);
+    }
+  }
+
+  // Reads and serves until the lead is taken away. Called and returns with
+  // `lock` held.
+  void lead(std::unique_lock<std::mutex>& lock) {
+    const std::thread::id me = std::this_thread::get_id();
+    leader_ = me;
+    for (;;) {
+      lock.unlock();
+      readSome();
+      lock.lock();
+      if (std::chrono::steady_clock::now() < pool_until_) {
+        for (size_t i = 0; i < queue_.size() && busy_ + i < handlers_; ++i) cv_.notify_one();
+        continue;
+      }
+      lock.unlock();
+      ch_.cork();
+      lock.lock();
+      while (leader_ == me && !queue_.empty() && busy_ < handlers_) {
+        std::shared_ptr<Stream> st = std::move(queue_.front());
+        queue_.pop_front();
+        ++busy_;
+        serving_ = true;
+        ++served_;
+        if (watchdog_asleep_) watch_cv_.notify_one();
+        lock.unlock();
+        serve(st);
+        lock.lock();
+        --busy_;
+        if (leader_ == me) serving_ = false;
+        streams_.erase(st->id);
+      }
+      lock.unlock();
+      ch_.uncork();
+      lock.lock();
+      if (leader_ != me) return;
+    }
+  }
+
+  // One read from the gateway, its frames taken in. Exits the process when
+  // the gateway closes the socket (or breaks the protocol).
+  void readSome() {
+    ssize_t got;
+    for (;;) {
+      // Waiting in poll() rather than in read(): a reader blocked in read()
+      // is also woken each time the gateway takes our responses off the
+      // socket (a unix socket wakes all its sleepers on freed write space);
+      // poll() is woken only when there is something to read.
+      pollfd pfd{ch_.fd(), POLLIN, 0};
+      if (::poll(&pfd, 1, -1) < 0 && errno == EINTR) continue;
+      got = ::read(ch_.fd(), chunk_, sizeof chunk_);
+      if (got < 0 && errno == EINTR) continue;
+      break;
+    }
+    if (got <= 0) exitNow(0);  // the gateway closed the socket: time to go
+    buf_.append(chunk_, static_cast<size_t>(got));
+    size_t off = 0;
+    while (buf_.size() - off >= 10) {
+      uint32_t len = getU32(buf_.data() + off);
+      if (len > kMaxFrame) {
+        std::fprintf(stderr, "nubo: the gateway sent a frame of %u bytes, over the protocol's limit\n", len);
+        exitNow(2);
+      }
+      if (buf_.size() - off < 10 + len) break;
+      frame(static_cast<uint8_t>(buf_[off + 4]), static_cast<uint8_t>(buf_[off + 5]), getU32(buf_.data() + off + 6),
+            std::string_view(buf_.data() + off + 10, len));
+      off += 10 + len;
+    }
+    buf_.erase(0, off);
+  }
+
+  [[noreturn]] static void exitNow(int code) {
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
+
+  // Gives up the lead if this thread has it (see BeforeWait).
+  void yieldLead() {
+    std::unique_lock lock(mu_);
+    if (leader_ != std::this_thread::get_id()) return;
+    passLeadLocked();
+    lock.unlock();
+    ch_.release();
+  }
+
+  void passLeadLocked() {
+    leader_ = std::thread::id();
+    serving_ = false;  // what the old leader serves now no longer holds anyone up
+    cv_.notify_all();  // a free thread leads, the others take what is queued
+  }
+
+  void watch() {
+    std::unique_lock lock(mu_);
+    int idle = 0;
+    for (;;) {
+      if (!serving_ && ++idle > kWatchIdleTicks) {
+        watchdog_asleep_ = true;
+        watch_cv_.wait(lock, [&] { return serving_; });
+        watchdog_asleep_ = false;
+      }
+      if (serving_) idle = 0;
+      const uint64_t seen = serving_ ? served_ : 0;
+      watch_cv_.wait_for(lock, kStall);
+      if (seen != 0 && serving_ && served_ == seen) {
+        // The leader has served the same request for a whole tick.
+        passLeadLocked();
+        pool_until_ = std::chrono::steady_clock::now() + kPoolFor;
+        lock.unlock();
+        ch_.release();
+        lock.lock();
+      }
+    }
+  }
+
   void frame(uint8_t type, uint8_t flags, uint32_t id, std::string_view p) {
     switch (type) {
       case kSpecialize:
@@ -204,7 +375,7 @@ class Server {
         st->req.body.assign(p.substr(4 + getU32(p.data())));
         std::lock_guard lock(mu_);
         streams_[id] = st;
-        if (flags & kEnd) enqueueLocked(st);
+        if (flags & kEnd) queue_.push_back(std::move(st));
         return;
       }
       case kData: {
@@ -213,7 +384,7 @@ class Server {
           auto it = streams_.find(id);
           if (it == streams_.end()) return;
           it->second->req.body.append(p);
-          if (flags & kEnd) enqueueLocked(it->second);
+          if (flags & kEnd) queue_.push_back(it->second);
         }
         if (!p.empty()) {
           std::string w;
@@ -268,28 +439,8 @@ class Server {
     return it == streams_.end() ? nullptr : it->second;
   }
 
-  void enqueueLocked(std::shared_ptr<Stream> st) {
-    queue_.push_back(std::move(st));
-    cv_.notify_one();
-  }
-
-  void work() {
-    for (;;) {
-      std::shared_ptr<Stream> st;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return !queue_.empty(); });
-        st = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      serve(st);
-      std::lock_guard lock(mu_);
-      streams_.erase(st->id);
-    }
-  }
-
   void serve(const std::shared_ptr<Stream>& st) {
-    Writer out(ch_, st);
+    Writer out(ch_, st, before_wait_);
     try {
       if (WholeHandler whole = wholeHandler()) {
         Response r = whole(st->req);
@@ -320,10 +471,21 @@ class Server {
   }
 
   Channel ch_;
+  const BeforeWait before_wait_ = [this] { yieldLead(); };
+  std::string buf_;  // a frame's start, read by the leader
+  char chunk_[64 * 1024];
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;        // for free threads: work queued, or no leader
+  std::condition_variable watch_cv_;  // for the watchdog
   std::map<uint32_t, std::shared_ptr<Stream>> streams_;  // guarded by mu_
-  std::deque<std::shared_ptr<Stream>> queue_;            // guarded by mu_
+  std::deque<std::shared_ptr<Stream>> queue_;            // guarded by mu_: requests ready to serve
+  const unsigned handlers_;                              // requests served at once, at most
+  unsigned busy_ = 0;                                    // guarded by mu_: requests being served
+  std::thread::id leader_;                               // guarded by mu_; none: the next free thread leads
+  bool serving_ = false;                                 // guarded by mu_: the leader is in a handler
+  uint64_t served_ = 0;                                  // guarded by mu_: requests the leaders started
+  bool watchdog_asleep_ = false;                         // guarded by mu_
+  std::chrono::steady_clock::time_point pool_until_;     // guarded by mu_
 };
 
 }  // namespace
@@ -409,5 +571,6 @@ int main() {
     return 2;
   }
   const char* fd = std::getenv("NUBO_FD");
-  return nubo::Server(fd ? std::atoi(fd) : 3).run();
+  static nubo::Server server(fd ? std::atoi(fd) : 3);
+  server.run();
 }
