@@ -70,12 +70,31 @@ wait_for() {
 }
 
 # measure_pair NUBO_URL REFERENCE_URL -> "n_rps n_p50 n_p99 n_err r_rps r_p50 r_p99 r_err"
-# Both must serve the same body; each is warmed, then measured with run_wrk.
+# Both must serve the same body; each is warmed, then measured with run_wrk
+# $ROUNDS times (default 3), taking turns, so that a slow spell of the
+# machine falls on both. Each figure is the median of its rounds; the rounds
+# go to stderr.
+ROUNDS=${ROUNDS:-3}
 measure_pair() {
   [[ $(curl -sf "$1") == $(curl -sf "$2") ]] || { echo "bench: bodies differ" >&2; return 1; }
   wrk -t1 -c8 -d2s "$1" >/dev/null
   wrk -t1 -c8 -d2s "$2" >/dev/null
-  echo "$(run_wrk "$1") $(run_wrk "$2")"
+  local rounds=() r n g
+  for r in $(seq 1 "$ROUNDS"); do
+    n=$(run_wrk "$1")
+    g=$(run_wrk "$2")
+    echo "  round $r: nubo ${n%% *} req/s, reference ${g%% *} req/s" >&2
+    rounds+=("$n $g")
+  done
+  python3 - "${rounds[@]}" <<'PY'
+import statistics, sys
+rows = [r.split() for r in sys.argv[1:]]
+cols = list(zip(*rows))
+def med(i):
+    v = statistics.median(float(x) for x in cols[i])
+    return f"{v:.0f}" if i in (0, 3, 4, 7) else f"{v:.3f}"
+print(" ".join(med(i) for i in range(8)))
+PY
 }
 
 # start_nginx SERVER_BLOCK -> sets NGINX_PORT; nginx runs with one worker per

@@ -168,6 +168,34 @@ export default {
   EXPECT_TRUE(traced) << server_->nubo({"logs", "tsapp"}).out;
 }
 
+TEST_F(BuildTest, AnEsModuleIsBundledWithItsDependenciesAndStackTracesNameItsLine) {
+  std::map<std::string, std::string> files = {
+      {"package.json", R"({"name": "esm", "version": "1.0.0", "dependencies": {"greet": "file:vendor/greet"}})"},
+      {"vendor/greet/package.json", R"({"name": "greet", "version": "1.0.0", "main": "index.js"})"},
+      // CommonJS that requires a built-in module, inside an ES module bundle.
+      {"vendor/greet/index.js", "const path = require('path');\n"
+                                "module.exports = (n) => `hello ${n} from ${path.basename('/x/y')}`;\n"},
+      {"index.mjs", R"(import greet from 'greet';
+const started = await Promise.resolve('top-level await');
+export default {
+  async fetch(request) {
+    if (new URL(request.url).searchParams.has('boom')) {
+      throw new Error('module failure');
+    }
+    return Response.json({ msg: greet('esm'), started });
+  },
+};
+)"}};
+  files["package-lock.json"] = lockFileFor(*tmp_, files);
+  auto r = deployDir("esmapp", files);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("esbuild index.mjs"), std::string::npos) << r.out;
+  EXPECT_EQ(server_->get("/esmapp/").body, R"({"msg":"hello esm from y","started":"top-level await"})");
+  EXPECT_EQ(server_->get("/esmapp/?boom").status, 500);
+  bool traced = waitFor([&] { return server_->nubo({"logs", "esmapp"}).out.find("index.mjs:6:") != std::string::npos; });
+  EXPECT_TRUE(traced) << server_->nubo({"logs", "esmapp"}).out;
+}
+
 TEST_F(BuildTest, RedeployBuildsTheSameSourceAsANewDeployment) {
   ASSERT_EQ(deployDir("again", {{"nubo.json", R"({"runtime": "static", "build": {
       "command": "mkdir -p o && date +%s%N > o/index.html", "output": "o"}})"}}).exit_code, 0);

@@ -236,6 +236,17 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   }
   if (needs_build) {
     m.build.builder = builder;  // recorded: the build runs exactly this one (empty: detected)
+    if (m.runtime == "node" && m.entry.empty() && m.build.command.empty()) {
+      // The builder and the runtime then agree on the file (index.mjs, say,
+      // where the runtime would look for index.js by default).
+      for (const auto* list : {&kTypeScriptEntries, &kNodeEntries}) {
+        for (auto e : *list) {
+          if (!m.entry.empty()) break;
+          ASSIGN_OR_RETURN(bool has, hasFile(req.root, e));
+          if (has) m.entry = std::string(e);
+        }
+      }
+    }
   } else if (m.runtime == "node") {
     ASSIGN_OR_RETURN(m.entry, findEntry(req.root, m));  // a build would make it; without one it must be there
   }
