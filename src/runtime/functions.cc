@@ -39,6 +39,30 @@ std::string findOnPath(const std::string& name) {
   return "";
 }
 
+// What the node on this server is, and whether it takes
+// --experimental-detect-module (Node 20.10 and later: a .js file written as
+// an ES module loads as one without "type": "module").
+struct NodeInfo {
+  std::string version;
+  bool detect_module = false;
+};
+
+NodeInfo probeNode(const std::string& node) {
+  NodeInfo info;
+  std::string cmd = "'" + node + "' -p \"process.version + ' ' + "
+                    "process.allowedNodeEnvironmentFlags.has('--experimental-detect-module')\" 2>/dev/null";
+  if (FILE* f = ::popen(cmd.c_str(), "r")) {
+    char line[128] = {};
+    if (std::fgets(line, sizeof line, f)) {
+      std::string_view out(line);
+      info.version = std::string(out.substr(0, out.find(' ')));
+      info.detect_module = out.find(" true") != std::string_view::npos;
+    }
+    ::pclose(f);
+  }
+  return info;
+}
+
 // Headers that describe one HTTP hop, not the message: never passed on.
 // Content-Length is passed to the function (frameworks look at it to see a
 // body is there) but not taken from it: the gateway frames the response.
@@ -181,10 +205,23 @@ Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Laun
                                                      logs::LogStore& logs, FunctionsOptions options,
                                                      IsAliased is_aliased) {
   if (options.node_binary.empty()) options.node_binary = findOnPath("node");
+  std::vector<std::string> node_flags = {"--enable-source-maps", "--no-flush-bytecode", "--no-memory-reducer"};
+  if (!options.node_binary.empty()) {
+    NodeInfo node = probeNode(options.node_binary);
+    if (node.detect_module) {
+      node_flags.insert(node_flags.begin(), "--experimental-detect-module");
+    } else {
+      spdlog::warn("node {} ({}) cannot tell an ES module by its syntax: a .js entry written with import/export "
+                   "needs \"type\": \"module\" in package.json or the .mjs extension (Node 20.10 and later need "
+                   "neither)",
+                   node.version.empty() ? "of unknown version" : node.version, options.node_binary);
+    }
+  }
   RETURN_IF_ERROR(makeDirs(options.runtime_dir));
   std::unique_ptr<Functions> f(
       new Functions(ioc, launcher, code, cgroups, store, logs, std::move(options), std::move(is_aliased)));
   f->script_ = f->opts_.runtime_dir + "/instance.js";
+  f->node_flags_ = std::move(node_flags);
   // The runtime's script, and tiny modules a stem imports to warm Node's
   // module loaders (ESM, CommonJS, and detection of a .js file's kind).
   std::vector<std::pair<std::string, std::string>> files = nodeRuntimeFiles();
@@ -251,9 +288,9 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profi
   ASSIGN_OR_RETURN(std::string dir, code_.makeInstanceDir(id));
   LaunchSpec spec;
   // Source maps: stack traces of bundled TypeScript name the .ts lines.
-  spec.argv = {opts_.node_binary, "--experimental-detect-module", "--enable-source-maps", "--no-flush-bytecode",
-               "--no-memory-reducer",
-               launcher_.runtimeDirInside(opts_.runtime_dir) + "/instance.js"};
+  spec.argv = {opts_.node_binary};
+  spec.argv.insert(spec.argv.end(), node_flags_.begin(), node_flags_.end());
+  spec.argv.push_back(launcher_.runtimeDirInside(opts_.runtime_dir) + "/instance.js");
   spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TZ=UTC", "NODE_ENV=production", "NUBO_FD=3"};
   if (native) {
     // The deployment's own program, with its files and env in place.

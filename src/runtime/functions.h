@@ -128,6 +128,7 @@ class Functions final : public InstanceFactory {
   FunctionsOptions opts_;
   IsAliased is_aliased_;
   std::string script_;
+  std::vector<std::string> node_flags_;  // for every node instance
 
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Pool>> pools_;  // guarded by mu_
