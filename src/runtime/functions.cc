@@ -49,6 +49,7 @@ struct NodeInfo {
 
 NodeInfo probeNode(const std::string& node) {
   NodeInfo info;
+  if (node.find('\'') != std::string::npos) return info;  // not quotable for the shell: assume the least
   std::string cmd = "'" + node + "' -p \"process.version + ' ' + "
                     "process.allowedNodeEnvironmentFlags.has('--experimental-detect-module')\" 2>/dev/null";
   if (FILE* f = ::popen(cmd.c_str(), "r")) {
