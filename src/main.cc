@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   serve->add_option("--listen", serve_opts.listen, "Data-plane address (default 127.0.0.1:8080)");
   serve->add_option("--control", serve_opts.control, "Control-plane address (default 127.0.0.1:7070)");
   serve->add_option("--base-domain", serve_opts.base_domain, "Apps answer at <app>.<base-domain> (default localhost)");
-  serve->add_option("--threads", serve_opts.threads, "Data-plane threads (default: half the cores, at least one)")
+  serve->add_option("--threads", serve_opts.threads, "Data-plane shards, one thread each (default: one per core)")
       ->check(CLI::Range(0, 256));
   int64_t grace_ms = serve_opts.grace.count();
   serve->add_option("--grace-ms", grace_ms, "How long in-flight requests may finish at shutdown (default 10000)")

@@ -679,16 +679,19 @@ TEST(FunctionsLimits, BodiesOverTheLimitAre413EvenWhenStreamed) {
   EXPECT_EQ(server.get("/limited/").status, 200) << "the server goes on";
 }
 
-// With one data-plane thread, connections and instances share the
-// io_context's executor; with more, each has its own strand. The same
-// traffic must come out right both ways.
-class FunctionsOnThreeThreadsTest : public testing::Test {
+// The data plane runs one shard per thread: a request is served by an
+// instance on its own shard when there is one with a free slot, else by one
+// on another shard (its frames handed over between threads). The same
+// traffic must come out right on one shard and on several.
+class FunctionsOnShardsTest : public testing::TestWithParam<int> {
  protected:
   TempDir tmp_;
-  NuboServer server_{tmp_, {"--threads", "3"}};
+  NuboServer server_{tmp_, {"--threads", std::to_string(GetParam())}};
 };
 
-TEST_F(FunctionsOnThreeThreadsTest, ConcurrentRequestsGetTheirOwnAnswers) {
+INSTANTIATE_TEST_SUITE_P(Threads, FunctionsOnShardsTest, testing::Values(1, 3));
+
+TEST_P(FunctionsOnShardsTest, ConcurrentRequestsGetTheirOwnAnswers) {
   std::string dir = tmp_.sub("apps/echo");
   writeFile(dir + "/index.js", R"(export default { async fetch(request) {
     const body = await request.text();

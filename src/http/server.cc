@@ -343,6 +343,8 @@ HttpServer::HttpServer(asio::io_context& ioc, std::string name, ServerLimits lim
 
 HttpServer::~HttpServer() = default;
 
+void HttpServer::spreadConnections(std::vector<asio::io_context*> contexts) { spread_ = std::move(contexts); }
+
 Result<std::string> HttpServer::listen(const std::string& host_port) {
   auto colon = host_port.rfind(':');
   if (colon == std::string::npos || colon + 1 == host_port.size()) {
@@ -386,7 +388,9 @@ asio::awaitable<void> HttpServer::acceptLoop() {
   auto& acc = acceptor_->acceptor;
   for (;;) {
     error_code ec;
-    tcp::socket sock = co_await acc.async_accept(serialExecutor(ioc_, threads_), kUseAwaitableEc(ec));
+    asio::any_io_executor ex = spread_.empty() ? serialExecutor(ioc_, threads_)
+                                               : spread_[next_context_++ % spread_.size()]->get_executor();
+    tcp::socket sock = co_await acc.async_accept(ex, kUseAwaitableEc(ec));
     if (ec) {
       if (!acc.is_open() || draining_) co_return;
       if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {

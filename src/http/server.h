@@ -18,8 +18,9 @@
 //
 // Threading: one io_context may run on many threads; each connection lives
 // on its own strand (on the context's own executor when `threads` says one
-// thread runs it: see common/executors.h). drain() may be called from any
-// thread.
+// thread runs it: see common/executors.h). Or, with spreadConnections(),
+// connections are dealt in turn to several io_contexts that one thread
+// each runs. drain() may be called from any thread.
 #pragma once
 
 #include <atomic>
@@ -28,6 +29,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <vector>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -68,6 +70,10 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // Deals accepted connections in turn to `contexts`, each run by one
+  // thread (`ioc` may be one of them). Before listen().
+  void spreadConnections(std::vector<boost::asio::io_context*> contexts);
+
   // Binds "host:port" (port 0 picks a free one) and starts accepting.
   // Returns the bound "host:port". kInvalidArgument for a malformed address,
   // kUnavailable when it cannot be bound (in use, no permission).
@@ -94,6 +100,8 @@ class HttpServer {
   ServerLimits limits_;
   Handler& handler_;
   int threads_;
+  std::vector<boost::asio::io_context*> spread_;  // empty: connections run on ioc_
+  size_t next_context_ = 0;                       // the accept loop's
   struct Acceptor;
   std::unique_ptr<Acceptor> acceptor_;
 

@@ -10,6 +10,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstdlib>
+#include <algorithm>
 #include <span>
 #include <sstream>
 
@@ -218,6 +219,7 @@ Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Laun
                    node.version.empty() ? "of unknown version" : node.version, options.node_binary);
     }
   }
+  if (options.shards.empty()) options.shards = {&ioc};
   RETURN_IF_ERROR(makeDirs(options.runtime_dir));
   std::unique_ptr<Functions> f(
       new Functions(ioc, launcher, code, cgroups, store, logs, std::move(options), std::move(is_aliased)));
@@ -278,12 +280,20 @@ auto Functions::offThread(F work) -> asio::awaitable<decltype(work())> {
   co_return std::move(*out);
 }
 
-asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::launchOffThread(const Profile& profile) {
-  return offThread([this, profile] { return launchInstance(profile, /*background=*/false); });
+asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::launchOffThread(const Profile& profile,
+                                                                             asio::io_context& shard) {
+  return offThread([this, profile, &shard] { return launchInstance(profile, /*background=*/false, shard); });
+}
+
+asio::io_context& Functions::shardOf(const asio::any_io_executor& ex) {
+  for (asio::io_context* shard : opts_.shards) {
+    if (asio::any_io_executor(shard->get_executor()) == ex) return *shard;
+  }
+  return *opts_.shards.front();
 }
 
 Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profile, bool background,
-                                                            const DeploymentSpec* native) {
+                                                            asio::io_context& shard, const DeploymentSpec* native) {
   if (opts_.node_binary.empty() && !native) return Unavailable("node is not installed on this server");
   std::string id = "i" + std::to_string(::getpid()) + "-" + std::to_string(next_instance_++);
   ASSIGN_OR_RETURN(std::string dir, code_.makeInstanceDir(id));
@@ -343,7 +353,7 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profi
     }
     store->append(app, {nowMs(), deployment, std::string(stream), request_id, std::string(line)});
   };
-  auto inst = Instance::launch(ioc_, opts_.threads, launcher_, std::move(spec), id, sink);
+  auto inst = Instance::launch(shard, opts_.threads, launcher_, std::move(spec), id, sink);
   if (!inst.ok()) {
     code_.removeInstanceDir(id);
     return inst.status();
@@ -379,12 +389,13 @@ void Functions::refillStems(const Profile& profile) {
   StemPool& pool = it->second;
   while (static_cast<int>(pool.ready.size()) + pool.starting < pool.target) {
     pool.starting++;
+    asio::io_context* shard = opts_.shards[next_stem_shard_++ % opts_.shards.size()];  // stems take turns
     // Started on the spawner thread and warmed up at background CPU weight,
     // so that a new stem does not slow the cold start that called for it.
     asio::co_spawn(
         spawner_,
-        [this, profile]() -> asio::awaitable<void> {
-          auto inst = launchInstance(profile, /*background=*/true);
+        [this, profile, shard]() -> asio::awaitable<void> {
+          auto inst = launchInstance(profile, /*background=*/true, *shard);
           Status s = inst.status();
           if (inst.ok()) s = co_await (*inst)->waitHello(Clock::now() + opts_.start_timeout);
           std::lock_guard lock(mu_);
@@ -410,10 +421,14 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   std::shared_ptr<Instance> inst;
   Profile profile{spec.network, spec.tmp_mb, spec.runtime == "exec"};
   bool native = spec.runtime == "native";
+  // The instance runs on the shard of the request that needs it.
+  const asio::any_io_executor caller = co_await asio::this_coro::executor;
+  asio::io_context& shard = shardOf(caller);
   if (native) {
     // A native deployment is its own program: started with its files in
     // place (on the spawner thread), no stem to specialize.
-    auto launched = co_await offThread([this, profile, &spec] { return launchInstance(profile, false, &spec); });
+    auto launched =
+        co_await offThread([this, profile, &spec, &shard] { return launchInstance(profile, false, shard, &spec); });
     if (!launched.ok()) co_return launched.status();
     inst = *launched;
     Status hello = co_await inst->waitHello(Clock::now() + opts_.start_timeout);
@@ -424,10 +439,13 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
     std::lock_guard lock(mu_);
     if (auto it = stems_.find(profile); it != stems_.end()) {
       auto& ready = it->second.ready;
-      while (!ready.empty() && !inst) {
-        auto s = ready.front();
-        ready.pop_front();
-        if (s->state() == Instance::State::kStem) inst = s;
+      std::erase_if(ready, [](const auto& s) { return s->state() != Instance::State::kStem; });
+      // One on the caller's shard, else any.
+      auto pick = std::find_if(ready.begin(), ready.end(), [&](const auto& s) { return s->executor() == caller; });
+      if (pick == ready.end()) pick = ready.begin();
+      if (pick != ready.end()) {
+        inst = *pick;
+        ready.erase(pick);
       }
     }
   }
@@ -442,7 +460,7 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
     });
   } else if (!native) {
     refillStems(profile);
-    auto launched = co_await launchOffThread(profile);
+    auto launched = co_await launchOffThread(profile, shard);
     if (!launched.ok()) co_return launched.status();
     inst = *launched;
     Status hello = co_await inst->waitHello(Clock::now() + opts_.start_timeout);

@@ -45,6 +45,10 @@ struct FunctionsOptions {
   std::chrono::milliseconds reap_interval{500};
   std::chrono::milliseconds start_timeout{10'000};
   int threads = 0;                   // threads running the io_context (0: unknown)
+  // The data plane's io_contexts, one thread each (empty: only the one given
+  // to create()). Instances are spread over them; a cold start's instance
+  // runs on the shard of the request that caused it.
+  std::vector<boost::asio::io_context*> shards;
 };
 
 class Functions final : public InstanceFactory {
@@ -84,11 +88,16 @@ class Functions final : public InstanceFactory {
   // `background` while it is a stem nobody waits for.
   struct Profile;
   // `native`: the deployment whose own program runs (its files linked first).
+  // `shard`: the io_context it runs on.
   Result<std::shared_ptr<Instance>> launchInstance(const Profile& profile, bool background,
+                                                   boost::asio::io_context& shard,
                                                    const DeploymentSpec* native = nullptr);
   // launchInstance() on the spawner thread: forking costs milliseconds the
   // data plane should spend serving.
-  boost::asio::awaitable<Result<std::shared_ptr<Instance>>> launchOffThread(const Profile& profile);
+  boost::asio::awaitable<Result<std::shared_ptr<Instance>>> launchOffThread(const Profile& profile,
+                                                                          boost::asio::io_context& shard);
+  // The shard whose executor `ex` is (the first shard if none is).
+  boost::asio::io_context& shardOf(const boost::asio::any_io_executor& ex);
   // Runs `work` on the spawner thread; the caller resumes on its own executor.
   template <class F>
   auto offThread(F work) -> boost::asio::awaitable<decltype(work())>;
@@ -134,6 +143,7 @@ class Functions final : public InstanceFactory {
   std::unordered_map<std::string, std::shared_ptr<Pool>> pools_;  // guarded by mu_
   std::unordered_map<std::string, std::shared_ptr<LogTarget>> log_targets_;  // guarded by mu_; by instance id
   std::map<Profile, StemPool> stems_;                             // guarded by mu_
+  size_t next_stem_shard_ = 0;                                    // guarded by mu_
   bool stopped_ = false;                                          // guarded by mu_
 
   boost::asio::thread_pool spawner_{1};  // last: its thread stops first

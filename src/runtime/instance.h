@@ -143,6 +143,8 @@ class Instance : public std::enable_shared_from_this<Instance> {
   State state() const { return state_.load(); }
   pid_t pid() const { return pid_; }
   const std::string& label() const { return label_; }
+  // Where its I/O runs (compare with a caller's executor: same shard).
+  const boost::asio::any_io_executor& executor() const { return strand_; }
   int inflight() const { return inflight_.load(); }
   int waitUntilPending() const { return wait_until_.load(); }
   Clock::time_point startedAt() const { return started_; }

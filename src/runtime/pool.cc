@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <fstream>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -42,22 +44,38 @@ void Pool::dropDeadLocked() {
 
 asio::awaitable<Result<std::unique_ptr<Lease>>> Pool::acquire(Deadline deadline, EarlyOpen early) {
   auto self = shared_from_this();
+  const asio::any_io_executor caller = co_await asio::this_coro::executor;
   for (;;) {
     std::shared_ptr<Waiter> waiter;
     bool start_one = false;
     {
       std::lock_guard lock(mu_);
       dropDeadLocked();
-      Entry* best = nullptr;
+      // The least busy instance with a free slot, on the caller's shard if
+      // there is one: an instance elsewhere costs a hand-off between threads
+      // each way.
+      Entry* local = nullptr;
+      Entry* other = nullptr;
+      bool shard_has_one = std::find(starting_on_.begin(), starting_on_.end(), caller) != starting_on_.end();
       for (auto& e : entries_) {
+        bool here = e.inst->executor() == caller;
+        shard_has_one |= here;
         if (e.inst->state() != Instance::State::kReady || e.leases >= spec_.limits.concurrency) continue;
+        Entry*& best = here ? local : other;
         if (!best || e.leases < best->leases) best = &e;
       }
-      if (best) {
+      int live = static_cast<int>(entries_.size()) + starting_;
+      if (!shard_has_one && other && other->leases >= localAfter() && live < spec_.limits.max_instances) {
+        // Busy elsewhere, and none here: this shard gets an instance of its
+        // own, started while the other one still serves. (Past that, a
+        // shard's instances grow as usual: when all are busy.)
+        startOnLocked(caller);
+      }
+      if (Entry* best = local ? local : other) {
         best->leases++;
         co_return std::make_unique<Lease>(self, best->inst, std::nullopt);
       }
-      int live = static_cast<int>(entries_.size()) + starting_;
+      live = static_cast<int>(entries_.size()) + starting_;
       // Instances being started will take `concurrency` requests each: wait
       // for them rather than starting more than the burst needs.
       size_t coming = static_cast<size_t>(starting_) * static_cast<size_t>(spec_.limits.concurrency);
@@ -101,6 +119,30 @@ asio::awaitable<Result<std::unique_ptr<Lease>>> Pool::acquire(Deadline deadline,
       }
     }
   }
+}
+
+int Pool::localAfter() const { return std::max(2, spec_.limits.concurrency / 4); }
+
+void Pool::startOnLocked(const asio::any_io_executor& shard) {
+  starting_++;
+  starting_on_.push_back(shard);
+  asio::co_spawn(
+      shard,
+      [self = shared_from_this(), shard]() -> asio::awaitable<void> {
+        ColdStart phases;
+        Result<std::shared_ptr<Instance>> inst = co_await self->factory_.create(self->spec_, &phases, {});
+        std::lock_guard lock(self->mu_);
+        self->starting_--;
+        self->starting_on_.erase(std::find(self->starting_on_.begin(), self->starting_on_.end(), shard));
+        if (!inst.ok()) co_return;  // requests go on to the instances there are
+        if (self->stopped_) {
+          (*inst)->stop();
+          co_return;
+        }
+        self->entries_.push_back(Entry{*inst, 0, Clock::now()});
+        self->wakeAllLocked();
+      },
+      asio::detached);
 }
 
 void Pool::release(Instance* inst) {
@@ -149,6 +191,7 @@ void Pool::stopAll(bool kill) {
   std::vector<Entry> all;
   {
     std::lock_guard lock(mu_);
+    stopped_ = true;
     all.swap(entries_);
     wakeAllLocked();
   }

@@ -1,8 +1,11 @@
 // Pool: the instances of one deployment on this node.
 //
 // acquire() hands out a Lease on the least-loaded ready instance with a free
-// slot (each takes up to `concurrency` requests at once); when all are busy
-// it starts another, up to `max_instances`; beyond that the caller waits in
+// slot (each takes up to `concurrency` requests at once), one on the
+// caller's shard (executor) if there is one; when all are busy it starts
+// another (on the caller's shard), up to `max_instances`. A shard with no
+// instance of its own gets one, started in the background, once the
+// instance elsewhere that serves it is busy (a quarter of its slots); beyond that the caller waits in
 // a bounded queue for a bounded time, then gets kResourceExhausted (503 with
 // Retry-After at the edge). A dead instance is dropped and replaced on the
 // next acquire. reap() stops instances idle longer than `idle_ttl`, keeping
@@ -130,6 +133,11 @@ class Pool : public std::enable_shared_from_this<Pool> {
     bool woken = false;  // guarded by Pool::mu_
   };
   void release(Instance* inst);
+  // Requests on another shard an instance takes before that shard gets one
+  // of its own.
+  int localAfter() const;
+  // Starts an instance on `shard` in the background.
+  void startOnLocked(const boost::asio::any_io_executor& shard);
   void wakeOneLocked();
   void wakeAllLocked();
   void dropDeadLocked();
@@ -139,6 +147,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   std::mutex mu_;
   std::vector<Entry> entries_;                      // guarded by mu_
   int starting_ = 0;                                // guarded by mu_
+  std::vector<boost::asio::any_io_executor> starting_on_;  // guarded by mu_: shards with a start under way
+  bool stopped_ = false;                            // guarded by mu_
   std::list<std::shared_ptr<Waiter>> waiters_;      // guarded by mu_
 };
 

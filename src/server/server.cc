@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -109,12 +110,22 @@ Status runServer(const ServerOptions& opts) {
     }
   }
 
-  // Half the cores by default: the rest is for function instances (and, on
-  // a benchmark machine, the load generator); cross-thread hand-offs cost
-  // more than they gain on small machines.
+  // The data plane: one io_context ("shard") per thread, with no strands.
+  // Connections are dealt to the shards in turn, instances are spread over
+  // them, and a request goes to an instance on its own shard when it can
+  // (runtime/pool.h), so that it is served without a hand-off between
+  // threads.
   int data_threads = opts.threads > 0 ? opts.threads
-                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2));
-  asio::io_context data_ioc(data_threads);
+                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  asio::io_context data_ioc(1);
+  std::vector<std::unique_ptr<asio::io_context>> more_shards;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> shard_work;
+  for (int i = 1; i < data_threads; ++i) {
+    more_shards.push_back(std::make_unique<asio::io_context>(1));
+    shard_work.push_back(asio::make_work_guard(*more_shards.back()));  // idle until work comes
+  }
+  std::vector<asio::io_context*> shards = {&data_ioc};
+  for (auto& sh : more_shards) shards.push_back(sh.get());
   asio::io_context control_ioc;
 
   gateway::Router router(*store, opts.base_domain);
@@ -125,7 +136,8 @@ Status runServer(const ServerOptions& opts) {
   runtime::FunctionsOptions fopts;
   fopts.runtime_dir = runtime_dir;
   fopts.stems = opts.stems;
-  fopts.threads = data_threads;
+  fopts.threads = 1;
+  fopts.shards = shards;
   runtime::Cgroups* instance_cgroups = launcher == &sandbox_launcher ? &cgroups : nullptr;
   ASSIGN_OR_RETURN(auto functions,
                    runtime::Functions::create(data_ioc, *launcher, *code, instance_cgroups, *store, logstore, fopts,
@@ -156,7 +168,8 @@ Status runServer(const ServerOptions& opts) {
   data_limits.body_bytes = opts.max_body_mb << 20;
   data_limits.stream_bodies = true;  // uploads to functions flow through, never whole in memory
   data_limits.header_timeout = opts.header_timeout;
-  http::HttpServer data_server(data_ioc, "gateway", data_limits, gw, data_threads);
+  http::HttpServer data_server(data_ioc, "gateway", data_limits, gw, 1);
+  if (shards.size() > 1) data_server.spreadConnections(shards);
   ASSIGN_OR_RETURN(std::string data_addr, data_server.listen(opts.listen));
 
   api::PublicUrls urls;
@@ -204,6 +217,7 @@ Status runServer(const ServerOptions& opts) {
     data_server.closeAll();
     control_server.closeAll();
     data_ioc.stop();
+    for (auto& sh : more_shards) sh->stop();
     control_ioc.stop();
   };
   auto one_idle = [&] {
@@ -240,7 +254,7 @@ Status runServer(const ServerOptions& opts) {
   functions->start();
   builds->start();
   std::vector<std::thread> threads;
-  runThreads(data_ioc, data_threads, threads);
+  for (auto* sh : shards) runThreads(*sh, 1, threads);
   runThreads(control_ioc, 3, threads);
   for (auto& t : threads) t.join();
   ::unlink((data_dir + "/serve.json").c_str());
