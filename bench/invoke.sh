@@ -28,9 +28,5 @@ PIDS+=($!)
 node_url="http://127.0.0.1:$port/"
 wait_for "$node_url"
 pair=$(measure_pair "$NUBO_DATA_URL/hello/" "$node_url") || exit 1
-read -r n_rps n_p50 n_p99 n_err p_rps p_p50 p_p99 p_err <<<"$pair"
 instances=$("$NUBO" ps hello --json | python3 -c 'import json,sys;print(len(json.load(sys.stdin)))')
-printf 'JS hello world, wrk -t%s -c%s -d%s, median of %s rounds (%s cores)\n' "$THREADS" "$CONNS" "$DURATION" "$ROUNDS" "$(nproc)"
-printf '  %-10s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s   (%s instances)\n' nubo "$n_rps" "$n_p50" "$n_p99" "$n_err" "$instances"
-printf '  %-10s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s\n' "node http" "$p_rps" "$p_p50" "$p_p99" "$p_err"
-printf '  ratio nubo/node: %sx (target >= 1.0x, p99 <= 10 ms)\n' "$(python3 -c "print(f'{$n_rps/$p_rps:.2f}')")"
+report_pair "JS hello world" "node http" "1.0x, p99 <= 10 ms" "$pair" "($instances instances)"

@@ -97,6 +97,17 @@ print(" ".join(med(i) for i in range(8)))
 PY
 }
 
+# report_pair TITLE REFERENCE TARGET PAIR [NUBO_NOTE]: prints measure_pair's
+# figures under TITLE, and the ratio nubo/REFERENCE against TARGET ("0.7x").
+report_pair() {
+  local n_rps n_p50 n_p99 n_err r_rps r_p50 r_p99 r_err
+  read -r n_rps n_p50 n_p99 n_err r_rps r_p50 r_p99 r_err <<<"$4"
+  printf '%s, wrk -t%s -c%s -d%s, median of %s rounds (%s cores)\n' "$1" "$THREADS" "$CONNS" "$DURATION" "$ROUNDS" "$(nproc)"
+  printf '  %-10s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s%s\n' nubo "$n_rps" "$n_p50" "$n_p99" "$n_err" "${5:+   $5}"
+  printf '  %-10s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s\n' "$2" "$r_rps" "$r_p50" "$r_p99" "$r_err"
+  printf '  ratio nubo/%s: %sx (target >= %s)\n' "${2%% *}" "$(python3 -c "print(f'{$n_rps/$r_rps:.2f}')")" "$3"
+}
+
 # start_nginx SERVER_BLOCK -> sets NGINX_PORT; nginx runs with one worker per
 # core, the given server block listening on 127.0.0.1:$NGINX_PORT.
 start_nginx() {

@@ -19,8 +19,4 @@ start_nginx 'location / { default_type application/json; return 200 "{\"hello\":
 nginx_url="http://127.0.0.1:$NGINX_PORT/"
 wait_for "$nginx_url"
 pair=$(measure_pair "$NUBO_DATA_URL/native/" "$nginx_url") || exit 1
-read -r n_rps n_p50 n_p99 n_err g_rps g_p50 g_p99 g_err <<<"$pair"
-printf 'native C++ hello world, wrk -t%s -c%s -d%s, median of %s rounds (%s cores)\n' "$THREADS" "$CONNS" "$DURATION" "$ROUNDS" "$(nproc)"
-printf '  %-6s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s\n' nubo "$n_rps" "$n_p50" "$n_p99" "$n_err"
-printf '  %-6s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s\n' nginx "$g_rps" "$g_p50" "$g_p99" "$g_err"
-printf '  ratio nubo/nginx: %sx (target >= 0.7x)\n' "$(python3 -c "print(f'{$n_rps/$g_rps:.2f}')")"
+report_pair "native C++ hello world" nginx 0.7x "$pair"

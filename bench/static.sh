@@ -16,9 +16,4 @@ start_nginx "root $site; etag on;"
 nginx_url="http://127.0.0.1:$NGINX_PORT/index.html"
 wait_for "$nginx_url"
 pair=$(measure_pair "$NUBO_DATA_URL/bench/index.html" "$nginx_url") || exit 1
-read -r n_rps n_p50 n_p99 n_err g_rps g_p50 g_p99 g_err <<<"$pair"
-ratio=$(python3 -c "print(f'{$n_rps/$g_rps:.2f}')")
-printf 'static file, wrk -t%s -c%s -d%s, median of %s rounds (%s cores)\n' "$THREADS" "$CONNS" "$DURATION" "$ROUNDS" "$(nproc)"
-printf '  %-6s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s\n' nubo "$n_rps" "$n_p50" "$n_p99" "$n_err"
-printf '  %-6s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s\n' nginx "$g_rps" "$g_p50" "$g_p99" "$g_err"
-printf '  ratio nubo/nginx: %sx (target >= 0.8x)\n' "$ratio"
+report_pair "static file" nginx 0.8x "$pair"

@@ -687,6 +687,22 @@ class FunctionsOnShardsTest : public testing::TestWithParam<int> {
  protected:
   TempDir tmp_;
   NuboServer server_{tmp_, {"--threads", std::to_string(GetParam())}};
+
+  // `clients` threads, each with its own connection, each sending
+  // `requests` requests through `one(client, thread, i)`, which says
+  // whether the answer was right; how many were.
+  int runClients(int clients, int requests, const std::function<bool(cli::HttpClient&, int, int)>& one) {
+    std::atomic<int> ok{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < clients; ++t) {
+      threads.emplace_back([&, t] {
+        cli::HttpClient c(server_.dataUrl(), "");
+        for (int i = 0; i < requests; ++i) ok += one(c, t, i) ? 1 : 0;
+      });
+    }
+    for (auto& th : threads) th.join();
+    return ok.load();
+  }
 };
 
 INSTANTIATE_TEST_SUITE_P(Threads, FunctionsOnShardsTest, testing::Values(1, 3));
@@ -705,27 +721,37 @@ TEST_P(FunctionsOnShardsTest, ConcurrentRequestsGetTheirOwnAnswers) {
   } })");
   writeFile(dir + "/nubo.json", R"({"limits": {"concurrency": 8, "max_instances": 3}})");
   server_.deploy(dir, {"--app", "echo"});
-  std::atomic<int> ok{0};
-  std::vector<std::thread> clients;
-  for (int t = 0; t < 16; ++t) {
-    clients.emplace_back([&, t] {
-      cli::HttpClient c(server_.dataUrl(), "");
-      for (int i = 0; i < 25; ++i) {
-        std::string body = "a" + std::to_string(t) + ",b" + std::to_string(i);
-        bool stream = i % 2 == 1;
-        auto r = c.send("POST", stream ? "/echo/?stream" : "/echo/", body);
-        if (!r.ok() || r->status != 200) continue;
-        if (stream) {
-          if (r->body == "a" + std::to_string(t) + "b" + std::to_string(i)) ok++;
-        } else {
-          auto j = parseJson(r->body, "echo");
-          if (j.ok() && (*j)["body"] == body && (*j)["id"] == r->header("x-nubo-request-id")) ok++;
-        }
-      }
-    });
-  }
-  for (auto& c : clients) c.join();
-  EXPECT_EQ(ok.load(), 16 * 25);
+  int ok = runClients(16, 25, [](cli::HttpClient& c, int t, int i) {
+    std::string body = "a" + std::to_string(t) + ",b" + std::to_string(i);
+    bool stream = i % 2 == 1;
+    auto r = c.send("POST", stream ? "/echo/?stream" : "/echo/", body);
+    if (!r.ok() || r->status != 200) return false;
+    if (stream) return r->body == "a" + std::to_string(t) + "b" + std::to_string(i);
+    auto j = parseJson(r->body, "echo");
+    return j.ok() && (*j)["body"] == body && (*j)["id"] == r->header("x-nubo-request-id");
+  });
+  EXPECT_EQ(ok, 16 * 25);
+}
+
+// A busy deployment gets an instance on each shard whose requests keep it
+// busy, though one instance has slots enough: requests then stay on their
+// shard. (24 requests at once, 32 slots per instance.)
+TEST_P(FunctionsOnShardsTest, ABusyDeploymentGetsAnInstanceOnEachShard) {
+  std::string dir = tmp_.sub("apps/slow");
+  writeFile(dir + "/index.js", R"(export default { async fetch() {
+    await new Promise((r) => setTimeout(r, 20));
+    return new Response('ok');
+  } })");
+  writeFile(dir + "/nubo.json", R"({"limits": {"concurrency": 32, "max_instances": 4}})");
+  server_.deploy(dir, {"--app", "slow"});
+  int ok = runClients(24, 40, [](cli::HttpClient& c, int, int) {
+    auto r = c.send("GET", "/slow/", "");
+    return r.ok() && r->status == 200;
+  });
+  EXPECT_EQ(ok, 24 * 40);
+  auto ps = parseJson(server_.nubo({"ps", "slow", "--json"}).out, "ps");
+  ASSERT_TRUE(ps.ok());
+  EXPECT_EQ(ps->size(), static_cast<size_t>(GetParam())) << ps->dump();
 }
 
 }  // namespace

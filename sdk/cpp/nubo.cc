@@ -523,20 +523,22 @@ Response& Response::header(std::string name, std::string value) {
   return *this;
 }
 
-Response Response::text(std::string body, int status) {
+namespace {
+Response typed(std::string body, int status, std::string type) {
   Response r;
   r.status = status;
   r.body = std::move(body);
-  r.header("content-type", "text/plain; charset=utf-8");
+  r.header("content-type", std::move(type));
   return r;
+}
+}  // namespace
+
+Response Response::text(std::string body, int status) {
+  return typed(std::move(body), status, "text/plain; charset=utf-8");
 }
 
 Response Response::json(std::string json_text, int status) {
-  Response r;
-  r.status = status;
-  r.body = std::move(json_text);
-  r.header("content-type", "application/json");
-  return r;
+  return typed(std::move(json_text), status, "application/json");
 }
 
 std::string jsonEscape(std::string_view s) {

@@ -1,9 +1,7 @@
 #include "blob/directory.h"
 
-#include <dirent.h>
 #include <sys/stat.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -29,15 +27,7 @@ class Storer {
   Result<std::string> storeDir(const std::string& rel, int depth, uint64_t* bytes) {
     if (depth > kMaxDepth) return InvalidArgument(rel + ": folders nested deeper than " + std::to_string(kMaxDepth));
     std::string path = rel.empty() ? top_ : top_ + "/" + rel;
-    DIR* d = ::opendir(path.c_str());
-    if (!d) return ErrnoStatus("open folder " + path, errno);
-    std::vector<std::string> names;
-    while (dirent* e = ::readdir(d)) {
-      std::string_view n = e->d_name;
-      if (n != "." && n != "..") names.emplace_back(n);
-    }
-    ::closedir(d);
-    std::sort(names.begin(), names.end());
+    ASSIGN_OR_RETURN(std::vector<std::string> names, listDir(path));
     Tree tree;
     *bytes = 0;
     for (const auto& name : names) {

@@ -1,6 +1,5 @@
 #include "cli/scanner.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -22,15 +21,7 @@ Status scanDir(const std::string& root, const std::string& rel, const IgnoreRule
                std::vector<ScannedFile>& out, int depth) {
   if (depth > 256) return InvalidArgument("\"" + rel + "\" is nested deeper than 256 directories");
   std::string abs = rel.empty() ? root : root + "/" + rel;
-  DIR* d = ::opendir(abs.c_str());
-  if (!d) return ErrnoStatus("cannot read directory " + abs, errno);
-  std::vector<std::string> names;
-  while (dirent* e = ::readdir(d)) {
-    std::string name = e->d_name;
-    if (name != "." && name != "..") names.push_back(std::move(name));
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
+  ASSIGN_OR_RETURN(std::vector<std::string> names, listDir(abs));
   for (const auto& name : names) {
     std::string path = rel.empty() ? name : rel + "/" + name;
     struct stat st {};

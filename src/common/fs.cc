@@ -1,10 +1,12 @@
 #include "common/fs.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -89,6 +91,19 @@ Status makeDirs(const std::string& path, mode_t mode) {
   if (parent != path && parent != "." && parent != "/") RETURN_IF_ERROR(makeDirs(parent, mode));
   if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return ErrnoStatus("mkdir " + path, errno);
   return Status::Ok();
+}
+
+Result<std::vector<std::string>> listDir(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (!d) return ErrnoStatus("cannot read folder " + path, errno);
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 std::string dirName(const std::string& path) {

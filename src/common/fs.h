@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "common/status.h"
@@ -28,6 +29,9 @@ Status syncDir(const std::string& dir);
 Status writeAll(int fd, std::string_view bytes);
 
 // "a/b/c" -> "a/b"; "c" -> ".".
+// The names in a folder (without "." and ".."), sorted.
+Result<std::vector<std::string>> listDir(const std::string& path);
+
 std::string dirName(const std::string& path);
 std::string joinPath(std::string_view a, std::string_view b);
 

@@ -416,7 +416,7 @@ void Functions::refillStems(const Profile& profile) {
 }
 
 asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const DeploymentSpec& spec, ColdStart* phases,
-                                                                     EarlyOpen early) {
+                                                                     EarlyOpen early, bool on_my_shard) {
   auto t0 = Clock::now();
   std::shared_ptr<Instance> inst;
   Profile profile{spec.network, spec.tmp_mb, spec.runtime == "exec"};
@@ -440,9 +440,9 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
     if (auto it = stems_.find(profile); it != stems_.end()) {
       auto& ready = it->second.ready;
       std::erase_if(ready, [](const auto& s) { return s->state() != Instance::State::kStem; });
-      // One on the caller's shard, else any.
+      // One on the caller's shard, else (unless it must be here) any.
       auto pick = std::find_if(ready.begin(), ready.end(), [&](const auto& s) { return s->executor() == caller; });
-      if (pick == ready.end()) pick = ready.begin();
+      if (pick == ready.end() && !on_my_shard) pick = ready.begin();
       if (pick != ready.end()) {
         inst = *pick;
         ready.erase(pick);

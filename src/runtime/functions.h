@@ -71,7 +71,7 @@ class Functions final : public InstanceFactory {
                                                const http::Request& req, const std::string& request_id);
 
   boost::asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec, ColdStart* phases,
-                                                                  EarlyOpen early) override;
+                                                                  EarlyOpen early, bool on_my_shard) override;
 
   std::vector<InstanceInfo> describe();
   size_t stemCount();

@@ -130,7 +130,7 @@ void Pool::startOnLocked(const asio::any_io_executor& shard) {
       shard,
       [self = shared_from_this(), shard]() -> asio::awaitable<void> {
         ColdStart phases;
-        Result<std::shared_ptr<Instance>> inst = co_await self->factory_.create(self->spec_, &phases, {});
+        Result<std::shared_ptr<Instance>> inst = co_await self->factory_.create(self->spec_, &phases, {}, /*on_my_shard=*/true);
         std::lock_guard lock(self->mu_);
         self->starting_--;
         self->starting_on_.erase(std::find(self->starting_on_.begin(), self->starting_on_.end(), shard));

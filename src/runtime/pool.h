@@ -72,10 +72,12 @@ using EarlyOpen = std::function<void(const std::shared_ptr<Instance>&)>;
 class InstanceFactory {
  public:
   virtual ~InstanceFactory() = default;
-  // A specialized, ready instance of `spec`; `early` (if set) is called once
-  // SPECIALIZE is on its way.
+  // A specialized, ready instance of `spec`, on the caller's shard when it
+  // can be (a waiting stem elsewhere may serve instead, unless `on_my_shard`);
+  // `early` (if set) is called once SPECIALIZE is on its way.
   virtual boost::asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec,
-                                                                          ColdStart* phases, EarlyOpen early) = 0;
+                                                                          ColdStart* phases, EarlyOpen early,
+                                                                          bool on_my_shard = false) = 0;
 };
 
 class Pool;
