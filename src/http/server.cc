@@ -223,6 +223,33 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection>, Client
     });
   }
 
+  // Reads the next request head into `p` (what follows it stays in
+  // `buffer`): Beast's parser fed by plain reads, as Beast's own
+  // async_read_header does, without its two layers of composed operations
+  // (and the executor work they track) on every request.
+  asio::awaitable<void> readHead(bhttp::request_parser<bhttp::empty_body>& p, error_code& ec) {
+    ec = {};
+    for (;;) {
+      if (buffer.size() > 0) {
+        size_t used = p.put(buffer.data(), ec);
+        buffer.consume(used);
+        if (ec != bhttp::error::need_more) co_return;  // the head is complete, or malformed
+        ec = {};
+      }
+      // As Beast reads: at least 512 bytes of room, at most 64 KiB.
+      size_t room = std::min<size_t>(std::max<size_t>(512, buffer.capacity() - buffer.size()), 65536);
+      size_t n = co_await socket.async_read_some(buffer.prepare(room), kUseAwaitableEc(ec));
+      if (ec == asio::error::eof) {
+        ec = {};
+        if (p.got_some()) p.put_eof(ec);  // cut off inside the head: partial_message
+        else ec = bhttp::error::end_of_stream;
+        co_return;
+      }
+      if (ec) co_return;
+      buffer.commit(n);
+    }
+  }
+
   tcp::socket socket;
   asio::steady_timer timer;
   beast::flat_buffer buffer;
@@ -527,7 +554,7 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
     head_parser.header_limit(static_cast<std::uint32_t>(limits_.header_bytes));
     head_parser.body_limit(limits_.body_bytes);
     c->arm(first ? limits_.header_timeout : limits_.idle_timeout);
-    co_await bhttp::async_read_header(c->socket, c->buffer, head_parser, kUseAwaitableEc(ec));
+    co_await c->readHead(head_parser, ec);
     c->busy = true;
     first = false;
     bool got_some = head_parser.got_some();

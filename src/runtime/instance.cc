@@ -43,15 +43,46 @@ std::string_view stateName(Instance::State s) {
 
 // ---- Mailbox ----------------------------------------------------------------
 
-void Mailbox::wake(asio::steady_timer& which) {
-  // On the caller's own (and only) thread the timer is ours to cancel.
+Mailbox::Mailbox(asio::any_io_executor caller, bool same_thread)
+    : same_thread_(same_thread), caller_(std::move(caller)), deadlines_(Deadlines::of(caller_)) {
+  for (Wait* w : {&frames_wait_, &credit_wait_}) {
+    w->box = this;
+    w->fire = &Mailbox::fireDeadline;
+    w->hold = &Mailbox::holdOwner;
+    w->drop = &Mailbox::dropWaiter;
+  }
+}
+
+Mailbox::~Mailbox() {
+  deadlines_.remove(frames_wait_);
+  deadlines_.remove(credit_wait_);
+}
+
+// Deadlines calls these with its lock held (fire, hold) or at shutdown (drop).
+void Mailbox::fireDeadline(Deadlines::Entry* e) {
+  auto* w = static_cast<Wait*>(e);
+  if (auto self = w->box->weak_from_this().lock()) {
+    asio::post(self->caller_, [self, w] { w->wakeup.resumeHere(); });
+  }
+}
+std::shared_ptr<void> Mailbox::holdOwner(Deadlines::Entry* e) { return static_cast<Wait*>(e)->box->weak_from_this().lock(); }
+void Mailbox::dropWaiter(Deadlines::Entry* e) { static_cast<Wait*>(e)->wakeup.drop(); }
+
+asio::awaitable<void> Mailbox::park(Wait& w, Deadline deadline) {
+  deadlines_.add(w, deadline, caller_);
+  error_code ec;
+  co_await w.wakeup.wait(withEc(ec));
+  deadlines_.remove(w);
+}
+
+void Mailbox::wake(Wait& w) {
+  // On the caller's own (and only) thread the waiter can be resumed from here.
   if (same_thread_) {
-    which.cancel();
+    w.wakeup.resumeLater();
     return;
   }
-  // The caller waits on its own executor; cancelling the timer there wakes it
-  // without racing its wait.
-  asio::post(which.get_executor(), [self = shared_from_this(), &which] { which.cancel(); });
+  // The waiter belongs to its executor: resume it there.
+  asio::post(caller_, [self = shared_from_this(), &w] { w.wakeup.resumeHere(); });
 }
 
 void Mailbox::push(Frame f) {
@@ -60,7 +91,7 @@ void Mailbox::push(Frame f) {
     if (closed_) return;
     inbox_.push_back(std::move(f));
   }
-  wake(signal_);
+  wake(frames_wait_);
 }
 
 void Mailbox::close(Status why) {
@@ -69,8 +100,8 @@ void Mailbox::close(Status why) {
     if (closed_) return;
     closed_ = std::move(why);
   }
-  wake(signal_);
-  wake(credit_signal_);
+  wake(frames_wait_);
+  wake(credit_wait_);
 }
 
 void Mailbox::addCredit(uint32_t bytes) {
@@ -78,7 +109,7 @@ void Mailbox::addCredit(uint32_t bytes) {
     std::lock_guard lock(mu_);
     credit_ += bytes;
   }
-  wake(credit_signal_);
+  wake(credit_wait_);
 }
 
 void Mailbox::stopSending() {
@@ -86,7 +117,7 @@ void Mailbox::stopSending() {
     std::lock_guard lock(mu_);
     stop_sending_ = true;
   }
-  wake(credit_signal_);
+  wake(credit_wait_);
 }
 
 asio::awaitable<Result<size_t>> Mailbox::takeCredit(size_t want, Deadline deadline) {
@@ -102,9 +133,7 @@ asio::awaitable<Result<size_t>> Mailbox::takeCredit(size_t want, Deadline deadli
       }
     }
     if (Clock::now() >= deadline) co_return DeadlineExceeded("the function did not read its request body in time");
-    credit_signal_.expires_at(deadline);
-    error_code ec;
-    co_await credit_signal_.async_wait(withEc(ec));
+    co_await park(credit_wait_, deadline);
   }
 }
 
@@ -112,17 +141,18 @@ asio::awaitable<Result<Frame>> Mailbox::next(Deadline deadline) {
   for (;;) {
     {
       std::lock_guard lock(mu_);
-      if (!inbox_.empty()) {
-        Frame f = std::move(inbox_.front());
-        inbox_.pop_front();
+      if (inbox_head_ < inbox_.size()) {
+        Frame f = std::move(inbox_[inbox_head_++]);
+        if (inbox_head_ == inbox_.size()) {
+          inbox_.clear();
+          inbox_head_ = 0;
+        }
         co_return f;
       }
       if (closed_) co_return *closed_;
     }
     if (Clock::now() >= deadline) co_return DeadlineExceeded("the instance did not answer in time");
-    signal_.expires_at(deadline);
-    error_code ec;
-    co_await signal_.async_wait(withEc(ec));
+    co_await park(frames_wait_, deadline);
   }
 }
 

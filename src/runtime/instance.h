@@ -30,7 +30,10 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
+#include "common/deadlines.h"
+#include "common/wakeup.h"
 #include "runtime/launcher.h"
 #include "runtime/protocol.h"
 
@@ -54,12 +57,15 @@ using LineSink = std::function<void(std::string_view stream, std::string_view li
 // Frames for one stream, handed from the instance strand to one waiting
 // caller, and the stream's send window (body bytes the instance accepts).
 // Always owned by a shared_ptr: a wake-up posted to the caller keeps it alive.
+//
+// A waiting caller parks on a Wakeup, and its deadline is kept by the
+// io_context's Deadlines (common/deadlines.h): no Asio timer per request.
 class Mailbox : public std::enable_shared_from_this<Mailbox> {
  public:
   // `same_thread`: every push, close and credit comes from the one thread
   // that also runs the caller (then a wake-up needs no hand-off).
-  explicit Mailbox(boost::asio::any_io_executor caller, bool same_thread = false)
-      : same_thread_(same_thread), signal_(caller), credit_signal_(caller) {}
+  explicit Mailbox(boost::asio::any_io_executor caller, bool same_thread = false);
+  ~Mailbox();
   void push(protocol::Frame f);
   void close(Status why);
   // The next frame; kDeadlineExceeded at `deadline`, the close status after close().
@@ -73,15 +79,29 @@ class Mailbox : public std::enable_shared_from_this<Mailbox> {
   void stopSending();
 
  private:
-  void wake(boost::asio::steady_timer& which);
+  // One parked caller (for frames, or for credit) and its deadline.
+  struct Wait : Deadlines::Entry {
+    Mailbox* box = nullptr;
+    Wakeup wakeup;  // on the caller's executor
+  };
+  // Parks until wake(w), `deadline`, or (spuriously) earlier: callers re-check.
+  boost::asio::awaitable<void> park(Wait& w, Deadline deadline);
+  void wake(Wait& w);
+  static void fireDeadline(Deadlines::Entry* e);
+  static std::shared_ptr<void> holdOwner(Deadlines::Entry* e);
+  static void dropWaiter(Deadlines::Entry* e);
+
   const bool same_thread_;
+  const boost::asio::any_io_executor caller_;
+  Deadlines& deadlines_;
   std::mutex mu_;
-  std::deque<protocol::Frame> inbox_;  // guarded by mu_
-  std::optional<Status> closed_;       // guarded by mu_
+  std::vector<protocol::Frame> inbox_;  // from inbox_head_ on; guarded by mu_
+  size_t inbox_head_ = 0;               // guarded by mu_
+  std::optional<Status> closed_;        // guarded by mu_
   uint64_t credit_ = protocol::kInitialWindow;  // guarded by mu_
   bool stop_sending_ = false;                   // guarded by mu_
-  boost::asio::steady_timer signal_;         // on the caller's executor
-  boost::asio::steady_timer credit_signal_;  // on the caller's executor
+  Wait frames_wait_;
+  Wait credit_wait_;
 };
 
 class Instance;
