@@ -60,6 +60,8 @@ using LineSink = std::function<void(std::string_view stream, std::string_view li
 //
 // A waiting caller parks on a Wakeup, and its deadline is kept by the
 // io_context's Deadlines (common/deadlines.h): no Asio timer per request.
+// The caller's executor must run one handler at a time (one thread, or a
+// strand), so that a wake-up posted to it finds the caller parked.
 class Mailbox : public std::enable_shared_from_this<Mailbox> {
  public:
   // `same_thread`: every push, close and credit comes from the one thread
