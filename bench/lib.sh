@@ -108,6 +108,17 @@ report_pair() {
   printf '  ratio nubo/%s: %sx (target >= %s)\n' "${2%% *}" "$(python3 -c "print(f'{$n_rps/$r_rps:.2f}')")" "$3"
 }
 
+# against_nginx TITLE TARGET NUBO_URL NGINX_PATH SERVER_BLOCK: starts nginx
+# with SERVER_BLOCK, then measures and reports NUBO_URL against nginx's
+# NGINX_PATH (the two must serve the same body).
+against_nginx() {
+  start_nginx "$5"
+  local url="http://127.0.0.1:$NGINX_PORT$4" pair
+  wait_for "$url"
+  pair=$(measure_pair "$3" "$url") || exit 1
+  report_pair "$1" nginx "$2" "$pair"
+}
+
 # start_nginx SERVER_BLOCK -> sets NGINX_PORT; nginx runs with one worker per
 # core, the given server block listening on 127.0.0.1:$NGINX_PORT.
 start_nginx() {

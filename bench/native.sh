@@ -15,8 +15,5 @@ CC
 start_nubo ${NUBO_ARGS:-}
 "$NUBO" deploy "$app" --app native --json >/dev/null
 
-start_nginx 'location / { default_type application/json; return 200 "{\"hello\":\"world\"}"; }'
-nginx_url="http://127.0.0.1:$NGINX_PORT/"
-wait_for "$nginx_url"
-pair=$(measure_pair "$NUBO_DATA_URL/native/" "$nginx_url") || exit 1
-report_pair "native C++ hello world" nginx 0.7x "$pair"
+against_nginx "native C++ hello world" 0.7x "$NUBO_DATA_URL/native/" / \
+  'location / { default_type application/json; return 200 "{\"hello\":\"world\"}"; }'

@@ -12,8 +12,4 @@ printf '<!doctype html><title>hello</title><p>Hello from a static file.</p>\n' >
 start_nubo ${NUBO_ARGS:-}
 "$NUBO" deploy "$site" --app bench --json >/dev/null
 
-start_nginx "root $site; etag on;"
-nginx_url="http://127.0.0.1:$NGINX_PORT/index.html"
-wait_for "$nginx_url"
-pair=$(measure_pair "$NUBO_DATA_URL/bench/index.html" "$nginx_url") || exit 1
-report_pair "static file" nginx 0.8x "$pair"
+against_nginx "static file" 0.8x "$NUBO_DATA_URL/bench/index.html" /index.html "root $site; etag on;"
