@@ -48,6 +48,12 @@ int main(int argc, char** argv) {
   int build_timeout_s = 600;
   serve->add_option("--build-timeout-s", build_timeout_s, "A build running longer is stopped and fails (default 600)")
       ->check(CLI::Range(1, 86400));
+  serve->add_option("--build-max-output-files", serve_opts.build_max_output_files,
+                    "A build whose output has more files fails (default 100000)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{100'000'000}));
+  serve->add_option("--build-max-output-mb", serve_opts.build_max_output_mb,
+                    "A build whose output has more bytes fails (default 1024)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1'048'576}));
   serve->add_option("--sandbox", serve_opts.sandbox,
                     "Instance isolation: auto (every layer the kernel allows, default), strict (all or refuse), off")
       ->check(CLI::IsMember({"auto", "strict", "off"}));

@@ -75,4 +75,60 @@ TEST_P(BlobStoreConformance, MissingBlobIsNotFound) {
   EXPECT_EQ(store_->open(sha256Hex("absent")).status().code(), Code::kNotFound);
 }
 
+TEST_P(BlobStoreConformance, AWriterStoresItsPiecesUnderTheirHashOnlyWhenCommitted) {
+  std::string a(300000, 'a'), b = "tail";
+  std::string h = sha256Hex(a + b);
+  auto w = store_->writer();
+  ASSERT_TRUE(w.ok()) << w.status().toString();
+  ASSERT_TRUE((*w)->write(a).ok());
+  ASSERT_TRUE((*w)->write(b).ok());
+  EXPECT_EQ((*w)->size(), a.size() + b.size());
+  EXPECT_FALSE(store_->has(h));  // nothing visible before the commit
+  auto committed = (*w)->commit(h);
+  ASSERT_TRUE(committed.ok()) << committed.status().toString();
+  EXPECT_EQ(*committed, h);
+  EXPECT_EQ(*store_->get(h), a + b);
+  // Committing bytes that are there already is a no-op.
+  auto again = store_->writer();
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE((*again)->write(a + b).ok());
+  EXPECT_EQ(*(*again)->commit(""), h);
+}
+
+TEST_P(BlobStoreConformance, AWriterWithTheWrongHashOrNoCommitStoresNothing) {
+  auto w = store_->writer();
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->write("some bytes").ok());
+  std::string claimed = sha256Hex("other bytes");
+  auto committed = (*w)->commit(claimed);
+  EXPECT_EQ(committed.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(committed.status().message().find("nothing was stored"), std::string::npos);
+  EXPECT_FALSE(store_->has(claimed));
+  EXPECT_FALSE(store_->has(sha256Hex("some bytes")));
+  {
+    auto abandoned = store_->writer();
+    ASSERT_TRUE(abandoned.ok());
+    ASSERT_TRUE((*abandoned)->write("abandoned").ok());
+  }
+  EXPECT_FALSE(store_->has(sha256Hex("abandoned")));
+}
+
+TEST_P(BlobStoreConformance, PutFileStreamsAFileAndSaysWhetherItWasNew) {
+  char dir[] = "/tmp/nubo-putfile-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/f";
+  std::string bytes(1 << 20, 'z');
+  ASSERT_TRUE(writeFileAtomic(path, bytes).ok());
+  bool stored = false;
+  auto h = putFile(*store_, path, &stored);
+  ASSERT_TRUE(h.ok()) << h.status().toString();
+  EXPECT_EQ(*h, sha256Hex(bytes));
+  EXPECT_TRUE(stored);
+  EXPECT_EQ(*store_->size(*h), bytes.size());
+  ASSERT_TRUE(putFile(*store_, path, &stored).ok());
+  EXPECT_FALSE(stored);
+  ::unlink(path.c_str());
+  ::rmdir(dir);
+}
+
 }  // namespace nubo::blob

@@ -86,5 +86,24 @@ TEST_F(StoreDirectoryTest, AnEmptyOutputHasNoRootAndAMissingOneIsNotFound) {
   EXPECT_EQ(missing.status().code(), Code::kNotFound);
 }
 
+TEST_F(StoreDirectoryTest, AFolderOverItsLimitsFailsBeforeTheFileThatCrossesThemIsRead) {
+  std::string out = tmp_.sub("out");
+  testing_util::writeFile(out + "/a.txt", "aaaa");
+  // 64 GiB that take no disk: refused from its size alone.
+  std::string huge = out + "/huge";
+  testing_util::writeFile(huge, "");
+  ASSERT_EQ(::truncate(huge.c_str(), 64ll << 30), 0);
+  auto r = storeDirectory(*blobs_, out, nullptr, StoreLimits{100, 1 << 20});
+  ASSERT_EQ(r.status().code(), Code::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("more than 1048576 bytes"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("huge"), std::string::npos);
+  ::unlink(huge.c_str());
+  for (int i = 0; i < 5; ++i) testing_util::writeFile(out + "/f" + std::to_string(i), std::to_string(i));
+  r = storeDirectory(*blobs_, out, nullptr, StoreLimits{3, 1 << 20});
+  ASSERT_EQ(r.status().code(), Code::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("more than 3 files"), std::string::npos) << r.status().message();
+  EXPECT_TRUE(storeDirectory(*blobs_, out, nullptr, StoreLimits{6, 1 << 20}).ok());
+}
+
 }  // namespace
 }  // namespace nubo::blob

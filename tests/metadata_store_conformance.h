@@ -144,6 +144,17 @@ TEST_P(MetadataStoreConformance, ASuccessfulBuildStoresItsOutputAndMovesThePendi
   EXPECT_EQ(store_->finishBuild(d.id, DeploymentState::kFailed, "", "x", "a").code(), Code::kFailedPrecondition);
 }
 
+TEST_P(MetadataStoreConformance, EveryStartOfABuildIsCounted) {
+  Deployment d = makeDeployment("shop", DeploymentState::kQueued);
+  ASSERT_TRUE(store_->createDeployment(d, "production", "a").ok());
+  EXPECT_EQ(store_->getDeployment(d.id)->build_attempts, 0);
+  ASSERT_TRUE(store_->setDeploymentState(d.id, DeploymentState::kBuilding).ok());
+  ASSERT_TRUE(store_->setDeploymentState(d.id, DeploymentState::kQueued).ok());
+  ASSERT_TRUE(store_->setDeploymentState(d.id, DeploymentState::kBuilding).ok());
+  EXPECT_EQ(store_->getDeployment(d.id)->build_attempts, 2);
+  EXPECT_EQ(store_->listDeployments("shop", 0)->front().build_attempts, 2);
+}
+
 TEST_P(MetadataStoreConformance, AFailedBuildKeepsItsErrorAndMovesNoAlias) {
   std::string before = deploy("shop");
   Deployment d = makeDeployment("shop", DeploymentState::kQueued);

@@ -98,9 +98,10 @@ std::string PublicUrls::aliasUrl(std::string_view app, std::string_view alias) c
 }
 
 ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls,
-                       runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs)
+                       runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs,
+                       AppRemoved app_removed)
     : store_(store), deployer_(deployer), auth_(auth), urls_(std::move(urls)), functions_(functions), logs_(logs),
-      build_logs_(build_logs) {}
+      build_logs_(build_logs), app_removed_(std::move(app_removed)) {}
 
 boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
   auto parts = splitPath(req.path);
@@ -400,6 +401,7 @@ Result<Response> ControlApi::dispatch(const http::Request& req, const std::strin
     if (m == "DELETE") {
       auto deployments = store_.listDeployments(app, 0);
       RETURN_IF_ERROR(store_.deleteApp(app));
+      if (app_removed_) app_removed_(app);
       logs_.removeApp(app);
       if (deployments.ok()) {
         for (const auto& d : *deployments) build_logs_.removeApp(d.id);

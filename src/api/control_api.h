@@ -7,6 +7,7 @@
 // no token.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "api/auth.h"
@@ -30,9 +31,14 @@ struct PublicUrls {
 
 class ControlApi final : public http::Handler {
  public:
+  // Called after an app is removed from the store, to stop what still runs
+  // for it (its builds).
+  using AppRemoved = std::function<void(const std::string& app)>;
+
   // `functions` may be null (no code runtimes: no instances to list).
   ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls,
-             runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs);
+             runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs,
+             AppRemoved app_removed = nullptr);
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
 
   // The synchronous part of handle().
@@ -54,6 +60,7 @@ class ControlApi final : public http::Handler {
   runtime::Functions* functions_;
   logs::LogStore& logs_;
   logs::LogStore& build_logs_;
+  AppRemoved app_removed_;
 };
 
 }  // namespace nubo::api

@@ -6,12 +6,15 @@
 //     with kInvalidArgument, storing nothing;
 //   - a blob is visible (has/get/open succeed) only once it is complete and
 //     durable; a crash mid-put never exposes a partial blob;
-//   - put() of an existing blob is a cheap no-op.
+//   - put() of an existing blob is a cheap no-op;
+//   - a BlobWriter streams a blob in pieces (uploads, build outputs), so no
+//     blob has to fit in memory; its bytes are checked when committed.
 // Every implementation passes tests/blob_store_conformance.h.
 // Thread-safe: all methods may be called concurrently.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -27,6 +30,24 @@ struct BlobFile {
   uint64_t size = 0;
 };
 
+// A blob written in pieces. Nothing is visible until commit(); a writer
+// destroyed without a commit leaves nothing behind. Not thread-safe (one
+// writer, one user).
+class BlobWriter {
+ public:
+  virtual ~BlobWriter() = default;
+  // kResourceExhausted when the disk is full.
+  virtual Status write(std::string_view bytes) = 0;
+  uint64_t size() const { return size_; }
+  // Makes the blob visible under the hash of what was written and returns
+  // that hash. With `expected` non-empty, bytes that hash otherwise are
+  // refused (kInvalidArgument, "nothing was stored"). Call at most once.
+  virtual Result<std::string> commit(std::string_view expected) = 0;
+
+ protected:
+  uint64_t size_ = 0;
+};
+
 class BlobStore {
  public:
   virtual ~BlobStore() = default;
@@ -34,6 +55,9 @@ class BlobStore {
   // kInvalidArgument when `hash` is not a SHA-256 hex name or the bytes do
   // not hash to it; kResourceExhausted when the disk is full.
   virtual Status put(std::string_view hash, std::string_view bytes) = 0;
+
+  // A writer for a new blob; see BlobWriter.
+  virtual Result<std::unique_ptr<BlobWriter>> writer() = 0;
 
   // kNotFound when absent.
   virtual Result<std::string> get(std::string_view hash) = 0;
@@ -49,5 +73,11 @@ class BlobStore {
   // hard-link deployment files for instances. kNotFound when absent.
   virtual Result<std::string> localPath(std::string_view hash) = 0;
 };
+
+// Stores the file at `path` without holding it in memory: hashed first, and
+// copied into the store only when no blob of that hash is there. Returns the
+// hash; `stored` (if set) says whether it was new. A file that changes while
+// it is copied is refused (kFailedPrecondition).
+Result<std::string> putFile(BlobStore& blobs, const std::string& path, bool* stored = nullptr);
 
 }  // namespace nubo::blob

@@ -19,8 +19,8 @@ constexpr int kMaxDepth = 64;
 
 class Storer {
  public:
-  Storer(BlobStore& blobs, std::string top, const SkipReport& skipped)
-      : blobs_(blobs), top_(std::move(top)), skipped_(skipped) {}
+  Storer(BlobStore& blobs, std::string top, const SkipReport& skipped, StoreLimits limits)
+      : blobs_(blobs), top_(std::move(top)), skipped_(skipped), limits_(limits) {}
 
   // Stores the folder at `rel` ("" for the top); the tree hash, or empty
   // when nothing below it is a file.
@@ -53,6 +53,7 @@ class Storer {
         entry.hash = std::move(sub);
         entry.size = sub_bytes;
       } else if (S_ISREG(st.st_mode)) {
+        RETURN_IF_ERROR(count(child_rel, static_cast<uint64_t>(st.st_size)));
         ASSIGN_OR_RETURN(entry.hash, storeFile(source));
         entry.kind = (st.st_mode & S_IXUSR) ? EntryKind::kExecutable : EntryKind::kFile;
         entry.size = static_cast<uint64_t>(st.st_size);
@@ -94,28 +95,41 @@ class Storer {
     return target;
   }
 
-  Result<std::string> storeFile(const std::string& path) {
-    ASSIGN_OR_RETURN(std::string bytes, readFile(path));
-    std::string hash = sha256Hex(bytes);
-    if (!blobs_.size(hash).ok()) {
-      RETURN_IF_ERROR(blobs_.put(hash, bytes));
-      out_.stored_files++;
+  // Counts a file against the limits before it is read.
+  Status count(const std::string& rel, uint64_t size) {
+    if (out_.files + 1 > limits_.max_files) {
+      return ResourceExhausted("more than " + std::to_string(limits_.max_files) + " files (at " + rel + ")");
     }
+    if (size > limits_.max_bytes - total_bytes_) {
+      return ResourceExhausted("more than " + std::to_string(limits_.max_bytes) + " bytes (at " + rel + ", " +
+                               std::to_string(size) + " bytes)");
+    }
+    total_bytes_ += size;
+    return Status::Ok();
+  }
+
+  Result<std::string> storeFile(const std::string& path) {
+    bool stored = false;
+    ASSIGN_OR_RETURN(std::string hash, putFile(blobs_, path, &stored));
+    if (stored) out_.stored_files++;
     return hash;
   }
 
   BlobStore& blobs_;
   std::string top_;
   const SkipReport& skipped_;
+  StoreLimits limits_;
+  uint64_t total_bytes_ = 0;
   StoredDirectory out_;
 };
 
 }  // namespace
 
-Result<StoredDirectory> storeDirectory(BlobStore& blobs, const std::string& dir, const SkipReport& skipped) {
+Result<StoredDirectory> storeDirectory(BlobStore& blobs, const std::string& dir, const SkipReport& skipped,
+                                       StoreLimits limits) {
   char resolved[PATH_MAX];
   if (!::realpath(dir.c_str(), resolved)) return NotFound("folder " + dir + " does not exist");
-  Storer s(blobs, resolved, skipped);  // resolved: links are checked against the real path
+  Storer s(blobs, resolved, skipped, limits);  // resolved: links are checked against the real path
   uint64_t bytes = 0;
   ASSIGN_OR_RETURN(std::string root, s.storeDir("", 0, &bytes));
   StoredDirectory out = s.result();

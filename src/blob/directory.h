@@ -11,9 +11,14 @@
 //   `skipped` with its path and why. Empty folders are left out, as the CLI
 //   does.
 // - A name the tree format refuses is an error naming its path.
+// - Files stream into the store (blob/blob_store.h: putFile), never whole in
+//   memory, and `limits` bound what is stored: a folder over them fails as
+//   soon as the sizes show it (before a byte of the file that crosses them
+//   is read).
 //
-// Errors: kInvalidArgument (a bad name), kNotFound (no such folder), kInternal
-// / kUnavailable from the store or the file system.
+// Errors: kInvalidArgument (a bad name), kResourceExhausted (over `limits`,
+// naming the limit), kNotFound (no such folder), kInternal / kUnavailable
+// from the store or the file system.
 #pragma once
 
 #include <cstdint>
@@ -33,8 +38,14 @@ struct StoredDirectory {
   uint64_t stored_files = 0;  // not in the store before
 };
 
+struct StoreLimits {
+  uint64_t max_files = UINT64_MAX;
+  uint64_t max_bytes = UINT64_MAX;
+};
+
 using SkipReport = std::function<void(std::string_view path, std::string_view why)>;
 
-Result<StoredDirectory> storeDirectory(BlobStore& blobs, const std::string& dir, const SkipReport& skipped);
+Result<StoredDirectory> storeDirectory(BlobStore& blobs, const std::string& dir, const SkipReport& skipped,
+                                       StoreLimits limits = {});
 
 }  // namespace nubo::blob

@@ -47,25 +47,16 @@ std::string LocalBlobStore::pathFor(std::string_view hash) const {
   return p;
 }
 
-Status LocalBlobStore::put(std::string_view hash, std::string_view bytes) {
-  RETURN_IF_ERROR(checkName(hash));
-  std::string actual = sha256Hex(bytes);
-  if (actual != hash) {
-    return InvalidArgument("blob bytes hash to " + actual + ", not to the name " + std::string(hash) +
-                           " they were sent under; nothing was stored");
-  }
-  std::string final_path = pathFor(hash);
-  struct stat st {};
-  if (::stat(final_path.c_str(), &st) == 0) return Status::Ok();
-
+std::string LocalBlobStore::tempPath(std::string_view tag) const {
   static std::atomic<uint64_t> counter{0};
-  std::string tmp = root_ + "/tmp/" + std::string(hash.substr(0, 16)) + "." +
-                    std::to_string(::getpid()) + "." + std::to_string(counter++);
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
-  if (!fd.valid()) return ErrnoStatus("create blob temp file", errno);
-  Status s = writeAll(fd.get(), bytes);
-  if (s.ok() && ::fsync(fd.get()) != 0) s = ErrnoStatus("fsync blob", errno);
-  fd.reset();
+  return root_ + "/tmp/" + std::string(tag.substr(0, 16)) + "." + std::to_string(::getpid()) + "." +
+         std::to_string(counter++);
+}
+
+Status LocalBlobStore::install(const std::string& tmp, int fd, std::string_view hash) {
+  Status s;
+  if (::fsync(fd) != 0) s = ErrnoStatus("fsync blob", errno);
+  std::string final_path = pathFor(hash);
   std::string shard = dirName(final_path);
   if (s.ok() && ::mkdir(shard.c_str(), 0755) != 0 && errno != EEXIST) s = ErrnoStatus("mkdir " + shard, errno);
   if (s.ok() && ::rename(tmp.c_str(), final_path.c_str()) != 0) s = ErrnoStatus("rename blob", errno);
@@ -74,6 +65,75 @@ Status LocalBlobStore::put(std::string_view hash, std::string_view bytes) {
     return s;
   }
   return syncDir(shard);
+}
+
+Status LocalBlobStore::put(std::string_view hash, std::string_view bytes) {
+  RETURN_IF_ERROR(checkName(hash));
+  std::string actual = sha256Hex(bytes);
+  if (actual != hash) {
+    return InvalidArgument("blob bytes hash to " + actual + ", not to the name " + std::string(hash) +
+                           " they were sent under; nothing was stored");
+  }
+  struct stat st {};
+  if (::stat(pathFor(hash).c_str(), &st) == 0) return Status::Ok();
+
+  std::string tmp = tempPath(hash);
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+  if (!fd.valid()) return ErrnoStatus("create blob temp file", errno);
+  if (Status s = writeAll(fd.get(), bytes); !s.ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return install(tmp, fd.get(), hash);
+}
+
+// Writes to a temp file in ROOT/tmp, hashing as it goes; commit() renames it
+// into place.
+class LocalBlobStore::Writer final : public BlobWriter {
+ public:
+  Writer(LocalBlobStore& store, std::string tmp, UniqueFd fd) : store_(store), tmp_(std::move(tmp)), fd_(std::move(fd)) {}
+  ~Writer() override {
+    if (fd_.valid()) ::unlink(tmp_.c_str());
+  }
+
+  Status write(std::string_view bytes) override {
+    if (!fd_.valid()) return FailedPrecondition("blob writer used after commit");
+    RETURN_IF_ERROR(writeAll(fd_.get(), bytes));
+    hasher_.update(bytes);
+    size_ += bytes.size();
+    return Status::Ok();
+  }
+
+  Result<std::string> commit(std::string_view expected) override {
+    if (!fd_.valid()) return FailedPrecondition("blob writer committed twice");
+    std::string hash = hasher_.finishHex();
+    UniqueFd fd = std::move(fd_);
+    if (!expected.empty() && hash != expected) {
+      ::unlink(tmp_.c_str());
+      return InvalidArgument("blob bytes hash to " + hash + ", not to the name " + std::string(expected) +
+                             " they were sent under; nothing was stored");
+    }
+    struct stat st {};
+    if (::stat(store_.pathFor(hash).c_str(), &st) == 0) {
+      ::unlink(tmp_.c_str());  // stored already
+      return hash;
+    }
+    RETURN_IF_ERROR(store_.install(tmp_, fd.get(), hash));
+    return hash;
+  }
+
+ private:
+  LocalBlobStore& store_;
+  std::string tmp_;
+  UniqueFd fd_;
+  Sha256 hasher_;
+};
+
+Result<std::unique_ptr<BlobWriter>> LocalBlobStore::writer() {
+  std::string tmp = tempPath("upload");
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+  if (!fd.valid()) return ErrnoStatus("create blob temp file", errno);
+  return std::unique_ptr<BlobWriter>(new Writer(*this, std::move(tmp), std::move(fd)));
 }
 
 Result<std::string> LocalBlobStore::get(std::string_view hash) {

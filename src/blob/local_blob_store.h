@@ -18,6 +18,7 @@ class LocalBlobStore final : public BlobStore {
   static Result<std::unique_ptr<LocalBlobStore>> create(std::string root);
 
   Status put(std::string_view hash, std::string_view bytes) override;
+  Result<std::unique_ptr<BlobWriter>> writer() override;
   Result<std::string> get(std::string_view hash) override;
   Result<BlobFile> open(std::string_view hash) override;
   Result<uint64_t> size(std::string_view hash) override;
@@ -27,7 +28,11 @@ class LocalBlobStore final : public BlobStore {
   std::string pathFor(std::string_view hash) const;
 
  private:
+  class Writer;
   explicit LocalBlobStore(std::string root) : root_(std::move(root)) {}
+  std::string tempPath(std::string_view tag) const;
+  // fsyncs the temp file `tmp` (open as `fd`) and renames it to the blob `hash`.
+  Status install(const std::string& tmp, int fd, std::string_view hash);
   std::string root_;
 };
 

@@ -29,6 +29,7 @@ BuildQueue::BuildQueue(store::MetadataStore& store, BuildRunner& runner, logs::L
 BuildQueue::~BuildQueue() { shutdown(); }
 
 void BuildQueue::start() {
+  runner_.removeLeftovers();
   // Builds an earlier run did not finish start over, oldest first.
   std::vector<store::Deployment> unfinished;
   if (auto apps = store_.listApps(); apps.ok()) {
@@ -42,16 +43,33 @@ void BuildQueue::start() {
       }
     }
   }
+  std::vector<store::Deployment> again;
+  for (auto& d : unfinished) {
+    if (d.build_attempts < opts_.max_attempts) {
+      again.push_back(std::move(d));
+      continue;
+    }
+    std::string why = "the build was interrupted " + std::to_string(d.build_attempts) +
+                      " times (the server stopped or crashed while it ran) and is not tried again; "
+                      "look at its log (nubo build-logs " + d.id + "), then nubo redeploy " + d.id;
+    note(d.id, "build failed: " + why);
+    if (Status s = store_.finishBuild(d.id, store::DeploymentState::kFailed, "", why, "builder"); !s.ok()) {
+      spdlog::error("build {}: could not record its failure: {}", d.id, s.message());
+    }
+    spdlog::warn("builds: {} of app {} was interrupted {} times; it is FAILED", d.id, d.app, d.build_attempts);
+  }
   {
     std::lock_guard lock(mu_);
-    for (auto& d : unfinished) {
+    for (auto& d : again) {
       bool queued = std::any_of(waiting_.begin(), waiting_.end(), [&](const auto& w) { return w.id == d.id; });
       if (queued) continue;
+      std::string text = "the server restarted during this build: it starts over";
+      if (!d.promote_alias.empty()) text += ", and " + d.promote_alias + " moves to it when it is READY";
+      logs_.append(d.id, {nowMs(), d.id, "nubo", "", text});
       waiting_.push_back(d);
-      logs_.append(d.id, {nowMs(), d.id, "nubo", "", "the server restarted during this build: it starts over"});
     }
   }
-  if (!unfinished.empty()) spdlog::info("builds: {} unfinished build(s) start over", unfinished.size());
+  if (!again.empty()) spdlog::info("builds: {} unfinished build(s) start over", again.size());
   for (int i = 0; i < std::max(1, opts_.concurrency); ++i) threads_.emplace_back([this] { work(); });
 }
 
@@ -82,6 +100,21 @@ Status BuildQueue::submit(const store::Deployment& d) {
   return Status::Ok();
 }
 
+void BuildQueue::removeApp(const std::string& app) {
+  bool running = false;
+  {
+    std::lock_guard lock(mu_);
+    waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(), [&](const auto& d) { return d.app == app; }),
+                   waiting_.end());
+    if (auto it = building_.find(app); it != building_.end()) {
+      running = true;
+      removed_apps_.insert(app);
+      runner_.cancel(it->second);
+    }
+  }
+  if (!running) runner_.removeCache(app);
+}
+
 size_t BuildQueue::queued() const {
   std::lock_guard lock(mu_);
   return waiting_.size();
@@ -99,7 +132,7 @@ void BuildQueue::work() {
       // The oldest waiting build whose app has no build running.
       auto pick = [this] {
         for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
-          if (!building_apps_.count(it->app)) return it;
+          if (!building_.count(it->app)) return it;
         }
         return waiting_.end();
       };
@@ -108,13 +141,16 @@ void BuildQueue::work() {
       auto it = pick();
       next = std::move(*it);
       waiting_.erase(it);
-      building_apps_.insert(next.app);
+      building_.emplace(next.app, next.id);
     }
     build(next);
+    bool removed = false;
     {
       std::lock_guard lock(mu_);
-      building_apps_.erase(next.app);
+      building_.erase(next.app);
+      removed = removed_apps_.erase(next.app) > 0;
     }
+    if (removed) runner_.removeCache(next.app);
     cv_.notify_all();
   }
 }
@@ -143,6 +179,7 @@ void BuildQueue::build(const store::Deployment& d) {
     logs_.append(d.id, {nowMs(), d.id, std::string(stream), "", std::string(line)});
   });
   if (!out.ok() && runner_.cancelled()) return;  // shutting down: it starts over at the next start
+  if (!out.ok() && out.status().code() == Code::kNotFound && !store_.getDeployment(d.id).ok()) return;  // app removed
   if (!out.ok()) return fail(out.status().message());
   if (verify_) {
     if (Status s = verify_(d, out->tree); !s.ok()) return fail(s.message());

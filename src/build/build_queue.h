@@ -11,7 +11,13 @@
 //   builds share its cache). At most `max_queued` wait; submit() answers
 //   kResourceExhausted beyond.
 // - start() queues again what an earlier run left QUEUED or BUILDING (a
-//   crash or restart mid-build): those builds start over.
+//   crash or restart mid-build): those builds start over, with the alias
+//   move they were created with still pending, unless they have been
+//   started max_attempts times already (a build that crashes the server
+//   would otherwise crash it again at every start): those are FAILED.
+//   It also removes build folders the earlier run left.
+// - removeApp() drops an app's waiting builds, stops its running one and
+//   removes its build cache (once that build has stopped).
 // - shutdown() stops the builds that are running (they stay BUILDING and
 //   start over at the next start()) and the threads.
 //
@@ -21,6 +27,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -41,6 +48,7 @@ std::string builderFor(const manifest::Manifest& m);
 struct QueueOptions {
   int concurrency = 2;
   size_t max_queued = 64;
+  int max_attempts = 3;  // starts of one build before an interrupted one is FAILED
 };
 
 class BuildQueue {
@@ -64,6 +72,9 @@ class BuildQueue {
 
   size_t queued() const;
 
+  // The app is gone: none of its builds runs or waits, and its cache goes.
+  void removeApp(const std::string& app);
+
  private:
   void work();
   void build(const store::Deployment& d);
@@ -78,7 +89,8 @@ class BuildQueue {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<store::Deployment> waiting_;  // guarded by mu_
-  std::set<std::string> building_apps_;    // guarded by mu_
+  std::map<std::string, std::string> building_;  // guarded by mu_: app -> deployment being built
+  std::set<std::string> removed_apps_;           // guarded by mu_: caches to remove when their build stops
   bool stopping_ = false;                  // guarded by mu_
   std::vector<std::thread> threads_;
 };

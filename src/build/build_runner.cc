@@ -83,7 +83,7 @@ BuildRunner::BuildRunner(runtime::Launcher& launcher, blob::BlobStore& blobs, ru
                          runtime::Cgroups* cgroups, BuildOptions options)
     : launcher_(launcher), blobs_(blobs), code_(code), cgroups_(cgroups), opts_(std::move(options)) {}
 
-Result<int> BuildRunner::runProcess(const runtime::LaunchSpec& base, const BuildLog& log) {
+Result<int> BuildRunner::runProcess(const std::string& id, const runtime::LaunchSpec& base, const BuildLog& log) {
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
   UniqueFd out_r(out[0]), out_w(out[1]);
@@ -97,8 +97,8 @@ Result<int> BuildRunner::runProcess(const runtime::LaunchSpec& base, const Build
   err_w.reset();
   {
     std::lock_guard lock(mu_);
-    running_.insert(proc.pid);
-    if (cancelled_) {
+    running_.emplace(proc.pid, id);
+    if (cancelled_ || cancelled_ids_.count(id)) {
       ::kill(-proc.pid, SIGKILL);
       ::kill(proc.pid, SIGKILL);
     }
@@ -158,6 +158,7 @@ Result<int> BuildRunner::runProcess(const runtime::LaunchSpec& base, const Build
   while (::waitpid(proc.pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (cancelled_) return Unavailable("the server is shutting down; the build starts over when it is back");
+  if (isCancelled(id)) return NotFound("the build was stopped: its app was removed");
   if (timed_out) {
     return DeadlineExceeded("the build ran longer than " + std::to_string(opts_.timeout.count() / 1000) +
                             " s and was stopped");
@@ -169,14 +170,46 @@ Result<int> BuildRunner::runProcess(const runtime::LaunchSpec& base, const Build
 void BuildRunner::cancelAll() {
   std::lock_guard lock(mu_);
   cancelled_ = true;
-  for (pid_t pid : running_) {
+  for (const auto& [pid, id] : running_) {
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
   }
 }
 
+void BuildRunner::cancel(const std::string& id) {
+  std::lock_guard lock(mu_);
+  cancelled_ids_.insert(id);
+  for (const auto& [pid, build] : running_) {
+    if (build != id) continue;
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+  }
+}
+
+bool BuildRunner::isCancelled(const std::string& id) {
+  std::lock_guard lock(mu_);
+  return cancelled_ids_.count(id) > 0;
+}
+
+void BuildRunner::removeCache(const std::string& app) {
+  if (validateAppName(app).ok()) removeTree(opts_.cache_dir + "/" + app);
+}
+
+void BuildRunner::removeLeftovers() {
+  removeTree(opts_.work_dir);
+  (void)makeDirs(opts_.work_dir);
+}
+
 Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
   if (cancelled_) return Unavailable("the server is shutting down; the build starts over when it is back");
+  struct Forget {  // a cancel() of this build ends with it
+    BuildRunner& r;
+    const std::string& id;
+    ~Forget() {
+      std::lock_guard lock(r.mu_);
+      r.cancelled_ids_.erase(id);
+    }
+  } forget{*this, job.id};
   auto t0 = Clock::now();
   auto note = [&log](const std::string& text) {
     if (log) log("nubo", text);
@@ -260,7 +293,7 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
     // yes (the built-in ones were considered when the deployment was made).
     for (const auto& name : operatorBuilders(opts_.builders_dir)) {
       spec.argv = {useBuilder(name) + "/detect", src_in};
-      Result<int> said = runProcess(spec, log);
+      Result<int> said = runProcess(job.id, spec, log);
       if (cgroups_ && cgroups_->available()) cgroups_->remove(instance);
       if (!said.ok()) return said.status();
       if (*said == 0) {
@@ -278,7 +311,7 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
   }
   spec.argv = {useBuilder(chosen) + "/build", src_in, out_in, cache_in};
   note("building with the " + chosen + " builder");
-  Result<int> exit_code = runProcess(spec, log);
+  Result<int> exit_code = runProcess(job.id, spec, log);
   bool oom = cgroups_ && cgroups_->available() && cgroups_->oomKilled(instance);
   if (cgroups_ && cgroups_->available()) cgroups_->remove(instance);
   if (!exit_code.ok()) {
@@ -295,20 +328,32 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
     note(why);
     return FailedPrecondition(why);
   }
-  ASSIGN_OR_RETURN(blob::StoredDirectory stored,
-                   blob::storeDirectory(blobs_, out, [&note](std::string_view path, std::string_view why) {
-                     note("left out of the output: " + std::string(path) + ": " + std::string(why));
-                   }));
-  if (stored.root.empty()) {
+  auto stored = blob::storeDirectory(
+      blobs_, out,
+      [&note](std::string_view path, std::string_view why) {
+        note("left out of the output: " + std::string(path) + ": " + std::string(why));
+      },
+      blob::StoreLimits{opts_.max_output_files, opts_.max_output_bytes});
+  if (!stored.ok()) {
+    Status why = stored.status();
+    if (why.code() == Code::kResourceExhausted) {
+      why = ResourceExhausted("the build's output is over the limit: " + why.message() +
+                              " (a server operator sets the limits with --build-max-output-files and "
+                              "--build-max-output-mb)");
+    }
+    note(why.message());
+    return why;
+  }
+  if (stored->root.empty()) {
     std::string why = "the " + chosen + " builder wrote no files to its output folder";
     note(why);
     return FailedPrecondition(why);
   }
   BuildOutput result;
-  result.tree = stored.root;
-  result.files = stored.files;
-  result.bytes = stored.bytes;
-  result.new_files = stored.stored_files;
+  result.tree = stored->root;
+  result.files = stored->files;
+  result.bytes = stored->bytes;
+  result.new_files = stored->stored_files;
   result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   char text[160];
   std::snprintf(text, sizeof text, "build finished in %.2f s: %llu files (%llu new), %llu bytes", result.seconds,

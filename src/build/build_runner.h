@@ -11,7 +11,12 @@
 //      sandbox, with the network allowed (package downloads), the host's
 //      toolchain (/usr, /bin, /lib) read-only, memory, process and time
 //      limits, and no secrets or deployment env in its environment;
-//   3. stores the output folder as a tree (blob/directory.h).
+//   3. stores the output folder as a tree (blob/directory.h), streaming each
+//      file into the store, within max_output_files / max_output_bytes (a
+//      build over them fails naming the limit, before the file that crosses
+//      it is read).
+// The build's folders are removed when it ends; removeLeftovers() removes
+// those a crashed server left behind.
 // Every line the builder writes, and the runner's own notes, go to `log` as
 // they come.
 //
@@ -22,12 +27,14 @@
 // Errors: kInvalidArgument (a builder name that is not a plain name),
 // kNotFound (no such builder), kFailedPrecondition (the builder failed: its
 // exit status, or an empty output), kDeadlineExceeded (over the time limit;
-// the builder is killed), kResourceExhausted (over the memory limit), and
-// kInternal/kUnavailable from the file system or the store.
+// the builder is killed), kResourceExhausted (over the memory or output
+// limits), kNotFound when cancel() stopped it (its app was
+// removed), and kInternal/kUnavailable from the file system or the store.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <set>
 #include <cstdint>
@@ -52,6 +59,8 @@ struct BuildOptions {
   uint64_t memory_bytes = 2ull << 30;
   int pids = 512;
   int tmp_mb = 256;
+  uint64_t max_output_files = 100'000;
+  uint64_t max_output_bytes = 1ull << 30;
 };
 
 struct BuildJob {
@@ -86,11 +95,22 @@ class BuildRunner {
   void cancelAll();
   bool cancelled() const { return cancelled_.load(); }
 
+  // Stops the build of deployment `id` if it runs (its run() fails with
+  // kNotFound), and any that starts for it later.
+  void cancel(const std::string& id);
+
+  // Removes an app's build cache (call when no build of it runs).
+  void removeCache(const std::string& app);
+  // Removes build folders an earlier run left (it crashed mid-build).
+  void removeLeftovers();
+
   const BuildOptions& options() const { return opts_; }
 
  private:
-  // Runs the builder process; its exit status, or kDeadlineExceeded.
-  Result<int> runProcess(const runtime::LaunchSpec& spec, const BuildLog& log);
+  // Runs the builder process for build `id`; its exit status, or
+  // kDeadlineExceeded, kUnavailable (shutting down), kNotFound (cancelled).
+  Result<int> runProcess(const std::string& id, const runtime::LaunchSpec& spec, const BuildLog& log);
+  bool isCancelled(const std::string& id);
 
   runtime::Launcher& launcher_;
   blob::BlobStore& blobs_;
@@ -99,7 +119,8 @@ class BuildRunner {
   BuildOptions opts_;
   std::atomic<bool> cancelled_{false};
   std::mutex mu_;
-  std::set<pid_t> running_;  // guarded by mu_
+  std::map<pid_t, std::string> running_;  // guarded by mu_: builder pid -> build id
+  std::set<std::string> cancelled_ids_;   // guarded by mu_
 };
 
 }  // namespace nubo::build

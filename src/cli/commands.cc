@@ -150,7 +150,10 @@ Status readBuildEvents(HttpClient& client, const std::string& path, BuildProgres
   });
 }
 
-Result<std::string> followBuild(HttpClient& client, const std::string& id, bool print) {
+// `promote_alias`: the alias the deployment moves when READY ("" for none),
+// so that losing the server mid-build can say what happens next.
+Result<std::string> followBuild(HttpClient& client, const std::string& id, bool print,
+                                const std::string& promote_alias) {
   BuildProgress p;
   // A stream that breaks off (a long build outlasting a connection limit, a
   // blip) is picked up again where it stopped.
@@ -159,7 +162,16 @@ Result<std::string> followBuild(HttpClient& client, const std::string& id, bool 
     Status s = readBuildEvents(client, path, p, print);
     if (s.ok() && (p.state == "READY" || p.state == "FAILED")) break;
     if (!s.ok() && s.code() != Code::kUnavailable) return s;
-    if (attempt == 100) return s.ok() ? Unavailable("the build events of " + id + " ended early") : s;
+    if (attempt == 100) {
+      // The server went away mid-build. The deployment is kept: its build
+      // starts over when the server is back, and still moves its alias.
+      std::string why = s.ok() ? "the build events of " + id + " ended early" : s.message();
+      std::string next = promote_alias.empty() ? "it will not be promoted"
+                                               : "once it is READY, " + promote_alias + " moves to it";
+      return Unavailable("lost the server during the build of " + id + " (" + why +
+                         "). The deployment is kept: when the server is back its build starts over, and " + next +
+                         ". Follow it with: nubo build-logs " + id);
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   if (p.state == "FAILED") {
@@ -228,7 +240,7 @@ Result<Json> deploy(const DeployOptions& o, Progress& progress) {
   ASSIGN_OR_RETURN(Json d, client.call("POST", "/v1/apps/" + app + "/deployments", &req));
   if (str(d, "state") == "QUEUED" || str(d, "state") == "BUILDING") {
     if (!o.json) std::printf("Building %s:\n", str(d, "id").c_str());
-    ASSIGN_OR_RETURN(d["state"], followBuild(client, str(d, "id"), !o.json));
+    ASSIGN_OR_RETURN(d["state"], followBuild(client, str(d, "id"), !o.json, o.no_promote ? "" : o.alias));
   }
   return Json{{"app", app},
               {"deployment", str(d, "id")},
@@ -411,7 +423,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
       ASSIGN_OR_RETURN(Json d, c.call("POST", "/v1/deployments/" + ro->id + "/redeploy", &req));
       if (!ro->json) std::printf("Redeploying %s as %s:\n", ro->id.c_str(), str(d, "id").c_str());
       if (str(d, "state") == "QUEUED" || str(d, "state") == "BUILDING") {
-        ASSIGN_OR_RETURN(d["state"], followBuild(c, str(d, "id"), !ro->json));
+        ASSIGN_OR_RETURN(d["state"], followBuild(c, str(d, "id"), !ro->json, ro->no_promote ? "" : ro->alias));
       }
       if (ro->json) return printJson(d), Status::Ok();
       std::printf("Deployed %s: %s (%s)\n  Deployment: %s\n", str(d, "app").c_str(), str(d, "id").c_str(),

@@ -154,6 +154,8 @@ Status runServer(const ServerOptions& opts) {
   bopts.cache_dir = data_dir + "/build-cache";
   bopts.sdk_dir = data_dir + "/sdk";
   bopts.timeout = opts.build_timeout;
+  bopts.max_output_files = opts.build_max_output_files;
+  bopts.max_output_bytes = opts.build_max_output_mb << 20;
   build::BuildRunner build_runner(*launcher, *blobs, *code, instance_cgroups, bopts);
   std::unique_ptr<build::BuildQueue> builds;
   api::Deployer deployer(
@@ -175,7 +177,8 @@ Status runServer(const ServerOptions& opts) {
   api::PublicUrls urls;
   urls.base_domain = opts.base_domain;
   urls.port = portOf(data_addr);
-  api::ControlApi control_api(*store, deployer, auth, urls, functions.get(), logstore, build_logs);
+  api::ControlApi control_api(*store, deployer, auth, urls, functions.get(), logstore, build_logs,
+                              [&builds](const std::string& app) { builds->removeApp(app); });
   http::ServerLimits control_limits;
   control_limits.body_bytes = opts.max_upload_mb << 20;
   control_limits.header_timeout = opts.header_timeout;

@@ -52,6 +52,7 @@ struct Deployment {
   std::string output_tree;
   std::string promote_alias;
   std::string error;
+  int build_attempts = 0;  // times its build started (each setDeploymentState(kBuilding))
 
   // The tree the deployment runs or serves.
   const std::string& servedTree() const { return output_tree.empty() ? root_tree : output_tree; }
@@ -99,6 +100,7 @@ class MetadataStore {
   // d is READY, the alias moves to d in the same transaction.
   virtual Status createDeployment(const Deployment& d, std::string_view promote_alias,
                                   std::string_view actor) = 0;
+  // Moving to kBuilding counts one more build attempt (build_attempts).
   virtual Status setDeploymentState(std::string_view id, DeploymentState state) = 0;
   // Ends a deployment's build: READY with its output tree (and, when the
   // deployment has a promote_alias, that alias moves to it in the same

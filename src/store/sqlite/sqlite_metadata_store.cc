@@ -88,7 +88,7 @@ class Txn {
 
 constexpr const char* kDeploymentCols =
     "id, app, root_tree, manifest, runtime, state, created_ms, creator, files, bytes, output_tree, promote_alias, "
-    "error";
+    "error, build_attempts";
 
 Deployment readDeployment(const Stmt& s) {
   Deployment d;
@@ -105,6 +105,7 @@ Deployment readDeployment(const Stmt& s) {
   d.output_tree = s.text(10);
   d.promote_alias = s.text(11);
   d.error = s.text(12);
+  d.build_attempts = static_cast<int>(s.integer(13));
   return d;
 }
 
@@ -162,9 +163,9 @@ Status SqliteMetadataStore::migrate() {
   Stmt v(db_, "PRAGMA user_version");
   ASSIGN_OR_RETURN(bool row, v.step());
   int64_t version = row ? v.integer(0) : 0;
-  if (version > 2) {
+  if (version > 3) {
     return FailedPrecondition("metadata database schema version " + std::to_string(version) +
-                              " is newer than this nubo understands (2); upgrade nubo");
+                              " is newer than this nubo understands (3); upgrade nubo");
   }
   if (version == 0) RETURN_IF_ERROR(createSchemaV1());
   if (version <= 1) {
@@ -175,6 +176,16 @@ Status SqliteMetadataStore::migrate() {
       ALTER TABLE deployments ADD COLUMN promote_alias TEXT NOT NULL DEFAULT '';
       ALTER TABLE deployments ADD COLUMN error TEXT NOT NULL DEFAULT '';
       PRAGMA user_version = 2;
+      COMMIT;
+    )sql"));
+  }
+  if (version <= 2) {
+    // v3: how many times a build started, so that one that keeps being
+    // interrupted (it crashes the server, say) is not retried forever.
+    RETURN_IF_ERROR(exec(R"sql(
+      BEGIN IMMEDIATE;
+      ALTER TABLE deployments ADD COLUMN build_attempts INTEGER NOT NULL DEFAULT 0;
+      PRAGMA user_version = 3;
       COMMIT;
     )sql"));
   }
@@ -332,8 +343,8 @@ Status SqliteMetadataStore::setDeploymentState(std::string_view id, DeploymentSt
     std::lock_guard lock(mu_);
     ASSIGN_OR_RETURN(Deployment d, getDeploymentLocked(id));
     app = d.app;
-    Stmt s(db_, "UPDATE deployments SET state = ? WHERE id = ?");
-    s.bind(1, stateName(state)).bind(2, id);
+    Stmt s(db_, "UPDATE deployments SET state = ?, build_attempts = build_attempts + ? WHERE id = ?");
+    s.bind(1, stateName(state)).bind(2, int64_t{state == DeploymentState::kBuilding ? 1 : 0}).bind(3, id);
     RETURN_IF_ERROR(s.run());
   }
   notify({Change::Kind::kDeployment, app});
