@@ -103,8 +103,48 @@ ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenti
     : store_(store), deployer_(deployer), auth_(auth), urls_(std::move(urls)), functions_(functions), logs_(logs),
       build_logs_(build_logs), app_removed_(std::move(app_removed)) {}
 
+http::BodyPlan ControlApi::planBody(const http::Request& head) {
+  http::BodyPlan plan;
+  plan.limit = kMaxJsonBody;
+  if (head.path == "/healthz" || head.path.substr(0, 4) != "/v1/") return plan;  // answered without a body
+  if (auto actor = auth_.authenticate(head.header("authorization")); !actor.ok()) {
+    plan.answer = Response::error(actor.status());
+    return plan;
+  }
+  auto parts = splitPath(head.path);
+  if (parts.size() == 3 && parts[1] == "blobs") {
+    plan.limit = 0;  // the server's: --max-upload-mb
+    plan.stream = true;
+  } else if (parts.size() == 3 && parts[1] == "trees") {
+    plan.limit = kMaxTreeBody;
+  }
+  return plan;
+}
+
+boost::asio::awaitable<Response> ControlApi::receiveBlob(const http::Request& req, std::string hash) {
+  if (!isSha256Hex(hash)) {
+    co_return Response::error(InvalidArgument("blob name \"" + hash.substr(0, 80) +
+                                              "\" is not a SHA-256 hex digest (64 lowercase hex characters)"));
+  }
+  auto writer = deployer_.blobWriter();
+  if (!writer.ok()) co_return Response::error(writer.status());
+  for (;;) {
+    Result<std::string_view> piece = co_await req.body_stream->read();
+    if (!piece.ok()) co_return http::bodyReadError(piece.status());
+    if (piece->empty()) break;
+    if (Status s = (*writer)->write(*piece); !s.ok()) co_return Response::error(s);
+  }
+  uint64_t size = (*writer)->size();
+  auto stored = (*writer)->commit(hash);
+  if (!stored.ok()) co_return Response::error(stored.status());
+  co_return jsonResponse(201, {{"hash", hash}, {"size", size}});
+}
+
 boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
   auto parts = splitPath(req.path);
+  if (req.method == "PUT" && req.body_stream && parts.size() == 3 && parts[0] == "v1" && parts[1] == "blobs") {
+    co_return co_await receiveBlob(req, std::string(parts[2]));
+  }
   if (req.method == "GET" && parts.size() == 4 && parts[0] == "v1" && parts[1] == "apps" && parts[3] == "logs") {
     co_return co_await serveLogs(req, std::string(parts[2]));
   }

@@ -40,6 +40,13 @@ class ControlApi final : public http::Handler {
              runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs,
              AppRemoved app_removed = nullptr);
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
+  // Authenticates from the head, before any body is read; JSON bodies get
+  // kMaxJsonBody, tree objects kMaxTreeBody, and only file blobs the
+  // server's upload limit (streamed to a temp file in the blob store).
+  http::BodyPlan planBody(const http::Request& head) override;
+
+  static constexpr uint64_t kMaxJsonBody = 4u << 20;
+  static constexpr uint64_t kMaxTreeBody = 32u << 20;
 
   // The synchronous part of handle().
   http::Response route(const http::Request& req);
@@ -52,6 +59,9 @@ class ControlApi final : public http::Handler {
   // GET /v1/deployments/{id}/events: the build's log and state changes as
   // server-sent events, until the deployment is READY or FAILED.
   http::Response serveBuildEvents(const http::Request& req, const std::string& id);
+  // PUT /v1/blobs/{hash} with a streamed body: written to the store as it
+  // arrives, checked against its name at the end.
+  boost::asio::awaitable<http::Response> receiveBlob(const http::Request& req, std::string hash);
 
   store::MetadataStore& store_;
   Deployer& deployer_;

@@ -1,7 +1,8 @@
 // Deployer: the control plane's domain logic, independent of HTTP.
 //
 //   negotiate()        which of these trees/files are not stored yet
-//   putBlob()          store a file blob (verified against its name)
+//   putBlob()          store a file blob (verified against its name);
+//   blobWriter()       the same in pieces, for uploads streamed to disk
 //   putTree()          store a tree object: canonical, and every child
 //                      already stored with the listed size, so a stored tree
 //                      always implies its whole subtree is stored
@@ -72,6 +73,8 @@ class Deployer {
 
   Result<NegotiateResult> negotiate(const std::vector<std::string>& trees, const std::vector<std::string>& files);
   Status putBlob(std::string_view hash, std::string_view bytes);
+  // For a file blob too large to hold: written in pieces, checked at commit.
+  Result<std::unique_ptr<blob::BlobWriter>> blobWriter() { return blobs_.writer(); }
   Status putTree(std::string_view hash, std::string_view bytes);
   Result<store::Deployment> createDeployment(const CreateRequest& req);
   Status checkRunnable(const store::Deployment& d, const std::string& output_tree);

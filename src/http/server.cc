@@ -264,6 +264,28 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection>, Client
 
 namespace {
 
+// Fills what a handler sees of a request from its head: method, target,
+// host (lowercased into the connection's buffer), header access.
+void describe(const bhttp::request_header<>& msg, HttpServer::Connection& c, Request& req) {
+  req.method = msg.method_string();
+  req.target = msg.target();
+  auto q = req.target.find('?');
+  req.path = req.target.substr(0, q);
+  if (q != std::string_view::npos) req.query = req.target.substr(q + 1);
+  std::string_view host = msg[bhttp::field::host];
+  if (!host.empty() && host.front() == '[') {
+    host = host.substr(0, host.find(']') + 1);
+  } else {
+    host = host.substr(0, host.find(':'));
+  }
+  c.host.assign(host);
+  for (char& ch : c.host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  req.host = c.host;
+  req.raw_ = &msg;
+  req.lookup_ = &lookupHeader;
+  req.list_ = &listHeaders;
+}
+
 constexpr size_t kBodyReadBytes = 64 * 1024;
 
 std::string bodyLimitMessage(uint64_t limit) {
@@ -278,10 +300,10 @@ std::string bodyLimitMessage(uint64_t limit) {
 class StreamedBody final : public BodyReader, public std::enable_shared_from_this<StreamedBody> {
  public:
   StreamedBody(std::shared_ptr<HttpServer::Connection> c, bhttp::request_parser<bhttp::empty_body>&& head,
-               const ServerLimits& limits)
+               const ServerLimits& limits, uint64_t limit)
       : c_(std::move(c)),
         parser_(std::move(head)),
-        limit_(limits.body_bytes),
+        limit_(limit),
         timeout_(limits.body_timeout),
         timer_(c_->socket.get_executor()),
         idle_(c_->socket.get_executor()) {
@@ -560,6 +582,37 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
     bool got_some = head_parser.got_some();
     bool keep_alive = !ec && head_parser.keep_alive();
 
+    // The handler plans the body from the head: refused at once (nothing
+    // of it is read), or its limit and whether it streams.
+    BodyPlan plan;
+    if (!ec) {
+      Request head;
+      describe(head_parser.get(), *c, head);
+      try {
+        plan = handler_.planBody(head);
+      } catch (const std::exception& e) {
+        spdlog::error("{}: planning the body of {} {} failed: {}", name_, std::string(head.method),
+                      std::string(head.target), e.what());
+        plan.answer = Response::error(Internal("the server failed while handling this request; see the server log"));
+      }
+    }
+    uint64_t body_limit = plan.limit ? plan.limit : limits_.body_bytes;
+    if (plan.answer) {
+      bool body_follows = !head_parser.is_done();
+      Response& r = *plan.answer;
+      if (body_follows) r.header("connection", "close");
+      if (head_parser.get().method() == bhttp::verb::head) r.omit_body = true;
+      c->arm(limits_.write_timeout);
+      co_await writeResponse(c->socket, r, keep_alive && !body_follows, head_parser.get().version(), ec);
+      c->disarm();
+      if (ec || !keep_alive) break;
+      if (body_follows) {
+        lingering = true;
+        break;
+      }
+      continue;
+    }
+
     // The body: none, read whole now, or streamed to the handler.
     std::optional<bhttp::request_parser<bhttp::string_body>> whole;
     std::shared_ptr<StreamedBody> streamed;
@@ -567,8 +620,9 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
       // Beast reads as much as the buffer has room for: make room for large
       // reads (it shrinks back once the connection is idle).
       c->buffer.reserve(kBodyReadBytes);
+      head_parser.body_limit(body_limit);
       auto length = head_parser.content_length();
-      if (length && *length > limits_.body_bytes) {
+      if (length && *length > body_limit) {
         ec = bhttp::error::body_limit;  // refuse before reading any of it
       } else {
         if (beast::iequals(head_parser.get()[bhttp::field::expect], "100-continue")) {
@@ -576,12 +630,13 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
           c->arm(limits_.write_timeout);
           co_await asio::async_write(c->socket, asio::buffer(kContinue), kUseAwaitableEc(ec));
         }
-        if (!ec && limits_.stream_bodies && (!length || *length > limits_.buffered_body_bytes)) {
+        bool may_stream = limits_.stream_bodies || plan.stream;
+        if (!ec && may_stream && (!length || *length > limits_.buffered_body_bytes)) {
           c->disarm();
-          streamed = std::make_shared<StreamedBody>(c, std::move(head_parser), limits_);
+          streamed = std::make_shared<StreamedBody>(c, std::move(head_parser), limits_, body_limit);
         } else if (!ec) {
           whole.emplace(std::move(head_parser));
-          whole->body_limit(limits_.body_bytes);
+          whole->body_limit(body_limit);
           c->arm(limits_.body_timeout);
           co_await bhttp::async_read(c->socket, c->buffer, *whole, kUseAwaitableEc(ec));
         }
@@ -600,7 +655,7 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
         early = Response::text(431, "request header fields too large (limit " +
                                         std::to_string(limits_.header_bytes) + " bytes)\n");
       } else if (ec == bhttp::error::body_limit) {
-        early = Response::text(413, bodyLimitMessage(limits_.body_bytes) + "\n");
+        early = Response::text(413, bodyLimitMessage(body_limit) + "\n");
       } else if (isParseError(ec)) {
         early = Response::text(400, "bad request: " + ec.message() + "\n");
       } else {
@@ -618,29 +673,11 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
                                          : whole  ? static_cast<const bhttp::request_header<>&>(whole->get())
                                                   : head_parser.get();
     Request req;
-    req.method = msg.method_string();
-    req.target = msg.target();
-    auto q = req.target.find('?');
-    req.path = req.target.substr(0, q);
-    if (q != std::string_view::npos) req.query = req.target.substr(q + 1);
-    {
-      std::string_view host = msg[bhttp::field::host];
-      if (!host.empty() && host.front() == '[') {
-        host = host.substr(0, host.find(']') + 1);
-      } else {
-        host = host.substr(0, host.find(':'));
-      }
-      c->host.assign(host);
-      for (char& ch : c->host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      req.host = c->host;
-    }
+    describe(msg, *c, req);
     if (whole) req.body = whole->get().body();
     req.body_stream = streamed;
     if (!streamed) req.client = c.get();
     req.keep_alive = keep_alive;
-    req.raw_ = &msg;
-    req.lookup_ = &lookupHeader;
-    req.list_ = &listHeaders;
 
     Response res;
     try {

@@ -7,9 +7,12 @@
 //   request -> 400; header not complete within limits.header_timeout -> 408;
 //   idle keep-alive connections close after limits.idle_timeout; slow
 //   readers are cut off after limits.write_timeout.
-// - Request bodies are read before the handler runs, unless the server
-//   streams bodies (limits.stream_bodies): then one of unknown length or
-//   over limits.buffered_body_bytes is handed to the handler as a
+// - Before any of a body is read the handler plans it (Handler::planBody):
+//   it may answer from the head alone (a bad token), or set the body's
+//   limit and whether it streams.
+// - Request bodies are read before the handler runs, unless they stream
+//   (limits.stream_bodies, or the handler's plan): then one of unknown
+//   length or over limits.buffered_body_bytes is handed to the handler as a
 //   BodyReader, read from the socket as it pulls. A body the handler left
 //   unread ends the connection after the response.
 // - "Expect: 100-continue" is answered before the body is read.
@@ -33,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -53,9 +57,22 @@ struct ServerLimits {
   size_t max_connections = 10'000;
 };
 
+// What the server does with a request's body, decided from the request's
+// head before any of the body is read.
+struct BodyPlan {
+  // Set: sent at once, and the body is not read (the connection closes
+  // after it when a body follows). An API refusing a bad token answers so.
+  std::optional<Response> answer;
+  uint64_t limit = 0;   // largest body (413 beyond); 0: the server's limits.body_bytes
+  bool stream = false;  // a body of unknown length or over limits.buffered_body_bytes is streamed
+};
+
 class Handler {
  public:
   virtual ~Handler() = default;
+  // Called with the request's head (its `body` empty) before the body is
+  // read; the default takes the server's limits.
+  virtual BodyPlan planBody(const Request& head) { return {}; }
   // Must not throw on bad input; returning an error Response is the norm.
   virtual boost::asio::awaitable<Response> handle(const Request& req) = 0;
 };

@@ -1,0 +1,101 @@
+// What a client without a token, or with one and hostile bodies, can do to
+// the control API of a real `nubo serve`.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include "common/sha256.h"
+#include "integration_util.h"
+
+namespace nubo::testing_util {
+namespace {
+
+uint64_t statusField(pid_t pid, const std::string& field) {
+  std::string status = slurp("/proc/" + std::to_string(pid) + "/status");
+  auto at = status.find(field + ":");
+  if (at == std::string::npos) return 0;
+  return std::stoull(status.substr(at + field.size() + 1)) * 1024;
+}
+
+int portOf(const std::string& url) { return std::stoi(url.substr(url.rfind(':') + 1)); }
+
+// Reads what the server sends within `ms`, until it closes.
+std::string readFor(int fd, int ms) {
+  std::string got;
+  char buf[4096];
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (std::chrono::steady_clock::now() < until) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
+class EscapeApiTest : public SharedServerTest {};
+
+// An upload without a valid token is refused from its head: none of its
+// body is read or held.
+TEST_F(EscapeApiTest, AnUnauthenticatedUploadIsRefusedBeforeItsBodyIsRead) {
+  uint64_t before = statusField(server_->pid(), "VmHWM");
+  std::vector<int> fds;
+  for (int i = 0; i < 3; ++i) {
+    int fd = connectLoopback(portOf(server_->controlUrl()));
+    ASSERT_GE(fd, 0);
+    std::string head = "PUT /v1/blobs/" + std::string(64, 'a') +
+                       " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Length: 300000000\r\n\r\n";
+    ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+    // Some of the body, as an attacker would keep sending.
+    std::string chunk(1 << 20, 'x');
+    for (int k = 0; k < 4; ++k) (void)::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    fds.push_back(fd);
+  }
+  for (int fd : fds) {
+    std::string got = readFor(fd, 3000);
+    EXPECT_EQ(got.rfind("HTTP/1.1 401", 0), 0u) << got.substr(0, 200);
+    ::close(fd);
+  }
+  EXPECT_LT(statusField(server_->pid(), "VmHWM"), before + (64u << 20));
+  // The same without any token at all, on a JSON endpoint.
+  int fd = connectLoopback(portOf(server_->controlUrl()));
+  std::string head = "POST /v1/negotiate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n";
+  ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  EXPECT_EQ(readFor(fd, 3000).rfind("HTTP/1.1 401", 0), 0u);
+  ::close(fd);
+}
+
+// JSON endpoints take a few MB; only file blobs take the upload limit.
+TEST_F(EscapeApiTest, JsonBodiesHaveASmallLimit) {
+  std::string big = "{\"trees\": [\"" + std::string(5 << 20, 'a') + "\"]}";
+  auto r = server_->control("POST", "/v1/negotiate", big);
+  EXPECT_EQ(r.status, 413) << r.body;
+  EXPECT_NE(r.body.find("too large"), std::string::npos) << r.body;
+  r = server_->control("POST", "/v1/negotiate", R"({"trees": [], "files": []})");
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+// A large authenticated upload streams to disk: the server's memory does
+// not grow by its size, and the blob is checked against its name.
+TEST_F(EscapeApiTest, ALargeUploadStreamsToDiskAndIsChecked) {
+  std::string bytes(160 << 20, 'q');
+  bytes[12345] = 'r';
+  std::string hash = sha256Hex(bytes);
+  uint64_t before = statusField(server_->pid(), "VmHWM");
+  auto r = server_->control("PUT", "/v1/blobs/" + hash, bytes);
+  EXPECT_EQ(r.status, 201) << r.body;
+  EXPECT_LT(statusField(server_->pid(), "VmHWM"), before + (48u << 20));
+  EXPECT_EQ(server_->control("HEAD", "/v1/blobs/" + hash).status, 200);
+  // Wrong bytes under a name: refused, nothing stored.
+  std::string other = sha256Hex("something else");
+  r = server_->control("PUT", "/v1/blobs/" + other, bytes);
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("nothing was stored"), std::string::npos) << r.body;
+  EXPECT_EQ(server_->control("HEAD", "/v1/blobs/" + other).status, 404);
+  // Nothing is left in the store's temp folder.
+  EXPECT_TRUE(std::filesystem::is_empty(server_->dataDir() + "/blobs/tmp"));
+}
+
+}  // namespace
+}  // namespace nubo::testing_util
