@@ -97,5 +97,22 @@ TEST_F(EscapeApiTest, ALargeUploadStreamsToDiskAndIsChecked) {
   EXPECT_TRUE(std::filesystem::is_empty(server_->dataDir() + "/blobs/tmp"));
 }
 
+// A manifest nested 70,000 deep once overflowed the server's stack.
+TEST_F(EscapeApiTest, ADeeplyNestedManifestIsRefusedAndTheServerStaysUp) {
+  std::string manifest = std::string(70000, '[') + std::string(70000, ']');
+  std::string body = "{\"root\": \"" + std::string(64, 'a') + "\", \"manifest\": " + manifest + "}";
+  auto r = server_->control("POST", "/v1/apps/deep/deployments", body);
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("levels deep"), std::string::npos) << r.body;
+  // Through the CLI: nubo.json itself.
+  std::string dir = tmp_->sub("deep");
+  writeFile(dir + "/index.html", "hi");
+  writeFile(dir + "/nubo.json", "{\"env\": {\"A\": " + manifest + "}}");
+  auto cli = server_->nubo({"deploy", dir, "--app", "deep"});
+  EXPECT_EQ(cli.exit_code, 2) << cli.err;
+  EXPECT_NE(cli.err.find("levels deep"), std::string::npos) << cli.err;
+  EXPECT_EQ(server_->control("GET", "/healthz").status, 200);
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

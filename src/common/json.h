@@ -13,7 +13,13 @@ namespace nubo {
 
 using Json = nlohmann::json;
 
-// kInvalidArgument "<what> is not valid JSON: <parser message>".
+// Deeper nesting is refused before parsing: copying, comparing or dumping a
+// value recurses once per level, so a crafted 70,000-deep array would
+// overflow the stack.
+constexpr int kMaxJsonDepth = 64;
+
+// kInvalidArgument "<what> is not valid JSON: <parser message>", or naming
+// the depth limit.
 Result<Json> parseJson(std::string_view text, std::string_view what);
 
 // Compact serialization that never throws: invalid UTF-8 is replaced.
