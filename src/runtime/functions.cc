@@ -664,7 +664,15 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
           !protocol::parseResponseHead(head_bytes, &rh).ok()) {
         co_return failure(502, "the function's instance sent a malformed response head");
       }
-      r.status = (rh.status >= 100 && rh.status <= 999) ? rh.status : 502;
+      if (rh.status < 200 || rh.status > 599) {
+        // A 1xx sent as the final answer would leave the client waiting for
+        // the real one and answering the next request with it.
+        std::string why = "the function answered with status " + std::to_string(rh.status) +
+                          ", which cannot be a final response (use 200-599)";
+        note(spec, request_id, why);
+        co_return failure(502, why);
+      }
+      r.status = rh.status;
       r.headers.reserve(rh.headers.size() + 3);
       for (auto& [name, value] : rh.headers) {
         if (!hopByHop(name, true)) r.header(std::move(name), std::move(value));

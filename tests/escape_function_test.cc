@@ -1,0 +1,54 @@
+// What a hostile function can do to the gateway, its clients and the
+// platform: tried for real against `nubo serve` running node instances.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include "integration_util.h"
+
+namespace nubo::testing_util {
+namespace {
+
+int portOf(const std::string& url) { return std::stoi(url.substr(url.rfind(':') + 1)); }
+
+// Sends `request` and reads until `until` has arrived or the server closes.
+std::string exchange(int port, const std::string& request, const std::string& until) {
+  int fd = connectLoopback(port, 10);
+  EXPECT_GE(fd, 0);
+  if (fd < 0) return "";
+  EXPECT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  std::string got;
+  char buf[8192];
+  while (got.find(until) == std::string::npos) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return got;
+}
+
+class EscapeFunctionTest : public SharedServerTest {};
+
+// A function that answers "100 Continue" as its final response once sent
+// it as such: the client then took the next response for this request.
+TEST_F(EscapeFunctionTest, AnInformationalStatusIsNotAFinalAnswer) {
+  deployApp("informal", {{"index.js", R"(module.exports = (req, res) => {
+      if (req.url === '/next') { res.end('the next answer'); return; }
+      res.statusCode = 100; res.end('sneaky');
+    })"}});
+  std::string both = exchange(portOf(server_->dataUrl()),
+                              "GET /informal/ HTTP/1.1\r\nHost: x\r\n\r\n"
+                              "GET /informal/next HTTP/1.1\r\nHost: x\r\n\r\n",
+                              "the next answer");
+  EXPECT_EQ(both.rfind("HTTP/1.1 502", 0), 0u) << both;
+  EXPECT_EQ(both.find("HTTP/1.1 100"), std::string::npos) << both;
+  auto second = both.find("HTTP/1.1 200");
+  ASSERT_NE(second, std::string::npos) << both;
+  EXPECT_NE(both.find("the next answer", second), std::string::npos) << both;
+  auto logs = server_->nubo({"logs", "informal"});
+  EXPECT_NE(logs.out.find("cannot be a final response"), std::string::npos) << logs.out;
+}
+
+}  // namespace
+}  // namespace nubo::testing_util
