@@ -50,5 +50,31 @@ TEST_F(EscapeFunctionTest, AnInformationalStatusIsNotAFinalAnswer) {
   EXPECT_NE(logs.out.find("cannot be a final response"), std::string::npos) << logs.out;
 }
 
+// Headers the client marks as hop-by-hop stay with the gateway, and a client
+// cannot choose the request id its request is logged under.
+TEST_F(EscapeFunctionTest, HopByHopAndRequestIdHeadersFromClientsAreNotForwarded) {
+  deployApp("headers", {{"index.js", R"(module.exports = (req, res) => {
+      res.setHeader('content-type', 'application/json'); res.end(JSON.stringify(req.headers));
+    })"}});
+  auto r = server_->get("/headers/", {"Connection: keep-alive, X-Private", "X-Private: secret",
+                                      "X-Nubo-Request-Id: forged", "X-Kept: yes"});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = parseJson(r.body, "headers");
+  ASSERT_TRUE(j.ok()) << r.body;
+  EXPECT_FALSE(j->contains("x-private")) << r.body;
+  EXPECT_EQ((*j)["x-kept"], "yes") << r.body;
+  EXPECT_NE((*j)["x-nubo-request-id"], "forged") << r.body;
+}
+
+// "//evil.example" once redirected to "//evil.example/": another host.
+TEST_F(EscapeFunctionTest, ARedirectNeverLeavesTheSite) {
+  deployApp("redir", {{"index.html", "home"}, {"evil.example/index.html", "inner"}});
+  for (std::string path : {"//evil.example", "///evil.example"}) {
+    auto r = server_->get(path, {"Host: redir.localhost"});
+    EXPECT_EQ(r.status, 308) << path << " " << r.body;
+    EXPECT_EQ(r.header("location"), "/evil.example/") << path;
+  }
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

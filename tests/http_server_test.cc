@@ -203,5 +203,29 @@ TEST_F(HttpServerTest, HeadsInPiecesOrPipelinedAreReadAndBadOnesRefused) {
   EXPECT_NE(got.find("whole 0 "), std::string::npos) << got;
 }
 
+// Heads whose framing a proxy and a function could read differently (the
+// start of request smuggling) are refused, and the connection closed.
+TEST_F(HttpServerTest, AmbiguousHeadsAreRefused) {
+  const char* bad[] = {
+      "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+      "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+      "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+      "GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+      "GET /echo HTTP/1.1\r\n\r\n",
+  };
+  for (const char* request : bad) {
+    std::string got = exchange(std::string(request) + "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", "\r\n\r\n");
+    EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << request << "\n" << got;
+    EXPECT_NE(got.find("Connection: close"), std::string::npos) << got;
+    EXPECT_EQ(got.find("whole"), std::string::npos) << "the request behind it was served: " << got;
+  }
+  std::string got = exchange("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:  Chunked \r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+                             "\n");
+  EXPECT_NE(got.find("streamed 3"), std::string::npos) << got;
+  got = exchange("GET /echo HTTP/1.0\r\n\r\n", "\n");
+  EXPECT_NE(got.find("whole 0"), std::string::npos) << "HTTP/1.0 needs no Host: " << got;
+}
+
 }  // namespace
 }  // namespace nubo::http

@@ -106,6 +106,7 @@ ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenti
 http::BodyPlan ControlApi::planBody(const http::Request& head) {
   http::BodyPlan plan;
   plan.limit = kMaxJsonBody;
+  plan.limit_hint = "the API takes JSON bodies of up to 4 MiB";
   if (head.path == "/healthz" || head.path.substr(0, 4) != "/v1/") return plan;  // answered without a body
   if (auto actor = auth_.authenticate(head.header("authorization")); !actor.ok()) {
     plan.answer = Response::error(actor.status());
@@ -117,6 +118,7 @@ http::BodyPlan ControlApi::planBody(const http::Request& head) {
     plan.stream = true;
   } else if (parts.size() == 3 && parts[1] == "trees") {
     plan.limit = kMaxTreeBody;
+    plan.limit_hint = "a tree object may have up to 32 MiB; split the folder";
   }
   return plan;
 }

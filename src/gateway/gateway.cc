@@ -58,11 +58,7 @@ Gateway::Routed Gateway::route(const http::Request& req) {
     return out;
   }
   if (resolved->kind == Resolved::Kind::kRedirect) {
-    std::string location = resolved->location;
-    if (!req.query.empty()) location += "?" + std::string(req.query);
-    Response r = Response::text(308, "moved to " + location + "\n");
-    r.header("location", std::move(location));
-    out.response = std::move(r);
+    out.response = Response::redirect(resolved->location, req.query);
     return out;
   }
   const DeploymentRoute& d = *resolved->deployment;

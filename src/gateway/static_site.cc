@@ -147,11 +147,7 @@ Response StaticSite::serve(const DeploymentRoute& d, std::string_view raw_path, 
   }
   if (site.dirs.count(rel)) {
     if (!trailing_slash) {
-      Response r = Response::text(308, "moved to " + std::string(req.path) + "/\n");
-      std::string location = std::string(req.path) + "/";
-      if (!req.query.empty()) location += "?" + std::string(req.query);
-      r.header("location", std::move(location));
-      return r;
+      return Response::redirect(std::string(req.path) + "/", req.query);
     }
     std::string index_path = rel.empty() ? "index.html" : rel + "/index.html";
     if (auto f = site.files.find(index_path); f != site.files.end()) {

@@ -15,6 +15,15 @@ uint64_t Response::contentLength() const {
   return 0;
 }
 
+Response Response::redirect(std::string_view path, std::string_view query) {
+  while (!path.empty() && (path.front() == '/' || path.front() == '\\')) path.remove_prefix(1);
+  std::string location = "/" + std::string(path);
+  if (!query.empty()) location += "?" + std::string(query);
+  Response r = Response::text(308, "moved to " + location + "\n");
+  r.header("location", std::move(location));
+  return r;
+}
+
 Response Response::text(int status, std::string body, std::string_view content_type) {
   Response r;
   r.status = status;

@@ -132,6 +132,10 @@ struct Response {
   static Response json(int status, std::string body);
   // {"error":{"code":"not_found","message":"..."}} with the status mapped from the code.
   static Response error(const Status& s);
+  // 308 to `path` (same host) with `query`. Leading slashes and backslashes
+  // become one slash, so a path like "//evil.example" can never redirect
+  // off the site (browsers read "//x" and "/\x" as another host).
+  static Response redirect(std::string_view path, std::string_view query);
 };
 
 // The answer to a request whose body could not be read (a BodyReader error):

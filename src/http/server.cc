@@ -155,6 +155,25 @@ void listHeaders(const void* raw, std::vector<std::pair<std::string_view, std::s
   for (const auto& f : msg) out.emplace_back(f.name_string(), f.value());
 }
 
+// What RFC 9112 requires of a request head that Beast lets through: the
+// empty string when it is fine, else why it is refused (400). A body's
+// framing the gateway and a function could read differently is the start
+// of request smuggling, so anything but exactly "chunked" is refused.
+std::string headProblem(const bhttp::request_header<>& msg) {
+  auto hosts = msg.count(bhttp::field::host);
+  if (hosts > 1) return "more than one Host header";
+  if (hosts == 0 && msg.version() >= 11) return "an HTTP/1.1 request needs a Host header";
+  auto te = msg.count(bhttp::field::transfer_encoding);
+  if (te == 0) return "";
+  if (te > 1) return "more than one Transfer-Encoding header";
+  std::string_view v = msg[bhttp::field::transfer_encoding];
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  if (!beast::iequals(v, "chunked")) return "Transfer-Encoding must be exactly \"chunked\"";
+  if (msg.count(bhttp::field::content_length)) return "both Transfer-Encoding and Content-Length";
+  return "";
+}
+
 bool isParseError(const error_code& ec) { return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category(); }
 
 }  // namespace
@@ -288,9 +307,9 @@ void describe(const bhttp::request_header<>& msg, HttpServer::Connection& c, Req
 
 constexpr size_t kBodyReadBytes = 64 * 1024;
 
-std::string bodyLimitMessage(uint64_t limit) {
-  return "request body too large (limit " + std::to_string(limit) +
-         " bytes; a server operator can raise it with --max-body-mb)";
+std::string bodyLimitMessage(uint64_t limit, const std::string& hint) {
+  return "request body too large (limit " + std::to_string(limit) + " bytes" + (hint.empty() ? "" : "; " + hint) +
+         ")";
 }
 
 // A request body read from the socket as the handler pulls it. Lives on the
@@ -300,10 +319,11 @@ std::string bodyLimitMessage(uint64_t limit) {
 class StreamedBody final : public BodyReader, public std::enable_shared_from_this<StreamedBody> {
  public:
   StreamedBody(std::shared_ptr<HttpServer::Connection> c, bhttp::request_parser<bhttp::empty_body>&& head,
-               const ServerLimits& limits, uint64_t limit)
+               const ServerLimits& limits, uint64_t limit, std::string hint)
       : c_(std::move(c)),
         parser_(std::move(head)),
         limit_(limit),
+        hint_(std::move(hint)),
         timeout_(limits.body_timeout),
         timer_(c_->socket.get_executor()),
         idle_(c_->socket.get_executor()) {
@@ -346,7 +366,7 @@ class StreamedBody final : public BodyReader, public std::enable_shared_from_thi
         failed_ = DeadlineExceeded("the client stopped sending the request body for " +
                                    std::to_string(timeout_.count() / 1000) + " s");
       } else if (ec == bhttp::error::body_limit) {
-        failed_ = ResourceExhausted(bodyLimitMessage(limit_));
+        failed_ = ResourceExhausted(bodyLimitMessage(limit_, hint_));
       } else if (isParseError(ec)) {
         failed_ = InvalidArgument("malformed request body: " + ec.message());
       } else {
@@ -374,6 +394,7 @@ class StreamedBody final : public BodyReader, public std::enable_shared_from_thi
   std::shared_ptr<HttpServer::Connection> c_;
   bhttp::request_parser<bhttp::buffer_body> parser_;
   uint64_t limit_;
+  std::string hint_;
   std::chrono::milliseconds timeout_;
   asio::steady_timer timer_;  // inactivity limit of one read
   asio::steady_timer idle_;   // wakes finish() when a cancelled read ends
@@ -586,6 +607,15 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
     // of it is read), or its limit and whether it streams.
     BodyPlan plan;
     if (!ec) {
+      if (std::string problem = headProblem(head_parser.get()); !problem.empty()) {
+        Response r = Response::text(400, "bad request: " + problem + "\n");
+        r.header("connection", "close");
+        c->arm(limits_.write_timeout);
+        co_await writeResponse(c->socket, r, false, 11, ec);
+        c->disarm();
+        lingering = !ec;
+        break;
+      }
       Request head;
       describe(head_parser.get(), *c, head);
       try {
@@ -633,7 +663,8 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
         bool may_stream = limits_.stream_bodies || plan.stream;
         if (!ec && may_stream && (!length || *length > limits_.buffered_body_bytes)) {
           c->disarm();
-          streamed = std::make_shared<StreamedBody>(c, std::move(head_parser), limits_, body_limit);
+          streamed = std::make_shared<StreamedBody>(c, std::move(head_parser), limits_, body_limit,
+                                                    plan.limit ? plan.limit_hint : limits_.body_limit_hint);
         } else if (!ec) {
           whole.emplace(std::move(head_parser));
           whole->body_limit(body_limit);
@@ -655,7 +686,8 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
         early = Response::text(431, "request header fields too large (limit " +
                                         std::to_string(limits_.header_bytes) + " bytes)\n");
       } else if (ec == bhttp::error::body_limit) {
-        early = Response::text(413, bodyLimitMessage(body_limit) + "\n");
+        early = Response::text(413, bodyLimitMessage(body_limit, plan.limit ? plan.limit_hint : limits_.body_limit_hint) +
+                                        "\n");
       } else if (isParseError(ec)) {
         early = Response::text(400, "bad request: " + ec.message() + "\n");
       } else {

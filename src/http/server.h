@@ -55,6 +55,8 @@ struct ServerLimits {
   std::chrono::milliseconds body_timeout{300'000};  // whole body, or each piece of a streamed one
   std::chrono::milliseconds write_timeout{300'000};
   size_t max_connections = 10'000;
+  // Said in a 413 after the limit: how it may be raised.
+  std::string body_limit_hint = "a server operator can raise it with --max-body-mb";
 };
 
 // What the server does with a request's body, decided from the request's
@@ -64,6 +66,7 @@ struct BodyPlan {
   // after it when a body follows). An API refusing a bad token answers so.
   std::optional<Response> answer;
   uint64_t limit = 0;   // largest body (413 beyond); 0: the server's limits.body_bytes
+  std::string limit_hint;  // with `limit`: said in the 413
   bool stream = false;  // a body of unknown length or over limits.buffered_body_bytes is streamed
 };
 

@@ -65,6 +65,13 @@ NodeInfo probeNode(const std::string& node) {
   return info;
 }
 
+// Header names compare without case.
+bool sameName(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
 // Headers that describe one HTTP hop, not the message: never passed on.
 // Content-Length is passed to the function (frameworks look at it to see a
 // body is there) but not taken from it: the gateway frames the response.
@@ -72,13 +79,27 @@ bool hopByHop(std::string_view name, bool response) {
   static constexpr std::string_view kHop[] = {"content-length", "connection", "keep-alive", "transfer-encoding",
                                               "upgrade", "te", "trailer", "proxy-connection"};
   for (auto h : std::span(kHop).subspan(response ? 0 : 1)) {
-    if (name.size() == h.size() && std::equal(name.begin(), name.end(), h.begin(), [](char a, char b) {
-          return std::tolower(static_cast<unsigned char>(a)) == b;
-        })) {
-      return true;
-    }
+    if (sameName(name, h)) return true;
   }
   return false;
+}
+
+// Whether a client's header reaches the function: not hop-by-hop, not named
+// in the client's Connection header (RFC 9110 7.6.1), and not the gateway's
+// own request id (a client must not choose the id its request is logged
+// under).
+bool forwarded(std::string_view name, std::string_view connection) {
+  if (hopByHop(name, false) || sameName(name, "x-nubo-request-id")) return false;
+  while (!connection.empty()) {
+    size_t comma = connection.find(',');
+    std::string_view token = connection.substr(0, comma);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (!token.empty() && sameName(name, token)) return false;
+    if (comma == std::string_view::npos) break;
+    connection.remove_prefix(comma + 1);
+  }
+  return true;
 }
 
 std::string firstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
@@ -552,8 +573,9 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
   protocol::HeaderList headers;
   auto all = req.headers();
   headers.reserve(all.size() + 1);
+  std::string_view connection = req.header("connection");
   for (const auto& kv : all) {
-    if (!hopByHop(kv.first, false)) headers.push_back(kv);
+    if (forwarded(kv.first, connection)) headers.push_back(kv);
   }
   headers.emplace_back("x-nubo-request-id", request_id);
   std::string p(path);

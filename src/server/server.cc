@@ -181,6 +181,7 @@ Status runServer(const ServerOptions& opts) {
                               [&builds](const std::string& app) { builds->removeApp(app); });
   http::ServerLimits control_limits;
   control_limits.body_bytes = opts.max_upload_mb << 20;
+  control_limits.body_limit_hint = "the largest file a deploy may upload; a server operator can raise it with --max-upload-mb";
   control_limits.header_timeout = opts.header_timeout;
   http::HttpServer control_server(control_ioc, "control", control_limits, control_api);
   ASSIGN_OR_RETURN(std::string control_addr, control_server.listen(opts.control));
