@@ -76,5 +76,40 @@ TEST_F(EscapeFunctionTest, ARedirectNeverLeavesTheSite) {
   }
 }
 
+// Socket families are an allow-list compared on the low 32 bits the kernel
+// reads: 0x100000002 once made an AF_INET socket without the network.
+TEST_F(EscapeFunctionTest, SocketFamiliesAreAnAllowListOfWhatTheFunctionMayUse) {
+  std::string dir = tmp_->sub("apps/sockets");
+  writeFile(dir + "/nubo.json", R"({"runtime": "native"})");
+  writeFile(dir + "/main.cc", R"(#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <cerrno>
+#include <cstring>
+#include "nubo.h"
+static std::string attempt(long family, int type, int protocol) {
+  long fd = syscall(SYS_socket, family, type, protocol);
+  if (fd >= 0) { close(static_cast<int>(fd)); return "made"; }
+  return strerrorname_np(errno);
+}
+nubo::Response handle(const nubo::Request&) {
+  int sv[2];
+  std::string pair = socketpair(AF_INET, SOCK_STREAM, 0, sv) == 0 ? "made" : strerrorname_np(errno);
+  return nubo::Response::text("inet64=" + attempt(0x100000002L, SOCK_STREAM, 0) +
+                              " inet=" + attempt(AF_INET, SOCK_STREAM, 0) +
+                              " vsock=" + attempt(40, SOCK_STREAM, 0) +
+                              " vsock64=" + attempt(0x100000028L, SOCK_STREAM, 0) +
+                              " netlink=" + attempt(AF_NETLINK, SOCK_DGRAM, 0) +
+                              " packet=" + attempt(AF_PACKET, SOCK_DGRAM, 0) +
+                              " pair=" + pair + " unix=" + attempt(AF_UNIX, SOCK_STREAM, 0));
+}
+)");
+  auto r = server_->nubo({"deploy", dir, "--app", "sockets"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::string got = server_->get("/sockets/").body;
+  EXPECT_EQ(got, "inet64=EACCES inet=EACCES vsock=EAFNOSUPPORT vsock64=EAFNOSUPPORT netlink=EAFNOSUPPORT "
+                 "packet=EAFNOSUPPORT pair=EACCES unix=made") << got;
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

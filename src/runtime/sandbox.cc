@@ -268,13 +268,27 @@ bool applySeccomp(bool network, Layers& layers) {
     ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
                                 SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag)) == 0;
   }
-  ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_PACKET)) == 0;
+  // Socket families: an allow-list. AF_UNIX always; AF_INET/AF_INET6 (and
+  // route netlink, which getaddrinfo asks for the host's addresses) only
+  // with the network. The kernel reads the family as an int, so only its
+  // low 32 bits are compared: 0x100000002 is AF_INET too.
+  for (int family = 0; family < 64; ++family) {
+    bool inet = family == AF_INET || family == AF_INET6;
+    if (family == AF_UNIX || (network && (inet || family == AF_NETLINK))) continue;
+    uint32_t action = inet ? SCMP_ACT_ERRNO(EACCES) : SCMP_ACT_ERRNO(EAFNOSUPPORT);
+    for (int call : {SCMP_SYS(socket), SCMP_SYS(socketpair)}) {
+      ok = ok && seccomp_rule_add(ctx, action, call, 1,
+                                  SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, static_cast<uint64_t>(family))) == 0;
+    }
+  }
+  if (network) {
+    // Route netlink only (protocol 0): not audit, not xfrm...
+    ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 2,
+                                SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, static_cast<uint64_t>(AF_NETLINK)),
+                                SCMP_A2(SCMP_CMP_NE, 0)) == 0;
+  }
   ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
                               SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW)) == 0;
-  if (!network) {
-    ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET)) == 0;
-    ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET6)) == 0;
-  }
   ok = ok && seccomp_load(ctx) == 0;
   seccomp_release(ctx);
   return layers.check("seccomp", ok, "load the filter");
