@@ -41,6 +41,12 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 65536));
   serve->add_option("--max-body-mb", serve_opts.max_body_mb, "Largest request body for a function, streamed to it (default 1024)")
       ->check(CLI::Range(1, 4096));
+  serve->add_option("--max-deployment-files", serve_opts.max_deployment_files,
+                    "Most files one deployment may hold, counting repeated folders each time (default 100000)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{100'000'000}));
+  serve->add_option("--max-deployment-mb", serve_opts.max_deployment_mb,
+                    "Most bytes one deployment may hold, counting repeated folders each time (default 2048)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1'048'576}));
   serve->add_option("--stems", serve_opts.stems, "Pre-started node instances for fast cold starts (default 2)")
       ->check(CLI::Range(0, 64));
   serve->add_option("--build-concurrency", serve_opts.build_concurrency, "Builds that run at once (default 2)")

@@ -25,7 +25,7 @@ class BuildRunnerTest : public testing::Test {
  protected:
   void SetUp() override {
     blobs_ = std::move(blob::LocalBlobStore::create(tmp_.sub("blobs"))).value();
-    code_ = std::move(runtime::CodeStore::create(tmp_.sub("instances"), *blobs_)).value();
+    code_ = std::move(runtime::CodeStore::create(tmp_.sub("instances"), tmp_.sub("app-files"), *blobs_)).value();
     BuildOptions o;
     o.builders_dir = tmp_.sub("builders");
     o.work_dir = tmp_.sub("builds");

@@ -23,9 +23,9 @@ Status checkHashes(const std::vector<std::string>& hs, std::string_view field) {
 }  // namespace
 
 Deployer::Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock, SubmitBuild submit_build,
-                   CanDetect can_detect)
+                   CanDetect can_detect, DeployLimits limits)
     : store_(store), blobs_(blobs), clock_(clock), submit_build_(std::move(submit_build)),
-      can_detect_(std::move(can_detect)) {}
+      can_detect_(std::move(can_detect)), limits_(limits) {}
 
 Result<NegotiateResult> Deployer::negotiate(const std::vector<std::string>& trees,
                                             const std::vector<std::string>& files) {
@@ -223,6 +223,13 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   if (!isSha256Hex(req.root)) return InvalidArgument("root must be the SHA-256 hex digest of the root tree");
   ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifest(req.manifest));
   ASSIGN_OR_RETURN(TreeStats stats, verifyTree(req.root));
+  if (stats.files > limits_.max_files || stats.bytes > limits_.max_bytes) {
+    return InvalidArgument("the deployment holds " + std::to_string(stats.files) + " files and " +
+                           std::to_string(stats.bytes) + " bytes (counting every path of folders named more than "
+                           "once); this server takes at most " + std::to_string(limits_.max_files) + " files and " +
+                           std::to_string(limits_.max_bytes) + " bytes: leave files out with .nuboignore, or ask "
+                           "the operator (--max-deployment-files, --max-deployment-mb)");
+  }
   RETURN_IF_ERROR(resolveRuntime(req, m));
   std::string builder = build::builderFor(m);
   if (builder.empty() && m.runtime == "node") {

@@ -7,7 +7,8 @@
 //                      already stored with the listed size, so a stored tree
 //                      always implies its whole subtree is stored
 //   createDeployment() verify the root tree completely (memoized per tree
-//                      hash, so unchanged subtrees cost nothing), validate
+//                      hash, so unchanged subtrees cost nothing), refuse
+//                      one over DeployLimits as expanded (400), validate
 //                      the manifest, detect the runtime when it is not named
 //                      (index.html -> static; index.js/.mjs/.cjs -> node),
 //                      check the entry exists, record the deployment, move
@@ -51,6 +52,13 @@ struct CreateRequest {
   std::string actor;
 };
 
+// What one deployment may hold, counted as it expands: a tree may name one
+// subtree many times, and each instance gets every path.
+struct DeployLimits {
+  uint64_t max_files = 100'000;
+  uint64_t max_bytes = 2ull << 30;
+};
+
 struct TreeStats {
   uint64_t files = 0;
   uint64_t bytes = 0;
@@ -69,7 +77,7 @@ class Deployer {
   using CanDetect = std::function<bool()>;
 
   Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock, SubmitBuild submit_build = nullptr,
-           CanDetect can_detect = nullptr);
+           CanDetect can_detect = nullptr, DeployLimits limits = {});
 
   Result<NegotiateResult> negotiate(const std::vector<std::string>& trees, const std::vector<std::string>& files);
   Status putBlob(std::string_view hash, std::string_view bytes);
@@ -100,6 +108,7 @@ class Deployer {
   Clock& clock_;
   SubmitBuild submit_build_;
   CanDetect can_detect_;
+  DeployLimits limits_;
 
   std::mutex mu_;
   std::unordered_map<std::string, TreeStats> verified_;  // guarded by mu_; tree hash -> stats

@@ -238,7 +238,7 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
       removeTree(work);
     }
   } cleanup{*this, instance, opts_.work_dir + "/" + job.id};
-  RETURN_IF_ERROR(code_.linkInto(job.source_tree, src));
+  RETURN_IF_ERROR(code_.linkInto(job.app, job.source_tree, src));
   std::string out = cleanup.work + "/out", scratch = cleanup.work + "/work", cache = opts_.cache_dir + "/" + job.app;
   removeTree(cleanup.work);
   RETURN_IF_ERROR(makeWritableDir(cleanup.work));

@@ -326,7 +326,7 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profi
   spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TZ=UTC", "NODE_ENV=production", "NUBO_FD=3"};
   if (native) {
     // The deployment's own program, with its files and env in place.
-    if (Status s = code_.linkInto(native->root_tree, dir); !s.ok()) {
+    if (Status s = code_.linkInto(native->app, native->root_tree, dir); !s.ok()) {
       code_.removeInstanceDir(id);
       return s.withContext("preparing deployment " + native->id);
     }
@@ -495,9 +495,9 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   // (A native instance's files were linked before it started.)
   Status linked;
   if (!native && spec.files <= kLinkInlineFiles) {
-    linked = code_.linkInto(spec.root_tree, dir);
+    linked = code_.linkInto(spec.app, spec.root_tree, dir);
   } else if (!native) {
-    linked = co_await offThread([this, &spec, &dir] { return code_.linkInto(spec.root_tree, dir); });
+    linked = co_await offThread([this, &spec, &dir] { return code_.linkInto(spec.app, spec.root_tree, dir); });
   }
   if (linked.ok() && cgroups_ && cgroups_->available()) {
     linked = cgroups_->setMemory(inst->label(), static_cast<uint64_t>(spec.memory_mb) << 20);

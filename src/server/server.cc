@@ -77,7 +77,7 @@ Status runServer(const ServerOptions& opts) {
   api::Authenticator auth(*store);
   RETURN_IF_ERROR(ensureAdminToken(data_dir, *store, auth, clock));
 
-  ASSIGN_OR_RETURN(auto code, runtime::CodeStore::create(data_dir + "/instances", *blobs));
+  ASSIGN_OR_RETURN(auto code, runtime::CodeStore::create(data_dir + "/instances", data_dir + "/app-files", *blobs));
 
   // Isolation: every layer this kernel allows (said once, here), all of them
   // in strict mode, or none when switched off.
@@ -160,7 +160,8 @@ Status runServer(const ServerOptions& opts) {
   std::unique_ptr<build::BuildQueue> builds;
   api::Deployer deployer(
       *store, *blobs, clock, [&builds](const store::Deployment& d) { return builds->submit(d); },
-      [&builders_dir] { return !build::operatorBuilders(builders_dir).empty(); });
+      [&builders_dir] { return !build::operatorBuilders(builders_dir).empty(); },
+      api::DeployLimits{opts.max_deployment_files, opts.max_deployment_mb << 20});
   builds = std::make_unique<build::BuildQueue>(
       *store, build_runner, build_logs,
       [&deployer](const store::Deployment& d, const std::string& tree) { return deployer.checkRunnable(d, tree); },
@@ -178,7 +179,10 @@ Status runServer(const ServerOptions& opts) {
   urls.base_domain = opts.base_domain;
   urls.port = portOf(data_addr);
   api::ControlApi control_api(*store, deployer, auth, urls, functions.get(), logstore, build_logs,
-                              [&builds](const std::string& app) { builds->removeApp(app); });
+                              [&builds, &code](const std::string& app) {
+                                builds->removeApp(app);
+                                code->removeApp(app);
+                              });
   http::ServerLimits control_limits;
   control_limits.body_bytes = opts.max_upload_mb << 20;
   control_limits.body_limit_hint = "the largest file a deploy may upload; a server operator can raise it with --max-upload-mb";

@@ -23,7 +23,9 @@ struct ServerOptions {
   std::chrono::milliseconds header_timeout{10'000};  // slow clients get 408 after this
   uint64_t cache_mb = 256;                    // hot static file bytes in memory
   uint64_t max_upload_mb = 512;               // largest single file a deploy may upload
-  uint64_t max_body_mb = 1024;                // largest request body a function may receive (streamed)
+  uint64_t max_body_mb = 1024;
+  uint64_t max_deployment_files = 100'000;    // files one deployment may hold (as expanded)
+  uint64_t max_deployment_mb = 2048;          // bytes one deployment may hold (as expanded)                // largest request body a function may receive (streamed)
   int stems = 2;                              // pre-started generic node instances
   int build_concurrency = 2;                  // builds at once
   std::chrono::milliseconds build_timeout{10 * 60 * 1000};
