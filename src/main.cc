@@ -51,6 +51,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 64));
   serve->add_option("--build-concurrency", serve_opts.build_concurrency, "Builds that run at once (default 2)")
       ->check(CLI::Range(1, 64));
+  int wait_until_s = 30;
+  serve->add_option("--wait-until-s", wait_until_s,
+                    "How long ctx.waitUntil() work may run after a function's last response (default 30)")
+      ->check(CLI::Range(1, 3600));
   int build_timeout_s = 600;
   serve->add_option("--build-timeout-s", build_timeout_s, "A build running longer is stopped and fails (default 600)")
       ->check(CLI::Range(1, 86400));
@@ -68,6 +72,7 @@ int main(int argc, char** argv) {
     serve_opts.grace = std::chrono::milliseconds(grace_ms);
     serve_opts.header_timeout = std::chrono::milliseconds(header_timeout_ms);
     serve_opts.build_timeout = std::chrono::seconds(build_timeout_s);
+    serve_opts.wait_until = std::chrono::seconds(wait_until_s);
     auto s = nubo::server::runServer(serve_opts);
     if (!s.ok()) {
       std::fprintf(stderr, "error: %s\n", s.message().c_str());

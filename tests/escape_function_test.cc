@@ -111,5 +111,51 @@ nubo::Response handle(const nubo::Request&) {
                  "packet=EAFNOSUPPORT pair=EACCES unix=made") << got;
 }
 
+// Removing an app once left its instances running, printing into a log
+// file that came back after the removal.
+TEST(EscapeFunctionAppTest, RemovingAnAppStopsItsInstancesAndTheirLogs) {
+  TempDir tmp;
+  NuboServer server(tmp);
+  std::string dir = tmp.sub("chatty");
+  writeFile(dir + "/index.js", R"(setInterval(() => console.log('still here'), 20);
+    module.exports = (req, res) => res.end('ok'))");
+  server.deploy(dir, {"--app", "chatty"});
+  ASSERT_EQ(server.get("/chatty/").body, "ok");
+  auto ps = parseJson(server.nubo({"ps", "chatty", "--json"}).out, "ps");
+  ASSERT_TRUE(ps.ok() && ps->size() == 1) << (ps.ok() ? ps->dump() : "");
+  pid_t pid = (*ps)[0]["pid"];
+  std::string log = server.dataDir() + "/logs/chatty.log";
+  ASSERT_TRUE(waitFor([&] { return slurp(log).find("still here") != std::string::npos; }));
+  ASSERT_EQ(server.nubo({"apps", "rm", "chatty"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return ::kill(pid, 0) != 0; })) << "the instance still runs";
+  auto after = parseJson(server.nubo({"ps", "--json"}).out, "ps");
+  EXPECT_TRUE(after.ok() && after->empty()) << (after.ok() ? after->dump() : "");
+  // Give a leftover writer every chance to bring the file back.
+  EXPECT_FALSE(waitFor([&] { return std::filesystem::exists(log); }, std::chrono::milliseconds(300)));
+}
+
+// ctx.waitUntil() once held an instance forever; it is bounded by
+// --wait-until-s after the last response.
+TEST(EscapeFunctionAppTest, WaitUntilWorkIsBounded) {
+  TempDir tmp;
+  NuboServer server(tmp, {"--wait-until-s", "1"});
+  std::string dir = tmp.sub("forever");
+  writeFile(dir + "/index.js", R"(export default { fetch(request, env, ctx) {
+      ctx.waitUntil(new Promise(() => {}));
+      return new Response('started');
+    } })");
+  server.deploy(dir, {"--app", "forever"});
+  ASSERT_EQ(server.get("/forever/").body, "started");
+  auto count = [&] {
+    auto ps = parseJson(server.nubo({"ps", "forever", "--json"}).out, "ps");
+    return ps.ok() ? ps->size() : size_t{99};
+  };
+  EXPECT_EQ(count(), 1u);
+  EXPECT_TRUE(waitFor([&] { return count() == 0; }, std::chrono::seconds(10)));
+  auto logs = server.nubo({"logs", "forever"});
+  EXPECT_NE(logs.out.find("ctx.waitUntil() work was still pending 1 s after the last response"), std::string::npos)
+      << logs.out;
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

@@ -365,6 +365,7 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profi
     std::string app, deployment;
     {
       std::lock_guard lock(target->mu);
+      if (target->gone) return;
       app = target->app;
       deployment = target->deployment;
     }
@@ -552,6 +553,7 @@ Result<std::shared_ptr<Pool>> Functions::poolFor(const std::string& deployment) 
   spec.limits.min_instances = m.limits.min_instances;
   spec.limits.timeout = std::chrono::milliseconds(m.limits.timeout_ms);
   spec.limits.idle_ttl = std::chrono::seconds(m.limits.idle_ttl_s);
+  spec.limits.wait_until = opts_.wait_until;
   spec.network = m.permissions.network;
   spec.tmp_mb = m.permissions.tmp_mb;
   spec.memory_mb = m.limits.memory_mb;
@@ -749,8 +751,37 @@ asio::awaitable<void> Functions::reapLoop() {
       for (auto& [id, p] : pools_) pools.push_back(p);
     }
     auto now = Clock::now();
-    for (auto& p : pools) p->reap(now, is_aliased_ && is_aliased_(p->spec().id));
+    for (auto& p : pools) {
+      size_t overran = 0;
+      p->reap(now, is_aliased_ && is_aliased_(p->spec().id), &overran);
+      if (overran > 0) {
+        note(p->spec(), "", "ctx.waitUntil() work was still pending " +
+                                std::to_string(opts_.wait_until.count() / 1000) +
+                                " s after the last response; the instance was stopped");
+      }
+    }
   }
+}
+
+void Functions::removeApp(const std::string& app) {
+  std::vector<std::shared_ptr<Pool>> gone;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = pools_.begin(); it != pools_.end();) {
+      if (it->second->spec().app == app) {
+        gone.push_back(it->second);
+        it = pools_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // What its instances still print must not bring its log back.
+    for (auto& [id, target] : log_targets_) {
+      std::lock_guard target_lock(target->mu);
+      if (target->app == app) target->gone = true;
+    }
+  }
+  for (auto& p : gone) p->stopAll(/*kill=*/true);
 }
 
 std::vector<InstanceInfo> Functions::describe() {

@@ -44,6 +44,7 @@ struct FunctionsOptions {
   int max_other_profiles = 4;        // ...up to this many profiles
   std::chrono::milliseconds reap_interval{500};
   std::chrono::milliseconds start_timeout{10'000};
+  std::chrono::milliseconds wait_until{30'000};  // ctx.waitUntil() work after the last response
   int threads = 0;                   // threads running the io_context (0: unknown)
   // The data plane's io_contexts, one thread each (empty: only the one given
   // to create()). Instances are spread over them; a cold start's instance
@@ -72,6 +73,9 @@ class Functions final : public InstanceFactory {
 
   boost::asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec, ColdStart* phases,
                                                                   EarlyOpen early, bool on_my_shard) override;
+
+  // The app is gone: its instances are killed (requests in flight end).
+  void removeApp(const std::string& app);
 
   std::vector<InstanceInfo> describe();
   size_t stemCount();
@@ -133,6 +137,7 @@ class Functions final : public InstanceFactory {
   struct LogTarget {
     std::mutex mu;
     std::string app, deployment;  // guarded by mu
+    bool gone = false;            // guarded by mu; its app was removed: output is dropped
   };
   FunctionsOptions opts_;
   IsAliased is_aliased_;

@@ -157,13 +157,20 @@ void Pool::release(Instance* inst) {
   wakeOneLocked();
 }
 
-size_t Pool::reap(Clock::time_point now, bool aliased) {
+size_t Pool::reap(Clock::time_point now, bool aliased, size_t* overran) {
   std::vector<std::shared_ptr<Instance>> to_stop;
   size_t remaining;
   {
     std::lock_guard lock(mu_);
     dropDeadLocked();
     size_t keep = aliased ? static_cast<size_t>(spec_.limits.min_instances) : 0;
+    // waitUntil() work past its time: stopped whatever the pool keeps.
+    for (auto& e : entries_) {
+      if (e.leases == 0 && e.inst->waitUntilPending() > 0 && now - e.last_used >= spec_.limits.wait_until) {
+        to_stop.push_back(e.inst);
+      }
+    }
+    if (overran) *overran = to_stop.size();
     // Oldest idle first.
     std::vector<Entry*> idle;
     for (auto& e : entries_) {
@@ -172,7 +179,7 @@ size_t Pool::reap(Clock::time_point now, bool aliased) {
       }
     }
     std::sort(idle.begin(), idle.end(), [](Entry* a, Entry* b) { return a->last_used < b->last_used; });
-    size_t live = entries_.size();
+    size_t live = entries_.size() - to_stop.size();
     for (Entry* e : idle) {
       if (live <= keep) break;
       to_stop.push_back(e->inst);

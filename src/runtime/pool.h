@@ -37,6 +37,9 @@ struct PoolLimits {
   int min_instances = 0;
   std::chrono::milliseconds timeout{10'000};
   std::chrono::milliseconds idle_ttl{300'000};
+  // How long ctx.waitUntil() work may keep an instance after its last
+  // response; then the instance is stopped.
+  std::chrono::milliseconds wait_until{30'000};
   size_t queue_limit = 1024;
   std::chrono::milliseconds queue_timeout{10'000};
 };
@@ -116,7 +119,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // `early` is passed to the factory when this call starts an instance.
   boost::asio::awaitable<Result<std::unique_ptr<Lease>>> acquire(Deadline deadline, EarlyOpen early = {});
   // Stops idle instances; returns how many remain.
-  size_t reap(Clock::time_point now, bool aliased);
+  // Instances whose waitUntil() work outlasts limits.wait_until go too
+  // (counted in `*overran` when given).
+  size_t reap(Clock::time_point now, bool aliased, size_t* overran = nullptr);
   // Stops every instance (kill: at once, without letting them finish).
   void stopAll(bool kill = false);
   std::vector<InstanceInfo> describe();

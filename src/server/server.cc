@@ -136,6 +136,7 @@ Status runServer(const ServerOptions& opts) {
   runtime::FunctionsOptions fopts;
   fopts.runtime_dir = runtime_dir;
   fopts.stems = opts.stems;
+  fopts.wait_until = opts.wait_until;
   fopts.threads = 1;
   fopts.shards = shards;
   runtime::Cgroups* instance_cgroups = launcher == &sandbox_launcher ? &cgroups : nullptr;
@@ -179,8 +180,9 @@ Status runServer(const ServerOptions& opts) {
   urls.base_domain = opts.base_domain;
   urls.port = portOf(data_addr);
   api::ControlApi control_api(*store, deployer, auth, urls, functions.get(), logstore, build_logs,
-                              [&builds, &code](const std::string& app) {
+                              [&builds, &code, &functions](const std::string& app) {
                                 builds->removeApp(app);
+                                functions->removeApp(app);
                                 code->removeApp(app);
                               });
   http::ServerLimits control_limits;

@@ -27,6 +27,7 @@ struct ServerOptions {
   uint64_t max_deployment_files = 100'000;    // files one deployment may hold (as expanded)
   uint64_t max_deployment_mb = 2048;          // bytes one deployment may hold (as expanded)                // largest request body a function may receive (streamed)
   int stems = 2;                              // pre-started generic node instances
+  std::chrono::milliseconds wait_until{30'000};  // ctx.waitUntil() work after a function's last response
   int build_concurrency = 2;                  // builds at once
   std::chrono::milliseconds build_timeout{10 * 60 * 1000};
   uint64_t build_max_output_files = 100'000;  // files a build's output may hold
