@@ -47,6 +47,12 @@ int main(int argc, char** argv) {
   serve->add_option("--max-deployment-mb", serve_opts.max_deployment_mb,
                     "Most bytes one deployment may hold, counting repeated folders each time (default 2048)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1'048'576}));
+  serve->add_option("--max-connections", serve_opts.max_connections,
+                    "Open client connections on each plane; when full the longest-idle close (default 10000)")
+      ->check(CLI::Range(size_t{16}, size_t{1'000'000}));
+  serve->add_option("--max-connections-per-client", serve_opts.max_connections_per_client,
+                    "Connections one client address may hold, 0 for no limit (default 256; raise it behind a proxy)")
+      ->check(CLI::Range(size_t{0}, size_t{1'000'000}));
   serve->add_option("--stems", serve_opts.stems, "Pre-started node instances for fast cold starts (default 2)")
       ->check(CLI::Range(0, 64));
   serve->add_option("--build-concurrency", serve_opts.build_concurrency, "Builds that run at once (default 2)")

@@ -227,5 +227,79 @@ TEST_F(HttpServerTest, AmbiguousHeadsAreRefused) {
   EXPECT_NE(got.find("whole 0"), std::string::npos) << "HTTP/1.0 needs no Host: " << got;
 }
 
+// One client cannot fill the connection table: its own connections are
+// capped, and when the table is full the longest-idle make room.
+class ConnectionLimitsTest : public testing::Test {
+ protected:
+  void start(size_t max, size_t per_client) {
+    ServerLimits limits;
+    limits.max_connections = max;
+    limits.max_connections_per_client = per_client;
+    server_ = std::make_unique<HttpServer>(ioc_, "test", limits, handler_);
+    auto addr = server_->listen("127.0.0.1:0");
+    ASSERT_TRUE(addr.ok());
+    port_ = std::stoi(addr->substr(addr->rfind(':') + 1));
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  void TearDown() override {
+    for (int fd : fds_) ::close(fd);
+    server_->closeAll();
+    ioc_.stop();
+    thread_.join();
+  }
+  // Whether the server closed `fd` (within `ms`).
+  static bool closedByServer(int fd, int ms) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, ms) <= 0) return false;
+    char b;
+    return ::recv(fd, &b, 1, MSG_DONTWAIT) == 0;
+  }
+  std::string ask(int fd) {
+    std::string req = "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n";
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) return "";
+    char buf[4096];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  }
+  boost::asio::io_context ioc_;
+  TestHandler handler_;
+  std::unique_ptr<HttpServer> server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::vector<int> fds_;
+};
+
+TEST_F(ConnectionLimitsTest, OneAddressGetsItsShareAndNoMore) {
+  start(100, 10);
+  for (int i = 0; i < 10; ++i) {
+    fds_.push_back(testing_util::connectLoopback(port_));
+    ASSERT_NE(ask(fds_.back()).find("200 OK"), std::string::npos);
+  }
+  int extra = testing_util::connectLoopback(port_);
+  fds_.push_back(extra);
+  EXPECT_TRUE(closedByServer(extra, 2000)) << "an 11th connection from one address was kept";
+  ::close(fds_.front());  // one goes: there is room again
+  fds_.erase(fds_.begin());
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (server_->connectionCount() != 9 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_EQ(server_->connectionCount(), 9u);
+  fds_.push_back(testing_util::connectLoopback(port_));
+  EXPECT_NE(ask(fds_.back()).find("200 OK"), std::string::npos);
+}
+
+TEST_F(ConnectionLimitsTest, AFullTableClosesTheLongestIdleToMakeRoom) {
+  start(20, 0);
+  for (int i = 0; i < 20; ++i) {
+    fds_.push_back(testing_util::connectLoopback(port_));
+    ASSERT_NE(ask(fds_.back()).find("200 OK"), std::string::npos);
+  }
+  int newcomer = testing_util::connectLoopback(port_);
+  fds_.push_back(newcomer);
+  EXPECT_NE(ask(newcomer).find("200 OK"), std::string::npos) << "the newcomer was not served";
+  EXPECT_TRUE(closedByServer(fds_.front(), 2000)) << "the longest-idle connection is still open";
+}
+
 }  // namespace
 }  // namespace nubo::http

@@ -16,6 +16,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstring>
@@ -81,6 +82,8 @@ std::string_view httpDate() {
   }
   return buf;
 }
+
+int64_t nowNs() { return std::chrono::steady_clock::now().time_since_epoch().count(); }
 
 bool bodyForbidden(int status) { return status < 200 || status == 204 || status == 304; }
 
@@ -277,7 +280,13 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection>, Client
   bool timer_pending = false;
   uint64_t timer_gen = 0;
   bool timed_out = false;
-  bool busy = false;  // a request is being read, handled or answered
+  // A request is being read, handled or answered. Written on the
+  // connection's own thread; read by the accept loop choosing idle
+  // connections to close when the table is full.
+  std::atomic<bool> busy{false};
+  std::atomic<int64_t> idle_since_ns{0};  // when it last became idle (steady clock)
+  std::string peer;                       // the client's address; set before serve() starts
+  bool closing = false;                   // guarded by the server's mu_: chosen to make room
   std::string host;   // lowercased Host of the current request
 };
 
@@ -473,13 +482,10 @@ asio::awaitable<void> HttpServer::acceptLoop() {
     }
     sock.set_option(tcp::no_delay(true), ec);
     auto conn = std::make_shared<Connection>(std::move(sock));
-    bool refuse = false;
-    {
-      std::lock_guard lock(mu_);
-      if (conns_.size() >= limits_.max_connections) refuse = true;
-      else conns_.emplace(conn.get(), conn);
-    }
-    if (refuse) {
+    auto remote = conn->socket.remote_endpoint(ec);
+    conn->peer = ec ? std::string() : remote.address().to_string();
+    conn->idle_since_ns = nowNs();
+    if (!admit(conn)) {
       conn->socket.close(ec);
       continue;
     }
@@ -591,6 +597,7 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
   bool lingering = false;
   for (;;) {
     c->busy = false;
+    c->idle_since_ns = nowNs();
     if (draining_) break;
     if (c->buffer.size() == 0 && c->buffer.capacity() > kBodyReadBytes / 4) c->buffer.shrink_to_fit();
     bhttp::request_parser<bhttp::empty_body> head_parser;
@@ -759,10 +766,54 @@ asio::awaitable<void> lingeringClose(HttpServer::Connection& c) {
 }
 }  // namespace
 
+bool HttpServer::admit(const std::shared_ptr<Connection>& conn) {
+  std::vector<std::shared_ptr<Connection>> evict;
+  {
+    std::lock_guard lock(mu_);
+    size_t& mine = per_client_[conn->peer];
+    if (limits_.max_connections_per_client > 0 && mine >= limits_.max_connections_per_client) {
+      if (mine == 0) per_client_.erase(conn->peer);
+      return false;
+    }
+    if (conns_.size() >= limits_.max_connections) {
+      // Full: the longest-idle connections make room (a batch, so that a
+      // flood is not answered one scan per connection); with none idle,
+      // the newcomer is refused.
+      std::vector<std::pair<int64_t, std::shared_ptr<Connection>>> idle;
+      for (auto& [p, c] : conns_) {
+        if (!c->busy && !c->closing) idle.emplace_back(c->idle_since_ns.load(), c);
+      }
+      if (idle.empty()) {
+        if (mine == 0) per_client_.erase(conn->peer);
+        return false;
+      }
+      size_t n = std::min(idle.size(), std::max<size_t>(1, limits_.max_connections / 64));
+      std::partial_sort(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(n), idle.end(),
+                        [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (size_t i = 0; i < n; ++i) {
+        idle[i].second->closing = true;
+        evict.push_back(std::move(idle[i].second));
+      }
+    }
+    ++mine;
+    conns_.emplace(conn.get(), conn);
+  }
+  for (auto& c : evict) {
+    asio::post(c->socket.get_executor(), [c] {
+      if (!c->busy) {
+        error_code ec;
+        c->socket.cancel(ec);
+      }
+    });
+  }
+  return true;
+}
+
 void HttpServer::onConnectionClosed(Connection* c) {
   std::function<void()> done;
   {
     std::lock_guard lock(mu_);
+    if (auto it = per_client_.find(c->peer); it != per_client_.end() && --it->second == 0) per_client_.erase(it);
     conns_.erase(c);
     if (draining_ && conns_.empty() && on_idle_) done = std::move(on_idle_);
   }

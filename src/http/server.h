@@ -2,6 +2,9 @@
 // Handler coroutine and writes the Response it returns.
 //
 // - Keep-alive, pipelining-safe (one request at a time per connection).
+// - Connections: at most limits.max_connections (when full, the longest-
+//   idle ones are closed to make room; with none idle a newcomer is
+//   refused) and limits.max_connections_per_client from one address.
 // - Limits, always answered, never a crash: header larger than
 //   limits.header_bytes -> 431; body over limits.body_bytes -> 413; malformed
 //   request -> 400; header not complete within limits.header_timeout -> 408;
@@ -55,6 +58,9 @@ struct ServerLimits {
   std::chrono::milliseconds body_timeout{300'000};  // whole body, or each piece of a streamed one
   std::chrono::milliseconds write_timeout{300'000};
   size_t max_connections = 10'000;
+  // Connections one client address may hold at once (0: no limit); one more
+  // is closed at once. Behind a front proxy every client has its address.
+  size_t max_connections_per_client = 256;
   // Said in a 413 after the limit: how it may be raised.
   std::string body_limit_hint = "a server operator can raise it with --max-body-mb";
 };
@@ -113,6 +119,9 @@ class HttpServer {
  private:
   boost::asio::awaitable<void> acceptLoop();
   boost::asio::awaitable<void> serve(std::shared_ptr<Connection> c);
+  // Counts a new connection in, per client and in all; when the table is
+  // full, closes the longest-idle connections to make room. False: refused.
+  bool admit(const std::shared_ptr<Connection>& conn);
   void onConnectionClosed(Connection* c);
 
   boost::asio::io_context& ioc_;
@@ -127,6 +136,7 @@ class HttpServer {
 
   mutable std::mutex mu_;
   std::unordered_map<Connection*, std::shared_ptr<Connection>> conns_;  // guarded by mu_
+  std::unordered_map<std::string, size_t> per_client_;                  // guarded by mu_: connections by address
   std::function<void()> on_idle_;                                       // guarded by mu_
   std::atomic<bool> draining_{false};
 };

@@ -172,6 +172,8 @@ Status runServer(const ServerOptions& opts) {
   data_limits.body_bytes = opts.max_body_mb << 20;
   data_limits.stream_bodies = true;  // uploads to functions flow through, never whole in memory
   data_limits.header_timeout = opts.header_timeout;
+  data_limits.max_connections = opts.max_connections;
+  data_limits.max_connections_per_client = opts.max_connections_per_client;
   http::HttpServer data_server(data_ioc, "gateway", data_limits, gw, 1);
   if (shards.size() > 1) data_server.spreadConnections(shards);
   ASSIGN_OR_RETURN(std::string data_addr, data_server.listen(opts.listen));
@@ -189,6 +191,8 @@ Status runServer(const ServerOptions& opts) {
   control_limits.body_bytes = opts.max_upload_mb << 20;
   control_limits.body_limit_hint = "the largest file a deploy may upload; a server operator can raise it with --max-upload-mb";
   control_limits.header_timeout = opts.header_timeout;
+  control_limits.max_connections = opts.max_connections;
+  control_limits.max_connections_per_client = opts.max_connections_per_client;
   http::HttpServer control_server(control_ioc, "control", control_limits, control_api);
   ASSIGN_OR_RETURN(std::string control_addr, control_server.listen(opts.control));
 
