@@ -4,6 +4,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <climits>
+#include <cstdlib>
+
+#include "common/sha256.h"
 #include "integration_util.h"
 
 namespace nubo::testing_util {
@@ -111,6 +115,45 @@ nubo::Response handle(const nubo::Request&) {
                  "packet=EAFNOSUPPORT pair=EACCES unix=made") << got;
 }
 
+// Processes orphaned inside an instance are reaped: the runtime's PID 1
+// once left them as zombies for as long as the instance lived.
+TEST_F(EscapeFunctionTest, OrphansInsideAnInstanceAreReaped) {
+  deployApp("orphans", {{"server.py", R"(import os, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == '/spawn':
+            pid = os.fork()
+            if pid == 0:
+                if os.fork() == 0:
+                    time.sleep(0.05)
+                    os._exit(0)
+                os._exit(0)
+            os.waitpid(pid, 0)
+            body = b'spawned'
+        else:
+            zombies = 0
+            for p in os.listdir('/proc'):
+                if p.isdigit():
+                    try:
+                        with open('/proc/%s/stat' % p) as f:
+                            if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
+                                zombies += 1
+                    except OSError:
+                        pass
+            body = str(zombies).encode()
+        self.send_response(200)
+        self.send_header('content-length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
+)"},
+                        {"nubo.json", R"({"runtime": "exec", "entry": "python3 server.py"})"}});
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(server_->get("/orphans/spawn").body, "spawned");
+  EXPECT_TRUE(waitFor([&] { return server_->get("/orphans/zombies").body == "0"; }))
+      << server_->get("/orphans/zombies").body << " zombies";
+}
+
 // Removing an app once left its instances running, printing into a log
 // file that came back after the removal.
 TEST(EscapeFunctionAppTest, RemovingAnAppStopsItsInstancesAndTheirLogs) {
@@ -132,6 +175,32 @@ TEST(EscapeFunctionAppTest, RemovingAnAppStopsItsInstancesAndTheirLogs) {
   EXPECT_TRUE(after.ok() && after->empty()) << (after.ok() ? after->dump() : "");
   // Give a leftover writer every chance to bring the file back.
   EXPECT_FALSE(waitFor([&] { return std::filesystem::exists(log); }, std::chrono::milliseconds(300)));
+}
+
+// An instance's cgroup goes with it, and at shutdown nothing of the
+// server's is left in the cgroup tree.
+TEST(EscapeFunctionAppTest, CgroupsAreRemovedAtShutdown) {
+  TempDir tmp;
+  NuboServer server(tmp);
+  char real[PATH_MAX];
+  ASSERT_NE(::realpath(server.dataDir().c_str(), real), nullptr);
+  std::string scope = sha256Hex(real).substr(0, 12);
+  std::string v1 = "/sys/fs/cgroup/memory/nubo/" + scope, v2 = "/sys/fs/cgroup/nubo/" + scope;
+  std::string dir = std::filesystem::exists(v1) ? v1 : v2;
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "no cgroup limits on this machine: " << server.log();
+  std::string app = tmp.sub("cg");
+  writeFile(app + "/index.js", "module.exports = (req, res) => res.end('ok')");
+  server.deploy(app, {"--app", "cg"});
+  ASSERT_EQ(server.get("/cg/").body, "ok");
+  auto groups = [&] {
+    size_t n = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) n += e.is_directory();
+    return n;
+  };
+  EXPECT_GE(groups(), 1u);  // the instance's, and the stems'
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+  EXPECT_FALSE(std::filesystem::exists(dir)) << groups() << " groups left in " << dir;
 }
 
 // ctx.waitUntil() once held an instance forever; it is bounded by

@@ -200,6 +200,14 @@ void Cgroups::remove(const std::string& id) {
   }
 }
 
+void Cgroups::removeAll() {
+  sweep();
+  if (kind_ == "v2") killAndRemove(scopeDir(""));
+  if (kind_ == "v1") {
+    for (const char* ctl : {"memory", "pids", "cpu"}) killAndRemove(scopeDir(ctl));
+  }
+}
+
 void Cgroups::sweep() {
   std::vector<std::string> parents;
   if (kind_ == "v2") parents.push_back(scopeDir(""));

@@ -49,6 +49,8 @@ class Cgroups {
   void remove(const std::string& id);
   // Removes groups left by an earlier run.
   void sweep();
+  // At shutdown: removes every group of this server and its scope.
+  void removeAll();
 
  private:
   std::string dir(const std::string& controller, const std::string& id) const;

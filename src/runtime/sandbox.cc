@@ -306,8 +306,25 @@ bool bringLoopbackUp() {
   return ok;
 }
 
-// PID 1 of the new pid namespace: build the jail, then become the runtime.
-[[noreturn]] void runChild(const HelperSpec& spec, Layers& layers, bool in_userns) {
+// PID 1 of an instance's pid namespace, once the runtime runs as its child:
+// reaps every process that ends inside (orphans are reparented to it, and a
+// runtime such as node never waits for children it did not start), and
+// exits as the runtime does, which ends everything left in the namespace.
+[[noreturn]] void reapAsInit(pid_t runtime) {
+  for (;;) {
+    int status = 0;
+    pid_t p = ::wait(&status);
+    if (p < 0 && errno == EINTR) continue;
+    if (p < 0) ::_exit(125);  // no child left: cannot happen while the runtime lives
+    if (p != runtime) continue;
+    // PID 1 cannot die of a signal sent from inside: say which one.
+    ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  }
+}
+
+// PID 1 of the new pid namespace: build the jail, then run the runtime
+// (as PID 1's child when there is a pid namespace, else in its place).
+[[noreturn]] void runChild(const HelperSpec& spec, Layers& layers, bool in_userns, bool pid_namespace) {
   if (layers.want("mount-namespace") && !buildRoot(spec, layers)) ::_exit(126);
   if (layers.want("uts-namespace")) ::sethostname("nubo", 4);
   if (!applyRlimits(layers)) ::_exit(126);
@@ -324,6 +341,15 @@ bool bringLoopbackUp() {
     ::_exit(0);
   }
   if (::chdir("/app") != 0) ::chdir("/");
+  if (pid_namespace) {
+    pid_t runtime = ::fork();
+    if (runtime < 0) {
+      std::fprintf(stderr, "nubo sandbox: fork: %s\n", std::strerror(errno));
+      ::_exit(126);
+    }
+    if (runtime > 0) reapAsInit(runtime);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // cleared by fork
+  }
   std::vector<char*> argv, envp;
   for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -415,7 +441,7 @@ int sandboxMain(int argc, char** argv) {
     std::fprintf(stderr, "nubo sandbox: fork: %s\n", std::strerror(errno));
     return 126;
   }
-  if (child == 0) runChild(child_spec, layers, in_userns);
+  if (child == 0) runChild(child_spec, layers, in_userns, (flags & CLONE_NEWPID) != 0);
   // The helper keeps nothing of the instance's: its end of the socket must
   // close when the instance dies.
   ::close(3);

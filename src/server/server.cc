@@ -271,6 +271,7 @@ Status runServer(const ServerOptions& opts) {
   for (auto* sh : shards) runThreads(*sh, 1, threads);
   runThreads(control_ioc, 3, threads);
   for (auto& t : threads) t.join();
+  cgroups.removeAll();  // instances whose exit was not seen before the loops stopped
   ::unlink((data_dir + "/serve.json").c_str());
   spdlog::info("nubo stopped");
   return Status::Ok();
