@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -84,10 +85,22 @@ inline ProcResult runProcess(const std::vector<std::string>& argv, const std::ma
   return r;
 }
 
+// The uid an unprivileged server runs as (when the tests run as root).
+constexpr uid_t kUnprivilegedUid = 65534;
+
 class NuboServer {
  public:
-  explicit NuboServer(const TempDir& tmp, std::vector<std::string> extra_args = {}, const std::string& name = "data")
-      : tmp_(tmp), data_(tmp.sub(name)), extra_(std::move(extra_args)) {
+  // `unprivileged`: run the server as uid/gid 65534, as a non-root install
+  // does (the temp folder is handed to that user). Only when the tests run
+  // as root; otherwise the server runs as the tests' own user anyway.
+  explicit NuboServer(const TempDir& tmp, std::vector<std::string> extra_args = {}, const std::string& name = "data",
+                      bool unprivileged = false)
+      : tmp_(tmp), data_(tmp.sub(name)), extra_(std::move(extra_args)), unprivileged_(unprivileged) {
+    if (unprivileged_ && ::geteuid() == 0) {
+      EXPECT_EQ(::chown(tmp_.path().c_str(), kUnprivilegedUid, kUnprivilegedUid), 0);
+      ::mkdir(data_.c_str(), 0700);
+      EXPECT_EQ(::chown(data_.c_str(), kUnprivilegedUid, kUnprivilegedUid), 0);
+    }
     start();
   }
   ~NuboServer() { stop(SIGKILL); }
@@ -98,11 +111,18 @@ class NuboServer {
     log_ = tmp_.sub("server." + std::to_string(starts_++) + ".log");
     pid_ = ::fork();
     if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test that crashes leaves no server behind
       ::setenv("XDG_CONFIG_HOME", tmp_.sub("config").c_str(), 1);
       int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
+      if (unprivileged_ && ::geteuid() == 0) {
+        ::setenv("HOME", tmp_.path().c_str(), 1);
+        if (::setgroups(0, nullptr) != 0 || ::setresgid(kUnprivilegedUid, kUnprivilegedUid, kUnprivilegedUid) != 0 ||
+            ::setresuid(kUnprivilegedUid, kUnprivilegedUid, kUnprivilegedUid) != 0) {
+          ::_exit(126);
+        }
+      }
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test that crashes leaves no server behind (after setresuid, which clears it)
       std::vector<std::string> argv = {NUBO_BINARY, "serve", "--data", data_, "--listen", "127.0.0.1:0",
                                        "--control", "127.0.0.1:0"};
       argv.insert(argv.end(), extra_.begin(), extra_.end());
@@ -180,6 +200,7 @@ class NuboServer {
   const TempDir& tmp_;
   std::string data_;
   std::vector<std::string> extra_;
+  bool unprivileged_ = false;
   std::string log_;
   int starts_ = 0;
   pid_t pid_ = -1;

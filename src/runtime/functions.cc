@@ -20,6 +20,11 @@
 
 namespace nubo::runtime {
 
+namespace {
+constexpr int kDefaultTmpMb = 16;
+constexpr int kDefaultMemoryMb = 128;  // the manifest's default limits.memory_mb
+}  // namespace
+
 namespace asio = boost::asio;
 using http::Response;
 using protocol::Frame;
@@ -264,7 +269,7 @@ void Functions::start() {
   if (opts_.node_binary.empty()) {
     spdlog::warn("node was not found on PATH: deployments with runtime \"node\" will answer 503 until it is installed");
   } else {
-    refillStems(Profile{});
+    refillStems(profileFor(false, kDefaultTmpMb, false, kDefaultMemoryMb));
   }
   asio::co_spawn(ioc_, reapLoop(), asio::detached);
 }
@@ -285,7 +290,6 @@ void Functions::shutdown() {
 }
 
 namespace {
-constexpr int kDefaultTmpMb = 16;
 // How long a request runs before the gateway watches for its client leaving.
 constexpr std::chrono::milliseconds kWatchClientAfter{50};
 constexpr uint64_t kStemMemory = 512ull << 20;  // until specialized
@@ -345,7 +349,12 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profi
     spec.isolation.expose = hostToolchain();
     spec.isolation.loopback = true;
   }
-  spec.isolation.memory_bytes = kStemMemory;
+  // With cgroups a stem may use more until it is specialized (its group then
+  // gets the deployment's limit); without, the profile's limit holds from
+  // the start.
+  int memory_mb = native ? native->memory_mb : profile.memory_mb;
+  spec.isolation.memory_bytes =
+      cgroups_ && cgroups_->available() ? kStemMemory : static_cast<uint64_t>(memory_mb) << 20;
   spec.isolation.background = background;
   auto target = std::make_shared<LogTarget>();
   {
@@ -398,12 +407,21 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profi
   return inst;
 }
 
+Functions::Profile Functions::profileFor(bool network, int tmp_mb, bool exec, int memory_mb) const {
+  Profile p;
+  p.network = network;
+  p.tmp_mb = tmp_mb;
+  p.exec = exec;
+  p.memory_mb = cgroups_ && cgroups_->available() ? 0 : memory_mb;
+  return p;
+}
+
 void Functions::refillStems(const Profile& profile) {
   std::lock_guard lock(mu_);
   if (stopped_) return;
   auto it = stems_.find(profile);
   if (it == stems_.end()) {
-    bool is_default = !profile.network && profile.tmp_mb == kDefaultTmpMb && !profile.exec;
+    bool is_default = profile == profileFor(false, kDefaultTmpMb, false, kDefaultMemoryMb);
     if (!is_default && static_cast<int>(stems_.size()) > opts_.max_other_profiles) return;
     it = stems_.emplace(profile, StemPool{}).first;
     it->second.target = is_default ? opts_.stems : std::min(opts_.stems, opts_.stems_per_other_profile);
@@ -441,7 +459,7 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
                                                                      EarlyOpen early, bool on_my_shard) {
   auto t0 = Clock::now();
   std::shared_ptr<Instance> inst;
-  Profile profile{spec.network, spec.tmp_mb, spec.runtime == "exec"};
+  Profile profile = profileFor(spec.network, spec.tmp_mb, spec.runtime == "exec", spec.memory_mb);
   bool native = spec.runtime == "native";
   // The instance runs on the shard of the request that needs it.
   const asio::any_io_executor caller = co_await asio::this_coro::executor;

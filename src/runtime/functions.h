@@ -111,9 +111,13 @@ class Functions final : public InstanceFactory {
     bool network = false;
     int tmp_mb = 16;
     bool exec = false;  // runtime "exec": the host's toolchain visible, loopback TCP inside
+    // Without cgroups the memory limit is an rlimit fixed when the process
+    // starts, so it is part of the profile (0: set later, in the cgroup).
+    int memory_mb = 0;
     bool operator<(const Profile& o) const {
-      return std::tie(network, tmp_mb, exec) < std::tie(o.network, o.tmp_mb, o.exec);
+      return std::tie(network, tmp_mb, exec, memory_mb) < std::tie(o.network, o.tmp_mb, o.exec, o.memory_mb);
     }
+    bool operator==(const Profile& o) const = default;
   };
   struct StemPool {
     std::deque<std::shared_ptr<Instance>> ready;
@@ -123,6 +127,8 @@ class Functions final : public InstanceFactory {
   // Starts stems until the profile's pool is full again; a profile seen for
   // the first time gets a pool (while there is room for more profiles).
   void refillStems(const Profile& profile);
+  // The profile of instances for `spec` (stems: the manifest's defaults).
+  Profile profileFor(bool network, int tmp_mb, bool exec, int memory_mb) const;
   boost::asio::awaitable<void> reapLoop();
 
   boost::asio::io_context& ioc_;

@@ -48,6 +48,9 @@ struct HelperSpec {
   bool network = false;
   bool loopback = false;  // TCP/IP inside the private net namespace (only when it was made)
   int tmp_mb = 16;
+  // Without cgroups, what rlimits can bound instead (0: not set).
+  uint64_t rlimit_data = 0;
+  uint64_t rlimit_nproc = 0;
   std::vector<std::string> argv;
   std::vector<std::string> env;
 };
@@ -181,11 +184,16 @@ bool buildRoot(const HelperSpec& spec, Layers& layers) {
   for (const char* dev : {"null", "zero", "random", "urandom", "full"}) {
     ok = ok && bindDevice(std::string("/dev/") + dev, r + "/dev/" + dev);
   }
+  // The folder itself read-only (in a user namespace the instance is its
+  // owner); the device nodes bound on it keep working.
+  ok = ok && ::mount(nullptr, (r + "/dev").c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID, nullptr) == 0;
   ::mkdir((r + "/proc").c_str(), 0555);
   ok = ok && ::mount("proc", (r + "/proc").c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") == 0;
   ::mkdir((r + "/tmp").c_str(), 01777);
   if (spec.tmp_mb > 0) {
-    std::string opts = "size=" + std::to_string(spec.tmp_mb) + "m,mode=1777";
+    // Inodes bounded too: empty files cost no bytes but pin kernel memory.
+    std::string opts = "size=" + std::to_string(spec.tmp_mb) + "m,nr_inodes=" +
+                       std::to_string(std::max(1024, spec.tmp_mb * 256)) + ",mode=1777";
     ok = ok && ::mount("nubo-tmp", (r + "/tmp").c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) == 0;
   }
   ok = ok && bindReadOnly(spec.app_dir, r + "/app", true);
@@ -235,9 +243,21 @@ bool dropPrivileges(Layers& layers, bool in_userns) {
   return layers.check("no-new-privileges", ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "PR_SET_NO_NEW_PRIVS");
 }
 
-bool applyRlimits(Layers& layers) {
+bool applyRlimits(const HelperSpec& spec, Layers& layers) {
   struct rlimit nofile = {4096, 4096}, core = {0, 0};
   bool ok = ::setrlimit(RLIMIT_NOFILE, &nofile) == 0 && ::setrlimit(RLIMIT_CORE, &core) == 0;
+  // The fallback for a machine without cgroup controllers: a process's
+  // private writable memory, and the processes of its user (in an
+  // unprivileged install each instance has a user namespace of its own, so
+  // this counts that instance's processes only).
+  if (spec.rlimit_data > 0) {
+    struct rlimit data = {spec.rlimit_data, spec.rlimit_data};
+    ok = ok && ::setrlimit(RLIMIT_DATA, &data) == 0;
+  }
+  if (spec.rlimit_nproc > 0) {
+    struct rlimit nproc = {spec.rlimit_nproc, spec.rlimit_nproc};
+    ok = ok && ::setrlimit(RLIMIT_NPROC, &nproc) == 0;
+  }
   return layers.check("rlimits", ok, "setrlimit");
 }
 
@@ -327,7 +347,7 @@ bool bringLoopbackUp() {
 [[noreturn]] void runChild(const HelperSpec& spec, Layers& layers, bool in_userns, bool pid_namespace) {
   if (layers.want("mount-namespace") && !buildRoot(spec, layers)) ::_exit(126);
   if (layers.want("uts-namespace")) ::sethostname("nubo", 4);
-  if (!applyRlimits(layers)) ::_exit(126);
+  if (!applyRlimits(spec, layers)) ::_exit(126);
   if (!dropPrivileges(layers, in_userns)) ::_exit(126);
   // Dies with the helper. Set after the credential change, which clears it.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -377,6 +397,8 @@ Result<HelperSpec> parseSpec(const char* text) {
   s.network = j.value("network", false);
   s.loopback = j.value("loopback", false);
   s.tmp_mb = j.value("tmp_mb", 16);
+  s.rlimit_data = j.value("rlimit_data", uint64_t{0});
+  s.rlimit_nproc = j.value("rlimit_nproc", uint64_t{0});
   for (const auto& x : j.value("argv", Json::array())) s.argv.push_back(x.get<std::string>());
   for (const auto& x : j.value("env", Json::array())) s.env.push_back(x.get<std::string>());
   return s;
@@ -603,6 +625,12 @@ Result<Process> SandboxLauncher::launch(const LaunchSpec& spec) {
             {"expose", expose},            {"mounts", mounts},
             {"network", iso.network},      {"loopback", iso.loopback}, {"tmp_mb", iso.tmp_mb}, {"argv", spec.argv},
             {"env", spec.env},             {"cgroup_procs", procs},  {"skip", Json(std::vector<std::string>(skip_.begin(), skip_.end()))}};
+  if (!cgroups_.available()) {
+    // The runtime's own baseline (node: about 60 MB of heap, stacks and
+    // buffers) on top of what the code may use.
+    j["rlimit_data"] = iso.memory_bytes + (64ull << 20);
+    j["rlimit_nproc"] = iso.pids;
+  }
   auto p = spawnHelper(helper_, j, spec);
   if (!p.ok() && cgroups_.available()) cgroups_.remove(iso.instance_id);
   return p;
