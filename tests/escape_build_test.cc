@@ -109,5 +109,30 @@ TEST(EscapeBuildTest, RemovingAnAppStopsItsBuildAndRemovesItsCache) {
   }));
 }
 
+// Builds and networked functions share the host's network namespace (they
+// could reach the control API and bind host ports): --sandbox=strict
+// refuses them, and the default mode says so at start-up.
+TEST(EscapeBuildTest, StrictModeRefusesWhatWouldShareTheHostNetwork) {
+  TempDir tmp;
+  NuboServer lenient(tmp, {}, "lenient");
+  EXPECT_NE(lenient.log().find("share the host's network namespace"), std::string::npos) << lenient.log();
+  NuboServer server(tmp, {"--sandbox=strict"}, "strict");
+  std::string built = tmp.sub("built");
+  writeFile(built + "/nubo.json", R"({"runtime": "static", "build": {"command": "true", "output": "."}})");
+  auto r = server.nubo({"deploy", built, "--app", "built"});
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  EXPECT_NE(r.err.find("--sandbox=strict does not allow"), std::string::npos) << r.err;
+  std::string net = tmp.sub("net");
+  writeFile(net + "/index.js", "module.exports = (req, res) => res.end('x')");
+  writeFile(net + "/nubo.json", R"({"permissions": {"network": true}})");
+  r = server.nubo({"deploy", net, "--app", "net"});
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  EXPECT_NE(r.err.find("permissions.network"), std::string::npos) << r.err;
+  std::string plain = tmp.sub("plain");
+  writeFile(plain + "/index.js", "module.exports = (req, res) => res.end('isolated')");
+  ASSERT_EQ(server.nubo({"deploy", plain, "--app", "plain"}).exit_code, 0);
+  EXPECT_EQ(server.get("/plain/").body, "isolated");
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

@@ -238,6 +238,12 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   }
   bool detect = builder.empty() && submit_build_ && can_detect_ && can_detect_();
   bool needs_build = !builder.empty() || detect;
+  if (limits_.refuse_host_network && (needs_build || m.permissions.network)) {
+    return FailedPrecondition(std::string(needs_build ? "this deployment needs a build" : "permissions.network") +
+                              ": builds and networked functions would share the host's network on this server, "
+                              "which --sandbox=strict does not allow; deploy built files without the network, or "
+                              "run the server with --sandbox=auto");
+  }
   if (needs_build && !submit_build_) {
     return Unimplemented("build: this server does not run builds; deploy the built files instead");
   }

@@ -57,6 +57,9 @@ struct CreateRequest {
 struct DeployLimits {
   uint64_t max_files = 100'000;
   uint64_t max_bytes = 2ull << 30;
+  // Builds and permissions.network functions share the host's network
+  // namespace on this server; under --sandbox=strict they are refused.
+  bool refuse_host_network = false;
 };
 
 struct TreeStats {

@@ -110,6 +110,14 @@ Status runServer(const ServerOptions& opts) {
     }
   }
 
+  if (opts.sandbox == "strict") {
+    spdlog::info("sandbox: strict: builds and permissions.network functions are refused (they would share the "
+                 "host's network namespace)");
+  } else if (opts.sandbox == "auto") {
+    spdlog::warn("sandbox: builds and permissions.network functions share the host's network namespace (they can "
+                 "reach its loopback services); --sandbox=strict refuses them");
+  }
+
   // The data plane: one io_context ("shard") per thread, with no strands.
   // Connections are dealt to the shards in turn, instances are spread over
   // them, and a request goes to an instance on its own shard when it can
@@ -162,7 +170,7 @@ Status runServer(const ServerOptions& opts) {
   api::Deployer deployer(
       *store, *blobs, clock, [&builds](const store::Deployment& d) { return builds->submit(d); },
       [&builders_dir] { return !build::operatorBuilders(builders_dir).empty(); },
-      api::DeployLimits{opts.max_deployment_files, opts.max_deployment_mb << 20});
+      api::DeployLimits{opts.max_deployment_files, opts.max_deployment_mb << 20, opts.sandbox == "strict"});
   builds = std::make_unique<build::BuildQueue>(
       *store, build_runner, build_logs,
       [&deployer](const store::Deployment& d, const std::string& tree) { return deployer.checkRunnable(d, tree); },
