@@ -53,6 +53,9 @@ int main(int argc, char** argv) {
   serve->add_option("--max-connections-per-client", serve_opts.max_connections_per_client,
                     "Connections one client address may hold, 0 for no limit (default 256; raise it behind a proxy)")
       ->check(CLI::Range(size_t{0}, size_t{1'000'000}));
+  serve->add_option("--gc-interval-h", serve_opts.gc_interval_h,
+                    "Remove blobs no deployment needs every N hours, 0 for only `nubo gc` (default 24)")
+      ->check(CLI::Range(0, 24 * 365));
   serve->add_option("--stems", serve_opts.stems, "Pre-started node instances for fast cold starts (default 2)")
       ->check(CLI::Range(0, 64));
   serve->add_option("--build-concurrency", serve_opts.build_concurrency, "Builds that run at once (default 2)")

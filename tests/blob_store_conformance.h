@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -129,6 +131,29 @@ TEST_P(BlobStoreConformance, PutFileStreamsAFileAndSaysWhetherItWasNew) {
   EXPECT_FALSE(stored);
   ::unlink(path.c_str());
   ::rmdir(dir);
+}
+
+TEST_P(BlobStoreConformance, ListTouchAndRemove) {
+  std::string a = "first", b = "second";
+  ASSERT_TRUE(store_->put(sha256Hex(a), a).ok());
+  ASSERT_TRUE(store_->put(sha256Hex(b), b).ok());
+  std::map<std::string, uint64_t> seen;
+  int64_t newest = 0;
+  ASSERT_TRUE(store_->list([&](const BlobStore::Listed& l) {
+                       seen[l.hash] = l.size;
+                       newest = std::max(newest, l.touched_ms);
+                       return true;
+                     }).ok());
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[sha256Hex(b)], b.size());
+  EXPECT_GT(newest, 1'600'000'000'000) << "touched_ms is wall-clock milliseconds";
+  EXPECT_TRUE(store_->touch(sha256Hex(a)).ok());
+  EXPECT_EQ(store_->touch(sha256Hex("absent")).code(), Code::kNotFound);
+  ASSERT_TRUE(store_->remove(sha256Hex(a)).ok());
+  EXPECT_FALSE(store_->has(sha256Hex(a)));
+  EXPECT_TRUE(store_->has(sha256Hex(b)));
+  EXPECT_TRUE(store_->remove(sha256Hex(a)).ok()) << "removing an absent blob is fine";
+  EXPECT_EQ(store_->remove("../x").code(), Code::kInvalidArgument);
 }
 
 }  // namespace nubo::blob

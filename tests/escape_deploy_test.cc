@@ -87,5 +87,48 @@ TEST_F(EscapeDeployTest, AnAppCannotSeeWhetherAnotherHasTheSameFile) {
   EXPECT_EQ(server_->get("/first/").body, "2");
 }
 
+// Blobs no deployment needs are collected; what a deploy in progress has
+// uploaded or was told is stored is kept for the grace period, and nothing
+// a deployment needs ever goes.
+TEST(BlobGcTest, UnneededBlobsGoAndEverythingADeploymentNeedsStays) {
+  TempDir tmp;
+  NuboServer server(tmp);
+  auto blobPath = [&](const std::string& bytes) {
+    std::string h = sha256Hex(bytes);
+    return server.dataDir() + "/blobs/" + h.substr(0, 2) + "/" + h;
+  };
+  std::string old_dir = tmp.sub("old"), keep_dir = tmp.sub("keep");
+  writeFile(old_dir + "/index.html", "only the old app has this\n");
+  writeFile(keep_dir + "/index.html", "this one stays\n");
+  writeFile(keep_dir + "/shared.txt", "both apps have this\n");
+  writeFile(old_dir + "/shared.txt", "both apps have this\n");
+  server.deploy(old_dir, {"--app", "old"});
+  server.deploy(keep_dir, {"--app", "keep"});
+  std::string pending = "uploaded by a deploy still in progress\n";
+  ASSERT_EQ(server.control("PUT", "/v1/blobs/" + sha256Hex(pending), pending).status, 201);
+  ASSERT_EQ(server.nubo({"apps", "rm", "old"}).exit_code, 0);
+
+  // Within the grace period nothing unneeded goes.
+  auto r = server.nubo({"gc", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ((*parseJson(r.out, "gc"))["removed"], 0) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(blobPath(pending)));
+
+  r = server.nubo({"gc", "--grace-s", "0", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto report = parseJson(r.out, "gc");
+  ASSERT_TRUE(report.ok()) << r.out;
+  EXPECT_EQ((*report)["removed"], 3) << r.out;  // the old app's page and root tree, and the pending upload
+  EXPECT_FALSE(std::filesystem::exists(blobPath("only the old app has this\n")));
+  EXPECT_FALSE(std::filesystem::exists(blobPath(pending)));
+  EXPECT_TRUE(std::filesystem::exists(blobPath("both apps have this\n")));
+  EXPECT_EQ(server.get("/keep/").body, "this one stays\n");
+  EXPECT_EQ(server.get("/keep/shared.txt").body, "both apps have this\n");
+  // The old app deploys again: what went is uploaded again.
+  Json again = server.deploy(old_dir, {"--app", "old"});
+  EXPECT_GE(again["uploaded_files"].get<int>(), 1) << again.dump();
+  EXPECT_EQ(server.get("/old/").body, "only the old app has this\n");
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

@@ -363,6 +363,23 @@ Result<Response> ControlApi::dispatch(const http::Request& req, const std::strin
     RETURN_IF_ERROR(s);
     return jsonResponse(201, {{"hash", hash}, {"size", req.body.size()}});
   }
+  // POST /v1/gc {"grace_s": 3600}
+  if (n == 1 && parts[0] == "gc") {
+    if (m != "POST") return methodNotAllowed(req);
+    ASSIGN_OR_RETURN(Json body, jsonBody(req));
+    int64_t grace_s = 3600;
+    if (body.contains("grace_s")) {
+      if (!body["grace_s"].is_number_integer() || body["grace_s"].get<int64_t>() < 0) {
+        return InvalidArgument("field \"grace_s\" must be a whole number of seconds, 0 or more");
+      }
+      grace_s = std::min<int64_t>(body["grace_s"].get<int64_t>(), int64_t{30} * 86400);
+    }
+    ASSIGN_OR_RETURN(GcReport g, deployer_.collectGarbage(grace_s * 1000));
+    spdlog::info("gc ({}): removed {} of {} blobs ({} of {} bytes)", actor, g.removed, g.blobs, g.removed_bytes,
+                 g.bytes);
+    return jsonResponse(200, {{"blobs", g.blobs}, {"bytes", g.bytes}, {"removed", g.removed},
+                              {"removed_bytes", g.removed_bytes}, {"live", g.live}});
+  }
   // GET /v1/instances[?app=APP]
   if (n == 1 && parts[0] == "instances") {
     if (m != "GET") return methodNotAllowed(req);

@@ -35,12 +35,14 @@ Result<NegotiateResult> Deployer::negotiate(const std::vector<std::string>& tree
   }
   RETURN_IF_ERROR(checkHashes(trees, "trees"));
   RETURN_IF_ERROR(checkHashes(files, "files"));
+  // What is stored is touched: the deploy about to use it is inside the
+  // collector's grace period.
   NegotiateResult r;
   for (const auto& h : trees) {
-    if (!blobs_.has(h)) r.missing_trees.push_back(h);
+    if (!blobs_.touch(h).ok()) r.missing_trees.push_back(h);
   }
   for (const auto& h : files) {
-    if (!blobs_.has(h)) r.missing_files.push_back(h);
+    if (!blobs_.touch(h).ok()) r.missing_files.push_back(h);
   }
   return r;
 }
@@ -218,6 +220,7 @@ Result<bool> Deployer::needsNodeBuild(const std::string& root, const manifest::M
 }
 
 Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
+  std::lock_guard create_lock(create_mu_);
   RETURN_IF_ERROR(validateAppName(req.app, "app"));
   if (req.promote) RETURN_IF_ERROR(validateAliasName(req.alias, "alias"));
   if (!isSha256Hex(req.root)) return InvalidArgument("root must be the SHA-256 hex digest of the root tree");
@@ -289,6 +292,70 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
     }
   }
   return d;
+}
+
+Status Deployer::markTree(const std::string& tree, std::unordered_set<std::string>& live, int depth) {
+  if (depth > 256) return Internal("tree " + tree + " is nested deeper than 256 directories");
+  if (!live.insert(tree).second) return Status::Ok();
+  auto bytes = blobs_.get(tree);
+  if (!bytes.ok()) {
+    // A deployment whose tree is gone already: nothing below it to keep.
+    if (bytes.status().code() == Code::kNotFound) return Status::Ok();
+    return bytes.status();
+  }
+  ASSIGN_OR_RETURN(blob::Tree t, blob::decodeTree(*bytes));
+  for (const auto& e : t.entries) {
+    if (e.isDir()) {
+      RETURN_IF_ERROR(markTree(e.hash, live, depth + 1));
+    } else {
+      live.insert(e.hash);
+    }
+  }
+  return Status::Ok();
+}
+
+Status Deployer::markDeployments(std::unordered_set<std::string>& live, std::unordered_set<std::string>& seen) {
+  ASSIGN_OR_RETURN(auto apps, store_.listApps());
+  for (const auto& app : apps) {
+    auto ds = store_.listDeployments(app.name, 0);
+    if (!ds.ok()) {
+      if (ds.status().code() == Code::kNotFound) continue;  // removed meanwhile
+      return ds.status();
+    }
+    for (const auto& d : *ds) {
+      if (!seen.insert(d.id).second) continue;
+      RETURN_IF_ERROR(markTree(d.root_tree, live));
+      if (!d.output_tree.empty()) RETURN_IF_ERROR(markTree(d.output_tree, live));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<GcReport> Deployer::collectGarbage(int64_t grace_ms) {
+  int64_t started = clock_.nowMillis();
+  std::unordered_set<std::string> live, seen;
+  RETURN_IF_ERROR(markDeployments(live, seen));
+  GcReport report;
+  std::vector<blob::BlobStore::Listed> unneeded;
+  RETURN_IF_ERROR(blobs_.list([&](const blob::BlobStore::Listed& b) {
+    report.blobs++;
+    report.bytes += b.size;
+    if (!live.count(b.hash) && b.touched_ms < started - grace_ms) unneeded.push_back(b);
+    return true;
+  }));
+  std::lock_guard create_lock(create_mu_);
+  // Deployments made since the first look keep what they need too.
+  RETURN_IF_ERROR(markDeployments(live, seen));
+  for (const auto& b : unneeded) {
+    if (live.count(b.hash)) continue;
+    RETURN_IF_ERROR(blobs_.remove(b.hash));
+    report.removed++;
+    report.removed_bytes += b.size;
+  }
+  report.live = live.size();
+  std::lock_guard lock(mu_);
+  verified_.clear();  // a verified tree may have lost a child
+  return report;
 }
 
 }  // namespace nubo::api

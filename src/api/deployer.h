@@ -17,6 +17,7 @@
 //                      deployment handed to the build queue; its alias
 //                      moves when the build makes it READY
 //   checkRunnable()    whether a build's output can run (the entry is in it)
+//   collectGarbage()   remove the blobs no deployment needs
 //
 // Thread-safe. Errors: kInvalidArgument (bad names, hashes, manifests),
 // kFailedPrecondition (objects not uploaded yet), kNotFound,
@@ -28,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "blob/blob_store.h"
@@ -62,6 +64,13 @@ struct DeployLimits {
   bool refuse_host_network = false;
 };
 
+// What a garbage collection found and removed.
+struct GcReport {
+  uint64_t blobs = 0, bytes = 0;          // stored before
+  uint64_t removed = 0, removed_bytes = 0;
+  uint64_t live = 0;                      // blobs some deployment needs
+};
+
 struct TreeStats {
   uint64_t files = 0;
   uint64_t bytes = 0;
@@ -90,6 +99,13 @@ class Deployer {
   Result<store::Deployment> createDeployment(const CreateRequest& req);
   Status checkRunnable(const store::Deployment& d, const std::string& output_tree);
 
+  // Removes the blobs no deployment needs (every tree and file below each
+  // deployment's source and output) that nobody stored or was told are
+  // stored for `grace_ms`: an upload in progress, or a deploy that found its
+  // files stored, keeps what it needs. Deployments are not created while the
+  // blobs are removed, so none is committed with a file that then goes.
+  Result<GcReport> collectGarbage(int64_t grace_ms);
+
   // Every file below `root` is stored with its listed size.
   Result<TreeStats> verifyTree(const std::string& root, int depth = 0);
 
@@ -113,6 +129,13 @@ class Deployer {
   CanDetect can_detect_;
   DeployLimits limits_;
 
+  // Marks `tree` and everything below it in `live` (trees already in it are
+  // not walked again).
+  Status markTree(const std::string& tree, std::unordered_set<std::string>& live, int depth = 0);
+  // Marks the trees of every deployment (of those not in `seen`).
+  Status markDeployments(std::unordered_set<std::string>& live, std::unordered_set<std::string>& seen);
+
+  std::mutex create_mu_;  // held while a deployment is created, and while blobs are collected
   std::mutex mu_;
   std::unordered_map<std::string, TreeStats> verified_;  // guarded by mu_; tree hash -> stats
 };

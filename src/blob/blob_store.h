@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -72,6 +73,20 @@ class BlobStore {
   // exists (a remote store fetches it into its local cache first). Used to
   // hard-link deployment files for instances. kNotFound when absent.
   virtual Result<std::string> localPath(std::string_view hash) = 0;
+
+  // For garbage collection (blob/collector.h):
+  struct Listed {
+    std::string hash;
+    uint64_t size = 0;
+    int64_t touched_ms = 0;  // when it was stored or last touch()ed (wall clock)
+  };
+  // Every blob, in no order; `each` returns false to stop.
+  virtual Status list(const std::function<bool(const Listed&)>& each) = 0;
+  // Marks a blob as just wanted (a client was told it is stored).
+  virtual Status touch(std::string_view hash) = 0;
+  // Deletes a blob (an open BlobFile or a hard link to it stays readable).
+  // Removing an absent blob is not an error.
+  virtual Status remove(std::string_view hash) = 0;
 };
 
 // Stores the file at `path` without holding it in memory: hashed first, and

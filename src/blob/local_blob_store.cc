@@ -175,4 +175,40 @@ Result<std::string> LocalBlobStore::localPath(std::string_view hash) {
   return pathFor(hash);
 }
 
+Status LocalBlobStore::list(const std::function<bool(const Listed&)>& each) {
+  ASSIGN_OR_RETURN(std::vector<std::string> shards, listDir(root_));
+  for (const auto& shard : shards) {
+    if (shard.size() != 2) continue;  // tmp/ and anything else that is not a shard
+    std::string dir = root_ + "/" + shard;
+    auto names = listDir(dir);
+    if (!names.ok()) continue;
+    for (const auto& name : *names) {
+      if (!isSha256Hex(name) || name.compare(0, 2, shard) != 0) continue;
+      struct stat st {};
+      if (::stat((dir + "/" + name).c_str(), &st) != 0) continue;  // removed meanwhile
+      Listed l;
+      l.hash = name;
+      l.size = static_cast<uint64_t>(st.st_size);
+      l.touched_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+      if (!each(l)) return Status::Ok();
+    }
+  }
+  return Status::Ok();
+}
+
+Status LocalBlobStore::touch(std::string_view hash) {
+  RETURN_IF_ERROR(checkName(hash));
+  if (::utimensat(AT_FDCWD, pathFor(hash).c_str(), nullptr, 0) != 0) {
+    if (errno == ENOENT) return NotFound("blob " + std::string(hash) + " not found");
+    return ErrnoStatus("touch blob", errno);
+  }
+  return Status::Ok();
+}
+
+Status LocalBlobStore::remove(std::string_view hash) {
+  RETURN_IF_ERROR(checkName(hash));
+  if (::unlink(pathFor(hash).c_str()) != 0 && errno != ENOENT) return ErrnoStatus("remove blob", errno);
+  return Status::Ok();
+}
+
 }  // namespace nubo::blob

@@ -23,6 +23,9 @@ class LocalBlobStore final : public BlobStore {
   Result<BlobFile> open(std::string_view hash) override;
   Result<uint64_t> size(std::string_view hash) override;
   Result<std::string> localPath(std::string_view hash) override;
+  Status list(const std::function<bool(const Listed&)>& each) override;
+  Status touch(std::string_view hash) override;
+  Status remove(std::string_view hash) override;
 
   // Where the blob lives (whether or not it exists).
   std::string pathFor(std::string_view hash) const;

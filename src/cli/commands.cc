@@ -590,6 +590,27 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   // ps [APP]
   auto ps_app = std::make_shared<std::string>();
   auto ps_json = std::make_shared<bool>(false);
+  // gc: remove the blobs no deployment needs
+  auto gc_json = std::make_shared<bool>(false);
+  auto gc_grace = std::make_shared<int64_t>(3600);
+  auto* gc = app.add_subcommand("gc", "Remove stored files and trees that no deployment needs");
+  gc->add_option("--grace-s", *gc_grace,
+                 "Keep what was uploaded or found stored this recently, for deploys in progress (default 3600)")
+      ->check(CLI::Range(int64_t{0}, int64_t{30} * 86400));
+  gc->add_flag("--json", *gc_json, "Print the report as JSON");
+  gc->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      Json req = {{"grace_s", *gc_grace}};
+      ASSIGN_OR_RETURN(Json r, c.call("POST", "/v1/gc", &req));
+      if (*gc_json) return printJson(r), Status::Ok();
+      std::printf("Removed %s in %s blobs; %s in %s blobs remain\n",
+                  humanBytes(r.value("removed_bytes", uint64_t{0})).c_str(), str(r, "removed").c_str(),
+                  humanBytes(r.value("bytes", uint64_t{0}) - r.value("removed_bytes", uint64_t{0})).c_str(),
+                  std::to_string(r.value("blobs", uint64_t{0}) - r.value("removed", uint64_t{0})).c_str());
+      return Status::Ok();
+    });
+  });
+
   auto* ps = app.add_subcommand("ps", "List running function instances");
   ps->add_option("app", *ps_app, "Only this app's instances");
   ps->add_flag("--json", *ps_json, "Print a JSON array");

@@ -227,6 +227,25 @@ Status runServer(const ServerOptions& opts) {
   spdlog::info("nubo serving apps on {} (http://<app>.{}:{}/) and the control API on {}; data in {}", data_url,
                opts.base_domain, urls.port, control_url, data_dir);
 
+  // Blobs no deployment needs go now and then (an hour's grace for deploys
+  // in progress), on a control-plane thread.
+  asio::steady_timer gc_timer(control_ioc);
+  std::function<void()> schedule_gc = [&] {
+    if (opts.gc_interval_h <= 0) return;
+    gc_timer.expires_after(std::chrono::hours(opts.gc_interval_h));
+    gc_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      auto g = deployer.collectGarbage(3600 * 1000);
+      if (g.ok()) {
+        spdlog::info("gc: removed {} of {} blobs ({} of {} bytes)", g->removed, g->blobs, g->removed_bytes, g->bytes);
+      } else {
+        spdlog::warn("gc: {}", g.status().message());
+      }
+      schedule_gc();
+    });
+  };
+  schedule_gc();
+
   // Shutdown: on the first signal drain both servers; when both are idle, or
   // the grace period ends, stop. A second signal stops at once.
   asio::signal_set signals(control_ioc, SIGINT, SIGTERM);
@@ -238,6 +257,7 @@ Status runServer(const ServerOptions& opts) {
     functions->shutdown();
     data_server.closeAll();
     control_server.closeAll();
+    gc_timer.cancel();
     data_ioc.stop();
     for (auto& sh : more_shards) sh->stop();
     control_ioc.stop();

@@ -28,6 +28,7 @@ struct ServerOptions {
   uint64_t max_deployment_mb = 2048;          // bytes one deployment may hold (as expanded)                // largest request body a function may receive (streamed)
   size_t max_connections = 10'000;            // open client connections on each plane
   size_t max_connections_per_client = 256;    // from one address (0: no limit)
+  int gc_interval_h = 24;                     // blob garbage collection (0: only `nubo gc`)
   int stems = 2;                              // pre-started generic node instances
   std::chrono::milliseconds wait_until{30'000};  // ctx.waitUntil() work after a function's last response
   int build_concurrency = 2;                  // builds at once
