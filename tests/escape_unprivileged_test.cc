@@ -3,30 +3,21 @@
 // cgroups, their limits come from rlimits and tmpfs options instead.
 #include <gtest/gtest.h>
 
-#include <sstream>
-
+#include "escape_attempts.h"
 #include "integration_util.h"
 
 namespace nubo::testing_util {
 namespace {
 
-class EscapeUnprivilegedTest : public testing::Test {
+class EscapeUnprivilegedTest : public SharedServerTest {
  protected:
   static void SetUpTestSuite() {
     tmp_ = new TempDir();
     server_ = new NuboServer(*tmp_, {}, "data", /*unprivileged=*/true);
   }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete tmp_;
+  DeployFn deployer() {
+    return [this](const std::string& app, const auto& files) { return deployApp(app, files); };
   }
-  Json deployApp(const std::string& name, const std::map<std::string, std::string>& files) {
-    std::string dir = tmp_->sub("apps/" + name);
-    for (const auto& [path, content] : files) writeFile(dir + "/" + path, content);
-    return server_->deploy(dir, {"--app", name});
-  }
-  static inline TempDir* tmp_ = nullptr;
-  static inline NuboServer* server_ = nullptr;
 };
 
 TEST_F(EscapeUnprivilegedTest, TheServerRunsUnprivilegedAndSaysWhatIsMissing) {
@@ -41,34 +32,7 @@ TEST_F(EscapeUnprivilegedTest, TheServerRunsUnprivilegedAndSaysWhatIsMissing) {
 
 // Without cgroups a fork bomb once reached 1,500 processes, starving the
 // server, which shares the uid.
-TEST_F(EscapeUnprivilegedTest, AForkBombIsContained) {
-  std::string dir = tmp_->sub("apps/bomb");
-  std::filesystem::create_directories(dir);
-  std::filesystem::copy_file("/bin/sleep", dir + "/sleep", std::filesystem::copy_options::overwrite_existing);
-  ::chmod((dir + "/sleep").c_str(), 0755);
-  deployApp("bomb", {{"index.js", R"(import { spawn } from 'node:child_process';
-    export default { async fetch() {
-      let started = 0, failed = 0;
-      const kids = [];
-      for (let i = 0; i < 600; i++) {
-        const k = spawn('/app/sleep', ['30'], { stdio: 'ignore' });
-        await new Promise((resolve) => { k.once('spawn', () => { started++; resolve(); }); k.once('error', () => { failed++; resolve(); }); });
-        kids.push(k);
-      }
-      for (const k of kids) k.kill('SIGKILL');
-      return Response.json({ started, failed });
-    } })"}, {"nubo.json", R"({"limits": {"timeout_ms": 60000}})"}});
-  auto r = server_->get("/bomb/");
-  if (r.status == 200) {
-    auto j = parseJson(r.body, "bomb");
-    ASSERT_TRUE(j.ok()) << r.body;
-    EXPECT_LT((*j)["started"].get<int>(), 300) << r.body;
-    EXPECT_GT((*j)["failed"].get<int>(), 0) << r.body;
-  } else {
-    EXPECT_GE(r.status, 500);
-  }
-  EXPECT_EQ(server_->get("/_nubo/healthz").status, 200);
-}
+TEST_F(EscapeUnprivilegedTest, AForkBombIsContained) { tryForkBomb(*server_, tmp_->sub("apps/bomb"), deployer()); }
 
 // 700 MB was once touched under a 256 MB limit.
 TEST_F(EscapeUnprivilegedTest, MemoryStaysNearTheLimit) {
@@ -87,28 +51,8 @@ TEST_F(EscapeUnprivilegedTest, MemoryStaysNearTheLimit) {
 }
 
 // In a user namespace the instance is root of its own files: /dev must
-// still be read-only, and /tmp bounded in inodes (1.5 M empty files once
-// pinned 1.24 GB of kernel memory).
-TEST_F(EscapeUnprivilegedTest, DevIsReadOnlyAndTmpHasFewInodes) {
-  deployApp("filler", {{"index.js", R"(const fs = require('fs');
-    module.exports = (req, res) => {
-      let dev = 'written';
-      try { fs.writeFileSync('/dev/planted', 'x'); } catch (e) { dev = e.code; }
-      let made = 0, why = 'none';
-      for (; made < 200000; made++) {
-        try { fs.writeFileSync('/tmp/f' + made, ''); } catch (e) { why = e.code; break; }
-      }
-      res.end(dev + ' ' + why + ' ' + made);
-    })"}});
-  std::string got = server_->get("/filler/").body;
-  std::istringstream in(got);
-  std::string dev, why;
-  int made = 0;
-  in >> dev >> why >> made;
-  EXPECT_TRUE(dev == "EROFS" || dev == "EACCES") << got;
-  EXPECT_EQ(why, "ENOSPC") << got;
-  EXPECT_LE(made, 4096) << got;
-}
+// still be read-only, and /tmp bounded in inodes.
+TEST_F(EscapeUnprivilegedTest, DevIsReadOnlyAndTmpHasFewInodes) { tryFillingDevAndTmp(*server_, deployer()); }
 
 TEST_F(EscapeUnprivilegedTest, TheDataDirectoryAndTokensAreInvisible) {
   deployApp("snoop", {{"index.js", R"(const fs = require('fs');
