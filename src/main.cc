@@ -73,6 +73,10 @@ int main(int argc, char** argv) {
   serve->add_option("--build-max-output-mb", serve_opts.build_max_output_mb,
                     "A build whose output has more bytes fails (default 1024)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1'048'576}));
+  serve->add_option("--build-max-disk-mb", serve_opts.build_max_disk_mb,
+                    "Disk a build may fill in its output, scratch and cache folders; over it the build stops "
+                    "(default 4096)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1'048'576}));
   serve->add_option("--sandbox", serve_opts.sandbox,
                     "Instance isolation: auto (every layer the kernel allows, default), strict (all or refuse), off")
       ->check(CLI::IsMember({"auto", "strict", "off"}));

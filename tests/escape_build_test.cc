@@ -47,6 +47,25 @@ TEST(EscapeBuildTest, AHugeOutputFileFailsTheBuildAndTheServerStaysUp) {
   EXPECT_FALSE(std::filesystem::exists(server.dataDir() + "/builds/" + id));
 }
 
+// A build once could fill the disk through its folders: they are bounded,
+// whether it writes and keeps running or writes quickly and exits.
+TEST(EscapeBuildTest, ABuildFillingItsFoldersIsStopped) {
+  TempDir tmp;
+  NuboServer server(tmp, {"--build-max-disk-mb", "16"});
+  for (std::string command : {"mkdir -p o && head -c 40000000 /dev/zero > $NUBO_WORK/fill && sleep 600",
+                              "mkdir -p o && head -c 40000000 /dev/zero > o/fill"}) {
+    std::string dir = tmp.sub("filler" + std::to_string(command.size()));
+    writeFile(dir + "/nubo.json", R"({"runtime": "static", "build": {"command": ")" + command + R"(", "output": "o"}})");
+    auto start = std::chrono::steady_clock::now();
+    auto r = server.nubo({"deploy", dir, "--app", "filler"});
+    EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.err.find("more than 16 MB to its output, scratch and cache folders"), std::string::npos) << r.err;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+  }
+  EXPECT_FALSE(std::filesystem::exists(server.dataDir() + "/builds") &&
+               !std::filesystem::is_empty(server.dataDir() + "/builds"));
+}
+
 // A build that keeps getting interrupted (it crashes the server, say) is
 // not started again forever: after three starts it is FAILED. The CLI that
 // lost the server mid-build said what would happen.

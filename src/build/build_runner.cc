@@ -26,6 +26,7 @@ using Clock = std::chrono::steady_clock;
 constexpr uid_t kSandboxUser = 65534;       // the sandbox's unprivileged user, when nubo runs as root
 constexpr size_t kMaxLine = 16 * 1024;      // a longer line is cut
 constexpr auto kDrainAfterExit = std::chrono::milliseconds(1000);
+constexpr auto kDiskCheckEvery = std::chrono::milliseconds(1000);
 
 
 // A folder the builder (the sandbox's user) may write.
@@ -43,6 +44,22 @@ bool isBuilderName(std::string_view s) {
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) return false;
   }
   return true;
+}
+
+// Disk blocks the files below `dirs` take (links not followed; a sparse
+// file counts what it uses, not its length).
+uint64_t diskUse(const std::vector<std::string>& dirs) {
+  uint64_t total = 0;
+  for (const auto& dir : dirs) {
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(
+             dir, std::filesystem::directory_options::skip_permission_denied, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      struct stat st {};
+      if (::lstat(it->path().c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_blocks) * 512;
+    }
+  }
+  return total;
 }
 
 void removeTree(const std::string& dir) {
@@ -83,7 +100,8 @@ BuildRunner::BuildRunner(runtime::Launcher& launcher, blob::BlobStore& blobs, ru
                          runtime::Cgroups* cgroups, BuildOptions options)
     : launcher_(launcher), blobs_(blobs), code_(code), cgroups_(cgroups), opts_(std::move(options)) {}
 
-Result<int> BuildRunner::runProcess(const std::string& id, const runtime::LaunchSpec& base, const BuildLog& log) {
+Result<int> BuildRunner::runProcess(const std::string& id, const runtime::LaunchSpec& base, const BuildLog& log,
+                                    const std::vector<std::string>& folders) {
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
   UniqueFd out_r(out[0]), out_w(out[1]);
@@ -114,16 +132,28 @@ Result<int> BuildRunner::runProcess(const std::string& id, const runtime::Launch
 
   LineSplitter out_lines("stdout", log), err_lines("stderr", log);
   auto deadline = Clock::now() + opts_.timeout;
-  bool exited = false, timed_out = false;
+  auto next_disk_check = Clock::now() + kDiskCheckEvery;
+  bool exited = false, timed_out = false, over_disk = false;
   Clock::time_point drain_until{};
   std::array<char, 16 * 1024> buf;
   for (;;) {
     std::array<pollfd, 3> fds{{{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}, {proc.pidfd.get(), POLLIN, 0}}};
     bool pipes_open = out_r.get() >= 0 || err_r.get() >= 0;
     if (exited && (!pipes_open || Clock::now() >= drain_until)) break;
-    auto until = exited ? drain_until : deadline;
+    if (!exited && Clock::now() >= next_disk_check) {
+      next_disk_check = Clock::now() + kDiskCheckEvery;
+      if (diskUse(folders) > opts_.max_disk_bytes) {
+        ::kill(-proc.pid, SIGKILL);
+        ::kill(proc.pid, SIGKILL);
+        over_disk = true;
+        exited = true;
+        drain_until = Clock::now() + kDrainAfterExit;
+        continue;
+      }
+    }
+    auto until = exited ? drain_until : std::min(deadline, next_disk_check);
     auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
-    if (!exited && wait_ms <= 0) {
+    if (!exited && Clock::now() >= deadline) {
       // Over the time limit: the builder and everything it started go (its
       // process group; in the sandbox also its pid namespace).
       ::kill(-proc.pid, SIGKILL);
@@ -154,11 +184,18 @@ Result<int> BuildRunner::runProcess(const std::string& id, const runtime::Launch
   }
   out_lines.finish();
   err_lines.finish();
+  // What a quick build wrote between two checks counts too.
+  if (!over_disk && !timed_out && diskUse(folders) > opts_.max_disk_bytes) over_disk = true;
   int status = 0;
   while (::waitpid(proc.pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (cancelled_) return Unavailable("the server is shutting down; the build starts over when it is back");
   if (isCancelled(id)) return NotFound("the build was stopped: its app was removed");
+  if (over_disk) {
+    return ResourceExhausted("the build wrote more than " + std::to_string(opts_.max_disk_bytes >> 20) +
+                             " MB to its output, scratch and cache folders and was stopped (a server operator "
+                             "sets the limit with --build-max-disk-mb)");
+  }
   if (timed_out) {
     return DeadlineExceeded("the build ran longer than " + std::to_string(opts_.timeout.count() / 1000) +
                             " s and was stopped");
@@ -293,7 +330,7 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
     // yes (the built-in ones were considered when the deployment was made).
     for (const auto& name : operatorBuilders(opts_.builders_dir)) {
       spec.argv = {useBuilder(name) + "/detect", src_in};
-      Result<int> said = runProcess(job.id, spec, log);
+      Result<int> said = runProcess(job.id, spec, log, {out, scratch, cache});
       if (cgroups_ && cgroups_->available()) cgroups_->remove(instance);
       if (!said.ok()) return said.status();
       if (*said == 0) {
@@ -311,7 +348,7 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
   }
   spec.argv = {useBuilder(chosen) + "/build", src_in, out_in, cache_in};
   note("building with the " + chosen + " builder");
-  Result<int> exit_code = runProcess(job.id, spec, log);
+  Result<int> exit_code = runProcess(job.id, spec, log, {out, scratch, cache});
   bool oom = cgroups_ && cgroups_->available() && cgroups_->oomKilled(instance);
   if (cgroups_ && cgroups_->available()) cgroups_->remove(instance);
   if (!exit_code.ok()) {

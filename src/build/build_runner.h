@@ -41,6 +41,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "blob/blob_store.h"
 #include "common/status.h"
@@ -61,6 +62,9 @@ struct BuildOptions {
   int tmp_mb = 256;
   uint64_t max_output_files = 100'000;
   uint64_t max_output_bytes = 1ull << 30;
+  // Disk a build may fill in its output, scratch and cache folders (checked
+  // every second while it runs; over it the build is stopped).
+  uint64_t max_disk_bytes = 4ull << 30;
 };
 
 struct BuildJob {
@@ -109,7 +113,9 @@ class BuildRunner {
  private:
   // Runs the builder process for build `id`; its exit status, or
   // kDeadlineExceeded, kUnavailable (shutting down), kNotFound (cancelled).
-  Result<int> runProcess(const std::string& id, const runtime::LaunchSpec& spec, const BuildLog& log);
+  // `folders`: the writable folders whose disk use is bounded.
+  Result<int> runProcess(const std::string& id, const runtime::LaunchSpec& spec, const BuildLog& log,
+                         const std::vector<std::string>& folders);
   bool isCancelled(const std::string& id);
 
   runtime::Launcher& launcher_;

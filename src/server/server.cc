@@ -165,6 +165,7 @@ Status runServer(const ServerOptions& opts) {
   bopts.timeout = opts.build_timeout;
   bopts.max_output_files = opts.build_max_output_files;
   bopts.max_output_bytes = opts.build_max_output_mb << 20;
+  bopts.max_disk_bytes = opts.build_max_disk_mb << 20;
   build::BuildRunner build_runner(*launcher, *blobs, *code, instance_cgroups, bopts);
   std::unique_ptr<build::BuildQueue> builds;
   api::Deployer deployer(

@@ -35,6 +35,7 @@ struct ServerOptions {
   std::chrono::milliseconds build_timeout{10 * 60 * 1000};
   uint64_t build_max_output_files = 100'000;  // files a build's output may hold
   uint64_t build_max_output_mb = 1024;        // bytes a build's output may hold
+  uint64_t build_max_disk_mb = 4096;          // disk a build may fill in its output, scratch and cache folders
   std::string sandbox = "auto";               // auto: every layer the kernel allows; strict: all or refuse; off
   bool write_client_config = true;            // write ~/.config/nubo/config.json if absent
 };
