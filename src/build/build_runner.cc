@@ -135,6 +135,15 @@ Result<int> BuildRunner::runProcess(const std::string& id, const runtime::Launch
   auto next_disk_check = Clock::now() + kDiskCheckEvery;
   bool exited = false, timed_out = false, over_disk = false;
   Clock::time_point drain_until{};
+  // Over a limit: the builder and everything it started go (its process
+  // group; in the sandbox also its pid namespace), and `why` says which.
+  auto stop = [&](bool& why) {
+    ::kill(-proc.pid, SIGKILL);
+    ::kill(proc.pid, SIGKILL);
+    why = true;
+    exited = true;
+    drain_until = Clock::now() + kDrainAfterExit;
+  };
   std::array<char, 16 * 1024> buf;
   for (;;) {
     std::array<pollfd, 3> fds{{{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}, {proc.pidfd.get(), POLLIN, 0}}};
@@ -143,26 +152,16 @@ Result<int> BuildRunner::runProcess(const std::string& id, const runtime::Launch
     if (!exited && Clock::now() >= next_disk_check) {
       next_disk_check = Clock::now() + kDiskCheckEvery;
       if (diskUse(folders) > opts_.max_disk_bytes) {
-        ::kill(-proc.pid, SIGKILL);
-        ::kill(proc.pid, SIGKILL);
-        over_disk = true;
-        exited = true;
-        drain_until = Clock::now() + kDrainAfterExit;
+        stop(over_disk);
         continue;
       }
     }
-    auto until = exited ? drain_until : std::min(deadline, next_disk_check);
-    auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
     if (!exited && Clock::now() >= deadline) {
-      // Over the time limit: the builder and everything it started go (its
-      // process group; in the sandbox also its pid namespace).
-      ::kill(-proc.pid, SIGKILL);
-      ::kill(proc.pid, SIGKILL);
-      timed_out = true;
-      exited = true;
-      drain_until = Clock::now() + kDrainAfterExit;
+      stop(timed_out);
       continue;
     }
+    auto until = exited ? drain_until : std::min(deadline, next_disk_check);
+    auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
     int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<long long>(0, wait_ms)));
     if (n < 0 && errno != EINTR) return ErrnoStatus("poll", errno);
     for (int i = 0; i < 2; ++i) {
