@@ -4,6 +4,7 @@
 // success; a 500 (a broken invariant) or a crash is a finding.
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -56,6 +57,12 @@ struct World {
     cr.root = root;
     cr.actor = "fuzz";
     deployment = std::move(deployer->createDeployment(cr)).value().id;
+  }
+  ~World() {
+    api.reset();
+    store.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);  // the fuzzer exits through exit(): this runs
   }
   SystemClock clock;
   std::string dir, root, deployment;
