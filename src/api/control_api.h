@@ -40,7 +40,8 @@ class ControlApi final : public http::Handler {
              runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs,
              AppRemoved app_removed = nullptr);
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
-  // Authenticates from the head, before any body is read; JSON bodies get
+  // Authenticates from the head, before any body is read (handle() checks
+  // the token of every request, with a body or not); JSON bodies get
   // kMaxJsonBody, tree objects kMaxTreeBody, and only file blobs the
   // server's upload limit (streamed to a temp file in the blob store).
   http::BodyPlan planBody(const http::Request& head) override;

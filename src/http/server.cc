@@ -610,45 +610,39 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
     bool got_some = head_parser.got_some();
     bool keep_alive = !ec && head_parser.keep_alive();
 
-    // The handler plans the body from the head: refused at once (nothing
-    // of it is read), or its limit and whether it streams.
+    // A head that is ambiguous is refused; one with a body is planned by the
+    // handler from the head: refused at once (nothing of it is read), or its
+    // limit and whether it streams. A request without a body costs nothing
+    // more.
     BodyPlan plan;
     if (!ec) {
       if (std::string problem = headProblem(head_parser.get()); !problem.empty()) {
-        Response r = Response::text(400, "bad request: " + problem + "\n");
-        r.header("connection", "close");
-        c->arm(limits_.write_timeout);
-        co_await writeResponse(c->socket, r, false, 11, ec);
-        c->disarm();
-        lingering = !ec;
-        break;
-      }
-      Request head;
-      describe(head_parser.get(), *c, head);
-      try {
-        plan = handler_.planBody(head);
-      } catch (const std::exception& e) {
-        spdlog::error("{}: planning the body of {} {} failed: {}", name_, std::string(head.method),
-                      std::string(head.target), e.what());
-        plan.answer = Response::error(Internal("the server failed while handling this request; see the server log"));
+        plan.answer = Response::text(400, "bad request: " + problem + "\n");
+      } else if (!head_parser.is_done()) {
+        Request head;
+        describe(head_parser.get(), *c, head);
+        try {
+          plan = handler_.planBody(head);
+        } catch (const std::exception& e) {
+          spdlog::error("{}: planning the body of {} {} failed: {}", name_, std::string(head.method),
+                        std::string(head.target), e.what());
+          plan.answer = Response::error(Internal("the server failed while handling this request; see the server log"));
+        }
       }
     }
-    uint64_t body_limit = plan.limit ? plan.limit : limits_.body_bytes;
     if (plan.answer) {
-      bool body_follows = !head_parser.is_done();
+      // The unread body (or a body framed ambiguously) cannot be told from a
+      // next request: close after the answer.
       Response& r = *plan.answer;
-      if (body_follows) r.header("connection", "close");
+      r.header("connection", "close");
       if (head_parser.get().method() == bhttp::verb::head) r.omit_body = true;
       c->arm(limits_.write_timeout);
-      co_await writeResponse(c->socket, r, keep_alive && !body_follows, head_parser.get().version(), ec);
+      co_await writeResponse(c->socket, r, false, head_parser.get().version(), ec);
       c->disarm();
-      if (ec || !keep_alive) break;
-      if (body_follows) {
-        lingering = true;
-        break;
-      }
-      continue;
+      lingering = !ec;
+      break;
     }
+    uint64_t body_limit = plan.limit ? plan.limit : limits_.body_bytes;
 
     // The body: none, read whole now, or streamed to the handler.
     std::optional<bhttp::request_parser<bhttp::string_body>> whole;

@@ -68,8 +68,8 @@ struct ServerLimits {
 // What the server does with a request's body, decided from the request's
 // head before any of the body is read.
 struct BodyPlan {
-  // Set: sent at once, and the body is not read (the connection closes
-  // after it when a body follows). An API refusing a bad token answers so.
+  // Set: sent at once, the body is not read, and the connection closes
+  // after it. An API refusing a bad token answers so.
   std::optional<Response> answer;
   uint64_t limit = 0;   // largest body (413 beyond); 0: the server's limits.body_bytes
   std::string limit_hint;  // with `limit`: said in the 413
@@ -79,8 +79,9 @@ struct BodyPlan {
 class Handler {
  public:
   virtual ~Handler() = default;
-  // Called with the request's head (its `body` empty) before the body is
-  // read; the default takes the server's limits.
+  // Called with the head of a request that has a body (its `body` empty),
+  // before any of the body is read; the default takes the server's limits.
+  // A request without a body goes straight to handle().
   virtual BodyPlan planBody(const Request& head) { return {}; }
   // Must not throw on bad input; returning an error Response is the norm.
   virtual boost::asio::awaitable<Response> handle(const Request& req) = 0;
