@@ -73,15 +73,24 @@ TEST(EscapeBuildTest, ABuildInterruptedThreeTimesIsFailedNotRetried) {
   TempDir tmp;
   NuboServer server(tmp);
   std::string dir = tmp.sub("loop");
-  writeFile(dir + "/nubo.json", R"({"runtime": "static", "build": {"command": "sleep 600", "output": "o"}})");
+  writeFile(dir + "/nubo.json", R"({"runtime": "static", "build": {"command": "echo builder-started; sleep 600", "output": "o"}})");
   ProcResult cli;
   std::thread deployer([&] { cli = server.nubo({"deploy", dir, "--app", "loop"}); });
   std::string id;
   for (int round = 0; round < 3; ++round) {
+    // The state stays BUILDING across a restart: wait for this round's
+    // builder to have started (its attempt counted), not for the state.
     bool building = waitFor([&] {
       std::string state;
       id = newestDeployment(server, "loop", &state);
-      return state == "BUILDING";
+      if (state != "BUILDING") return false;
+      std::string log = server.nubo({"build-logs", id}).out;
+      size_t starts = 0;
+      const std::string line = "| builder-started\n";  // its output, not the command echoed
+      for (size_t at = log.find(line); at != std::string::npos; at = log.find(line, at + 1)) {
+        ++starts;
+      }
+      return starts == static_cast<size_t>(round) + 1;
     }, std::chrono::seconds(20));
     ASSERT_TRUE(building) << "round " << round;
     server.stop(SIGKILL);
