@@ -80,6 +80,24 @@ int main(int argc, char** argv) {
   serve->add_option("--sandbox", serve_opts.sandbox,
                     "Instance isolation: auto (every layer the kernel allows, default), strict (all or refuse), off")
       ->check(CLI::IsMember({"auto", "strict", "off"}));
+  serve->add_option("--max-app-cpu", serve_opts.max_app_cpu,
+                    "The largest limits.cpu (an app's CPU weight, in CPUs) a deployment may ask for (default 4)")
+      ->check(CLI::Range(0.1, 16.0));
+  serve->add_option("--sandbox-network", serve_opts.sandbox_network,
+                    "Network of builds and permissions.network functions: auto (veth as root, else slirp), veth "
+                    "(a veth pair and nftables rules per sandbox), slirp (slirp4netns), host (the host's, unisolated)")
+      ->check(CLI::IsMember({"auto", "veth", "slirp", "host"}));
+  serve->add_option("--sandbox-subnet", serve_opts.sandbox_subnet,
+                    "IPv4 network the veth sandboxes take addresses from (default 10.213.0.0/16)");
+  serve->add_option("--sandbox-dns", serve_opts.sandbox_dns,
+                    "Resolvers named in networked sandboxes' /etc/resolv.conf (default: the host's)")
+      ->delimiter(',');
+  serve->add_option("--sandbox-deny", serve_opts.sandbox_deny,
+                    "IPv4 networks (CIDR) builds and networked functions may not reach, e.g. where etcd runs (veth)")
+      ->delimiter(',');
+  serve->add_option("--sandbox-max-connections", serve_opts.sandbox_max_connections,
+                    "Connections one build or networked instance may hold open at a time (default 256)")
+      ->check(CLI::Range(1, 65536));
   serve->callback([&] {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     serve_opts.grace = std::chrono::milliseconds(grace_ms);

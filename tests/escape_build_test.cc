@@ -137,14 +137,16 @@ TEST(EscapeBuildTest, RemovingAnAppStopsItsBuildAndRemovesItsCache) {
   }));
 }
 
-// Builds and networked functions share the host's network namespace (they
-// could reach the control API and bind host ports): --sandbox=strict
-// refuses them, and the default mode says so at start-up.
+// Where builds and networked functions would share the host's network
+// namespace (--sandbox-network=host, or no egress network to be had), they
+// could reach the control API and bind host ports: --sandbox=strict
+// refuses them, and the default mode says so at start-up. With egress
+// networks strict mode takes them.
 TEST(EscapeBuildTest, StrictModeRefusesWhatWouldShareTheHostNetwork) {
   TempDir tmp;
-  NuboServer lenient(tmp, {}, "lenient");
+  NuboServer lenient(tmp, {"--sandbox-network=host"}, "lenient");
   EXPECT_NE(lenient.log().find("share the host's network namespace"), std::string::npos) << lenient.log();
-  NuboServer server(tmp, {"--sandbox=strict"}, "strict");
+  NuboServer server(tmp, {"--sandbox=strict", "--sandbox-network=host"}, "strict");
   std::string built = tmp.sub("built");
   writeFile(built + "/nubo.json", R"({"runtime": "static", "build": {"command": "true", "output": "."}})");
   auto r = server.nubo({"deploy", built, "--app", "built"});
@@ -156,6 +158,12 @@ TEST(EscapeBuildTest, StrictModeRefusesWhatWouldShareTheHostNetwork) {
   r = server.nubo({"deploy", net, "--app", "net"});
   EXPECT_EQ(r.exit_code, 6) << r.err;
   EXPECT_NE(r.err.find("permissions.network"), std::string::npos) << r.err;
+  if (::geteuid() == 0) {
+    NuboServer isolated(tmp, {"--sandbox=strict"}, "isolated");
+    r = isolated.nubo({"deploy", net, "--app", "net"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(isolated.get("/net/").body, "x");
+  }
   std::string plain = tmp.sub("plain");
   writeFile(plain + "/index.js", "module.exports = (req, res) => res.end('isolated')");
   ASSERT_EQ(server.nubo({"deploy", plain, "--app", "plain"}).exit_code, 0);

@@ -39,7 +39,7 @@ TEST(ManifestTest, TheDesignExampleIsValid) {
 TEST(ManifestTest, EveryProblemIsListedAtOnceNamingTheField) {
   auto m = parseManifestText(R"({
     "name": "Bad Name", "runtime": "cobol", "colour": "blue",
-    "limits": { "memory_mb": 1, "timeout_ms": "fast", "cpu": 2 },
+    "limits": { "memory_mb": 1, "timeout_ms": "fast", "cpu": 40 },
     "permissions": { "network": "yes" },
     "env": { "1BAD": "x", "OK": 3 },
     "build": { "output": "../out" },
@@ -54,6 +54,19 @@ TEST(ManifestTest, EveryProblemIsListedAtOnceNamingTheField) {
     EXPECT_NE(msg.find(field), std::string::npos) << "missing " << field << " in:\n" << msg;
   }
   EXPECT_NE(msg.find("12 problems"), std::string::npos) << msg;
+}
+
+TEST(ManifestTest, CpuIsAWeightInCpus) {
+  auto m = parseManifestText(R"({"limits": {"cpu": 0.5}})");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_DOUBLE_EQ(m->limits.cpu, 0.5);
+  EXPECT_DOUBLE_EQ(parseManifestText("{}")->limits.cpu, 1.0);
+  for (const char* bad : {R"({"limits": {"cpu": 0}})", R"({"limits": {"cpu": "half"}})", R"({"limits": {"cpu": 17}})"}) {
+    auto r = parseManifestText(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("limits.cpu: must be a number from 0.1 to 16"), std::string::npos)
+        << r.status().message();
+  }
 }
 
 TEST(ManifestTest, DefaultsRoundTripThroughCanonicalJson) {

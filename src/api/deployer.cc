@@ -241,11 +241,19 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   }
   bool detect = builder.empty() && submit_build_ && can_detect_ && can_detect_();
   bool needs_build = !builder.empty() || detect;
+  if (m.limits.cpu > limits_.max_app_cpu) {
+    char have[32], most[32];
+    std::snprintf(have, sizeof have, "%g", m.limits.cpu);
+    std::snprintf(most, sizeof most, "%g", limits_.max_app_cpu);
+    return InvalidArgument(std::string("limits.cpu: ") + have + " is more than this server grants an app (" + most +
+                           "); lower it, or ask the operator (--max-app-cpu)");
+  }
   if (limits_.refuse_host_network && (needs_build || m.permissions.network)) {
     return FailedPrecondition(std::string(needs_build ? "this deployment needs a build" : "permissions.network") +
-                              ": builds and networked functions would share the host's network on this server, "
-                              "which --sandbox=strict does not allow; deploy built files without the network, or "
-                              "run the server with --sandbox=auto");
+                              ": builds and networked functions would not be kept from the host's own addresses "
+                              "on this server, which --sandbox=strict does not allow; deploy built files without "
+                              "the network, or ask the operator for egress networks (nubo serve as root, "
+                              "--sandbox-network=veth) or --sandbox=auto");
   }
   if (needs_build && !submit_build_) {
     return Unimplemented("build: this server does not run builds; deploy the built files instead");

@@ -59,9 +59,12 @@ struct CreateRequest {
 struct DeployLimits {
   uint64_t max_files = 100'000;
   uint64_t max_bytes = 2ull << 30;
-  // Builds and permissions.network functions share the host's network
-  // namespace on this server; under --sandbox=strict they are refused.
+  // Builds and permissions.network functions are not kept from the host's
+  // addresses on this server (no veth egress networks); under
+  // --sandbox=strict they are refused.
   bool refuse_host_network = false;
+  // The largest limits.cpu (an app's CPU weight) this server grants.
+  double max_app_cpu = 4;
 };
 
 // What a garbage collection found and removed.

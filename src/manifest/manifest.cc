@@ -57,6 +57,18 @@ class Checker {
     *out = static_cast<int>(x);
   }
 
+  // A number (whole or not) from lo to hi; `what` names them ("0.1 to 16").
+  void number(const Json& obj, const char* key, const std::string& prefix, double lo, double hi,
+              const std::string& what, double* out) {
+    if (!obj.contains(key)) return;
+    const Json& v = obj[key];
+    if (!v.is_number() || v.get<double>() < lo || v.get<double>() > hi) {
+      add(prefix + key, "must be a number from " + what + ", got " + (v.is_number() ? v.dump() : std::string(v.type_name())));
+      return;
+    }
+    *out = v.get<double>();
+  }
+
   void boolean(const Json& obj, const char* key, const std::string& prefix, bool* out) {
     if (!obj.contains(key)) return;
     const Json& v = obj[key];
@@ -164,13 +176,14 @@ Result<Manifest> parseManifest(const Json& j) {
 
   if (const Json* l = c.object(j, "limits")) {
     c.unknownFields(*l, "limits.",
-                    {"memory_mb", "timeout_ms", "concurrency", "min_instances", "max_instances", "idle_ttl_s"});
+                    {"memory_mb", "timeout_ms", "concurrency", "min_instances", "max_instances", "idle_ttl_s", "cpu"});
     c.integer(*l, "memory_mb", "limits.", 16, 65536, &m.limits.memory_mb);
     c.integer(*l, "timeout_ms", "limits.", 1, 900000, &m.limits.timeout_ms);
     c.integer(*l, "concurrency", "limits.", 1, 10000, &m.limits.concurrency);
     c.integer(*l, "min_instances", "limits.", 0, 1000, &m.limits.min_instances);
     c.integer(*l, "max_instances", "limits.", 1, 1000, &m.limits.max_instances);
     c.integer(*l, "idle_ttl_s", "limits.", 1, 86400, &m.limits.idle_ttl_s);
+    c.number(*l, "cpu", "limits.", kMinCpu, kMaxCpu, "0.1 to 16", &m.limits.cpu);
     if (m.limits.min_instances > m.limits.max_instances) {
       c.add("limits.min_instances", "must not exceed limits.max_instances (" +
                                         std::to_string(m.limits.max_instances) + ")");
@@ -248,7 +261,8 @@ Json toJson(const Manifest& m) {
         {"concurrency", m.limits.concurrency},
         {"min_instances", m.limits.min_instances},
         {"max_instances", m.limits.max_instances},
-        {"idle_ttl_s", m.limits.idle_ttl_s}}},
+        {"idle_ttl_s", m.limits.idle_ttl_s},
+        {"cpu", m.limits.cpu}}},
       {"permissions", {{"network", m.permissions.network}, {"tmp_mb", m.permissions.tmp_mb}}},
       {"env", m.env},
       {"cron", cron},

@@ -26,7 +26,13 @@ struct Limits {
   int min_instances = 0;
   int max_instances = 4;
   int idle_ttl_s = 300;
+  // The app's CPU weight, in CPUs' worth: under contention the app's
+  // instances on a server together get CPU in proportion to it, however
+  // many there are; alone they may use what is idle. A server may cap it
+  // (--max-app-cpu).
+  double cpu = 1.0;
 };
+inline constexpr double kMinCpu = 0.1, kMaxCpu = 16;
 
 struct Permissions {
   bool network = false;

@@ -55,6 +55,7 @@ struct DeploymentSpec {
   bool network = false;
   int tmp_mb = 16;
   int memory_mb = 128;
+  double cpu = 1.0;    // the app's CPU weight (limits.cpu)
   uint64_t files = 0;  // in the deployment's tree
 };
 

@@ -46,6 +46,8 @@ struct HelperSpec {
   std::vector<std::string> expose;  // host files and folders shown read-only at the same paths
   std::vector<Isolation::Mount> mounts;  // host folder -> path inside
   bool network = false;
+  EgressOptions egress;     // how a networked sandbox reaches out (kHost: the host's namespace)
+  std::string resolv_conf;  // /etc/resolv.conf of a networked sandbox with an egress network
   bool loopback = false;  // TCP/IP inside the private net namespace (only when it was made)
   int tmp_mb = 16;
   // Without cgroups, what rlimits can bound instead (0: not set).
@@ -64,8 +66,9 @@ struct Layers {
   bool want(const std::string& layer) const { return !skip.count(layer); }
   // Returns false when the instance must not start.
   bool check(const std::string& layer, bool ok, const std::string& what) {
-    if (ok) return true;
-    std::string why = what + ": " + std::strerror(errno);
+    return ok || failedBecause(layer, what + ": " + std::strerror(errno));
+  }
+  bool failedBecause(const std::string& layer, const std::string& why) {
     failed.emplace_back(layer, why);
     if (probe) return true;
     std::fprintf(stderr, "nubo sandbox: %s failed (%s)\n", layer.c_str(), why.c_str());
@@ -176,7 +179,8 @@ bool buildRoot(const HelperSpec& spec, Layers& layers) {
   ok = ok && writeFileSimple(r + "/etc/hosts", "127.0.0.1 localhost\n::1 localhost\n");
   ok = ok && writeFileSimple(r + "/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n");
   if (spec.network) {
-    auto resolv = readFile("/etc/resolv.conf", 1 << 16);
+    auto resolv = spec.egress.mode == EgressOptions::Mode::kHost ? readFile("/etc/resolv.conf", 1 << 16)
+                                                                  : Result<std::string>(spec.resolv_conf);
     if (resolv.ok()) ok = ok && writeFileSimple(r + "/etc/resolv.conf", *resolv);
   }
   ::mkdir((r + "/dev").c_str(), 0755);
@@ -307,8 +311,13 @@ bool applySeccomp(bool network, Layers& layers) {
                                 SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, static_cast<uint64_t>(AF_NETLINK)),
                                 SCMP_A2(SCMP_CMP_NE, 0)) == 0;
   }
-  ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
-                              SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW)) == 0;
+  // Raw IP sockets (AF_PACKET is off the list above); route netlink, which
+  // getifaddrs opens as SOCK_RAW, stays usable.
+  for (int family : {AF_INET, AF_INET6}) {
+    ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 2,
+                                SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, static_cast<uint64_t>(family)),
+                                SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW)) == 0;
+  }
   ok = ok && seccomp_load(ctx) == 0;
   seccomp_release(ctx);
   return layers.check("seccomp", ok, "load the filter");
@@ -395,6 +404,10 @@ Result<HelperSpec> parseSpec(const char* text) {
     s.mounts.push_back({x.at(0).get<std::string>(), x.at(1).get<std::string>(), x.at(2).get<bool>()});
   }
   s.network = j.value("network", false);
+  if (j.contains("egress")) {
+    ASSIGN_OR_RETURN(s.egress, EgressOptions::fromJson(j["egress"]));
+  }
+  s.resolv_conf = j.value("resolv_conf", std::string());
   s.loopback = j.value("loopback", false);
   s.tmp_mb = j.value("tmp_mb", 16);
   s.rlimit_data = j.value("rlimit_data", uint64_t{0});
@@ -435,6 +448,15 @@ int sandboxMain(int argc, char** argv) {
                 writeFileSimple("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1");
     if (!layers.check("user-namespace", in_userns, "unshare a user namespace")) return 126;
   }
+  // A networked sandbox gets a network namespace of its own with egress
+  // only, made before the other namespaces (a veth pair needs the host's).
+  // Without one it shares the host's (the server said so at start-up).
+  bool egress_net = false;
+  if (spec.network && spec.egress.mode != EgressOptions::Mode::kHost && layers.want("egress-network")) {
+    auto entered = enterEgressNamespace(spec.egress);
+    if (!entered.ok() && !layers.failedBecause("egress-network", entered.status().message())) return 126;
+    egress_net = entered.ok();
+  }
   int flags = 0;
   if (layers.want("mount-namespace")) flags |= CLONE_NEWNS;
   if (layers.want("pid-namespace")) flags |= CLONE_NEWPID;
@@ -457,7 +479,7 @@ int sandboxMain(int argc, char** argv) {
   // impossible (there is no other interface); without the namespace the
   // instance gets no TCP/IP at all.
   HelperSpec child_spec = spec;
-  child_spec.loopback = spec.loopback && (flags & CLONE_NEWNET) && bringLoopbackUp();
+  child_spec.loopback = spec.loopback && (egress_net || ((flags & CLONE_NEWNET) && bringLoopbackUp()));
   pid_t child = ::fork();
   if (child < 0) {
     std::fprintf(stderr, "nubo sandbox: fork: %s\n", std::strerror(errno));
@@ -491,8 +513,13 @@ std::string SandboxProbe::summary() const {
   return out;
 }
 
-SandboxLauncher::SandboxLauncher(std::string root_mount, std::string runtime_dir, Cgroups& cgroups)
-    : root_mount_(std::move(root_mount)), runtime_dir_(std::move(runtime_dir)), cgroups_(cgroups) {
+SandboxLauncher::SandboxLauncher(std::string root_mount, std::string runtime_dir, Cgroups& cgroups,
+                                 EgressOptions egress, std::string resolv_conf)
+    : root_mount_(std::move(root_mount)),
+      runtime_dir_(std::move(runtime_dir)),
+      cgroups_(cgroups),
+      egress_(std::move(egress)),
+      resolv_conf_(std::move(resolv_conf)) {
   char buf[4096];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
   helper_ = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "/proc/self/exe";
@@ -558,8 +585,12 @@ SandboxProbe SandboxLauncher::probe() {
   (void)makeDirs(runtime_dir_);
   std::string probe_app = root_mount_ + "-probe-app";
   (void)makeDirs(probe_app);
-  Json spec = {{"probe", true}, {"root", root_mount_}, {"app_dir", probe_app}, {"runtime_dir", runtime_dir_},
-               {"network", false}, {"tmp_mb", 1}, {"argv", Json::array()}, {"env", Json::array()}};
+  // With an egress network the probe makes one too: a kernel (or a
+  // slirp4netns) that cannot is found out here, not at the first build.
+  bool egress = egress_.mode != EgressOptions::Mode::kHost;
+  Json spec = {{"probe", true},   {"root", root_mount_},      {"app_dir", probe_app},   {"runtime_dir", runtime_dir_},
+               {"network", egress}, {"egress", egress_.toJson()}, {"resolv_conf", resolv_conf_},
+               {"tmp_mb", 1},     {"argv", Json::array()},    {"env", Json::array()}};
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) {
     result.missing.insert("helper");
@@ -598,6 +629,7 @@ SandboxProbe SandboxLauncher::probe() {
   result.usable = done && !result.missing.count("mount-namespace") && !result.missing.count("pivot_root") &&
                   !result.missing.count("minimal-root");
   skip_ = result.missing;
+  if (result.missing.count("egress-network")) egress_.mode = EgressOptions::Mode::kHost;
   return result;
 }
 
@@ -609,6 +641,9 @@ Result<Process> SandboxLauncher::launch(const LaunchSpec& spec) {
     limits.memory_bytes = iso.memory_bytes;
     limits.pids = iso.pids;
     limits.background = iso.background;
+    limits.build = iso.build;
+    limits.app = iso.app;
+    limits.app_cpu = iso.app_cpu;
     ASSIGN_OR_RETURN(procs, cgroups_.create(iso.instance_id, limits));
   }
   std::vector<std::string> expose;
@@ -624,6 +659,7 @@ Result<Process> SandboxLauncher::launch(const LaunchSpec& spec) {
   Json j = {{"root", root_mount_},         {"app_dir", iso.app_dir}, {"runtime_dir", runtime_dir_},
             {"expose", expose},            {"mounts", mounts},
             {"network", iso.network},      {"loopback", iso.loopback}, {"tmp_mb", iso.tmp_mb}, {"argv", spec.argv},
+            {"egress", egress_.toJson()},  {"resolv_conf", resolv_conf_},
             {"env", spec.env},             {"cgroup_procs", procs},  {"skip", Json(std::vector<std::string>(skip_.begin(), skip_.end()))}};
   if (!cgroups_.available()) {
     // The runtime's own baseline (node: about 60 MB of heap, stacks and

@@ -1,7 +1,9 @@
 // The instance sandbox: every function instance runs in its own
 //   - cgroup (memory with swap, pids, CPU; runtime/cgroups.h),
-//   - mount, pid, ipc, uts and (unless permissions.network) net namespaces,
-//     plus a user namespace when nubo does not run as root,
+//   - mount, pid, ipc, uts and net namespaces, plus a user namespace when
+//     nubo does not run as root; the net namespace has only loopback, or
+//     with permissions.network (and for builds) egress only
+//     (runtime/egress.h),
 //   - minimal read-only root: a tmpfs holding only the runtime's program,
 //     the libraries and loader it links (found with ldd, bound read-only at
 //     their host paths), CA certificates, a few /etc files,
@@ -28,6 +30,7 @@
 #include <vector>
 
 #include "runtime/cgroups.h"
+#include "runtime/egress.h"
 #include "runtime/launcher.h"
 
 namespace nubo::runtime {
@@ -45,11 +48,18 @@ struct SandboxProbe {
 class SandboxLauncher final : public Launcher {
  public:
   // `root_mount` is an empty directory used as the mount point of every
-  // sandbox's new root; `runtime_dir` holds the runtime's script.
-  SandboxLauncher(std::string root_mount, std::string runtime_dir, Cgroups& cgroups);
+  // sandbox's new root; `runtime_dir` holds the runtime's script. Networked
+  // sandboxes get `egress` (host rules already installed for kVeth) with
+  // `resolv_conf` as their /etc/resolv.conf.
+  SandboxLauncher(std::string root_mount, std::string runtime_dir, Cgroups& cgroups, EgressOptions egress = {},
+                  std::string resolv_conf = "");
 
-  // Runs the helper in probe mode; remembers which layers to skip.
+  // Runs the helper in probe mode; remembers which layers to skip. An
+  // egress network that cannot be made ("egress-network" missing) leaves
+  // networked sandboxes in the host's namespace.
   SandboxProbe probe();
+  // The egress network networked sandboxes get (after probe()).
+  const EgressOptions& egress() const { return egress_; }
 
   Result<Process> launch(const LaunchSpec& spec) override;
   std::string appDirInside(const std::string&) const override { return "/app"; }
@@ -61,6 +71,8 @@ class SandboxLauncher final : public Launcher {
   std::string root_mount_;
   std::string runtime_dir_;
   Cgroups& cgroups_;
+  EgressOptions egress_;
+  std::string resolv_conf_;
   std::set<std::string> skip_;
   std::mutex files_mu_;
   std::map<std::string, std::vector<std::string>> files_;  // program -> what it needs; guarded by files_mu_

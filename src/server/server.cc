@@ -59,6 +59,59 @@ Status ensureAdminToken(const std::string& data_dir, store::MetadataStore& store
 
 int portOf(const std::string& host_port) { return std::stoi(host_port.substr(host_port.rfind(':') + 1)); }
 
+// The egress network builds and networked functions get: a veth pair per
+// sandbox behind this server's nftables table (as root), slirp4netns (as
+// another user), or the host's namespace when neither can be had (said
+// here; refused under --sandbox=strict).
+Result<runtime::EgressOptions> chooseEgress(const ServerOptions& opts, const std::string& scope) {
+  runtime::EgressOptions e;
+  e.tag = scope.substr(0, 5);
+  e.subnet = opts.sandbox_subnet;
+  e.dns = opts.sandbox_dns;
+  e.deny = opts.sandbox_deny;
+  e.max_connections = opts.sandbox_max_connections;
+  RETURN_IF_ERROR(runtime::validateEgress(e));
+  std::string want = opts.sandbox_network;
+  if (opts.sandbox == "off") want = "host";
+  if (want == "auto") want = ::geteuid() == 0 ? "veth" : ::access(e.slirp4netns.c_str(), X_OK) == 0 ? "slirp" : "host";
+  if (want == "veth") {
+    e.mode = runtime::EgressOptions::Mode::kVeth;
+    if (Status s = runtime::installHostRules(e); !s.ok()) {
+      if (opts.sandbox_network == "veth") return s.withContext("--sandbox-network=veth");
+      spdlog::warn("sandbox: no egress network for builds and networked functions: {}", s.message());
+      e.mode = runtime::EgressOptions::Mode::kHost;
+    }
+  } else if (want == "slirp") {
+    e.mode = runtime::EgressOptions::Mode::kSlirp;
+    if (!e.deny.empty()) {
+      return FailedPrecondition("--sandbox-deny: slirp4netns (the network of a server not running as root) cannot "
+                                "keep sandboxes from a network; run as root for veth networks, or drop the flag");
+    }
+    if (::access(e.slirp4netns.c_str(), X_OK) != 0) {
+      return FailedPrecondition("--sandbox-network=slirp: " + e.slirp4netns +
+                                " is not installed (apt-get install slirp4netns)");
+    }
+  }
+  return e;
+}
+
+// Says once what builds and networked functions can reach.
+void logEgress(const ServerOptions& opts, const runtime::EgressOptions& e) {
+  using Mode = runtime::EgressOptions::Mode;
+  if (e.mode == Mode::kVeth) {
+    spdlog::info("sandbox: builds and networked functions get egress-only networks (veth pairs, addresses from {}, "
+                 "at most {} connections each, nftables table nubo_{}_{})", e.subnet, e.max_connections, e.tag, ::getpid());
+    return;
+  }
+  std::string what = e.mode == Mode::kSlirp
+                         ? "builds and networked functions reach out through slirp4netns: not the host's loopback, "
+                           "but the node's other addresses are reachable"
+                         : "builds and permissions.network functions share the host's network namespace (they can "
+                           "reach its loopback services and bind its ports)";
+  if (opts.sandbox == "strict") spdlog::info("sandbox: strict: {}, so they are refused", what);
+  else spdlog::warn("sandbox: {}; --sandbox=strict refuses them", what);
+}
+
 void runThreads(asio::io_context& ioc, int n, std::vector<std::thread>& threads) {
   for (int i = 0; i < n; ++i) threads.emplace_back([&ioc] { ioc.run(); });
 }
@@ -87,13 +140,27 @@ Status runServer(const ServerOptions& opts) {
   runtime::Cgroups cgroups = opts.sandbox == "off" ? runtime::Cgroups() : runtime::Cgroups::detect(scope);
   cgroups.sweep();
   runtime::PlainLauncher plain_launcher;
-  runtime::SandboxLauncher sandbox_launcher(data_dir + "/sandbox/root", runtime_dir, cgroups);
+  ASSIGN_OR_RETURN(runtime::EgressOptions egress, chooseEgress(opts, scope));
+  struct RulesGuard {
+    const runtime::EgressOptions& e;
+    ~RulesGuard() { runtime::removeHostRules(e); }
+  } rules_guard{egress};
+  std::string resolv_conf;
+  if (egress.mode != runtime::EgressOptions::Mode::kHost) {
+    auto resolv = runtime::sandboxResolvConf(egress);
+    if (resolv.ok()) resolv_conf = *resolv;
+    else spdlog::warn("sandbox: networked sandboxes have no DNS: {}", resolv.status().message());
+  }
+  runtime::SandboxLauncher sandbox_launcher(data_dir + "/sandbox/root", runtime_dir, cgroups, egress, resolv_conf);
   runtime::Launcher* launcher = &plain_launcher;
   if (opts.sandbox == "off") {
     spdlog::warn("sandbox: off (--sandbox=off): function instances run without isolation");
   } else {
     runtime::SandboxProbe probe = sandbox_launcher.probe();
-    if (opts.sandbox == "strict" && !probe.missing.empty()) {
+    // Without an egress network the server still starts; strict mode then
+    // refuses what would need one.
+    if (opts.sandbox == "strict" && !probe.missing.empty() &&
+        (probe.missing.size() > 1 || !probe.missing.count("egress-network"))) {
       return FailedPrecondition("--sandbox=strict: this machine cannot provide every isolation layer; missing: " +
                                 probe.summary());
     }
@@ -110,13 +177,8 @@ Status runServer(const ServerOptions& opts) {
     }
   }
 
-  if (opts.sandbox == "strict") {
-    spdlog::info("sandbox: strict: builds and permissions.network functions are refused (they would share the "
-                 "host's network namespace)");
-  } else if (opts.sandbox == "auto") {
-    spdlog::warn("sandbox: builds and permissions.network functions share the host's network namespace (they can "
-                 "reach its loopback services); --sandbox=strict refuses them");
-  }
+  bool host_isolated = launcher == &sandbox_launcher && sandbox_launcher.egress().isolatesHost();
+  logEgress(opts, launcher == &sandbox_launcher ? sandbox_launcher.egress() : runtime::EgressOptions{});
 
   // The data plane: one io_context ("shard") per thread, with no strands.
   // Connections are dealt to the shards in turn, instances are spread over
@@ -171,7 +233,8 @@ Status runServer(const ServerOptions& opts) {
   api::Deployer deployer(
       *store, *blobs, clock, [&builds](const store::Deployment& d) { return builds->submit(d); },
       [&builders_dir] { return !build::operatorBuilders(builders_dir).empty(); },
-      api::DeployLimits{opts.max_deployment_files, opts.max_deployment_mb << 20, opts.sandbox == "strict"});
+      api::DeployLimits{opts.max_deployment_files, opts.max_deployment_mb << 20,
+                        opts.sandbox == "strict" && !host_isolated, opts.max_app_cpu});
   builds = std::make_unique<build::BuildQueue>(
       *store, build_runner, build_logs,
       [&deployer](const store::Deployment& d, const std::string& tree) { return deployer.checkRunnable(d, tree); },

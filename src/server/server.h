@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -23,9 +24,9 @@ struct ServerOptions {
   std::chrono::milliseconds header_timeout{10'000};  // slow clients get 408 after this
   uint64_t cache_mb = 256;                    // hot static file bytes in memory
   uint64_t max_upload_mb = 512;               // largest single file a deploy may upload
-  uint64_t max_body_mb = 1024;
+  uint64_t max_body_mb = 1024;                // largest request body a function may receive (streamed)
   uint64_t max_deployment_files = 100'000;    // files one deployment may hold (as expanded)
-  uint64_t max_deployment_mb = 2048;          // bytes one deployment may hold (as expanded)                // largest request body a function may receive (streamed)
+  uint64_t max_deployment_mb = 2048;          // bytes one deployment may hold (as expanded)
   size_t max_connections = 10'000;            // open client connections on each plane
   size_t max_connections_per_client = 256;    // from one address (0: no limit)
   int gc_interval_h = 24;                     // blob garbage collection (0: only `nubo gc`)
@@ -37,6 +38,14 @@ struct ServerOptions {
   uint64_t build_max_output_mb = 1024;        // bytes a build's output may hold
   uint64_t build_max_disk_mb = 4096;          // disk a build may fill in its output, scratch and cache folders
   std::string sandbox = "auto";               // auto: every layer the kernel allows; strict: all or refuse; off
+  // Builds and networked functions: auto (veth as root, else slirp), veth,
+  // slirp, or host (the host's network namespace).
+  std::string sandbox_network = "auto";
+  std::string sandbox_subnet = "10.213.0.0/16";  // veth: sandbox addresses
+  std::vector<std::string> sandbox_dns;       // resolvers inside (empty: the host's)
+  std::vector<std::string> sandbox_deny;      // IPv4 networks sandboxes may not reach (veth)
+  int sandbox_max_connections = 256;          // per sandbox, at a time
+  double max_app_cpu = 4;                     // the largest limits.cpu granted
   bool write_client_config = true;            // write ~/.config/nubo/config.json if absent
 };
 
