@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds: a TypeScript function with dependencies, deployed with an empty
 # build cache (cold: npm ci + esbuild) and again after a one-line change
-# (cached: package-lock.json unchanged, node_modules reused).
+# (cached: package-lock.json unchanged, npm's package cache warm).
 # Reference in the same run: `npm ci` of the same project run directly on
 # this machine, which every build without a dependency cache pays.
 source "$(dirname "$0")/lib.sh"

@@ -137,8 +137,39 @@ TEST_F(BuildTest, TheNodeBuilderInstallsDependenciesAndCachesThem) {
   files["index.js"] = "const greet = require('greet');\nmodule.exports = (req, res) => res.end(greet('again'));\n";
   auto second = deployDir("nodebuild", files);
   ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
-  EXPECT_NE(second.out.find("reusing the cached node_modules"), std::string::npos) << second.out;
+  EXPECT_NE(second.out.find("npm ci --omit=dev --prefer-offline"), std::string::npos) << second.out;
   EXPECT_EQ(server_->get("/nodebuild/").body, "hello again");
+}
+
+// The cache is the app's, written by every build of it (a preview's
+// build.command as well): what one build leaves there must not become
+// another build's code. Two entries once were trusted as found: the
+// installed node_modules named after the lock file's hash, and the
+// compiled SDK named after the SDK's.
+TEST_F(BuildTest, ABuildCannotPlantCacheEntriesLaterBuildsTrust) {
+  std::map<std::string, std::string> node = {
+      {"nubo.json", R"({"runtime": "node", "build": {"builder": "node"}})"},
+      {"package.json", R"({"name": "app", "version": "1.0.0", "dependencies": {"greet": "file:vendor/greet"}})"},
+      {"vendor/greet/package.json", R"({"name": "greet", "version": "1.0.0", "main": "index.js"})"},
+      {"vendor/greet/index.js", "module.exports = (n) => `hello ${n}`;\n"},
+      {"index.js", "const greet = require('greet');\nmodule.exports = (req, res) => res.end(greet('honest'));\n"},
+  };
+  node["package-lock.json"] = lockFileFor(*tmp_, node);
+  // The planting build: same lock file, a command writing the entries.
+  std::map<std::string, std::string> planter = node;
+  planter["nubo.json"] = R"({"runtime": "static", "build": {"output": "site", "command":
+      "key=$(sha256sum package-lock.json | cut -c1-64) && mkdir -p $NUBO_CACHE/node_modules-$key/greet && printf '{\"name\":\"greet\",\"main\":\"index.js\"}' > $NUBO_CACHE/node_modules-$key/greet/package.json && echo 'module.exports = () => \"planted\"' > $NUBO_CACHE/node_modules-$key/greet/index.js && sdk=$(cat $NUBO_SDK/cpp/nubo.h $NUBO_SDK/cpp/nubo.cc | sha256sum | cut -c1-16) && echo 'int main() { return 3; }' > p.cc && g++ -c p.cc -o $NUBO_CACHE/nubo-sdk-$sdk.o && mkdir -p site && echo planted > site/index.html"}})";
+  auto planted = deployDir("shared", planter);
+  ASSERT_EQ(planted.exit_code, 0) << planted.out << planted.err;
+  ASSERT_EQ(server_->get("/shared/").body, "planted\n");
+  auto honest = deployDir("shared", node);
+  ASSERT_EQ(honest.exit_code, 0) << honest.out << honest.err;
+  EXPECT_EQ(server_->get("/shared/").body, "hello honest");
+  auto native = deployDir("shared", {{"nubo.json", R"({"runtime": "native"})"},
+                                     {"main.cc", R"(#include "nubo.h"
+nubo::Response handle(const nubo::Request&) { return nubo::Response::text("native honest"); })"}});
+  ASSERT_EQ(native.exit_code, 0) << native.out << native.err;
+  EXPECT_EQ(server_->get("/shared/").body, "native honest");
 }
 
 TEST_F(BuildTest, TypeScriptIsBundledWithItsDependenciesAndStackTracesNameTheTsLine) {

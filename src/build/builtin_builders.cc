@@ -26,7 +26,10 @@ Status installFiles(const std::vector<std::pair<std::string, std::string>>& file
 
 Status installBuiltinBuilders(const std::string& dir) { return installFiles(builtinBuilderFiles(), dir, 0555); }
 
-Status installSdk(const std::string& dir) { return installFiles(sdkFiles(), dir, 0444); }
+Status installSdk(const std::string& dir) {
+  RETURN_IF_ERROR(installFiles(sdkFiles(), dir, 0444));
+  return installFiles({{"cpp/nubo-sdk.o", sdkObject()}}, dir, 0444);
+}
 
 std::vector<std::string> operatorBuilders(const std::string& dir) {
   std::set<std::string> builtin;

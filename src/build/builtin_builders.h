@@ -14,6 +14,8 @@ namespace nubo::build {
 const std::vector<std::pair<std::string, std::string>>& builtinBuilderFiles();
 // "cpp/nubo.h"... : the SDK for native functions (sdk/ in the source tree).
 const std::vector<std::pair<std::string, std::string>>& sdkFiles();
+// cpp/nubo-sdk.o: the SDK compiled with nubo, which native builds link.
+const std::string& sdkObject();
 
 // Writes the built-in builders into `dir` (one folder each, executables
 // mode 0555), replacing changed ones; other folders there (builders an
@@ -23,7 +25,8 @@ Status installBuiltinBuilders(const std::string& dir);
 // `detect`, sorted by name.
 std::vector<std::string> operatorBuilders(const std::string& dir);
 
-// Writes the SDKs into `dir` (read-only files), replacing changed ones.
+// Writes the SDKs and the SDK object into `dir` (read-only files),
+// replacing changed ones.
 Status installSdk(const std::string& dir);
 
 }  // namespace nubo::build
