@@ -118,16 +118,22 @@ TEST_F(BuildTest, ABuildSeesNeitherSecretsNorTheDeploymentsEnv) {
   EXPECT_EQ(server_->get("/envcheck/shadow").body.find("root:"), std::string::npos);
 }
 
-TEST_F(BuildTest, TheNodeBuilderInstallsDependenciesAndCachesThem) {
+// A node project with one dependency (a local folder, "greet") and its
+// lock file, answering greet(`word`).
+std::map<std::string, std::string> greetProject(const TempDir& tmp, const std::string& word) {
   std::map<std::string, std::string> files = {
       {"nubo.json", R"({"runtime": "node", "build": {"builder": "node"}})"},
       {"package.json", R"({"name": "app", "version": "1.0.0", "dependencies": {"greet": "file:vendor/greet"}})"},
       {"vendor/greet/package.json", R"({"name": "greet", "version": "1.0.0", "main": "index.js"})"},
       {"vendor/greet/index.js", "module.exports = (n) => `hello ${n}`;\n"},
-      {"index.js", "const greet = require('greet');\n"
-                   "module.exports = (req, res) => res.end(greet('built'));\n"},
+      {"index.js", "const greet = require('greet');\nmodule.exports = (req, res) => res.end(greet('" + word + "'));\n"},
   };
-  files["package-lock.json"] = lockFileFor(*tmp_, files);
+  files["package-lock.json"] = lockFileFor(tmp, files);
+  return files;
+}
+
+TEST_F(BuildTest, TheNodeBuilderInstallsDependencies) {
+  std::map<std::string, std::string> files = greetProject(*tmp_, "built");
 
   auto first = deployDir("nodebuild", files);
   ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
@@ -147,14 +153,7 @@ TEST_F(BuildTest, TheNodeBuilderInstallsDependenciesAndCachesThem) {
 // installed node_modules named after the lock file's hash, and the
 // compiled SDK named after the SDK's.
 TEST_F(BuildTest, ABuildCannotPlantCacheEntriesLaterBuildsTrust) {
-  std::map<std::string, std::string> node = {
-      {"nubo.json", R"({"runtime": "node", "build": {"builder": "node"}})"},
-      {"package.json", R"({"name": "app", "version": "1.0.0", "dependencies": {"greet": "file:vendor/greet"}})"},
-      {"vendor/greet/package.json", R"({"name": "greet", "version": "1.0.0", "main": "index.js"})"},
-      {"vendor/greet/index.js", "module.exports = (n) => `hello ${n}`;\n"},
-      {"index.js", "const greet = require('greet');\nmodule.exports = (req, res) => res.end(greet('honest'));\n"},
-  };
-  node["package-lock.json"] = lockFileFor(*tmp_, node);
+  std::map<std::string, std::string> node = greetProject(*tmp_, "honest");
   // The planting build: same lock file, a command writing the entries.
   std::map<std::string, std::string> planter = node;
   planter["nubo.json"] = R"({"runtime": "static", "build": {"output": "site", "command":

@@ -234,8 +234,8 @@ TEST(EscapeFunctionAppTest, WaitUntilWorkIsBounded) {
 }
 
 // One app's busy loop raised another app's p99 from 2.8 to 14.7 ms: every
-// instance had a CPU weight of its own, so a hog with four instances got
-// four shares. Now an app's instances share its group's weight (limits.cpu).
+// instance had the full CPU weight, so a hog with four instances got four
+// shares. Now an app's instances split its weight (limits.cpu).
 TEST_F(EscapeFunctionTest, AnAppsInstancesShareOneCpuWeight) {
   std::string log = server_->log();
   auto without = log.find("running without:");
@@ -243,50 +243,45 @@ TEST_F(EscapeFunctionTest, AnAppsInstancesShareOneCpuWeight) {
   if (missing.find("cgroup") != std::string::npos) GTEST_SKIP() << "no CPU cgroups here: " << missing;
   deployApp("hog", {{"index.js", R"(module.exports = (req, res) => {
                        const end = Date.now() + 300; while (Date.now() < end) {} res.end('spun') })"},
-                    {"nubo.json", R"({"limits": {"cpu": 0.5, "concurrency": 1, "max_instances": 3}})"}});
+                    {"nubo.json", R"({"limits": {"cpu": 0.5, "concurrency": 1, "max_instances": 3,
+                                                  "min_instances": 1, "idle_ttl_s": 1}})"}});
   deployApp("calm", {{"index.js", "module.exports = (req, res) => res.end('calm')"}});
   std::vector<std::thread> load;
   for (int i = 0; i < 3; ++i) load.emplace_back([] { server_->get("/hog/"); });
   for (auto& t : load) t.join();
   EXPECT_EQ(server_->get("/calm/").body, "calm");
-  auto groupsOf = [](const std::string& app) {
-    std::set<std::string> groups;
+  // Each instance's CPU weight: v1 "N:cpu:/nubo/<scope>/<id>" (cpu.shares),
+  // v2 "0::/nubo/<scope>/<id>" (cpu.weight).
+  auto weightsOf = [](const std::string& app) {
+    std::vector<int> weights;
     auto ps = parseJson(server_->nubo({"ps", app, "--json"}).out, "ps");
-    if (!ps.ok()) return groups;
+    if (!ps.ok()) return weights;
     for (const auto& i : *ps) {
       std::istringstream lines(slurp("/proc/" + std::to_string(i["pid"].get<int>()) + "/cgroup"));
-      std::string line;
-      while (std::getline(lines, line)) {
-        // v1: "N:cpu:/path" (the cpu hierarchy); v2: "0::/path".
-        auto second = line.find(':', line.find(':') + 1);
-        std::string ctl = line.substr(line.find(':') + 1, second - line.find(':') - 1);
-        bool cpu = ctl == "cpu" || ctl == "cpu,cpuacct" || ctl.empty();
-        if (cpu && line.find(":/nubo/") != std::string::npos) {
-          std::string path = line.substr(second + 1);
-          groups.insert(path.substr(0, path.rfind('/')));  // the instance's parent: the app's group
-        }
+      for (std::string line; std::getline(lines, line);) {
+        auto at = line.find(":/nubo/");
+        if (at == std::string::npos) continue;
+        std::string ctl = line.substr(line.find(':') + 1, at - line.find(':') - 1);
+        std::string group = line.substr(at + 1);
+        if (ctl == "cpu" || ctl == "cpu,cpuacct") weights.push_back(std::atoi(slurp("/sys/fs/cgroup/cpu" + group + "/cpu.shares").c_str()));
+        if (ctl.empty()) weights.push_back(std::atoi(slurp("/sys/fs/cgroup" + group + "/cpu.weight").c_str()));
       }
     }
-    return groups;
+    return weights;
   };
-  auto hog = groupsOf("hog");
-  ASSERT_EQ(hog.size(), 1u) << "every hog instance in one group";
-  std::string group = *hog.begin();
-  EXPECT_EQ(group.substr(group.rfind('/')), "/hog") << group;
-  EXPECT_NE(group.find("/apps/"), std::string::npos) << group;
-  EXPECT_GE(parseJson(server_->nubo({"ps", "hog", "--json"}).out, "ps")->size(), 2u) << "the load made instances";
-  auto weight = [](const std::string& g) {
-    for (const std::string& f : {"/sys/fs/cgroup/cpu" + g + "/cpu.shares", "/sys/fs/cgroup" + g + "/cpu.weight"}) {
-      std::string text = slurp(f);
-      if (!text.empty()) return std::stoi(text);
-    }
-    return 0;
-  };
-  auto calm = groupsOf("calm");
+  std::vector<int> hog = weightsOf("hog"), calm = weightsOf("calm");
+  ASSERT_EQ(hog.size(), 3u) << "the load made three instances";
   ASSERT_EQ(calm.size(), 1u);
-  int hog_weight = weight(group), calm_weight = weight(*calm.begin());
-  EXPECT_GT(calm_weight, 0);
-  EXPECT_EQ(hog_weight * 2, calm_weight) << "limits.cpu 0.5 against the default 1";
+  EXPECT_EQ(hog[0], hog[1]);
+  EXPECT_EQ(hog[1], hog[2]);
+  // Together half of what the default gives one app (limits.cpu 0.5 against 1).
+  EXPECT_NEAR(2 * (hog[0] + hog[1] + hog[2]), calm[0], 8) << hog[0] << " x 3 against " << calm[0];
+  // Idle, the pool shrinks to one instance, which takes the app's whole weight.
+  EXPECT_TRUE(waitFor([&] { return weightsOf("hog").size() == 1; }, std::chrono::seconds(20)));
+  EXPECT_TRUE(waitFor([&] {
+    auto w = weightsOf("hog");
+    return w.size() == 1 && std::abs(2 * w[0] - calm[0]) <= 2;
+  }));
 }
 
 TEST_F(EscapeFunctionTest, AnAppCannotAskForMoreCpuThanTheServerGrants) {

@@ -29,6 +29,7 @@ int freeHostPort() {
 class NetworkSuite : public SharedServerTest {
  protected:
   static void startServer(bool unprivileged) {
+    deployed_.clear();
     outside_ = new OutsideHost();
     ASSERT_TRUE(outside_->ready()) << "could not make the test's outside host";
     tmp_ = new TempDir();

@@ -287,7 +287,6 @@ Result<BuildOutput> BuildRunner::run(const BuildJob& job, const BuildLog& log) {
   iso.instance_id = instance;
   iso.app_dir = src;
   iso.network = true;
-  iso.build = true;
   iso.tmp_mb = opts_.tmp_mb;
   iso.memory_bytes = opts_.memory_bytes;
   iso.pids = opts_.pids;

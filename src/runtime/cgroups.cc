@@ -16,12 +16,12 @@ namespace nubo::runtime {
 namespace {
 
 // CPU weights: the kernel's defaults, and its minimum for stems warming up.
-constexpr int kNormalWeightV2 = 100;
-constexpr int kBackgroundWeightV2 = 1;
-constexpr int kNormalSharesV1 = 1024;
-constexpr int kBackgroundSharesV1 = 2;
+constexpr const char* kNormalWeightV2 = "100";
+constexpr const char* kBackgroundWeightV2 = "1";
+constexpr const char* kNormalSharesV1 = "1024";
+constexpr const char* kBackgroundSharesV1 = "2";
 
-constexpr const char* kBase = "/sys/fs/cgroup";
+
 
 bool writeText(const std::string& path, const std::string& text) {
   std::ofstream f(path);
@@ -53,56 +53,74 @@ void killAndRemove(const std::string& dir) {
   }
 }
 
-// An app's weight for `cpu` CPUs' worth, in the kernel's range.
-int weightFor(bool v2, double cpu) {
-  double w = cpu * (v2 ? kNormalWeightV2 : kNormalSharesV1);
+
+// An app's weight for `cpu` CPUs' worth, split in `parts`, in the kernel's range.
+int weightFor(bool v2, double cpu, size_t parts) {
+  double w = cpu * (v2 ? 100 : 1024) / static_cast<double>(std::max<size_t>(parts, 1));
   return static_cast<int>(std::clamp(w + 0.5, v2 ? 1.0 : 2.0, v2 ? 10000.0 : 262144.0));
 }
 
-// Removes `dir`'s child groups, deepest first, then (if `self`) `dir`.
-void removeGroupTree(const std::string& dir, bool self) {
-  std::error_code ec;
-  std::vector<std::string> children;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    if (e.is_directory()) children.push_back(e.path().string());
+// The server's own group in the unified hierarchy ("0::/path" in `self`).
+std::string ownGroup(const std::string& self) {
+  std::istringstream lines(readText(self));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("0::", 0) == 0) return line.substr(3);
   }
-  for (const auto& c : children) removeGroupTree(c, true);
-  if (self) killAndRemove(dir);
+  return "";
 }
 
 }  // namespace
 
 Cgroups::Cgroups() : mu_(std::make_unique<std::mutex>()) {}
 
-Cgroups Cgroups::detect(const std::string& scope) {
+bool Cgroups::tryUnified(const std::string& root) {
+  std::string controllers = readText(root + "/cgroup.controllers");
+  if (controllers.find("memory") == std::string::npos || controllers.find("pids") == std::string::npos) return false;
+  std::string nubo = root + "/nubo";
+  if (::mkdir(nubo.c_str(), 0755) != 0 && errno != EEXIST) return false;
+  // Hand the controllers down to nubo's subtree.
+  writeText(root + "/cgroup.subtree_control", "+memory +pids +cpu");
+  std::string scoped = nubo + "/" + scope_;
+  ::mkdir(scoped.c_str(), 0755);
+  bool delegated = writeText(nubo + "/cgroup.subtree_control", "+memory +pids +cpu") ||
+                   writeText(nubo + "/cgroup.subtree_control", "+memory +pids");
+  if (!delegated || !(writeText(scoped + "/cgroup.subtree_control", "+memory +pids +cpu") ||
+                      writeText(scoped + "/cgroup.subtree_control", "+memory +pids"))) {
+    return false;
+  }
+  std::string sub = readText(scoped + "/cgroup.subtree_control");
+  memory_ = sub.find("memory") != std::string::npos;
+  pids_ = sub.find("pids") != std::string::npos;
+  cpu_ = sub.find("cpu") != std::string::npos;
+  if (!memory_ && !pids_) return false;
+  kind_ = "v2";
+  root_ = root;
+  return true;
+}
+
+Cgroups Cgroups::detect(const std::string& scope, const std::string& fs_root, const std::string& self) {
   Cgroups c;
   c.scope_ = scope;
-  std::string controllers = readText(std::string(kBase) + "/cgroup.controllers");
-  if (!controllers.empty() && controllers.find("memory") != std::string::npos &&
-      controllers.find("pids") != std::string::npos) {
-    std::string nubo = std::string(kBase) + "/nubo";
-    ::mkdir(nubo.c_str(), 0755);
-    // Delegate the controllers to nubo's subtree.
-    writeText(std::string(kBase) + "/cgroup.subtree_control", "+memory +pids +cpu");
-    std::string scoped = nubo + "/" + scope;
-    ::mkdir(scoped.c_str(), 0755);
-    bool delegated = writeText(nubo + "/cgroup.subtree_control", "+memory +pids +cpu") ||
-                     writeText(nubo + "/cgroup.subtree_control", "+memory +pids");
-    if (delegated && (writeText(scoped + "/cgroup.subtree_control", "+memory +pids +cpu") ||
-                      writeText(scoped + "/cgroup.subtree_control", "+memory +pids"))) {
-      std::string sub = readText(scoped + "/cgroup.subtree_control");
-      c.kind_ = "v2";
-      c.root_ = kBase;
-      c.memory_ = sub.find("memory") != std::string::npos;
-      c.pids_ = sub.find("pids") != std::string::npos;
-      c.cpu_ = sub.find("cpu") != std::string::npos;
-      if (c.memory_ || c.pids_) return c;
+  if (c.tryUnified(fs_root)) return c;
+  // A subtree delegated to the server (systemd's Delegate=yes, or a group
+  // handed to its user): its own group. No process may stay in a group
+  // whose controllers go to its children, so the server moves to a leaf of
+  // its own first.
+  std::string own = ownGroup(self);
+  if (!own.empty() && own != "/") {
+    std::string dir = fs_root + own;
+    std::string leaf = dir + "/server";
+    if (::access((dir + "/cgroup.subtree_control").c_str(), W_OK) == 0 &&
+        (::mkdir(leaf.c_str(), 0755) == 0 || errno == EEXIST) &&
+        writeText(leaf + "/cgroup.procs", std::to_string(::getpid())) && c.tryUnified(dir)) {
+      c.delegated_ = true;
+      return c;
     }
-    c = Cgroups();
-    c.scope_ = scope;
   }
+  c = Cgroups();
+  c.scope_ = scope;
   for (const char* ctl : {"memory", "pids", "cpu"}) {
-    std::string d = std::string(kBase) + "/" + ctl;
+    std::string d = fs_root + "/" + ctl;
     if (!exists(d + "/cgroup.procs")) continue;
     std::string nubo = d + "/nubo";
     if (::mkdir(nubo.c_str(), 0755) != 0 && errno != EEXIST) continue;
@@ -114,7 +132,7 @@ Cgroups Cgroups::detect(const std::string& scope) {
   }
   if (c.memory_ || c.pids_ || c.cpu_) {
     c.kind_ = "v1";
-    c.root_ = kBase;
+    c.root_ = fs_root;
   }
   return c;
 }
@@ -124,47 +142,14 @@ std::string Cgroups::scopeDir(const std::string& controller) const {
   return root_ + "/" + controller + "/nubo/" + scope_;
 }
 
-std::string Cgroups::placeDir(const std::string& controller, const std::string& place) const {
-  return scopeDir(controller) + "/" + place;
-}
-
 std::string Cgroups::dir(const std::string& controller, const std::string& id) const {
-  if (!nested(controller)) return scopeDir(controller) + "/" + id;
-  std::lock_guard lock(*mu_);
-  auto it = entries_.find(id);
-  return placeDir(controller, it == entries_.end() ? "stems" : it->second.place) + "/" + id;
+  return scopeDir(controller) + "/" + id;
 }
 
-Status Cgroups::makePlace(const std::string& place, double app_cpu) {
-  bool v2 = kind_ == "v2";
-  if (!v2 && !cpu_) return Status::Ok();  // v1 nests only the cpu hierarchy
-  std::string ctl = v2 ? "" : "cpu";
-  std::vector<std::string> levels = {place};
-  if (place.rfind("apps/", 0) == 0) levels.insert(levels.begin(), "apps");
-  for (const auto& level : levels) {
-    std::string d = placeDir(ctl, level);
-    if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus("create cgroup " + d, errno);
-    if (v2) {
-      writeText(d + "/cgroup.subtree_control",
-                std::string(memory_ ? "+memory " : "") + (pids_ ? "+pids " : "") + (cpu_ ? "+cpu" : ""));
-    }
-    if (!cpu_) continue;
-    int weight = level == "stems"                  ? (v2 ? kBackgroundWeightV2 : kBackgroundSharesV1)
-                 : level.rfind("apps/", 0) == 0 ? weightFor(v2, app_cpu)
-                                                : (v2 ? kNormalWeightV2 : kNormalSharesV1);
-    if (!writeText(d + (v2 ? "/cpu.weight" : "/cpu.shares"), std::to_string(weight))) {
-      return Internal("cannot set the CPU weight of cgroup " + d);
-    }
-  }
-  return Status::Ok();
-}
-
-Result<std::vector<std::string>> Cgroups::makeLeaf(const std::string& id, const std::string& place,
-                                                   const CgroupLimits& limits) {
+Result<std::vector<std::string>> Cgroups::create(const std::string& id, const CgroupLimits& limits) {
   std::vector<std::string> procs;
-  std::string quota = std::to_string(static_cast<int>(limits.cpus * 100000));
   if (kind_ == "v2") {
-    std::string d = placeDir("", place) + "/" + id;
+    std::string d = dir("", id);
     if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus("create cgroup " + d, errno);
     if (memory_) {
       writeText(d + "/memory.max", std::to_string(limits.memory_bytes));
@@ -172,34 +157,14 @@ Result<std::vector<std::string>> Cgroups::makeLeaf(const std::string& id, const 
       writeText(d + "/memory.oom.group", "1");
     }
     if (pids_) writeText(d + "/pids.max", std::to_string(limits.pids));
-    if (cpu_) writeText(d + "/cpu.max", quota + " 100000");
+    if (cpu_) {
+      writeText(d + "/cpu.max", std::to_string(static_cast<int>(limits.cpus * 100000)) + " 100000");
+      writeText(d + "/cpu.weight", limits.background ? kBackgroundWeightV2 : kNormalWeightV2);
+    }
     procs.push_back(d + "/cgroup.procs");
     return procs;
   }
   if (kind_ != "v1") return procs;
-  if (cpu_) {
-    std::string d = placeDir("cpu", place) + "/" + id;
-    if (::mkdir(d.c_str(), 0755) == 0 || errno == EEXIST) {
-      writeText(d + "/cpu.cfs_period_us", "100000");
-      writeText(d + "/cpu.cfs_quota_us", quota);
-      procs.push_back(d + "/cgroup.procs");
-    }
-  }
-  return procs;
-}
-
-Result<std::vector<std::string>> Cgroups::create(const std::string& id, const CgroupLimits& limits) {
-  std::vector<std::string> procs;
-  if (!available()) return procs;
-  std::string place = !limits.app.empty() ? "apps/" + limits.app : limits.build ? "builds" : "stems";
-  {
-    std::lock_guard lock(*mu_);
-    RETURN_IF_ERROR(makePlace(place, limits.app_cpu));
-    ASSIGN_OR_RETURN(procs, makeLeaf(id, place, limits));
-    entries_[id] = {place, limits};
-  }
-  if (kind_ != "v1") return procs;
-  // The flat v1 hierarchies.
   if (memory_) {
     std::string d = dir("memory", id);
     if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus("create cgroup " + d, errno);
@@ -214,52 +179,20 @@ Result<std::vector<std::string>> Cgroups::create(const std::string& id, const Cg
       procs.push_back(d + "/cgroup.procs");
     }
   }
-  return procs;
-}
-
-Status Cgroups::joinApp(const std::string& id, const std::string& app, double app_cpu) {
-  if (kind_ == "v1" && !cpu_) return Status::Ok();
-  std::lock_guard lock(*mu_);
-  auto it = entries_.find(id);
-  if (it == entries_.end()) return NotFound("no cgroup for instance " + id);
-  std::string to = "apps/" + app;
-  RETURN_IF_ERROR(makePlace(to, app_cpu));
-  if (it->second.place == to) return Status::Ok();
-  RETURN_IF_ERROR(makeLeaf(id, to, it->second.limits).status());
-  // Its processes move (a stem has not run deployment code: nothing forks
-  // meanwhile); the old group goes.
-  std::string ctl = kind_ == "v2" ? "" : "cpu";
-  std::string from = placeDir(ctl, it->second.place) + "/" + id, into = placeDir(ctl, to) + "/" + id;
-  std::istringstream procs(readText(from + "/cgroup.procs"));
-  pid_t pid;
-  while (procs >> pid) {
-    if (!writeText(into + "/cgroup.procs", std::to_string(pid)) && ::kill(pid, 0) == 0) {
-      return Internal("cannot move instance " + id + " into the cgroup of app " + app);
+  if (cpu_) {
+    std::string d = dir("cpu", id);
+    if (::mkdir(d.c_str(), 0755) == 0 || errno == EEXIST) {
+      writeText(d + "/cpu.cfs_period_us", "100000");
+      writeText(d + "/cpu.cfs_quota_us", std::to_string(static_cast<int>(limits.cpus * 100000)));
+      writeText(d + "/cpu.shares", limits.background ? kBackgroundSharesV1 : kNormalSharesV1);
+      procs.push_back(d + "/cgroup.procs");
     }
   }
-  ::rmdir(from.c_str());
-  it->second.place = to;
-  return Status::Ok();
-}
-
-std::string Cgroups::cpuPlace(const std::string& id) const {
-  std::lock_guard lock(*mu_);
-  auto it = entries_.find(id);
-  return it == entries_.end() || !cpu_ ? "" : it->second.place + "/" + id;
-}
-
-int Cgroups::appWeight(const std::string& app) const {
-  if (!cpu_) return 0;
-  std::string d = placeDir(kind_ == "v2" ? "" : "cpu", "apps/" + app);
-  return std::atoi(readText(d + (kind_ == "v2" ? "/cpu.weight" : "/cpu.shares")).c_str());
+  return procs;
 }
 
 Status Cgroups::setMemory(const std::string& id, uint64_t bytes) {
   if (!memory_) return Status::Ok();
-  {
-    std::lock_guard lock(*mu_);
-    if (auto it = entries_.find(id); it != entries_.end()) it->second.limits.memory_bytes = bytes;
-  }
   std::string b = std::to_string(bytes);
   if (kind_ == "v2") {
     if (!writeText(dir("", id) + "/memory.max", b)) return Internal("cannot set memory.max of instance " + id);
@@ -283,28 +216,56 @@ bool Cgroups::oomKilled(const std::string& id) {
   return std::atoi(text.c_str() + pos + 9) > 0;
 }
 
-void Cgroups::remove(const std::string& id) {
-  if (!available()) return;
-  std::vector<std::string> ctls;
-  if (kind_ == "v2") ctls = {""};
-  for (const char* ctl : {"memory", "pids", "cpu"}) {
-    bool has = (std::string(ctl) == "memory" && memory_) || (std::string(ctl) == "pids" && pids_) ||
-               (std::string(ctl) == "cpu" && cpu_);
-    if (kind_ == "v1" && has) ctls.push_back(ctl);
+void Cgroups::reweighLocked(const std::string& app) {
+  auto it = apps_.find(app);
+  if (it == apps_.end()) return;
+  bool v2 = kind_ == "v2";
+  std::string weight = std::to_string(weightFor(v2, it->second.cpu, it->second.instances.size()));
+  for (const auto& id : it->second.instances) {
+    writeText(v2 ? dir("", id) + "/cpu.weight" : dir("cpu", id) + "/cpu.shares", weight);
   }
-  std::vector<std::string> dirs;
-  for (const auto& ctl : ctls) dirs.push_back(dir(ctl, id));
-  for (const auto& d : dirs) killAndRemove(d);
+}
+
+Status Cgroups::joinApp(const std::string& id, const std::string& app, double app_cpu) {
+  if (!cpu_) return Status::Ok();
   std::lock_guard lock(*mu_);
-  auto it = entries_.find(id);
-  if (it == entries_.end()) return;
-  // The app's group goes with its last instance (rmdir fails while it has others).
-  if (it->second.place.rfind("apps/", 0) == 0) {
-    for (const auto& ctl : ctls) {
-      if (nested(ctl)) ::rmdir(placeDir(ctl, it->second.place).c_str());
+  auto [old, fresh] = app_of_.try_emplace(id, app);
+  if (!fresh && old->second != app) return FailedPrecondition("instance " + id + " serves another app");
+  App& a = apps_[app];
+  a.cpu = app_cpu;
+  a.instances.insert(id);
+  reweighLocked(app);
+  return Status::Ok();
+}
+
+int Cgroups::cpuWeight(const std::string& id) const {
+  if (!cpu_) return 0;
+  std::string text = kind_ == "v2" ? readText(dir("", id) + "/cpu.weight") : readText(dir("cpu", id) + "/cpu.shares");
+  return std::atoi(text.c_str());
+}
+
+void Cgroups::remove(const std::string& id) {
+  {
+    // Its part of its app's weight goes to the app's other instances.
+    std::lock_guard lock(*mu_);
+    if (auto it = app_of_.find(id); it != app_of_.end()) {
+      std::string app = it->second;
+      app_of_.erase(it);
+      apps_[app].instances.erase(id);
+      if (apps_[app].instances.empty()) apps_.erase(app);
+      else reweighLocked(app);
     }
   }
-  entries_.erase(it);
+  if (kind_ == "v2") {
+    killAndRemove(dir("", id));
+    return;
+  }
+  for (const char* ctl : {"memory", "pids", "cpu"}) {
+    if ((std::string(ctl) == "memory" && memory_) || (std::string(ctl) == "pids" && pids_) ||
+        (std::string(ctl) == "cpu" && cpu_)) {
+      killAndRemove(dir(ctl, id));
+    }
+  }
 }
 
 void Cgroups::removeAll() {
@@ -321,9 +282,12 @@ void Cgroups::sweep() {
   if (kind_ == "v1") {
     for (const char* ctl : {"memory", "pids", "cpu"}) parents.push_back(scopeDir(ctl));
   }
-  for (const auto& p : parents) removeGroupTree(p, false);
-  std::lock_guard lock(*mu_);
-  entries_.clear();
+  for (const auto& p : parents) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(p, ec)) {
+      if (e.is_directory()) killAndRemove(e.path().string());
+    }
+  }
 }
 
 }  // namespace nubo::runtime

@@ -30,6 +30,7 @@ namespace nubo::runtime {
 namespace {
 
 constexpr const char* kHostPrefix = "nubo";  // host ends: nubo<tag><random hex>, 15 characters
+constexpr int kNatPortsFrom = 32768;         // sandboxes' connections leave from ports from here up
 
 struct Subnet {
   uint32_t base = 0;  // host order
@@ -39,6 +40,7 @@ struct Subnet {
 };
 
 std::string ipText(uint32_t host_order);
+Result<std::string> runNft(const std::string& commands, const std::string& what, bool dry_run = false);
 
 // "a.b.c.d/n", with no host bits set. `what` names the flag in errors.
 Result<Subnet> parseCidr(const std::string& text, const std::string& what) {
@@ -239,6 +241,17 @@ Result<std::string> enterVeth(const EgressOptions& opts) {
   if (::setns(inner.get(), CLONE_NEWNET) != 0) return Internal(std::string("enter the new namespace: ") + std::strerror(errno));
   if (!ip.ok()) return ip.status();
   RETURN_IF_ERROR(plugInnerEnd(subnet, *ip));
+  // Nothing connects in, from the host or anywhere else: the sandbox's own
+  // rules (it has no capability to change them), so the host keeps no rule
+  // on its own traffic for this.
+  RETURN_IF_ERROR(runNft("table inet sandbox {\n"
+                         "  chain input {\n"
+                         "    type filter hook input priority filter; policy drop;\n"
+                         "    iif \"lo\" accept\n"
+                         "    ct state established,related accept\n"
+                         "  }\n"
+                         "}\n",
+                         "close the sandbox to inbound connections").status());
   return ipText(*ip);
 }
 
@@ -311,7 +324,16 @@ std::string tableName(const EgressOptions& opts) { return "nubo_" + opts.tag + "
 // Matched by interface name: this server's sandboxes are nubo<tag>*, and
 // every server's are nubo* (none may be reached from outside, whichever
 // server's table sees the packet first).
-std::string ruleset(const EgressOptions& opts) {
+// Connection tracking (which the forward and nat rules need) would
+// otherwise follow every packet on the host: loopback, and the server's own
+// planes on every other interface (`ports`), are exempt, and masquerading
+// takes source ports above them, so no sandbox connection shares a port
+// with them.
+std::string ruleset(const EgressOptions& opts, const std::vector<int>& ports) {
+  std::string exempt;
+  for (int p : ports) {
+    if (p > 0 && p < kNatPortsFrom) exempt += (exempt.empty() ? "" : ", ") + std::to_string(p);
+  }
   std::string mine = "\"" + hostPrefix(opts.tag) + "*\"", any = std::string("\"") + kHostPrefix + "*\"";
   std::string refused = "169.254.0.0/16, 224.0.0.0/4, 255.255.255.255";
   for (const auto& d : opts.deny) refused += ", " + d;
@@ -320,12 +342,22 @@ std::string ruleset(const EgressOptions& opts) {
     << "flush table inet " << tableName(opts) << "\n"
     << "table inet " << tableName(opts) << " {\n"
     << "  set connections { type ifname; size 65535; flags dynamic; }\n"
-    // Nothing a sandbox sends is for the host itself: none of its
-    // addresses, services or the gateway.
-    << "  chain input {\n"
-    << "    type filter hook input priority filter - 5; policy accept;\n"
-    << "    iifname " << mine << " reject with icmpx admin-prohibited\n"
+    // Nothing a sandbox sends is for the host itself (any of its
+    // addresses, the gateway, loopback services): dropped before anything
+    // else looks at it. (reject is not allowed this early.)
+    << "  chain untracked_in {\n"
+    << "    type filter hook prerouting priority raw; policy accept;\n"
+    << "    iif \"lo\" notrack\n"
+    << "    iifname " << mine << " fib daddr type { local, broadcast, multicast } drop\n"
+    << (exempt.empty() ? "" : "    iifname != " + any + " tcp dport { " + exempt + " } notrack\n")
     << "  }\n"
+    << "  chain untracked_out {\n"
+    << "    type filter hook output priority raw; policy accept;\n"
+    << "    oif \"lo\" notrack\n"
+    << (exempt.empty() ? "" : "    tcp sport { " + exempt + " } notrack\n")
+    << "  }\n"
+    // Nothing reaches a sandbox unasked from another one (each sandbox's
+    // own rules keep out the host and the rest).
     << "  chain forward {\n"
     << "    type filter hook forward priority filter - 5; policy accept;\n"
     << "    oifname " << any << " ct state established,related accept\n"
@@ -335,15 +367,9 @@ std::string ruleset(const EgressOptions& opts) {
     << "    iifname " << mine << " ct state new add @connections { iifname ct count over " << opts.max_connections
     << " } reject with icmpx admin-prohibited\n"
     << "  }\n"
-    // Nor does the host open connections to a sandbox.
-    << "  chain output {\n"
-    << "    type filter hook output priority filter - 5; policy accept;\n"
-    << "    oifname " << any << " ct state established,related accept\n"
-    << "    oifname " << any << " meta l4proto { icmp, ipv6-icmp } accept\n"
-    << "    oifname " << any << " meta nfproto ipv4 drop\n"
-    << "  }\n"
     << "  chain postrouting {\n"
     << "    type nat hook postrouting priority srcnat - 5; policy accept;\n"
+    << "    iifname " << mine << " meta l4proto { tcp, udp } masquerade to :" << kNatPortsFrom << "-65535\n"
     << "    iifname " << mine << " masquerade\n"
     << "  }\n"
     << "}\n";
@@ -351,9 +377,10 @@ std::string ruleset(const EgressOptions& opts) {
 }
 
 // Runs nft commands; returns what they print.
-Result<std::string> runNft(const std::string& commands, const std::string& what) {
+Result<std::string> runNft(const std::string& commands, const std::string& what, bool dry_run) {
   std::unique_ptr<nft_ctx, void (*)(nft_ctx*)> nft(nft_ctx_new(NFT_CTX_DEFAULT), nft_ctx_free);
   if (!nft) return Internal("libnftables: cannot make a context");
+  nft_ctx_set_dry_run(nft.get(), dry_run);
   nft_ctx_buffer_output(nft.get());
   nft_ctx_buffer_error(nft.get());
   if (nft_run_cmd_from_buffer(nft.get(), commands.c_str()) != 0) {
@@ -366,11 +393,12 @@ Result<std::string> runNft(const std::string& commands, const std::string& what)
 
 // Tables of servers that are gone (killed, so they could not remove
 // theirs): every packet on the host would still pass their chains.
-std::string staleTables() {
+std::vector<std::string> staleTables() {
   auto listed = runNft("list tables inet\n", "list the nftables tables");
-  if (!listed.ok()) return "";
+  std::vector<std::string> out;
+  if (!listed.ok()) return out;
   std::istringstream lines(*listed);
-  std::string line, out;
+  std::string line;
   while (std::getline(lines, line)) {
     std::istringstream words(line);
     std::string table, family, name;
@@ -378,7 +406,7 @@ std::string staleTables() {
     auto under = name.rfind('_');
     std::string pid = name.substr(under + 1);
     if (under < 5 || pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
-    if (::kill(std::stoi(pid), 0) != 0 && errno == ESRCH) out += "delete table inet " + name + "\n";
+    if (::kill(std::stoi(pid), 0) != 0 && errno == ESRCH) out.push_back(name);
   }
   return out;
 }
@@ -436,14 +464,26 @@ Status validateEgress(const EgressOptions& opts) {
   return Status::Ok();
 }
 
-Status installHostRules(const EgressOptions& opts) {
+Status checkHostRules(const EgressOptions& opts) {
+  RETURN_IF_ERROR(validateEgress(opts));
+  if (::access("/proc/sys/net/ipv4/ip_forward", W_OK) != 0) {
+    return Unavailable(std::string("cannot turn on IPv4 forwarding (/proc/sys/net/ipv4/ip_forward): ") +
+                       std::strerror(errno));
+  }
+  return runNft(ruleset(opts, {}), "cannot set the nftables table " + tableName(opts), /*dry_run=*/true).status();
+}
+
+Status installHostRules(const EgressOptions& opts, const std::vector<int>& ports) {
   RETURN_IF_ERROR(validateEgress(opts));
   UniqueFd forward(::open("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC));
   if (!forward.valid() || ::write(forward.get(), "1", 1) != 1) {
     return Unavailable(std::string("cannot turn on IPv4 forwarding (/proc/sys/net/ipv4/ip_forward): ") +
                        std::strerror(errno));
   }
-  return runNft(staleTables() + ruleset(opts), "cannot set the nftables table " + tableName(opts)).status();
+  // Apart, and failures ignored: another server starting now may remove
+  // the same table first.
+  for (const auto& name : staleTables()) (void)runNft("delete table inet " + name + "\n", "remove table " + name);
+  return runNft(ruleset(opts, ports), "cannot set the nftables table " + tableName(opts)).status();
 }
 
 void removeHostRules(const EgressOptions& opts) {

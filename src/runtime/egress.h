@@ -7,8 +7,9 @@
 //     rejects what a sandbox sends to it), nor the host's abstract unix
 //     sockets (they belong to the host's namespace);
 //   - nothing reaches a sandbox from outside: no inbound connection from
-//     the host, its networks or another sandbox, and a port bound inside is
-//     bound in the sandbox only;
+//     the host, its networks or another sandbox (the sandbox's own
+//     nftables table, which it cannot change, and the host's forward
+//     rules), and a port bound inside is bound in the sandbox only;
 //   - link-local (cloud metadata at 169.254.169.254), multicast, broadcast
 //     and the operator's `deny` networks are refused;
 //   - a sandbox holds at most `max_connections` connections at a time.
@@ -21,7 +22,8 @@
 //   second identical route, so the choice is unique across every server on
 //   the machine). installHostRules() sets the nftables table
 //   nubo_<tag>_<pid>, matching this server's interfaces by name: it
-//   rejects, drops, limits and masquerades. Servers on one machine have
+//   drops, rejects, limits and masquerades, and exempts loopback and the
+//   server's ports from connection tracking. Servers on one machine have
 //   their own tags (and tables), so each keeps its own limits;
 //   removeHostRules() drops the table at shutdown, and installHostRules()
 //   those of servers no longer running (killed before they could).
@@ -67,9 +69,15 @@ struct EgressOptions {
 // room, the deny list and resolvers are addresses, limits are in range.
 Status validateEgress(const EgressOptions& opts);
 
-// Host side, once at server start (kVeth): IPv4 forwarding on and this
-// server's nftables table in place (libnftables), replaced atomically.
-Status installHostRules(const EgressOptions& opts);
+// Host side (kVeth). checkHostRules(): whether installHostRules() would
+// work (a dry run), before anything is started. installHostRules(), once
+// the server listens on `ports` and before any sandbox runs: IPv4
+// forwarding on and this server's nftables table in place (libnftables),
+// replaced atomically. Loopback and `ports` (below 32768) are exempt from
+// connection tracking, which sandbox traffic needs and the gateway's
+// clients need not pay for.
+Status checkHostRules(const EgressOptions& opts);
+Status installHostRules(const EgressOptions& opts, const std::vector<int>& ports);
 // At shutdown: the table goes (interfaces go with their namespaces).
 void removeHostRules(const EgressOptions& opts);
 

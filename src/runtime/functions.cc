@@ -306,9 +306,8 @@ auto Functions::offThread(F work) -> asio::awaitable<decltype(work())> {
 }
 
 asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::launchOffThread(const Profile& profile,
-                                                                             asio::io_context& shard,
-                                                                             const DeploymentSpec& owner) {
-  return offThread([this, profile, &shard, &owner] { return launchInstance(profile, /*background=*/false, shard, &owner); });
+                                                                             asio::io_context& shard) {
+  return offThread([this, profile, &shard] { return launchInstance(profile, /*background=*/false, shard); });
 }
 
 asio::io_context& Functions::shardOf(const asio::any_io_executor& ex) {
@@ -319,8 +318,7 @@ asio::io_context& Functions::shardOf(const asio::any_io_executor& ex) {
 }
 
 Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profile, bool background,
-                                                            asio::io_context& shard, const DeploymentSpec* owner,
-                                                            const DeploymentSpec* native) {
+                                                            asio::io_context& shard, const DeploymentSpec* native) {
   if (opts_.node_binary.empty() && !native) return Unavailable("node is not installed on this server");
   std::string id = "i" + std::to_string(::getpid()) + "-" + std::to_string(next_instance_++);
   ASSIGN_OR_RETURN(std::string dir, code_.makeInstanceDir(id));
@@ -358,10 +356,6 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profi
   spec.isolation.memory_bytes =
       cgroups_ && cgroups_->available() ? kStemMemory : static_cast<uint64_t>(memory_mb) << 20;
   spec.isolation.background = background;
-  if (owner) {
-    spec.isolation.app = owner->app;
-    spec.isolation.app_cpu = owner->cpu;
-  }
   auto target = std::make_shared<LogTarget>();
   {
     std::lock_guard lock(mu_);
@@ -474,7 +468,7 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
     // A native deployment is its own program: started with its files in
     // place (on the spawner thread), no stem to specialize.
     auto launched =
-        co_await offThread([this, profile, &spec, &shard] { return launchInstance(profile, false, shard, &spec, &spec); });
+        co_await offThread([this, profile, &spec, &shard] { return launchInstance(profile, false, shard, &spec); });
     if (!launched.ok()) co_return launched.status();
     inst = *launched;
     Status hello = co_await inst->waitHello(Clock::now() + opts_.start_timeout);
@@ -506,7 +500,7 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
     });
   } else if (!native) {
     refillStems(profile);
-    auto launched = co_await launchOffThread(profile, shard, spec);
+    auto launched = co_await launchOffThread(profile, shard);
     if (!launched.ok()) co_return launched.status();
     inst = *launched;
     Status hello = co_await inst->waitHello(Clock::now() + opts_.start_timeout);
@@ -525,9 +519,9 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
     linked = co_await offThread([this, &spec, &dir] { return code_.linkInto(spec.app, spec.root_tree, dir); });
   }
   if (linked.ok() && cgroups_ && cgroups_->available()) {
-    // Into its app's group (a stem's processes move there), then the limit.
-    linked = cgroups_->joinApp(inst->label(), spec.app, spec.cpu);
-    if (linked.ok()) linked = cgroups_->setMemory(inst->label(), static_cast<uint64_t>(spec.memory_mb) << 20);
+    linked = cgroups_->setMemory(inst->label(), static_cast<uint64_t>(spec.memory_mb) << 20);
+    // Its part of its app's CPU weight (a stem warmed up at the lowest).
+    if (linked.ok()) linked = cgroups_->joinApp(inst->label(), spec.app, spec.cpu);
   }
   if (!linked.ok()) {
     inst->kill();

@@ -91,18 +91,15 @@ class Functions final : public InstanceFactory {
   // A new generic instance with the given permissions (stems: the defaults);
   // `background` while it is a stem nobody waits for.
   struct Profile;
-  // `owner`: the deployment it is started for (its app's cgroup; none for
-  // a stem); `native`: the deployment whose own program runs (its files
-  // linked first). `shard`: the io_context it runs on.
+  // `native`: the deployment whose own program runs (its files linked first).
+  // `shard`: the io_context it runs on.
   Result<std::shared_ptr<Instance>> launchInstance(const Profile& profile, bool background,
                                                    boost::asio::io_context& shard,
-                                                   const DeploymentSpec* owner = nullptr,
                                                    const DeploymentSpec* native = nullptr);
   // launchInstance() on the spawner thread: forking costs milliseconds the
   // data plane should spend serving.
   boost::asio::awaitable<Result<std::shared_ptr<Instance>>> launchOffThread(const Profile& profile,
-                                                                          boost::asio::io_context& shard,
-                                                                          const DeploymentSpec& owner);
+                                                                          boost::asio::io_context& shard);
   // The shard whose executor `ex` is (the first shard if none is).
   boost::asio::io_context& shardOf(const boost::asio::any_io_executor& ex);
   // Runs `work` on the spawner thread; the caller resumes on its own executor.

@@ -28,9 +28,6 @@ struct Isolation {
   uint64_t memory_bytes = 512ull << 20;
   int pids = 256;
   bool background = false;  // a stem warming up: CPU only when serving instances leave some
-  bool build = false;       // a build: in the builds' CPU group
-  std::string app;          // the app it serves, if known at launch (its CPU group, with weight app_cpu)
-  double app_cpu = 1.0;
   // Builds: more of the host shown read-only at the same paths (a
   // toolchain), and host folders mounted at paths inside (the builder, its
   // output and cache folders).

@@ -641,9 +641,6 @@ Result<Process> SandboxLauncher::launch(const LaunchSpec& spec) {
     limits.memory_bytes = iso.memory_bytes;
     limits.pids = iso.pids;
     limits.background = iso.background;
-    limits.build = iso.build;
-    limits.app = iso.app;
-    limits.app_cpu = iso.app_cpu;
     ASSIGN_OR_RETURN(procs, cgroups_.create(iso.instance_id, limits));
   }
   std::vector<std::string> expose;

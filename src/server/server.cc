@@ -76,7 +76,7 @@ Result<runtime::EgressOptions> chooseEgress(const ServerOptions& opts, const std
   if (want == "auto") want = ::geteuid() == 0 ? "veth" : ::access(e.slirp4netns.c_str(), X_OK) == 0 ? "slirp" : "host";
   if (want == "veth") {
     e.mode = runtime::EgressOptions::Mode::kVeth;
-    if (Status s = runtime::installHostRules(e); !s.ok()) {
+    if (Status s = runtime::checkHostRules(e); !s.ok()) {
       if (opts.sandbox_network == "veth") return s.withContext("--sandbox-network=veth");
       spdlog::warn("sandbox: no egress network for builds and networked functions: {}", s.message());
       e.mode = runtime::EgressOptions::Mode::kHost;
@@ -267,6 +267,10 @@ Status runServer(const ServerOptions& opts) {
   control_limits.max_connections_per_client = opts.max_connections_per_client;
   http::HttpServer control_server(control_ioc, "control", control_limits, control_api);
   ASSIGN_OR_RETURN(std::string control_addr, control_server.listen(opts.control));
+  // The egress rules know the planes' ports now; no sandbox runs yet.
+  if (launcher == &sandbox_launcher && sandbox_launcher.egress().mode == runtime::EgressOptions::Mode::kVeth) {
+    RETURN_IF_ERROR(runtime::installHostRules(egress, {portOf(data_addr), portOf(control_addr)}));
+  }
 
   std::string data_url = "http://" + data_addr;
   std::string control_url = "http://" + control_addr;
