@@ -37,6 +37,19 @@ std::string exchange(int port, const std::string& request, const std::string& un
 
 class EscapeFunctionTest : public SharedServerTest {};
 
+// A WebSocket handshake once reached the function as a plain GET.
+TEST_F(EscapeFunctionTest, AWebSocketHandshakeIsRefusedClearly) {
+  deployApp("wsapp", {{"index.js", "module.exports = (req, res) => res.end('plain get')"}});
+  ASSERT_EQ(server_->get("/wsapp/").body, "plain get");
+  std::string got = exchange(portOf(server_->dataUrl()),
+                             "GET /wsapp/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n"
+                             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                             "supported yet");
+  EXPECT_EQ(got.rfind("HTTP/1.1 501", 0), 0u) << got;
+  EXPECT_NE(got.find("WebSockets are not supported yet"), std::string::npos) << got;
+  EXPECT_EQ(got.find("plain get"), std::string::npos) << got;
+}
+
 // A function that answers "100 Continue" as its final response once sent
 // it as such: the client then took the next response for this request.
 TEST_F(EscapeFunctionTest, AnInformationalStatusIsNotAFinalAnswer) {

@@ -10,6 +10,17 @@ using http::Response;
 
 namespace {
 
+// Whether `value` (an Upgrade header) asks for a WebSocket, in any case.
+bool asksForWebSocket(std::string_view value) {
+  static constexpr std::string_view kWord = "websocket";
+  for (size_t i = 0; i + kWord.size() <= value.size(); ++i) {
+    size_t k = 0;
+    while (k < kWord.size() && (value[i + k] | 0x20) == kWord[k]) ++k;
+    if (k == kWord.size()) return true;
+  }
+  return false;
+}
+
 // 16 hex characters; unique enough to find a request in the logs, and cheap.
 std::string requestId() {
   thread_local std::mt19937_64 rng([] {
@@ -50,6 +61,12 @@ Gateway::Routed Gateway::route(const http::Request& req) {
   if (req.path.substr(0, 7) == "/_nubo/") {
     if (req.path == "/_nubo/healthz") out.response = Response::text(200, "ok\n");
     else out.response = Response::text(404, "not found: /_nubo/ is reserved by the platform\n");
+    return out;
+  }
+  // Until they are supported, a WebSocket handshake must not reach an app
+  // as a plain GET (which answers it with a page, or an error of its own).
+  if (asksForWebSocket(req.header("upgrade"))) {
+    out.response = Response::text(501, "WebSockets are not supported yet: this server answers HTTP requests only\n");
     return out;
   }
   auto resolved = router_.resolve(req.host, req.path);
