@@ -160,7 +160,11 @@ Result<std::string> Deployer::findEntry(const std::string& tree, const manifest:
 
 Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m) {
   bool explicit_runtime = req.manifest.is_object() && req.manifest.contains("runtime");
-  if (!explicit_runtime) {
+  if (!explicit_runtime && !m.entry.empty()) {
+    // The entry says it: a JavaScript or TypeScript file is a function,
+    // anything else the command of a server (never files to serve).
+    m.runtime = manifest::isJavaScriptOrTypeScript(m.entry) ? "node" : "exec";
+  } else if (!explicit_runtime) {
     // A folder with an index.html is a site; one with index.js/.mjs/.cjs
     // (or index.ts/.mts/.tsx, built first) is a function.
     ASSIGN_OR_RETURN(bool has_html, hasFile(req.root, "index.html"));
@@ -172,6 +176,7 @@ Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m)
         if (has) m.runtime = "node";
       }
     }
+    if (m.runtime == "static") RETURN_IF_ERROR(refuseServerAsFiles(req.root));
   }
   if (m.runtime == "static") return Status::Ok();
   if (m.runtime == "native") return Status::Ok();  // built from its C++ sources
@@ -187,6 +192,21 @@ Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m)
                          "or \"exec\"");
   }
   return Status::Ok();
+}
+
+Status Deployer::refuseServerAsFiles(const std::string& root) {
+  ASSIGN_OR_RETURN(std::optional<std::string> package, findFile(root, "package.json"));
+  if (!package) return Status::Ok();
+  ASSIGN_OR_RETURN(std::string text, blobs_.get(*package));
+  auto pkg = parseJson(text, "package.json");
+  if (!pkg.ok() || !pkg->is_object()) return Status::Ok();  // not a server's, then
+  const Json* scripts = pkg->contains("scripts") && (*pkg)["scripts"].is_object() ? &(*pkg)["scripts"] : nullptr;
+  std::string why = pkg->contains("main") ? "has a \"main\"" : scripts && scripts->contains("start") ? "has a \"start\" script" : "";
+  if (why.empty()) return Status::Ok();
+  return InvalidArgument("runtime: this folder has no index.html, index.js or index.ts, and its package.json " + why +
+                         ", so it looks like a server, which nubo will not publish as files; say how it runs in "
+                         "nubo.json: {\"entry\": \"server.js\"} for a function, {\"runtime\": \"exec\", \"entry\": "
+                         "\"npm start\"} for a server on $PORT, or {\"runtime\": \"static\"} to publish the files");
 }
 
 Status Deployer::checkRunnable(const store::Deployment& d, const std::string& output_tree) {

@@ -122,6 +122,9 @@ class Deployer {
   // Whether a node deployment needs the node builder: a TypeScript entry, or
   // a package.json with dependencies.
   Result<bool> needsNodeBuild(const std::string& root, const manifest::Manifest& m);
+  // A folder nubo would serve as files but whose package.json says it is a
+  // server (a "main", or a "start" script): refused, naming the fix.
+  Status refuseServerAsFiles(const std::string& root);
   // The node entry of `m` in `tree`: as named, else the first of index.js/.mjs/.cjs.
   Result<std::string> findEntry(const std::string& tree, const manifest::Manifest& m);
 

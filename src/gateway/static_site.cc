@@ -66,6 +66,15 @@ ByteRange parseRange(std::string_view header, uint64_t size) {
   return r;
 }
 
+// Files a site never serves, whatever the folder held: the manifest at its
+// root, and environment files (.env, .env.local...) anywhere. They are left
+// out of the index, so they answer like any missing file.
+bool isPrivate(std::string_view path) {
+  if (path == "nubo.json") return true;
+  size_t slash = path.rfind('/');
+  return path.substr(slash == std::string_view::npos ? 0 : slash + 1).substr(0, 4) == ".env";
+}
+
 bool etagMatches(std::string_view inm, std::string_view etag) {
   while (!inm.empty()) {
     size_t comma = inm.find(',');
@@ -94,6 +103,7 @@ Result<std::shared_ptr<const SiteIndex>> StaticSite::index(const std::string& ro
   auto idx = std::make_shared<SiteIndex>();
   idx->dirs.insert("");
   RETURN_IF_ERROR(blob::walkTree(root, blob::loaderFor(blobs_), [&](blob::FlatFile&& f) {
+    if (isPrivate(f.path)) return;
     for (size_t p = f.path.find('/'); p != std::string::npos; p = f.path.find('/', p + 1)) {
       idx->dirs.insert(f.path.substr(0, p));
     }

@@ -278,6 +278,14 @@ bool isTypeScript(std::string_view path) {
   return false;
 }
 
+bool isJavaScriptOrTypeScript(std::string_view path) {
+  if (path.find_first_of(" \t") != std::string_view::npos) return false;
+  for (std::string_view ext : {".js", ".mjs", ".cjs"}) {
+    if (path.size() > ext.size() && path.substr(path.size() - ext.size()) == ext) return true;
+  }
+  return isTypeScript(path);
+}
+
 std::string runnableEntry(const std::string& entry) {
   if (entry.empty()) return "index.js";
   if (!isTypeScript(entry)) return entry;

@@ -74,6 +74,8 @@ Json toJson(const Manifest& m);
 // empty means index.js.
 std::string runnableEntry(const std::string& entry);
 bool isTypeScript(std::string_view path);
+// A .js, .mjs, .cjs or TypeScript file name (no spaces: not a command line).
+bool isJavaScriptOrTypeScript(std::string_view path);
 // A native deployment's program in its build output (default "handler").
 inline std::string nativeEntry(const std::string& entry) { return entry.empty() ? "handler" : entry; }
 
