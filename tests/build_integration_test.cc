@@ -29,19 +29,6 @@ class BuildTest : public SharedServerTest {
   int n_ = 0;
 };
 
-// A package's lock file, as `npm install` writes it (made here offline:
-// the fixtures' dependencies are local folders).
-std::string lockFileFor(const TempDir& tmp, const std::map<std::string, std::string>& files) {
-  static int n = 0;
-  std::string dir = tmp.sub("lockgen-" + std::to_string(n++));
-  for (const auto& [path, content] : files) writeFile(dir + "/" + path, content);
-  ProcResult lock = runProcess(
-      {"/bin/sh", "-c", "cd '" + dir + "' && npm install --package-lock-only --offline --no-audit --no-fund"}, {},
-      tmp.path());
-  EXPECT_EQ(lock.exit_code, 0) << lock.out << lock.err;
-  return slurp(dir + "/package-lock.json");
-}
-
 TEST_F(BuildTest, ABuildCommandsOutputIsServedAndItsLogStreamsToDeploy) {
   auto r = deployDir("built", {{"nubo.json", R"({"runtime": "static", "build": {
       "command": "mkdir -p dist && echo made > dist/index.html && echo step one && echo step two >&2",

@@ -207,6 +207,19 @@ class NuboServer {
   std::string data_url_, control_url_, token_;
 };
 
+// A package's lock file, as `npm install` writes it (made here offline:
+// the fixtures' dependencies are local folders).
+inline std::string lockFileFor(const TempDir& tmp, const std::map<std::string, std::string>& files) {
+  static int n = 0;
+  std::string dir = tmp.sub("lockgen-" + std::to_string(n++));
+  for (const auto& [path, content] : files) writeFile(dir + "/" + path, content);
+  ProcResult lock = runProcess(
+      {"/bin/sh", "-c", "cd '" + dir + "' && npm install --package-lock-only --offline --no-audit --no-fund"}, {},
+      tmp.path());
+  EXPECT_EQ(lock.exit_code, 0) << lock.out << lock.err;
+  return slurp(dir + "/package-lock.json");
+}
+
 // A test suite sharing one server; deployApp() writes files and deploys them.
 class SharedServerTest : public testing::Test {
  protected:

@@ -63,5 +63,40 @@ TEST_F(RealProjectTest, AServerWithoutARuntimeIsRefusedNamingTheFix) {
   EXPECT_EQ(server_->get("/koaish/app.js").status, 404) << "nothing went live";
 }
 
+// `vite: not found`: the static builder installed nothing before running
+// build.command. A local tool with a bin stands in for vite.
+TEST_F(RealProjectTest, AStaticBuildHasItsDevDependencies) {
+  std::map<std::string, std::string> files = {
+      {"nubo.json", R"({"runtime": "static", "build": {"command": "npm run build", "output": "dist"}})"},
+      {"package.json", R"({"name": "site", "version": "1.0.0", "scripts": {"build": "sitegen"},
+                           "devDependencies": {"sitegen": "file:vendor/sitegen"}})"},
+      {"vendor/sitegen/package.json", R"({"name": "sitegen", "version": "1.0.0", "bin": {"sitegen": "cli.js"}})"},
+      {"vendor/sitegen/cli.js", "#!/usr/bin/env node\nconst fs = require('fs');\n"
+                                "fs.mkdirSync('dist', { recursive: true });\n"
+                                "fs.writeFileSync('dist/index.html', 'generated');\n"},
+  };
+  files["package-lock.json"] = lockFileFor(*tmp_, files);
+  auto r = deployFolder("vitelike", files);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("npm ci"), std::string::npos) << r.out;
+  EXPECT_EQ(server_->get("/vitelike/").body, "generated");
+}
+
+// `Cannot find module`: an exec server's dependencies were not installed.
+TEST_F(RealProjectTest, AnExecServerWithDependenciesIsBuilt) {
+  std::map<std::string, std::string> files = {
+      {"nubo.json", R"({"runtime": "exec", "entry": "node server.js"})"},
+      {"package.json", R"({"name": "srv", "version": "1.0.0", "dependencies": {"greet": "file:vendor/greet"}})"},
+      {"vendor/greet/package.json", R"({"name": "greet", "version": "1.0.0", "main": "index.js"})"},
+      {"vendor/greet/index.js", "module.exports = (n) => `hello ${n}`;\n"},
+      {"server.js", R"(const greet = require('greet');
+        require('http').createServer((q, s) => s.end(greet('exec'))).listen(Number(process.env.PORT), '127.0.0.1'))"},
+  };
+  files["package-lock.json"] = lockFileFor(*tmp_, files);
+  auto r = deployFolder("execdeps", files);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(server_->get("/execdeps/").body, "hello exec");
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

@@ -255,7 +255,8 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   }
   RETURN_IF_ERROR(resolveRuntime(req, m));
   std::string builder = build::builderFor(m);
-  if (builder.empty() && m.runtime == "node") {
+  if (builder.empty() && (m.runtime == "node" || m.runtime == "exec")) {
+    // (An exec server in JavaScript needs its dependencies as much.)
     ASSIGN_OR_RETURN(bool node_build, needsNodeBuild(req.root, m));
     if (node_build) builder = "node";
   }
