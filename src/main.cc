@@ -1,6 +1,7 @@
 // nubo: one binary for the server (`nubo serve`) and the client commands.
 // Parses flags and hands over; the server is wired in src/server, the
 // client commands live in src/cli.
+#include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -80,6 +81,17 @@ int main(int argc, char** argv) {
   serve->add_option("--sandbox", serve_opts.sandbox,
                     "Instance isolation: auto (every layer the kernel allows, default), strict (all or refuse), off")
       ->check(CLI::IsMember({"auto", "strict", "off"}));
+  serve->add_option("--trust-proxy", serve_opts.trust_proxy,
+                    "Addresses of front proxies whose X-Forwarded-For/-Proto/-Host/-Prefix functions may believe "
+                    "(others' are replaced)")
+      ->delimiter(',')
+      ->check(CLI::Validator(
+          [](std::string& s) {
+            unsigned char buf[16];
+            bool ip = ::inet_pton(AF_INET, s.c_str(), buf) == 1 || ::inet_pton(AF_INET6, s.c_str(), buf) == 1;
+            return ip ? std::string() : "\"" + s + "\" is not an IP address (name each proxy's address)";
+          },
+          "IP"));
   serve->add_option("--max-app-cpu", serve_opts.max_app_cpu,
                     "The largest limits.cpu (an app's CPU weight, in CPUs) a deployment may ask for (default 4)")
       ->check(CLI::Range(0.1, 16.0));

@@ -145,8 +145,10 @@ TEST_F(FunctionsTest, ResponsesChangedAfterTheyAreMadeAreSentAsChanged) {
   auto sub = server_->get("/lazy/?kind=sub");
   EXPECT_EQ(sub.body, "true mine sub");
   auto headers = server_->get("/lazy/?kind=headers", {"X-One: 1", "x-two: 2"});
-  EXPECT_EQ(headers.body, R"([["x-nubo-request-id",")" + headers.header("x-nubo-request-id") +
-                              R"("],["x-one","1"],["x-two","2"]])");
+  std::string host = server_->dataUrl().substr(7);  // "127.0.0.1:PORT"
+  EXPECT_EQ(headers.body, R"([["x-forwarded-for","127.0.0.1"],["x-forwarded-host",")" + host +
+                              R"("],["x-forwarded-prefix","/lazy"],["x-forwarded-proto","http"],["x-nubo-request-id",")" +
+                              headers.header("x-nubo-request-id") + R"("],["x-one","1"],["x-two","2"]])");
   auto bytes = server_->get("/lazy/");
   EXPECT_EQ(bytes.status, 203);
   EXPECT_EQ(bytes.body, "hi");

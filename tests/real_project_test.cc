@@ -98,5 +98,62 @@ TEST_F(RealProjectTest, AnExecServerWithDependenciesIsBuilt) {
   EXPECT_EQ(server_->get("/execdeps/").body, "hello exec");
 }
 
+const char* kEchoForwardedJs = R"(module.exports = (req, res) => {
+  const h = req.headers;
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify({ for: h['x-forwarded-for'], proto: h['x-forwarded-proto'], host: h['x-forwarded-host'],
+                           prefix: h['x-forwarded-prefix'] || '', method: req.method }));
+})";
+
+int portOf(const std::string& url) { return std::stoi(url.substr(url.rfind(':') + 1)); }
+
+// Requests reach a function as through a proper proxy: where they came
+// from is the gateway's word, not the client's.
+TEST_F(RealProjectTest, FunctionsGetForwardedHeadersAndClientsCannotForgeThem) {
+  ASSERT_EQ(deployFolder("fwd", {{"index.js", kEchoForwardedJs}}).exit_code, 0);
+  std::string host = "127.0.0.1:" + std::to_string(portOf(server_->dataUrl()));
+  auto byPath = parseJson(server_->get("/fwd/x", {"X-Forwarded-For: 6.6.6.6", "X-Forwarded-Proto: https",
+                                                  "X-Forwarded-Host: evil.example", "X-Forwarded-Prefix: /evil"}).body,
+                          "fwd");
+  ASSERT_TRUE(byPath.ok());
+  EXPECT_EQ((*byPath)["for"], "127.0.0.1");
+  EXPECT_EQ((*byPath)["proto"], "http");
+  EXPECT_EQ((*byPath)["host"], host);
+  EXPECT_EQ((*byPath)["prefix"], "/fwd");
+  auto byHost = parseJson(server_->get("/x", {"Host: fwd.localhost"}).body, "fwd");
+  ASSERT_TRUE(byHost.ok());
+  EXPECT_EQ((*byHost)["host"], "fwd.localhost");
+  EXPECT_EQ((*byHost)["prefix"], "") << "reached by host: no prefix";
+}
+
+// Behind a front proxy named in --trust-proxy, its word is kept and extended.
+TEST(RealProjectTrustTest, ATrustedProxysForwardedHeadersAreKept) {
+  TempDir tmp;
+  NuboServer server(tmp, {"--trust-proxy", "127.0.0.1"});
+  std::string dir = tmp.sub("fwd");
+  writeFile(dir + "/index.js", kEchoForwardedJs);
+  ASSERT_EQ(server.nubo({"deploy", dir, "--app", "fwd"}).exit_code, 0);
+  auto got = parseJson(server.get("/fwd/", {"X-Forwarded-For: 203.0.113.9", "X-Forwarded-Proto: https",
+                                            "X-Forwarded-Host: shop.example"}).body, "fwd");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)["for"], "203.0.113.9, 127.0.0.1");
+  EXPECT_EQ((*got)["proto"], "https");
+  EXPECT_EQ((*got)["host"], "shop.example");
+  auto bad = server.nubo({"serve", "--trust-proxy", "proxy.example"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("is not an IP address"), std::string::npos) << bad.err;
+}
+
+// HEAD answers with the GET's headers, its length included, and no body.
+TEST_F(RealProjectTest, HeadToAFunctionHasTheGetsLengthAndNoBody) {
+  ASSERT_EQ(deployFolder("headapp", {{"index.js", "module.exports = (req, res) => res.end('twelve bytes')"}}).exit_code, 0);
+  auto get = server_->get("/headapp/");
+  ASSERT_EQ(get.body, "twelve bytes");
+  auto head = server_->get("/headapp/", {}, "HEAD");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.header("content-length"), "12");
+  EXPECT_EQ(head.body, "");
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

@@ -701,6 +701,15 @@ function serveNode(st, head, first, ended) {
 
   const res = new http.ServerResponse(req);
   res.useChunkedEncodingByDefault = false;
+  // A body given whole to end() states its length (Node writes it only for
+  // chunked-capable responses): a HEAD answer, asked as GET, then has it.
+  const end = res.end;
+  res.end = function (chunk, encoding, cb) {
+    if (!this.headersSent && chunk != null && typeof chunk !== 'function' && !this.hasHeader('content-length')) {
+      this.setHeader('content-length', Buffer.byteLength(chunk, typeof encoding === 'string' ? encoding : undefined));
+    }
+    return end.call(this, chunk, encoding, cb);
+  };
   res.sendDate = false;
   res.shouldKeepAlive = false;
   res.assignSocket(sockOut);

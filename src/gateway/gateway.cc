@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include <algorithm>
 #include <random>
 
 #include "common/ids.h"
@@ -49,11 +50,36 @@ boost::asio::awaitable<Response> Gateway::handle(const http::Request& req) {
                                 "\", which this server cannot run\n");
   } else {
     auto target = routed.function;  // keeps the route alive across the call
-    r = co_await functions_->serve(target->id, routed.path, req, rid);
+    Forwarded fwd = forwarded(req, routed.path);
+    r = co_await functions_->serve(target->id, routed.path, req, rid, fwd.list());
     r.header("x-nubo-deployment", target->id);
   }
   r.header("x-nubo-request-id", std::move(rid));
   co_return r;
+}
+
+Gateway::Forwarded Gateway::forwarded(const http::Request& req, std::string_view routed_path) const {
+  Forwarded f;
+  bool trusted = std::find(trusted_proxies_.begin(), trusted_proxies_.end(), req.peer) != trusted_proxies_.end();
+  auto sent = [&](std::string_view name) { return trusted ? req.header(name) : std::string_view(); };
+  f.for_ = sent("x-forwarded-for").empty() ? std::string(req.peer)
+                                           : std::string(sent("x-forwarded-for")) + ", " + std::string(req.peer);
+  f.proto = sent("x-forwarded-proto").empty() ? "http" : std::string(sent("x-forwarded-proto"));
+  f.host = sent("x-forwarded-host").empty() ? std::string(req.header("host")) : std::string(sent("x-forwarded-host"));
+  // Path routing: "/shop/cart" reached the app as "/cart".
+  if (req.path.size() > routed_path.size() && req.path.substr(req.path.size() - routed_path.size()) == routed_path) {
+    f.prefix = std::string(sent("x-forwarded-prefix")) + std::string(req.path.substr(0, req.path.size() - routed_path.size()));
+  } else if (!sent("x-forwarded-prefix").empty()) {
+    f.prefix = std::string(sent("x-forwarded-prefix"));
+  }
+  return f;
+}
+
+runtime::protocol::HeaderList Gateway::Forwarded::list() const {
+  runtime::protocol::HeaderList l = {{"x-forwarded-for", for_}, {"x-forwarded-proto", proto}};
+  if (!host.empty()) l.emplace_back("x-forwarded-host", host);
+  if (!prefix.empty()) l.emplace_back("x-forwarded-prefix", prefix);
+  return l;
 }
 
 Gateway::Routed Gateway::route(const http::Request& req) {

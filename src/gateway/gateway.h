@@ -16,8 +16,11 @@ namespace nubo::gateway {
 class Gateway final : public http::Handler {
  public:
   // `functions` may be null (no code runtimes: such deployments answer 501).
-  Gateway(Router& router, StaticSite& site, runtime::Functions* functions)
-      : router_(router), site_(site), functions_(functions) {}
+  // `trusted_proxies`: addresses of front proxies whose X-Forwarded-*
+  // headers are kept (and extended); anyone else's are replaced.
+  Gateway(Router& router, StaticSite& site, runtime::Functions* functions,
+          std::vector<std::string> trusted_proxies = {})
+      : router_(router), site_(site), functions_(functions), trusted_proxies_(std::move(trusted_proxies)) {}
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
 
   // Where a request goes: answered here, or a function to call.
@@ -28,10 +31,21 @@ class Gateway final : public http::Handler {
   };
   Routed route(const http::Request& req);
 
+  // What a function is told of where the request came from, as a proper
+  // proxy says it: X-Forwarded-For, -Proto, -Host, and -Prefix ("/<app>")
+  // when the app is reached by path. Strings, then the header list
+  // pointing into them.
+  struct Forwarded {
+    std::string for_, proto, host, prefix;
+    runtime::protocol::HeaderList list() const;
+  };
+  Forwarded forwarded(const http::Request& req, std::string_view routed_path) const;
+
  private:
   Router& router_;
   StaticSite& site_;
   runtime::Functions* functions_;
+  std::vector<std::string> trusted_proxies_;
 };
 
 }  // namespace nubo::gateway

@@ -10,7 +10,7 @@ uint64_t Response::contentLength() const {
     case BodyKind::kString: return body.size();
     case BodyKind::kShared: return shared.length;
     case BodyKind::kFile: return file.length;
-    case BodyKind::kStream: return 0;  // unknown until sent
+    case BodyKind::kStream: return stream_length.value_or(0);  // else unknown until sent
   }
   return 0;
 }

@@ -61,6 +61,7 @@ struct Request {
   std::string_view path;    // target up to '?', still percent-encoded
   std::string_view query;   // after '?', or empty
   std::string_view host;    // Host header without the port, lowercased by the server
+  std::string_view peer;    // the client's address (the connection's other end)
   std::string_view body;                    // the whole body, unless body_stream is set
   std::shared_ptr<BodyReader> body_stream;  // the body still to read; `body` is then empty
   ClientMonitor* client = nullptr;          // null while the body streams (its reads notice)
@@ -121,12 +122,18 @@ struct Response {
   std::shared_ptr<BodyStream> stream;  // kStream (sent chunked; length unknown)
   // For HEAD: send the headers (with the body's Content-Length) but no body.
   bool omit_body = false;
+  // kStream: the length its sender declared, if it did (HEAD answers with
+  // it; without one a HEAD answer has no Content-Length).
+  std::optional<uint64_t> stream_length;
 
   Response& header(std::string name, std::string value) {
     headers.emplace_back(std::move(name), std::move(value));
     return *this;
   }
   uint64_t contentLength() const;
+  // Whether the head states the length: always, but for a stream without
+  // a declared one.
+  bool lengthKnown() const { return kind != BodyKind::kStream || stream_length.has_value(); }
 
   static Response text(int status, std::string body, std::string_view content_type = "text/plain; charset=utf-8");
   static Response json(int status, std::string body);

@@ -309,6 +309,7 @@ void describe(const bhttp::request_header<>& msg, HttpServer::Connection& c, Req
   c.host.assign(host);
   for (char& ch : c.host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   req.host = c.host;
+  req.peer = c.peer;
   req.raw_ = &msg;
   req.lookup_ = &lookupHeader;
   req.list_ = &listHeaders;
@@ -557,7 +558,7 @@ asio::awaitable<void> writeResponse(tcp::socket& sock, Response& r, bool keep_al
   }
   // In memory (or no body at all): the head and the body in one write.
   std::string head;
-  buildHead(head, r, keep_alive, version, !no_body, r.contentLength());
+  buildHead(head, r, keep_alive, version, !no_body && r.lengthKnown(), r.contentLength());
   std::string_view body;
   if (!no_body && !r.omit_body) {
     if (r.kind == Response::BodyKind::kString) body = r.body;

@@ -90,11 +90,15 @@ bool hopByHop(std::string_view name, bool response) {
 }
 
 // Whether a client's header reaches the function: not hop-by-hop, not named
-// in the client's Connection header (RFC 9110 7.6.1), and not the gateway's
-// own request id (a client must not choose the id its request is logged
-// under).
+// in the client's Connection header (RFC 9110 7.6.1), and not one the
+// gateway sets itself (the request id, which a client must not choose, and
+// X-Forwarded-*).
 bool forwarded(std::string_view name, std::string_view connection) {
   if (hopByHop(name, false) || sameName(name, "x-nubo-request-id")) return false;
+  // The gateway says where the request came from (a client could claim anything).
+  for (std::string_view own : {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-prefix"}) {
+    if (sameName(name, own)) return false;
+  }
   while (!connection.empty()) {
     size_t comma = connection.find(',');
     std::string_view token = connection.substr(0, comma);
@@ -585,7 +589,8 @@ Result<std::shared_ptr<Pool>> Functions::poolFor(const std::string& deployment) 
 }
 
 asio::awaitable<Response> Functions::serve(const std::string& deployment, std::string_view path,
-                                           const http::Request& req, const std::string& request_id) {
+                                           const http::Request& req, const std::string& request_id,
+                                           protocol::HeaderList forwarded_by_gateway) {
   auto t0 = Clock::now();
   auto pool = poolFor(deployment);
   if (!pool.ok()) co_return failure(httpStatusFor(pool.status().code()), pool.status().message());
@@ -599,6 +604,7 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
   for (const auto& kv : all) {
     if (forwarded(kv.first, connection)) headers.push_back(kv);
   }
+  headers.insert(headers.end(), forwarded_by_gateway.begin(), forwarded_by_gateway.end());
   headers.emplace_back("x-nubo-request-id", request_id);
   std::string p(path);
   if (!req.query.empty()) {
@@ -609,7 +615,11 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
   std::string url = "http://" + std::string(host.empty() ? std::string_view("localhost") : host) + p;
   std::string head;
   head.reserve(256);
-  protocol::appendRequestHead(head, req.method, p, url, request_id, headers);
+  // HEAD is asked as GET: the client gets the GET's headers, its
+  // Content-Length included, and the server sends no body (a streamed one
+  // is cancelled). A function's own HEAD answer would not know the length.
+  std::string_view method = req.method == "HEAD" ? std::string_view("GET") : req.method;
+  protocol::appendRequestHead(head, method, p, url, request_id, headers);
   auto ex = co_await asio::this_coro::executor;
   bool body_complete = req.body_stream == nullptr;
 
@@ -719,6 +729,11 @@ asio::awaitable<Response> Functions::serve(const std::string& deployment, std::s
       r.status = rh.status;
       r.headers.reserve(rh.headers.size() + 3);
       for (auto& [name, value] : rh.headers) {
+        // (A stream's declared length is what a HEAD answer states.)
+        if (sameName(name, "content-length") && value.find_first_not_of("0123456789") == std::string::npos &&
+            !value.empty() && value.size() < 19) {
+          r.stream_length = std::stoull(value);
+        }
         if (!hopByHop(name, true)) r.header(std::move(name), std::move(value));
       }
       got_head = true;

@@ -68,8 +68,11 @@ class Functions final : public InstanceFactory {
   // Stops every instance.
   void shutdown();
 
+  // `forwarded`: the X-Forwarded-* headers the function gets in place of
+  // any the client sent.
   boost::asio::awaitable<http::Response> serve(const std::string& deployment, std::string_view path,
-                                               const http::Request& req, const std::string& request_id);
+                                               const http::Request& req, const std::string& request_id,
+                                               protocol::HeaderList forwarded = {});
 
   boost::asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec, ColdStart* phases,
                                                                   EarlyOpen early, bool on_my_shard) override;

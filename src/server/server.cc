@@ -213,7 +213,7 @@ Status runServer(const ServerOptions& opts) {
   ASSIGN_OR_RETURN(auto functions,
                    runtime::Functions::create(data_ioc, *launcher, *code, instance_cgroups, *store, logstore, fopts,
                                               [&router](const std::string& id) { return router.isAliased(id); }));
-  gateway::Gateway gw(router, site, functions.get());
+  gateway::Gateway gw(router, site, functions.get(), opts.trust_proxy);
   // Builds: the built-in builders (and any an operator adds) in DATA/builders.
   std::string builders_dir = data_dir + "/builders";
   RETURN_IF_ERROR(build::installBuiltinBuilders(builders_dir));

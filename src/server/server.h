@@ -46,6 +46,7 @@ struct ServerOptions {
   std::vector<std::string> sandbox_deny;      // IPv4 networks sandboxes may not reach (veth)
   int sandbox_max_connections = 256;          // per sandbox, at a time
   double max_app_cpu = 4;                     // the largest limits.cpu granted
+  std::vector<std::string> trust_proxy;       // front proxies whose X-Forwarded-* headers are kept
   bool write_client_config = true;            // write ~/.config/nubo/config.json if absent
 };
 
