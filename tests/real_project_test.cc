@@ -2,6 +2,8 @@
 // tells a function from a site, and what a site never serves.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "integration_util.h"
 
 namespace nubo::testing_util {
@@ -153,6 +155,43 @@ TEST_F(RealProjectTest, HeadToAFunctionHasTheGetsLengthAndNoBody) {
   EXPECT_EQ(head.status, 200);
   EXPECT_EQ(head.header("content-length"), "12");
   EXPECT_EQ(head.body, "");
+}
+
+// A local `npm install` left node_modules with .bin links, which the CLI
+// refused; and its files were uploaded only for the build to throw away.
+TEST_F(RealProjectTest, AnInstalledNodeModulesIsLeftBehind) {
+  std::map<std::string, std::string> files = {
+      {"package.json", R"({"name": "app", "version": "1.0.0", "dependencies": {"greet": "file:vendor/greet"}})"},
+      {"vendor/greet/package.json", R"({"name": "greet", "version": "1.0.0", "main": "index.js"})"},
+      {"vendor/greet/index.js", "module.exports = (n) => `hello ${n}`;\n"},
+      {"index.js", "const greet = require('greet');\nmodule.exports = (req, res) => res.end(greet('clean'));\n"},
+  };
+  files["package-lock.json"] = lockFileFor(*tmp_, files);
+  std::string dir = tmp_->sub("apps/installed");
+  for (const auto& [path, content] : files) writeFile(dir + "/" + path, content);
+  for (int i = 0; i < 50; ++i) writeFile(dir + "/node_modules/junk/f" + std::to_string(i) + ".js", "x");
+  std::filesystem::create_directories(dir + "/node_modules/.bin");
+  std::filesystem::create_symlink("/usr/bin/env", dir + "/node_modules/.bin/outside");
+  auto said = server_->nubo({"deploy", dir, "--app", "installed"});
+  ASSERT_EQ(said.exit_code, 0) << said.out << said.err;
+  EXPECT_NE((said.out + said.err).find("Skipping node_modules/"), std::string::npos) << said.out << said.err;
+  auto r = server_->nubo({"deploy", dir, "--app", "installed", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto j = parseJson(r.out, "deploy");
+  ASSERT_TRUE(j.ok()) << r.out;
+  EXPECT_EQ((*j)["files"], 5) << "package.json, lock, index.js and greet's two files";
+  EXPECT_EQ(server_->get("/installed/").body, "hello clean");
+}
+
+// A link to a file inside the folder is deployed as a copy of it.
+TEST_F(RealProjectTest, ALinkInsideTheFolderIsACopyOfItsTarget) {
+  std::string dir = tmp_->sub("apps/linked");
+  writeFile(dir + "/index.html", "home");
+  writeFile(dir + "/pages/about.html", "about us");
+  std::filesystem::create_symlink("pages/about.html", dir + "/about.html");
+  auto r = server_->nubo({"deploy", dir, "--app", "linked"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(server_->get("/linked/about.html").body, "about us");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "blob/tree.h"
@@ -90,14 +91,41 @@ TEST(ScannerTest, SnapshotIsAMerkleTreeOfTheFolder) {
   EXPECT_NE(changed->root, snap->root);
 }
 
-TEST(ScannerTest, RejectsSymlinksAndBadNamesNamingThePath) {
+// A link inside the folder is a copy of its target; one leading out of it,
+// nowhere, or into a loop is refused with the path named.
+TEST(ScannerTest, LinksInsideAreCopiesAndOthersAreRefusedNamingThePath) {
   testing_util::TempDir dir;
   writeFile(dir.sub("p/sub/ok.txt"), "x");
-  std::filesystem::create_symlink("../ok.txt", dir.sub("p/sub/link"));
+  writeFile(dir.sub("p/docs/a.md"), "a");
+  std::filesystem::create_symlink("../sub/ok.txt", dir.sub("p/docs/ok-link.txt"));
+  std::filesystem::create_symlink("docs", dir.sub("p/docs-link"));
+  auto in = scan(dir.sub("p"), IgnoreRules());
+  ASSERT_TRUE(in.ok()) << in.status().message();
+  std::vector<std::string> paths;
+  for (const auto& f : *in) paths.push_back(f.path);
+  std::sort(paths.begin(), paths.end());
+  EXPECT_EQ(paths, (std::vector<std::string>{"docs-link/a.md", "docs-link/ok-link.txt", "docs/a.md",
+                                             "docs/ok-link.txt", "sub/ok.txt"}));
+
+  writeFile(dir.sub("outside.txt"), "secret");
+  std::filesystem::create_symlink("../../outside.txt", dir.sub("p/sub/link"));
   auto r = scan(dir.sub("p"), IgnoreRules());
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("\"sub/link\" is a symbolic link"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("\"sub/link\" is a symbolic link to "), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("outside the folder"), std::string::npos) << r.status().message();
   EXPECT_TRUE(scan(dir.sub("p"), IgnoreRules::parse("link\n")).ok());  // ignoring it is the fix
+
+  writeFile(dir.sub("d/x"), "x");
+  std::filesystem::create_symlink("missing", dir.sub("d/dangling"));
+  r = scan(dir.sub("d"), IgnoreRules());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("does not exist"), std::string::npos) << r.status().message();
+
+  writeFile(dir.sub("l/a/x"), "x");
+  std::filesystem::create_symlink("..", dir.sub("l/a/up"));
+  r = scan(dir.sub("l"), IgnoreRules());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("a loop"), std::string::npos) << r.status().message();
 
   writeFile(dir.sub("n/bad\nname"), "x");
   r = scan(dir.sub("n"), IgnoreRules());

@@ -205,8 +205,18 @@ Result<Json> deploy(const DeployOptions& o, Progress& progress) {
   if (!o.no_promote) RETURN_IF_ERROR(validateAliasName(o.alias, "--alias"));
   ASSIGN_OR_RETURN(ClientConfig cfg, clientConfig());
 
-  IgnoreRules rules;
-  if (auto text = readFile(dir + "/.nuboignore", 1 << 20); text.ok()) rules = IgnoreRules::parse(*text);
+  // A project the build installs dependencies for (a lock file, or a build
+  // command) leaves its installed node_modules behind, unless .nuboignore
+  // says "!node_modules": the build throws it away, and its .bin links
+  // point outside it.
+  std::string ignore_text;
+  if (auto text = readFile(dir + "/.nuboignore", 1 << 20); text.ok()) ignore_text = *text;
+  bool installs = ::access((dir + "/package-lock.json").c_str(), F_OK) == 0 || !manifest.build.command.empty();
+  IgnoreRules rules = IgnoreRules::parse((installs ? "node_modules/\n" : "") + ignore_text);
+  if (installs && rules.ignored("node_modules", true) && ::access((dir + "/node_modules").c_str(), F_OK) == 0) {
+    progress.line("Skipping node_modules/: the build installs the dependencies (\"!node_modules\" in .nuboignore "
+                  "uploads it)");
+  }
 
   int64_t scan_start = nowNs();
   ASSIGN_OR_RETURN(std::vector<ScannedFile> files, scan(dir, rules));

@@ -1,6 +1,8 @@
 #include "cli/scanner.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -17,15 +19,45 @@
 namespace nubo::cli {
 namespace {
 
+std::string realPath(const std::string& path) {
+  char buf[PATH_MAX];
+  return ::realpath(path.c_str(), buf) ? std::string(buf) : std::string();
+}
+
+// A symbolic link is followed when its target lies inside the folder (it is
+// uploaded as a copy of the target); one pointing outside, nowhere, or at a
+// folder that holds the link itself is refused, naming the path.
+Status followLink(const std::string& root, const std::string& path, const std::string& dir_real, struct stat* st) {
+  std::string target = realPath(root + "/" + path);
+  if (target.empty() || ::stat(target.c_str(), st) != 0) {
+    return InvalidArgument("\"" + path + "\" is a symbolic link to something that does not exist; remove it, or add "
+                           "it to .nuboignore");
+  }
+  if (target != root && target.rfind(root + "/", 0) != 0) {
+    return InvalidArgument("\"" + path + "\" is a symbolic link to " + target + ", outside the folder; nubo uploads "
+                           "the folder's own files only: replace it with a copy, or add it to .nuboignore");
+  }
+  if (S_ISDIR(st->st_mode) && (dir_real == target || dir_real.rfind(target + "/", 0) == 0)) {
+    return InvalidArgument("\"" + path + "\" is a symbolic link to a folder that contains it (a loop); remove it, or "
+                           "add it to .nuboignore");
+  }
+  return Status::Ok();
+}
+
 Status scanDir(const std::string& root, const std::string& rel, const IgnoreRules& rules,
                std::vector<ScannedFile>& out, int depth) {
   if (depth > 256) return InvalidArgument("\"" + rel + "\" is nested deeper than 256 directories");
   std::string abs = rel.empty() ? root : root + "/" + rel;
+  std::string abs_real = realPath(abs);
   ASSIGN_OR_RETURN(std::vector<std::string> names, listDir(abs));
   for (const auto& name : names) {
     std::string path = rel.empty() ? name : rel + "/" + name;
     struct stat st {};
     if (::lstat((root + "/" + path).c_str(), &st) != 0) return ErrnoStatus("cannot stat " + path, errno);
+    if (S_ISLNK(st.st_mode)) {
+      if (rules.ignored(path, false)) continue;
+      RETURN_IF_ERROR(followLink(root, path, abs_real, &st));
+    }
     bool is_dir = S_ISDIR(st.st_mode);
     if (rules.ignored(path, is_dir)) continue;
     RETURN_IF_ERROR(blob::validateEntryName(name, path));
@@ -39,9 +71,6 @@ Status scanDir(const std::string& root, const std::string& rel, const IgnoreRule
       f.key.ino = static_cast<uint64_t>(st.st_ino);
       f.executable = (st.st_mode & 0111) != 0;
       out.push_back(std::move(f));
-    } else if (S_ISLNK(st.st_mode)) {
-      return InvalidArgument("\"" + path + "\" is a symbolic link; nubo deploys regular files only. "
-                             "Replace it with a copy of its target, or add it to .nuboignore");
     } else {
       return InvalidArgument("\"" + path + "\" is not a regular file or directory (a socket, pipe or device); "
                              "add it to .nuboignore");
@@ -57,7 +86,9 @@ Result<std::vector<ScannedFile>> scan(const std::string& dir, const IgnoreRules&
   if (::stat(dir.c_str(), &st) != 0) return ErrnoStatus("cannot deploy " + dir, errno);
   if (!S_ISDIR(st.st_mode)) return InvalidArgument(dir + " is not a directory; pass the folder to deploy");
   std::vector<ScannedFile> out;
-  RETURN_IF_ERROR(scanDir(dir, "", rules, out, 0));
+  std::string root = realPath(dir);
+  if (root.empty()) return ErrnoStatus("cannot deploy " + dir, errno);
+  RETURN_IF_ERROR(scanDir(root, "", rules, out, 0));
   return out;
 }
 

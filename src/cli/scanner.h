@@ -1,8 +1,10 @@
 // Scanner: turns a project folder into a Snapshot — every file with its
 // SHA-256, and the Merkle tree objects of its directories (blob/tree.h).
 //
-//   scan()     walks the folder (honouring IgnoreRules), rejecting
-//              symlinks, special files and bad names with the path named
+//   scan()     walks the folder (honouring IgnoreRules); a symbolic link
+//              to a file or folder inside it is taken as a copy of its
+//              target; links outside, dangling or looping, special files
+//              and bad names are refused with the path named
 //   hash()     hashes files the HashCache does not know, in parallel
 //   snapshot() builds the tree objects bottom-up; the root hash names the
 //              whole deployment's content
