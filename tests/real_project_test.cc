@@ -194,5 +194,36 @@ TEST_F(RealProjectTest, ALinkInsideTheFolderIsACopyOfItsTarget) {
   EXPECT_EQ(server_->get("/linked/about.html").body, "about us");
 }
 
+// Hono's and most current TypeScript templates say "type": "module": the
+// bundle was CommonJS in a .js file, which Node then loaded as ESM
+// ("module is not defined in ES module scope").
+TEST_F(RealProjectTest, TypeScriptInAnEsModulePackageRunsAndTracesToTheTsLine) {
+  std::map<std::string, std::string> files = {
+      {"package.json", R"({"name": "honoish", "version": "1.0.0", "type": "module",
+                           "dependencies": {"greet": "file:vendor/greet"}})"},
+      {"vendor/greet/package.json", R"({"name": "greet", "version": "1.0.0", "main": "index.js"})"},
+      {"vendor/greet/index.js", "const path = require('path');\n"
+                                "module.exports = (n) => `hello ${n} from ${path.basename('/x/y')}`;\n"},
+      {"index.ts", R"(import greet from 'greet';
+type Out = { msg: string };
+export default {
+  async fetch(request: Request): Promise<Response> {
+    if (new URL(request.url).searchParams.has('boom')) {
+      throw new Error('typed module failure');
+    }
+    const out: Out = { msg: greet('esm ts') };
+    return Response.json(out);
+  },
+};
+)"}};
+  files["package-lock.json"] = lockFileFor(*tmp_, files);
+  auto r = deployFolder("honoish", files);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(server_->get("/honoish/").body, R"({"msg":"hello esm ts from y"})");
+  EXPECT_EQ(server_->get("/honoish/?boom").status, 500);
+  EXPECT_TRUE(waitFor([&] { return server_->nubo({"logs", "honoish"}).out.find("index.ts:6:") != std::string::npos; }))
+      << server_->nubo({"logs", "honoish"}).out;
+}
+
 }  // namespace
 }  // namespace nubo::testing_util
