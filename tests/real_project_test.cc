@@ -225,5 +225,26 @@ export default {
       << server_->nubo({"logs", "honoish"}).out;
 }
 
+// A single-page app's client-side routes and deep links get its page; a
+// missing asset stays a 404.
+TEST_F(RealProjectTest, ASinglePageAppFallsBackToItsPage) {
+  auto r = deployFolder("spa", {{"nubo.json", R"({"runtime": "static", "static": {"fallback": "index.html"}})"},
+                                {"index.html", "the app"},
+                                {"assets/app.js", "js"}});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (const char* route : {"/spa/about", "/spa/users/42/edit"}) {
+    auto got = server_->get(route);
+    EXPECT_EQ(got.status, 200) << route;
+    EXPECT_EQ(got.body, "the app") << route;
+  }
+  EXPECT_EQ(server_->get("/spa/assets/app.js").body, "js");
+  EXPECT_EQ(server_->get("/spa/x.js").status, 404);
+  EXPECT_EQ(server_->get("/spa/assets/missing.css").status, 404);
+  auto bad = deployFolder("spabad", {{"nubo.json", R"({"runtime": "static", "static": {"fallback": "../x.html"}})"},
+                                     {"index.html", "x"}});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("static.fallback: must be a file of the site"), std::string::npos) << bad.err;
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/ids.h"
+#include "manifest/manifest.h"
 
 namespace nubo::gateway {
 
@@ -32,8 +33,11 @@ Result<std::shared_ptr<const AppRoutes>> Router::load(const std::string& app) {
   ASSIGN_OR_RETURN(auto deployments, store_.listDeployments(app, 0));
   for (const auto& d : deployments) {
     if (d.state != store::DeploymentState::kReady) continue;
-    routes->deployments[d.id] = std::make_shared<const DeploymentRoute>(
-        DeploymentRoute{d.id, d.app, d.servedTree(), d.runtime});
+    DeploymentRoute route{d.id, d.app, d.servedTree(), d.runtime, ""};
+    if (d.runtime == "static") {
+      if (auto m = manifest::parseManifestText(d.manifest_json); m.ok()) route.fallback = m->static_site.fallback;
+    }
+    routes->deployments[d.id] = std::make_shared<const DeploymentRoute>(std::move(route));
   }
   ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
   for (const auto& a : aliases) routes->aliases[a.name] = a.deployment_id;

@@ -31,6 +31,7 @@ struct DeploymentRoute {
   std::string app;
   std::string root_tree;
   std::string runtime;
+  std::string fallback;  // static: the page for paths that match no file (manifest's static.fallback)
 };
 
 struct AppRoutes {

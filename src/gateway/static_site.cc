@@ -164,6 +164,11 @@ Response StaticSite::serve(const DeploymentRoute& d, std::string_view raw_path, 
       return serveFile(d, f->second, 200, immutable, req);
     }
   }
+  // A single-page app: a client-side route (no extension: not a missing
+  // asset) gets the app's page.
+  if (!d.fallback.empty() && rel.substr(rel.rfind('/') + 1).find('.') == std::string::npos) {
+    if (auto f = site.files.find(d.fallback); f != site.files.end()) return serveFile(d, f->second, 200, immutable, req);
+  }
   if (auto f = site.files.find("404.html"); f != site.files.end()) return serveFile(d, f->second, 404, immutable, req);
   return notFound(d, *decoded);
 }

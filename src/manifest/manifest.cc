@@ -143,7 +143,15 @@ Result<Manifest> parseManifest(const Json& j) {
     c.add("(top level)", std::string("must be a JSON object, got ") + j.type_name());
     return c.status();
   }
-  c.unknownFields(j, "", {"name", "runtime", "entry", "build", "limits", "permissions", "env", "cron"});
+  c.unknownFields(j, "", {"name", "runtime", "entry", "build", "limits", "permissions", "env", "cron", "static"});
+  if (const Json* st = c.object(j, "static")) {
+    c.unknownFields(*st, "static.", {"fallback"});
+    c.string(*st, "fallback", "static.", &m.static_site.fallback);
+    if (!m.static_site.fallback.empty() && !isRelativeSubpath(m.static_site.fallback)) {
+      c.add("static.fallback", "must be a file of the site, a relative path without \"..\" (e.g. \"index.html\"), "
+                               "got \"" + m.static_site.fallback + "\"");
+    }
+  }
 
   c.string(j, "name", "", &m.name);
   if (j.contains("name") && j["name"].is_string()) {
@@ -268,6 +276,7 @@ Json toJson(const Manifest& m) {
       {"cron", cron},
   };
   if (!m.name.empty()) j["name"] = m.name;
+  if (!m.static_site.fallback.empty()) j["static"] = {{"fallback", m.static_site.fallback}};
   return j;
 }
 

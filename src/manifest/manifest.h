@@ -45,6 +45,13 @@ struct Build {
   std::string output;   // relative directory of the build output
 };
 
+// How a static site answers beyond its files.
+struct StaticOptions {
+  // A single-page app's page: what paths that match no file and have no
+  // extension (client-side routes, deep links) get, with 200.
+  std::string fallback;
+};
+
 struct CronJob {
   std::string schedule;  // five-field cron expression
   std::string path;      // request path, starting with '/'
@@ -57,6 +64,7 @@ struct Manifest {
   Build build;
   Limits limits;
   Permissions permissions;
+  StaticOptions static_site;      // "static" in nubo.json
   std::map<std::string, std::string> env;
   std::vector<CronJob> cron;
 };
