@@ -246,5 +246,20 @@ TEST_F(RealProjectTest, ASinglePageAppFallsBackToItsPage) {
   EXPECT_NE(bad.err.find("static.fallback: must be a file of the site"), std::string::npos) << bad.err;
 }
 
+// Koa's idiom, an entry that only calls listen(3000), failed with an
+// unexplained 503 (EACCES on 0.0.0.0:3000 in the log).
+TEST_F(RealProjectTest, AnEntryThatOnlyCallsListenServes) {
+  auto r = deployFolder("listener", {{"app.js", R"(const http = require('http');
+const server = http.createServer((req, res) => res.end('served by my own server ' + req.url));
+server.listen(3000, () => console.log('listening at ' + JSON.stringify(server.address())));
+)"}, {"nubo.json", R"({"entry": "app.js"})"}});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(server_->get("/listener/hi").body, "served by my own server /hi");
+  EXPECT_TRUE(waitFor([&] { return server_->nubo({"logs", "listener"}).out.find("listening at") != std::string::npos; }));
+  // Exporting nothing and starting nothing still names what is expected.
+  ASSERT_EQ(deployFolder("nothing", {{"index.js", "const x = 1;"}}).exit_code, 0);
+  EXPECT_NE(server_->get("/nothing/").body.find("or start an HTTP server (app.listen(PORT))"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

@@ -16,6 +16,7 @@ const http = require('node:http');
 const { Duplex } = require('node:stream');
 const { pathToFileURL } = require('node:url');
 const path = require('node:path');
+const os = require('node:os');
 const { AsyncLocalStorage } = require('node:async_hooks');
 const { Response: FastResponse, wholeBody, lazyHead, lazyStatus, lazyType } = require('./fast_response.js');
 const { lazyRequest, abortRequest } = require('./fast_request.js');
@@ -239,6 +240,22 @@ async function load(entry) {
   }
 }
 
+// Code that starts its own server (`app.listen(3000)`, as Express, Koa,
+// Fastify and Hono's node server do) gets it: each http.Server it starts
+// listens on a unix socket of its own in /tmp instead (this sandbox has no
+// TCP ports to give), so its callbacks and 'listening' run as usual, and the
+// first one takes the requests when the module exports no handler.
+const startedServers = [];
+let listenSeq = 0;
+function captureListen() {
+  const listen = http.Server.prototype.listen;
+  http.Server.prototype.listen = function (...args) {
+    startedServers.push(this);
+    const cb = args.find((a) => typeof a === 'function');
+    return listen.call(this, path.join(os.tmpdir(), `nubo-listen-${process.pid}-${++listenSeq}.sock`), cb);
+  };
+}
+
 async function specialize(info) {
   const t0 = performance.now();
   try {
@@ -251,6 +268,7 @@ async function specialize(info) {
       return finishLoading();
     }
     const entry = path.resolve(info.dir, info.entry);
+    captureListen();
     const mod = await load(entry);
     const exp = mod.default !== undefined ? mod.default : mod;
     if (exp && typeof exp === 'object' && typeof exp.fetch === 'function') {
@@ -259,8 +277,12 @@ async function specialize(info) {
       handler = { kind: 'node', fn: exp };
     } else if (typeof mod.fetch === 'function') {
       handler = { kind: 'fetch', obj: mod };
+    } else if (startedServers.length) {
+      const server = startedServers[0];
+      handler = { kind: 'node', fn: (req, res) => server.emit('request', req, res) };
     } else {
-      throw new Error(`${info.entry} must export default { fetch(request, env, ctx) } or a (req, res) function`);
+      throw new Error(`${info.entry} must export default { fetch(request, env, ctx) } or a (req, res) function, ` +
+                      'or start an HTTP server (app.listen(PORT)), which nubo then sends the requests to');
     }
     sendJson(T.READY, 0, { ok: true, load_ms: performance.now() - t0 });
   } catch (e) {
