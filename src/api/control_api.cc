@@ -99,9 +99,9 @@ std::string PublicUrls::aliasUrl(std::string_view app, std::string_view alias) c
 
 ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls,
                        runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs,
-                       AppRemoved app_removed)
+                       AppRemoved app_removed, Served served)
     : store_(store), deployer_(deployer), auth_(auth), urls_(std::move(urls)), functions_(functions), logs_(logs),
-      build_logs_(build_logs), app_removed_(std::move(app_removed)) {}
+      build_logs_(build_logs), app_removed_(std::move(app_removed)), served_(std::move(served)) {}
 
 http::BodyPlan ControlApi::planBody(const http::Request& head) {
   http::BodyPlan plan;
@@ -229,8 +229,9 @@ std::string sseEvent(std::string_view event, const Json& data) {
 // log is drained). Polls the log file and the store every 100 ms on a timer.
 class BuildEvents final : public http::BodyStream {
  public:
-  BuildEvents(store::MetadataStore& store, logs::LogStore& logs, std::string id, std::optional<uint64_t> after)
-      : store_(store), logs_(logs), id_(std::move(id)), after_(after) {}
+  BuildEvents(store::MetadataStore& store, logs::LogStore& logs, std::string id, std::optional<uint64_t> after,
+              ControlApi::Served served)
+      : store_(store), logs_(logs), id_(std::move(id)), after_(after), served_(std::move(served)) {}
 
   boost::asio::awaitable<Result<std::optional<std::string>>> next() override {
     boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
@@ -246,6 +247,15 @@ class BuildEvents final : public http::BodyStream {
       }
       auto d = store_.getDeployment(id_);
       if (!d.ok()) co_return d.status();
+      // READY is said once the data plane serves it (the router reloads
+      // just after the store commits), or after 2 s whatever happens.
+      bool routed = d->state != store::DeploymentState::kReady || !served_ || served_(id_) || ++ready_waits_ > 200;
+      if (!routed) {
+        timer.expires_after(std::chrono::milliseconds(10));
+        boost::system::error_code ec;
+        co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+        continue;
+      }
       if (!last_ || *last_ != d->state) {
         last_ = d->state;
         Json data = {{"state", std::string(store::stateName(d->state))}};
@@ -269,6 +279,8 @@ class BuildEvents final : public http::BodyStream {
   std::string id_;
   std::optional<uint64_t> after_;
   std::optional<store::DeploymentState> last_;
+  ControlApi::Served served_;
+  int ready_waits_ = 0;
   bool done_ = false;
   bool cancelled_ = false;
 };
@@ -285,7 +297,7 @@ Response ControlApi::serveBuildEvents(const http::Request& req, const std::strin
   r.header("cache-control", "no-cache");
   auto after = afterCursor(req);
   if (!after.ok()) return Response::error(after.status());
-  r.stream = std::make_shared<BuildEvents>(store_, build_logs_, id, *after);
+  r.stream = std::make_shared<BuildEvents>(store_, build_logs_, id, *after, served_);
   return r;
 }
 

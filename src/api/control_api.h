@@ -34,11 +34,15 @@ class ControlApi final : public http::Handler {
   // Called after an app is removed from the store, to stop what still runs
   // for it (its builds).
   using AppRemoved = std::function<void(const std::string& app)>;
+  // Whether the data plane serves a deployment (the router has it): a
+  // build's event stream reports READY only then, so a client that saw
+  // READY is served the new deployment.
+  using Served = std::function<bool(const std::string& deployment)>;
 
   // `functions` may be null (no code runtimes: no instances to list).
   ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls,
              runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs,
-             AppRemoved app_removed = nullptr);
+             AppRemoved app_removed = nullptr, Served served = nullptr);
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
   // Authenticates from the head, before any body is read (handle() checks
   // the token of every request, with a body or not); JSON bodies get
@@ -72,6 +76,7 @@ class ControlApi final : public http::Handler {
   logs::LogStore& logs_;
   logs::LogStore& build_logs_;
   AppRemoved app_removed_;
+  Served served_;
 };
 
 }  // namespace nubo::api

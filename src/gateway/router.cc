@@ -77,6 +77,14 @@ bool Router::isAliased(const std::string& deployment) const {
   return false;
 }
 
+bool Router::has(const std::string& deployment) const {
+  auto table = snapshot();
+  for (const auto& [app, routes] : *table) {
+    if (routes->deployments.count(deployment)) return true;
+  }
+  return false;
+}
+
 std::shared_ptr<const Router::Table> Router::snapshot() const {
   std::lock_guard lock(table_mu_);
   return table_;

@@ -64,6 +64,8 @@ class Router {
 
   // True when some alias points at the deployment (its pool keeps min_instances).
   bool isAliased(const std::string& deployment) const;
+  // Whether a READY deployment is in the table (so requests can reach it).
+  bool has(const std::string& deployment) const;
 
  private:
   using Table = std::unordered_map<std::string, std::shared_ptr<const AppRoutes>>;

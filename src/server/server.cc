@@ -258,7 +258,8 @@ Status runServer(const ServerOptions& opts) {
                                 builds->removeApp(app);
                                 functions->removeApp(app);
                                 code->removeApp(app);
-                              });
+                              },
+                              [&router](const std::string& deployment) { return router.has(deployment); });
   http::ServerLimits control_limits;
   control_limits.body_bytes = opts.max_upload_mb << 20;
   control_limits.body_limit_hint = "the largest file a deploy may upload; a server operator can raise it with --max-upload-mb";
