@@ -188,8 +188,7 @@ TEST(EscapeNetworkTablesTest, TablesOfKilledServersAreRemoved) {
   auto first = std::make_unique<NuboServer>(tmp, std::vector<std::string>{}, "first");
   std::string mine = "_" + std::to_string(first->pid()) + "\n";
   ASSERT_NE(tables().find(mine), std::string::npos) << tables();
-  first->stop(SIGKILL);
-  EXPECT_NE(tables().find(mine), std::string::npos) << "killed: it could not remove its table";
+  first->stop(SIGKILL);  // it cannot remove its table (another server starting meanwhile may)
   NuboServer second(tmp, {}, "second");
   EXPECT_EQ(tables().find(mine), std::string::npos) << tables();
   std::string its = "_" + std::to_string(second.pid()) + "\n";
