@@ -261,5 +261,34 @@ server.listen(3000, () => console.log('listening at ' + JSON.stringify(server.ad
   EXPECT_NE(server_->get("/nothing/").body.find("or start an HTTP server (app.listen(PORT))"), std::string::npos);
 }
 
+// The common cases of a site's headers and redirects, validated.
+TEST_F(RealProjectTest, ASiteSetsItsHeadersAndRedirects) {
+  auto r = deployFolder("rules", {{"nubo.json", R"({"runtime": "static", "static": {
+      "headers": {"/assets/*": {"Cache-Control": "public, max-age=31536000"}, "/": {"X-Frame-Options": "DENY"}},
+      "redirects": [{"from": "/old", "to": "/new.html"}, {"from": "/docs", "to": "https://docs.example", "status": 302}]}})"},
+                                  {"index.html", "home"}, {"new.html", "new"}, {"assets/a.css", "css"}});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto css = server_->get("/rules/assets/a.css");
+  EXPECT_EQ(css.body, "css");
+  EXPECT_EQ(css.header("cache-control"), "public, max-age=31536000");
+  EXPECT_EQ(server_->get("/rules/").header("x-frame-options"), "DENY");
+  EXPECT_EQ(server_->get("/rules/new.html").header("x-frame-options"), "") << "only the exact path";
+  auto old = server_->get("/rules/old");
+  EXPECT_EQ(old.status, 308);
+  EXPECT_EQ(old.header("location"), "/rules/new.html") << "inside the app under path routing";
+  EXPECT_EQ(server_->get("/old", {"Host: rules.localhost"}).header("location"), "/new.html");
+  auto docs = server_->get("/rules/docs");
+  EXPECT_EQ(docs.status, 302);
+  EXPECT_EQ(docs.header("location"), "https://docs.example");
+  auto bad = deployFolder("rulesbad", {{"nubo.json", R"({"runtime": "static", "static": {
+      "headers": {"assets": {"Bad Name": "x"}}, "redirects": [{"from": "/a", "to": "//evil.example", "status": 200}]}})"},
+                                       {"index.html", "x"}});
+  EXPECT_EQ(bad.exit_code, 2);
+  for (const char* field : {"static.headers.assets:", "static.headers.assets.Bad Name:", "static.redirects[0].to:",
+                            "static.redirects[0].status:"}) {
+    EXPECT_NE(bad.err.find(field), std::string::npos) << field << " in " << bad.err;
+  }
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

@@ -33,9 +33,10 @@ Result<std::shared_ptr<const AppRoutes>> Router::load(const std::string& app) {
   ASSIGN_OR_RETURN(auto deployments, store_.listDeployments(app, 0));
   for (const auto& d : deployments) {
     if (d.state != store::DeploymentState::kReady) continue;
-    DeploymentRoute route{d.id, d.app, d.servedTree(), d.runtime, ""};
+    DeploymentRoute route{d.id, d.app, d.servedTree(), d.runtime, nullptr};
     if (d.runtime == "static") {
-      if (auto m = manifest::parseManifestText(d.manifest_json); m.ok()) route.fallback = m->static_site.fallback;
+      auto m = manifest::parseManifestText(d.manifest_json);
+      if (m.ok()) route.site = std::make_shared<const manifest::StaticOptions>(std::move(m->static_site));
     }
     routes->deployments[d.id] = std::make_shared<const DeploymentRoute>(std::move(route));
   }

@@ -18,6 +18,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+
+#include "manifest/manifest.h"
 #include <string_view>
 #include <unordered_map>
 
@@ -31,7 +33,8 @@ struct DeploymentRoute {
   std::string app;
   std::string root_tree;
   std::string runtime;
-  std::string fallback;  // static: the page for paths that match no file (manifest's static.fallback)
+  // static: the manifest's "static" (fallback page, headers, redirects).
+  std::shared_ptr<const manifest::StaticOptions> site;
 };
 
 struct AppRoutes {

@@ -1,5 +1,8 @@
 #include "gateway/static_site.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include <charconv>
 
 #include "gateway/mime.h"
@@ -125,6 +128,38 @@ Result<std::shared_ptr<const SiteIndex>> StaticSite::index(const std::string& ro
 
 Response StaticSite::serve(const DeploymentRoute& d, std::string_view raw_path, bool immutable,
                            const http::Request& req) {
+  if (!d.site || (d.site->redirects.empty() && d.site->headers.empty())) return serveFiles(d, raw_path, immutable, req);
+  auto decoded = http::percentDecode(raw_path);
+  std::string path = decoded.ok() ? *decoded : std::string(raw_path);
+  for (const auto& rd : d.site->redirects) {
+    if (rd.from != path) continue;
+    // A path stays inside the app when it is reached by path (/<app>/...).
+    std::string prefix;
+    if (req.path.size() > raw_path.size() && req.path.substr(req.path.size() - raw_path.size()) == raw_path) {
+      prefix = std::string(req.path.substr(0, req.path.size() - raw_path.size()));
+    }
+    Response r = Response::text(rd.status, "moved to " + rd.to + "\n");
+    r.header("location", rd.to[0] == '/' ? prefix + rd.to : rd.to);
+    return r;
+  }
+  Response r = serveFiles(d, raw_path, immutable, req);
+  for (const auto& [rule, headers] : d.site->headers) {
+    if (!manifest::staticPathMatches(rule, path)) continue;
+    for (const auto& [name, value] : headers) {
+      // The site's word replaces nubo's own (cache-control, say).
+      std::erase_if(r.headers, [&](const auto& h) {
+        return h.first.size() == name.size() && std::equal(name.begin(), name.end(), h.first.begin(), [](char a, char b) {
+                 return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+               });
+      });
+      r.header(name, value);
+    }
+  }
+  return r;
+}
+
+Response StaticSite::serveFiles(const DeploymentRoute& d, std::string_view raw_path, bool immutable,
+                                const http::Request& req) {
   if (req.method != "GET" && req.method != "HEAD") {
     Response r = Response::text(405, "method " + std::string(req.method) + " not allowed: static sites answer GET and HEAD\n");
     r.header("allow", "GET, HEAD");
@@ -166,8 +201,10 @@ Response StaticSite::serve(const DeploymentRoute& d, std::string_view raw_path, 
   }
   // A single-page app: a client-side route (no extension: not a missing
   // asset) gets the app's page.
-  if (!d.fallback.empty() && rel.substr(rel.rfind('/') + 1).find('.') == std::string::npos) {
-    if (auto f = site.files.find(d.fallback); f != site.files.end()) return serveFile(d, f->second, 200, immutable, req);
+  if (d.site && !d.site->fallback.empty() && rel.substr(rel.rfind('/') + 1).find('.') == std::string::npos) {
+    if (auto f = site.files.find(d.site->fallback); f != site.files.end()) {
+      return serveFile(d, f->second, 200, immutable, req);
+    }
   }
   if (auto f = site.files.find("404.html"); f != site.files.end()) return serveFile(d, f->second, 404, immutable, req);
   return notFound(d, *decoded);

@@ -45,6 +45,8 @@ class StaticSite {
   Result<std::shared_ptr<const SiteIndex>> index(const std::string& root_tree);
 
  private:
+  http::Response serveFiles(const DeploymentRoute& d, std::string_view path, bool immutable,
+                            const http::Request& req);
   http::Response serveFile(const DeploymentRoute& d, const blob::FlatFile& f, int status, bool immutable,
                            const http::Request& req);
   Status attachBody(http::Response& r, const blob::FlatFile& f, uint64_t start, uint64_t length);

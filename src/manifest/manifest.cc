@@ -134,7 +134,81 @@ bool validCron(const std::string& s) {
   return fields == 5;
 }
 
+bool validPath(const std::string& p) { return !p.empty() && p[0] == '/' && p.find_first_of(" \t\r\n") == std::string::npos; }
+
+bool validHeader(const std::string& name, const std::string& value) {
+  if (name.empty() || name.size() > 256 || value.size() > 4096) return false;
+  for (char ch : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos)) return false;
+  }
+  return value.find_first_of("\r\n") == std::string::npos && value.find('\0') == std::string::npos;
+}
+
+// static.headers: {"/path" or "/prefix/*": {"name": "value"}}; static.redirects:
+// [{"from": "/a", "to": "/b" or "https://...", "status": 308}].
+void parseStaticRules(Checker& c, const Json& st, StaticOptions& out) {
+  if (st.contains("headers")) {
+    const Json& h = st["headers"];
+    if (!h.is_object() || h.size() > 50) {
+      c.add("static.headers", "must be an object of at most 50 paths (\"/path\" or \"/prefix/*\") to headers");
+    } else {
+      for (const auto& [path, set] : h.items()) {
+        std::string where = "static.headers." + path;
+        if (!validPath(path)) c.add(where, "the path must start with / (\"/assets/*\" for everything under /assets/)");
+        if (!set.is_object() || set.size() > 20) {
+          c.add(where, "must be an object of at most 20 header names to string values");
+          continue;
+        }
+        std::vector<std::pair<std::string, std::string>> headers;
+        for (const auto& [name, value] : set.items()) {
+          if (!value.is_string() || !validHeader(name, value.get<std::string>())) {
+            c.add(where + "." + name, "must be a header name (letters, digits, -) with a one-line string value");
+            continue;
+          }
+          headers.emplace_back(name, value.get<std::string>());
+        }
+        out.headers.emplace_back(path, std::move(headers));
+      }
+    }
+  }
+  if (st.contains("redirects")) {
+    const Json& r = st["redirects"];
+    if (!r.is_array() || r.size() > 200) {
+      c.add("static.redirects", "must be an array of at most 200 {\"from\", \"to\", \"status\"} objects");
+      return;
+    }
+    for (size_t i = 0; i < r.size(); ++i) {
+      std::string where = "static.redirects[" + std::to_string(i) + "]";
+      if (!r[i].is_object()) {
+        c.add(where, "must be an object like {\"from\": \"/old\", \"to\": \"/new\"}");
+        continue;
+      }
+      c.unknownFields(r[i], where + ".", {"from", "to", "status"});
+      StaticOptions::Redirect rd;
+      c.string(r[i], "from", where + ".", &rd.from);
+      c.string(r[i], "to", where + ".", &rd.to);
+      c.integer(r[i], "status", where + ".", 301, 308, &rd.status);
+      if (!validPath(rd.from)) c.add(where + ".from", "must be a path starting with /");
+      bool absolute = rd.to.rfind("https://", 0) == 0 || rd.to.rfind("http://", 0) == 0;
+      if ((!validPath(rd.to) && !absolute) || rd.to.rfind("//", 0) == 0 || !validHeader("location", rd.to)) {
+        c.add(where + ".to", "must be a path starting with / or an http(s):// URL");
+      }
+      if (rd.status != 301 && rd.status != 302 && rd.status != 307 && rd.status != 308) {
+        c.add(where + ".status", "must be 301, 302, 307 or 308");
+      }
+      out.redirects.push_back(std::move(rd));
+    }
+  }
+}
+
 }  // namespace
+
+bool staticPathMatches(std::string_view rule, std::string_view path) {
+  if (rule.size() >= 2 && rule.substr(rule.size() - 2) == "/*") {
+    return path.substr(0, rule.size() - 1) == rule.substr(0, rule.size() - 1);
+  }
+  return rule == path;
+}
 
 Result<Manifest> parseManifest(const Json& j) {
   Manifest m;
@@ -145,8 +219,9 @@ Result<Manifest> parseManifest(const Json& j) {
   }
   c.unknownFields(j, "", {"name", "runtime", "entry", "build", "limits", "permissions", "env", "cron", "static"});
   if (const Json* st = c.object(j, "static")) {
-    c.unknownFields(*st, "static.", {"fallback"});
+    c.unknownFields(*st, "static.", {"fallback", "headers", "redirects"});
     c.string(*st, "fallback", "static.", &m.static_site.fallback);
+    parseStaticRules(c, *st, m.static_site);
     if (!m.static_site.fallback.empty() && !isRelativeSubpath(m.static_site.fallback)) {
       c.add("static.fallback", "must be a file of the site, a relative path without \"..\" (e.g. \"index.html\"), "
                                "got \"" + m.static_site.fallback + "\"");
@@ -276,7 +351,23 @@ Json toJson(const Manifest& m) {
       {"cron", cron},
   };
   if (!m.name.empty()) j["name"] = m.name;
-  if (!m.static_site.fallback.empty()) j["static"] = {{"fallback", m.static_site.fallback}};
+  Json st = Json::object();
+  if (!m.static_site.fallback.empty()) st["fallback"] = m.static_site.fallback;
+  if (!m.static_site.headers.empty()) {
+    Json h = Json::object();
+    for (const auto& [path, set] : m.static_site.headers) {
+      Json one = Json::object();
+      for (const auto& [k, v] : set) one[k] = v;
+      h[path] = one;
+    }
+    st["headers"] = h;
+  }
+  if (!m.static_site.redirects.empty()) {
+    Json r = Json::array();
+    for (const auto& rd : m.static_site.redirects) r.push_back({{"from", rd.from}, {"to", rd.to}, {"status", rd.status}});
+    st["redirects"] = r;
+  }
+  if (!st.empty()) j["static"] = st;
   return j;
 }
 

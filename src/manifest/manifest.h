@@ -50,7 +50,18 @@ struct StaticOptions {
   // A single-page app's page: what paths that match no file and have no
   // extension (client-side routes, deep links) get, with 200.
   std::string fallback;
+  // Response headers by path: "/exact" or "/prefix/*"; every rule that
+  // matches adds its headers (at most 50 rules, 20 headers each).
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> headers;
+  // Redirects of exact paths, checked before the files (at most 200).
+  struct Redirect {
+    std::string from, to;
+    int status = 308;  // 301, 302, 307 or 308
+  };
+  std::vector<Redirect> redirects;
 };
+// Whether a static rule's path ("/exact", or "/prefix/*") matches `path`.
+bool staticPathMatches(std::string_view rule, std::string_view path);
 
 struct CronJob {
   std::string schedule;  // five-field cron expression
