@@ -145,14 +145,15 @@ Response StaticSite::serve(const DeploymentRoute& d, std::string_view raw_path, 
   Response r = serveFiles(d, raw_path, immutable, req);
   for (const auto& [rule, headers] : d.site->headers) {
     if (!manifest::staticPathMatches(rule, path)) continue;
-    for (const auto& [name, value] : headers) {
+    for (const auto& header : headers) {
       // The site's word replaces nubo's own (cache-control, say).
-      std::erase_if(r.headers, [&](const auto& h) {
+      const std::string& name = header.first;
+      std::erase_if(r.headers, [&name](const auto& h) {
         return h.first.size() == name.size() && std::equal(name.begin(), name.end(), h.first.begin(), [](char a, char b) {
                  return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
                });
       });
-      r.header(name, value);
+      r.header(name, header.second);
     }
   }
   return r;
