@@ -28,6 +28,14 @@ TEST_F(RealProjectTest, AnEntryOnlyManifestRunsAsAFunctionAndItsSourceIsNotServe
   EXPECT_EQ(server_->get("/entryonly/nubo.json").body, "function /nubo.json");
 }
 
+// package.json is read whole by the server: a huge one is refused, not read.
+TEST_F(RealProjectTest, AHugePackageJsonIsRefused) {
+  std::string huge = R"({"name": "big", "description": ")" + std::string(2 << 20, 'x') + R"("})";
+  auto r = deployFolder("bigpkg", {{"package.json", huge}, {"app.js", "x"}});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("nubo reads a package.json of up to 1 MiB"), std::string::npos) << r.err;
+}
+
 // An entry that is a command line is a server on $PORT.
 TEST_F(RealProjectTest, AnEntryCommandRunsAsAServer) {
   auto r = deployFolder("entrycmd", {{"nubo.json", R"({"entry": "node server.js"})"},
@@ -281,11 +289,13 @@ TEST_F(RealProjectTest, ASiteSetsItsHeadersAndRedirects) {
   EXPECT_EQ(docs.status, 302);
   EXPECT_EQ(docs.header("location"), "https://docs.example");
   auto bad = deployFolder("rulesbad", {{"nubo.json", R"({"runtime": "static", "static": {
-      "headers": {"assets": {"Bad Name": "x"}}, "redirects": [{"from": "/a", "to": "//evil.example", "status": 200}]}})"},
+      "headers": {"assets": {"Bad Name": "x"}, "/x": {"Content-Length": "0", "Transfer-Encoding": "chunked"}},
+      "redirects": [{"from": "/a", "to": "//evil.example", "status": 200}]}})"},
                                        {"index.html", "x"}});
   EXPECT_EQ(bad.exit_code, 2);
   for (const char* field : {"static.headers.assets:", "static.headers.assets.Bad Name:", "static.redirects[0].to:",
-                            "static.redirects[0].status:"}) {
+                            "static.redirects[0].status:", "static.headers./x.Content-Length: is set by the server",
+                            "static.headers./x.Transfer-Encoding:"}) {
     EXPECT_NE(bad.err.find(field), std::string::npos) << field << " in " << bad.err;
   }
 }

@@ -194,12 +194,27 @@ Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m)
   return Status::Ok();
 }
 
-Status Deployer::refuseServerAsFiles(const std::string& root) {
+Result<std::optional<Json>> Deployer::packageJson(const std::string& root) {
   ASSIGN_OR_RETURN(std::optional<std::string> package, findFile(root, "package.json"));
-  if (!package) return Status::Ok();
+  if (!package) return std::optional<Json>();
+  // Read whole on the control plane: bounded (uploads may be far larger).
+  constexpr uint64_t kMaxPackageJson = 1 << 20;
+  ASSIGN_OR_RETURN(uint64_t size, blobs_.size(*package));
+  if (size > kMaxPackageJson) {
+    return InvalidArgument("package.json: " + std::to_string(size) + " bytes; nubo reads a package.json of up to "
+                           "1 MiB");
+  }
   ASSIGN_OR_RETURN(std::string text, blobs_.get(*package));
   auto pkg = parseJson(text, "package.json");
-  if (!pkg.ok() || !pkg->is_object()) return Status::Ok();  // not a server's, then
+  if (!pkg.ok() || !pkg->is_object()) {
+    return InvalidArgument("package.json: " + (pkg.ok() ? std::string("must be a JSON object") : pkg.status().message()));
+  }
+  return std::optional<Json>(std::move(*pkg));
+}
+
+Status Deployer::refuseServerAsFiles(const std::string& root) {
+  ASSIGN_OR_RETURN(std::optional<Json> pkg, packageJson(root));
+  if (!pkg) return Status::Ok();
   const Json* scripts = pkg->contains("scripts") && (*pkg)["scripts"].is_object() ? &(*pkg)["scripts"] : nullptr;
   std::string why = pkg->contains("main") ? "has a \"main\"" : scripts && scripts->contains("start") ? "has a \"start\" script" : "";
   if (why.empty()) return Status::Ok();
@@ -230,11 +245,8 @@ Result<bool> Deployer::needsNodeBuild(const std::string& root, const manifest::M
       if (has) return true;
     }
   }
-  ASSIGN_OR_RETURN(std::optional<std::string> package, findFile(root, "package.json"));
-  if (!package) return false;
-  ASSIGN_OR_RETURN(std::string text, blobs_.get(*package));
-  auto pkg = parseJson(text, "package.json");
-  if (!pkg.ok() || !pkg->is_object()) return InvalidArgument("package.json: " + pkg.status().message());
+  ASSIGN_OR_RETURN(std::optional<Json> pkg, packageJson(root));
+  if (!pkg) return false;
   auto deps = pkg->find("dependencies");
   return deps != pkg->end() && deps->is_object() && !deps->empty();
 }

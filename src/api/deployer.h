@@ -125,6 +125,9 @@ class Deployer {
   // A folder nubo would serve as files but whose package.json says it is a
   // server (a "main", or a "start" script): refused, naming the fix.
   Status refuseServerAsFiles(const std::string& root);
+  // The root's package.json, if any (InvalidArgument when over 1 MiB or not
+  // a JSON object).
+  Result<std::optional<Json>> packageJson(const std::string& root);
   // The node entry of `m` in `tree`: as named, else the first of index.js/.mjs/.cjs.
   Result<std::string> findEntry(const std::string& tree, const manifest::Manifest& m);
 

@@ -144,6 +144,18 @@ bool validHeader(const std::string& name, const std::string& value) {
   return value.find_first_of("\r\n") == std::string::npos && value.find('\0') == std::string::npos;
 }
 
+// Headers that say how the response is framed or the connection kept: a
+// second one beside the server's would let a client or proxy read the
+// stream differently.
+bool framingHeader(std::string name) {
+  for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (std::string_view f : {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+                             "trailer", "proxy-connection", "date", "server"}) {
+    if (name == f) return true;
+  }
+  return false;
+}
+
 // static.headers: {"/path" or "/prefix/*": {"name": "value"}}; static.redirects:
 // [{"from": "/a", "to": "/b" or "https://...", "status": 308}].
 void parseStaticRules(Checker& c, const Json& st, StaticOptions& out) {
@@ -163,6 +175,10 @@ void parseStaticRules(Checker& c, const Json& st, StaticOptions& out) {
         for (const auto& [name, value] : set.items()) {
           if (!value.is_string() || !validHeader(name, value.get<std::string>())) {
             c.add(where + "." + name, "must be a header name (letters, digits, -) with a one-line string value");
+            continue;
+          }
+          if (framingHeader(name)) {
+            c.add(where + "." + name, "is set by the server (it frames the response); leave it out");
             continue;
           }
           headers.emplace_back(name, value.get<std::string>());

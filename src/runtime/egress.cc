@@ -176,7 +176,7 @@ int addRoute(nl_sock* s, int index, uint32_t dst, int prefix, uint32_t gateway) 
 
 // Runs in the host namespace: the veth pair, its host end up with the
 // gateway address, and a host route to a free address of the subnet.
-Result<uint32_t> plugHostEnd(const Subnet& subnet, const std::string& tag, int inner_ns, std::string* host_name) {
+Result<uint32_t> plugHostEnd(const Subnet& subnet, const std::string& tag, int inner_ns) {
   ASSIGN_OR_RETURN(Sock s, routeSocket());
   // The server's prefix filled up to 15 characters with random hex; a name
   // in use is refused (NLM_F_EXCL) and another one tried.
@@ -196,7 +196,6 @@ Result<uint32_t> plugHostEnd(const Subnet& subnet, const std::string& tag, int i
     if (err == 0) break;
     if (err != -NLE_EXIST || attempt == 8) return nlFailed("create the veth pair " + name, err);
   }
-  *host_name = name;
   ASSIGN_OR_RETURN(int index, ifindex(s.get(), name));
   RETURN_IF_ERROR(addAddress(s.get(), index, subnet.gateway()));
   RETURN_IF_ERROR(linkUp(s.get(), name));
@@ -236,8 +235,7 @@ Result<std::string> enterVeth(const EgressOptions& opts) {
   if (::setns(host.get(), CLONE_NEWNET) != 0) return Internal(std::string("return to the host's namespace: ") + std::strerror(errno));
   // From here a failure leaves nothing behind: the pair goes with the new
   // namespace, which goes when this process exits.
-  std::string host_name;
-  Result<uint32_t> ip = plugHostEnd(subnet, opts.tag, inner.get(), &host_name);
+  Result<uint32_t> ip = plugHostEnd(subnet, opts.tag, inner.get());
   if (::setns(inner.get(), CLONE_NEWNET) != 0) return Internal(std::string("enter the new namespace: ") + std::strerror(errno));
   if (!ip.ok()) return ip.status();
   RETURN_IF_ERROR(plugInnerEnd(subnet, *ip));
