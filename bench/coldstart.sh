@@ -12,6 +12,9 @@ mkdir -p "$app"
 cat >"$app/index.js" <<'JS'
 export default { async fetch() { return Response.json({ hello: "world" }); } }
 JS
+# A deploy's start check leaves a warm instance; idle for a second, it goes
+# (scale to zero), and the first request after that is a cold start.
+echo '{"limits": {"idle_ttl_s": 1}}' >"$app/nubo.json"
 
 measure() {  # measure LABEL SERVE_ARGS... -> prints "p50 p90" in ms
   local label=$1; shift
@@ -27,9 +30,18 @@ measure() {  # measure LABEL SERVE_ARGS... -> prints "p50 p90" in ms
   token=$(cat "$data/admin.token")
   local times=$BENCH_TMP/$label.times
   : >"$times"
+  local ids=()
   for i in $(seq 1 "$COUNT"); do
-    local id
-    id=$(NUBO_SERVER=$ctl NUBO_TOKEN=$token "$NUBO" deploy "$app" --app "cold$i" --json | json_field deployment)
+    ids+=("$(NUBO_SERVER=$ctl NUBO_TOKEN=$token "$NUBO" deploy "$app" --app "cold$i" --json | json_field deployment)")
+  done
+  # Every deployment scaled to zero (bounded wait).
+  for _ in $(seq 1 500); do
+    [[ $(curl -sf -H "Authorization: Bearer $token" "$ctl/v1/instances" | python3 -c \
+      'import json,sys;print(len(json.load(sys.stdin)["instances"]))') == 0 ]] && break
+    sleep 0.02
+  done
+  for i in $(seq 1 "$COUNT"); do
+    local id=${ids[$((i - 1))]}
     # Let the stem pool refill (bounded wait), as it has between real deploys.
     for _ in $(seq 1 300); do
       stems=$(curl -sf -H "Authorization: Bearer $token" "$ctl/v1/instances" | json_field stems)
@@ -43,7 +55,8 @@ measure() {  # measure LABEL SERVE_ARGS... -> prints "p50 p90" in ms
   done
   kill "$pid"
   # The server's own account of each cold start (DATA/logs/<app>.log).
-  cat "$data"/logs/cold*.log 2>/dev/null | grep -o 'cold start: .*' >"$BENCH_TMP/$label.phases" || true
+  cat "$data"/logs/cold*.log 2>/dev/null | grep -o '^.*cold start: .*' | grep -v 'start check' |
+    grep -o 'cold start: .*' >"$BENCH_TMP/$label.phases" || true
   python3 - "$times" <<'PY'
 import sys
 rows = [tuple(float(v) * 1000 for v in x.split()) for x in open(sys.argv[1]) if x.strip()]

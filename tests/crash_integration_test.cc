@@ -81,6 +81,44 @@ TEST(CrashTest, KillDashNineMidDeployLosesNothingCommitted) {
   EXPECT_EQ(server.get("/victim/d7/f7.txt").body, std::string(2048, 'h') + "7");
 }
 
+// A deployment whose start was being checked when the server died is
+// checked again at the next start, and then goes live as it was deployed.
+TEST(CrashTest, KillDashNineDuringAStartCheckChecksItAgain) {
+  TempDir tmp;
+  NuboServer server(tmp);
+  std::string dir = tmp.sub("slowhealth");
+  writeFile(dir + "/nubo.json", R"({"entry": "server.js", "health": {"path": "/healthz"}})");
+  writeFile(dir + "/server.js", "module.exports = (req, res) => req.url === '/healthz' ? "
+                                "setTimeout(() => res.end('ok'), 1500) : res.end('started');");
+  pid_t deployer = ::fork();
+  if (deployer == 0) {
+    ::setenv("NUBO_SERVER", server.controlUrl().c_str(), 1);
+    ::setenv("NUBO_TOKEN", server.token().c_str(), 1);
+    int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+    ::execl(NUBO_BINARY, NUBO_BINARY, "deploy", dir.c_str(), "--app", "slowhealth", nullptr);
+    ::_exit(127);
+  }
+  std::string id;
+  ASSERT_TRUE(waitFor([&] {
+    auto r = server.control("GET", "/v1/apps/slowhealth/deployments");
+    auto j = parseJson(r.body, "list");
+    if (r.status != 200 || !j.ok() || (*j)["deployments"].empty()) return false;
+    id = (*j)["deployments"][0]["id"];
+    return (*j)["deployments"][0]["state"] == "STARTING";
+  })) << "the deployment never was STARTING";
+  EXPECT_EQ(server.stop(SIGKILL), 128 + SIGKILL);
+  ::waitpid(deployer, nullptr, 0);
+
+  server.start();
+  ASSERT_TRUE(waitFor([&] { return server.get("/slowhealth/").body == "started"; }, std::chrono::seconds(20)));
+  auto d = parseJson(server.control("GET", "/v1/deployments/" + id).body, "deployment");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ((*d)["state"], "READY");
+  EXPECT_NE(server.nubo({"build-logs", id}).out.find("checked again"), std::string::npos);
+}
+
 TEST(CrashTest, SlowClientsGet408AndTheServerCarriesOn) {
   TempDir tmp;
   NuboServer server(tmp, {"--header-timeout-ms", "300"});

@@ -273,14 +273,19 @@ TEST_F(FunctionsTest, HandlerErrorsAre500AndLoadErrorsSaySo) {
   auto r = server_->get("/thrower/");
   EXPECT_EQ(r.status, 500);
   EXPECT_NE(r.body.find("boom in handler"), std::string::npos) << r.body;
-  deployApp("broken", {{"index.js", "export default { fetch() { return new Response('x') } "}});  // syntax error
-  r = server_->get("/broken/");
-  EXPECT_EQ(r.status, 500);
-  EXPECT_NE(r.body.find("failed to load"), std::string::npos) << r.body;
-  deployApp("noexport", {{"index.js", "const x = 1;"}});
-  r = server_->get("/noexport/");
-  EXPECT_EQ(r.status, 500);
-  EXPECT_NE(r.body.find("must export default"), std::string::npos) << r.body;
+  // Code that cannot load never goes live: the deploy says why.
+  auto deployBroken = [&](const std::string& name, const std::string& code) {
+    std::string dir = tmp_->sub("apps/" + name);
+    writeFile(dir + "/index.js", code);
+    return server_->nubo({"deploy", dir, "--app", name});
+  };
+  auto broken = deployBroken("broken", "export default { fetch() { return new Response('x') } ");  // syntax error
+  EXPECT_NE(broken.exit_code, 0);
+  EXPECT_NE(broken.err.find("the code failed to load: SyntaxError"), std::string::npos) << broken.err;
+  EXPECT_EQ(server_->get("/broken/").status, 404);
+  auto noexport = deployBroken("noexport", "const x = 1;");
+  EXPECT_NE(noexport.exit_code, 0);
+  EXPECT_NE(noexport.err.find("must export default"), std::string::npos) << noexport.err;
 }
 
 TEST_F(FunctionsTest, FirstRequestAfterDeployIsServedByAStem) {
@@ -290,32 +295,36 @@ TEST_F(FunctionsTest, FirstRequestAfterDeployIsServedByAStem) {
     auto j = parseJson(r.body, "instances");
     return j.ok() && j->value("stems", 0) >= 1;
   }));
-  deployApp("stemmed", {{"index.js", "export default { fetch() { return new Response('hi'); } }"}});
+  // The deploy's start check specializes a stem, and that instance then
+  // serves the first request warm.
+  Json d = deployApp("stemmed", {{"index.js", "export default { fetch() { return new Response('hi'); } }"}});
+  EXPECT_NE(server_->nubo({"build-logs", d["deployment"]}).out.find("started from a stem in"), std::string::npos);
   auto r = server_->get("/stemmed/");
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.header("x-nubo-cold-start"), "stem");
-  r = server_->get("/stemmed/");
-  EXPECT_EQ(r.header("x-nubo-cold-start"), "");  // warm
+  EXPECT_EQ(r.header("x-nubo-cold-start"), "");
+  auto instances = parseJson(server_->control("GET", "/v1/instances?app=stemmed").body, "instances");
+  ASSERT_TRUE(instances.ok());
+  EXPECT_EQ((*instances)["instances"].size(), 1u) << "the checked instance is the one serving";
 }
 
 TEST_F(FunctionsTest, OtherPermissionProfilesGetStemsOnceInUse) {
   const char* code = "export default { fetch() { return new Response('tmp'); } }";
   const char* manifest = R"({"permissions": {"tmp_mb": 24}})";
+  // The first deployment of a new profile has no stem yet: its start check
+  // spawns an instance, and begins a stem of that profile, which the next
+  // deployment with the same permissions is specialized from.
   deployApp("profile-a", {{"index.js", code}, {"nubo.json", manifest}});
   auto r = server_->get("/profile-a/");
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.header("x-nubo-cold-start"), "spawn") << "the first deployment of a new profile has no stem yet";
-  // Its cold start began a stem of that profile: the next deployment with the
-  // same permissions is specialized from it.
   auto stems = [&] {
     auto j = parseJson(server_->control("GET", "/v1/instances").body, "instances");
     return j.ok() ? j->value("stems", 0) : 0;
   };
   ASSERT_TRUE(waitFor([&] { return stems() >= 3; })) << "stems: " << stems();  // 2 default + 1 of this profile
-  deployApp("profile-b", {{"index.js", code}, {"nubo.json", manifest}});
+  Json b = deployApp("profile-b", {{"index.js", code}, {"nubo.json", manifest}});
+  EXPECT_NE(server_->nubo({"build-logs", b["deployment"]}).out.find("started from a stem in"), std::string::npos);
   r = server_->get("/profile-b/");
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.header("x-nubo-cold-start"), "stem");
 }
 
 TEST_F(FunctionsTest, ADeploymentWithManyFilesSeesThemAll) {
@@ -415,7 +424,9 @@ TEST_F(FunctionsTest, LogsKeepEachLineWithItsRequestIdAndCanBeFollowed) {
     EXPECT_EQ((*j)["deployment"], d["deployment"]);
     if ((*j)["text"] == "serving /first" && (*j)["stream"] == "stdout" && (*j)["request_id"] == rid) saw_stdout = true;
     if ((*j)["text"] == "second line" && (*j)["stream"] == "stderr" && (*j)["request_id"] == rid) saw_stderr = true;
-    if ((*j)["stream"] == "nubo" && (*j)["text"].get<std::string>().rfind("cold start: ", 0) == 0) saw_cold = true;
+    if ((*j)["stream"] == "nubo" && (*j)["text"].get<std::string>().rfind("cold start for the start check: ", 0) == 0) {
+      saw_cold = true;  // the deploy's start check began the instance that served
+    }
   }
   EXPECT_TRUE(saw_stdout) << logs.out;
   EXPECT_TRUE(saw_stderr) << logs.out;

@@ -84,6 +84,28 @@ TEST(ManifestTest, MinInstancesMayNotExceedMax) {
   EXPECT_NE(m.status().message().find("limits.min_instances"), std::string::npos);
 }
 
+TEST(ManifestTest, AHealthPathIsARequestPathOfCode) {
+  auto m = parseManifestText(R"({"runtime": "node", "entry": "server.js", "health": {"path": "/healthz?deep=1"}})");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_EQ(m->health.path, "/healthz?deep=1");
+  EXPECT_EQ(parseManifest(toJson(*m))->health.path, "/healthz?deep=1");
+  EXPECT_FALSE(toJson(*parseManifestText("{}")).contains("health"));
+  for (const char* bad : {R"({"health": {"path": "healthz"}})", R"({"health": {"path": "/a b"}})",
+                          R"({"health": {"path": "/a#b"}})", R"({"health": {"path": "/\u0001"}})"}) {
+    auto r = parseManifestText(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("health.path: must be a request path"), std::string::npos)
+        << r.status().message();
+  }
+  auto extra = parseManifestText(R"({"health": {"path": "/h", "interval": 5}})");
+  ASSERT_FALSE(extra.ok());
+  EXPECT_NE(extra.status().message().find("health.interval"), std::string::npos) << extra.status().message();
+  EXPECT_TRUE(parseManifestText(R"({"entry": "server.js", "health": {"path": "/h"}})").ok()) << "a runtime to detect";
+  auto site = parseManifestText(R"({"runtime": "static", "health": {"path": "/h"}})");
+  ASSERT_FALSE(site.ok());
+  EXPECT_NE(site.status().message().find("a static site runs no code"), std::string::npos);
+}
+
 TEST(ManifestTest, MalformedJsonSaysSo) {
   auto m = parseManifestText("{\"name\": ");
   ASSERT_FALSE(m.ok());

@@ -144,6 +144,31 @@ TEST_P(MetadataStoreConformance, ASuccessfulBuildStoresItsOutputAndMovesThePendi
   EXPECT_EQ(store_->finishBuild(d.id, DeploymentState::kFailed, "", "x", "a").code(), Code::kFailedPrecondition);
 }
 
+TEST_P(MetadataStoreConformance, AStartingDeploymentKeepsItsOutputAndMovesTheAliasOnlyWhenReady) {
+  std::string before = deploy("shop");
+  Deployment d = makeDeployment("shop", DeploymentState::kQueued);
+  ASSERT_TRUE(store_->createDeployment(d, "production", "a").ok());
+  std::string out(64, 'f');
+  ASSERT_TRUE(store_->finishBuild(d.id, DeploymentState::kStarting, out, "", "builder").ok());
+  auto got = store_->getDeployment(d.id);
+  EXPECT_EQ(got->state, DeploymentState::kStarting);
+  EXPECT_EQ(got->output_tree, out);
+  EXPECT_EQ(got->promote_alias, "production");
+  EXPECT_EQ(aliasTarget("shop", "production"), before);
+  // READY without an output tree keeps the one recorded.
+  ASSERT_TRUE(store_->finishBuild(d.id, DeploymentState::kReady, "", "", "starter").ok());
+  EXPECT_EQ(store_->getDeployment(d.id)->output_tree, out);
+  EXPECT_EQ(aliasTarget("shop", "production"), d.id);
+  // Created STARTING (no build): the alias waits as well.
+  Deployment e = makeDeployment("shop", DeploymentState::kStarting);
+  ASSERT_TRUE(store_->createDeployment(e, "production", "a").ok());
+  EXPECT_EQ(aliasTarget("shop", "production"), d.id);
+  ASSERT_TRUE(store_->finishBuild(e.id, DeploymentState::kFailed, "", "it threw", "starter").ok());
+  EXPECT_EQ(aliasTarget("shop", "production"), d.id);
+  EXPECT_EQ(store_->getDeployment(e.id)->error, "it threw");
+  EXPECT_EQ(store_->finishBuild(e.id, DeploymentState::kReady, "", "", "x").code(), Code::kFailedPrecondition);
+}
+
 TEST_P(MetadataStoreConformance, EveryStartOfABuildIsCounted) {
   Deployment d = makeDeployment("shop", DeploymentState::kQueued);
   ASSERT_TRUE(store_->createDeployment(d, "production", "a").ok());

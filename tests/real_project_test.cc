@@ -265,8 +265,9 @@ server.listen(3000, () => console.log('listening at ' + JSON.stringify(server.ad
   EXPECT_EQ(server_->get("/listener/hi").body, "served by my own server /hi");
   EXPECT_TRUE(waitFor([&] { return server_->nubo({"logs", "listener"}).out.find("listening at") != std::string::npos; }));
   // Exporting nothing and starting nothing still names what is expected.
-  ASSERT_EQ(deployFolder("nothing", {{"index.js", "const x = 1;"}}).exit_code, 0);
-  EXPECT_NE(server_->get("/nothing/").body.find("or start an HTTP server (app.listen(PORT))"), std::string::npos);
+  auto nothing = deployFolder("nothing", {{"index.js", "const x = 1;"}});
+  EXPECT_NE(nothing.exit_code, 0);
+  EXPECT_NE(nothing.err.find("or start an HTTP server (app.listen(PORT))"), std::string::npos) << nothing.err;
 }
 
 // The common cases of a site's headers and redirects, validated.
@@ -298,6 +299,76 @@ TEST_F(RealProjectTest, ASiteSetsItsHeadersAndRedirects) {
                             "static.headers./x.Transfer-Encoding:"}) {
     EXPECT_NE(bad.err.find(field), std::string::npos) << field << " in " << bad.err;
   }
+}
+
+// A deploy whose code threw at load reported READY, production moved to
+// it, and every request got 500.
+TEST_F(RealProjectTest, CodeThatCannotStartIsFailedAndProductionIsUntouched) {
+  ASSERT_EQ(deployFolder("loadfail", {{"index.js", "module.exports = (req, res) => res.end('v1')"}}).exit_code, 0);
+  auto thrown = deployFolder("loadfail", {{"index.js", "const x = 1;\nthrow new Error('boom at load');\n"}});
+  EXPECT_NE(thrown.exit_code, 0) << thrown.out;
+  EXPECT_NE(thrown.err.find("is FAILED: it failed to start: the code failed to load: Error: boom at load"),
+            std::string::npos) << thrown.err;
+  EXPECT_NE(thrown.err.find("index.js:2"), std::string::npos) << "the stack's first lines: " << thrown.err;
+  EXPECT_NE(thrown.err.find("production is unchanged"), std::string::npos) << thrown.err;
+  EXPECT_EQ(server_->get("/loadfail/").body, "v1");
+  auto list = parseJson(server_->control("GET", "/v1/apps/loadfail/deployments").body, "list");
+  ASSERT_TRUE(list.ok());
+  const Json& failed = (*list)["deployments"][0];
+  EXPECT_EQ(failed["state"], "FAILED");
+  EXPECT_NE(failed["error"].get<std::string>().find("boom at load"), std::string::npos) << failed;
+  // Its URL serves nothing; the check is in its build log, what it printed in the app's log.
+  std::string id = failed["id"];
+  EXPECT_EQ(server_->get("/" + id + "--loadfail/").status, 404);
+  EXPECT_NE(server_->nubo({"build-logs", id}).out.find("boom at load"), std::string::npos);
+  // Nothing callable exported, and a redeploy of the failed one: FAILED as well.
+  auto nothing = deployFolder("loadfail", {{"index.js", "module.exports = 42;\n"}});
+  EXPECT_NE(nothing.exit_code, 0);
+  EXPECT_NE(nothing.err.find("must export default { fetch(request, env, ctx) } or a (req, res) function"),
+            std::string::npos) << nothing.err;
+  auto again = server_->nubo({"redeploy", id});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.err.find("boom at load"), std::string::npos) << again.err;
+  EXPECT_EQ(server_->get("/loadfail/").body, "v1");
+}
+
+TEST_F(RealProjectTest, AHealthPathMustAnswerBeforeTheDeploymentGoesLive) {
+  std::string healthy = "module.exports = (req, res) => { res.statusCode = req.url === '/healthz' ? 204 : 200; "
+                        "res.end(req.url === '/healthz' ? '' : 'live'); };";
+  auto ok = deployFolder("health", {{"nubo.json", R"({"entry": "server.js", "health": {"path": "/healthz"}})"},
+                                    {"server.js", healthy}});
+  ASSERT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_EQ(server_->get("/health/").body, "live");
+  auto sick = deployFolder("health", {{"server.js", "module.exports = (req, res) => { res.statusCode = "
+                                                    "req.url === '/healthz' ? 500 : 200; res.end('database down\\u001b[2J'); };"}});
+  EXPECT_NE(sick.exit_code, 0);
+  EXPECT_NE(sick.err.find("health.path /healthz answered 500 (2xx or 3xx is healthy): database down"),
+            std::string::npos) << sick.err;
+  EXPECT_EQ(sick.err.find('\x1b'), std::string::npos) << "a terminal escape from the function is not printed";
+  EXPECT_EQ(server_->get("/health/").body, "live");
+  auto stuck = deployFolder("health", {{"nubo.json", R"({"entry": "server.js", "health": {"path": "/healthz"},
+                                                         "limits": {"timeout_ms": 300}})"},
+                                       {"server.js", "module.exports = (req, res) => {};"}});
+  EXPECT_NE(stuck.exit_code, 0);
+  EXPECT_NE(stuck.err.find("health.path /healthz did not answer within limits.timeout_ms (300 ms)"),
+            std::string::npos) << stuck.err;
+  EXPECT_EQ(server_->get("/health/").body, "live");
+}
+
+// Built code is checked the same way, and so is a server run by exec.
+TEST_F(RealProjectTest, BuiltCodeAndExecServersAreStartedBeforeTheyGoLive) {
+  ASSERT_EQ(deployFolder("builtfail", {{"index.ts", "export default { fetch: () => new Response('v1') };"}}).exit_code,
+            0);
+  auto built = deployFolder("builtfail", {{"index.ts", "const n: number = 1;\nif (n) throw new Error('typed boom');\n"
+                                                       "export default { fetch: () => new Response('v2') };"}});
+  EXPECT_NE(built.exit_code, 0);
+  EXPECT_NE(built.err.find("typed boom"), std::string::npos) << built.err;
+  EXPECT_NE(built.err.find("index.ts:2"), std::string::npos) << "source-mapped: " << built.err;
+  EXPECT_EQ(server_->get("/builtfail/").body, "v1");
+  auto exec = deployFolder("execfail", {{"nubo.json", R"({"entry": "node server.js"})"},
+                                        {"server.js", "console.error('no config'); process.exit(3);"}});
+  EXPECT_NE(exec.exit_code, 0);
+  EXPECT_NE(exec.err.find("is FAILED: it failed to start"), std::string::npos) << exec.err;
 }
 
 }  // namespace

@@ -288,10 +288,18 @@ async function specialize(info) {
   } catch (e) {
     // The gateway ends this instance; requests sent ahead are never served.
     backlog = [];
-    sendJson(T.READY, 0, { ok: false, error: String(e && e.stack || e) });
+    sendJson(T.READY, 0, { ok: false, error: loadError(e) });
     return;
   }
   finishLoading();
+}
+
+// Why the code did not load, as its author needs it: the stack without the
+// frames of Node's module loader and of this runtime.
+function loadError(e) {
+  const text = String(e && e.stack || e);
+  const ours = (line) => /^\s+at /.test(line) && (line.includes('node:internal/') || line.includes(__dirname + '/'));
+  return text.split('\n').filter((line) => !ours(line)).join('\n');
 }
 
 // Serves the requests that arrived while the code loaded.

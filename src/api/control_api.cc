@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -154,7 +155,34 @@ boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
       parts[3] == "events") {
     co_return serveBuildEvents(req, std::string(parts[2]));
   }
-  co_return route(req);
+  bool creates = req.method == "POST" && parts.size() >= 4 && parts[0] == "v1" &&
+                 ((parts.size() == 4 && parts[1] == "apps" && parts[3] == "deployments") ||
+                  (parts.size() == 4 && parts[1] == "deployments" && parts[3] == "redeploy"));
+  Response r = route(req);
+  if (creates && r.status == 201) co_return co_await answerWhenStarted(std::move(r));
+  co_return r;
+}
+
+boost::asio::awaitable<Response> ControlApi::answerWhenStarted(Response created) {
+  auto j = parseJson(created.body, "deployment");
+  if (!j.ok() || !j->is_object() || j->value("state", "") != "STARTING") co_return created;
+  std::string id = j->value("id", "");
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  auto until = std::chrono::steady_clock::now() + kStartWait;
+  while (std::chrono::steady_clock::now() < until) {
+    timer.expires_after(std::chrono::milliseconds(5));
+    boost::system::error_code ec;
+    co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    auto d = store_.getDeployment(id);
+    if (!d.ok()) break;  // removed with its app meanwhile
+    if (d->state == store::DeploymentState::kStarting) continue;
+    // READY is said once the data plane serves it.
+    if (d->state == store::DeploymentState::kReady && served_ && !served_(id)) continue;
+    (*j)["state"] = std::string(store::stateName(d->state));
+    (*j)["error"] = d->error.empty() ? Json(nullptr) : Json(d->error);
+    break;
+  }
+  co_return jsonResponse(201, *j);
 }
 
 boost::asio::awaitable<Response> ControlApi::serveLogs(const http::Request& req, std::string app) {
@@ -224,14 +252,21 @@ std::string sseEvent(std::string_view event, const Json& data) {
   return "event: " + std::string(event) + "\ndata: " + dumpJson(data) + "\n\n";
 }
 
-// The events of one deployment's build: its log lines as they are written
-// and its state whenever it changes, ending after READY or FAILED (once the
-// log is drained). Polls the log file and the store every 100 ms on a timer.
+// The events of one deployment's build and start: its log lines as they
+// are written and its state whenever it changes, ending after READY or
+// FAILED (once the log is drained). Polls the log file and the store every
+// 100 ms on a timer, and within 10 ms of a change to the app in the store
+// (a start check takes milliseconds; its client should not wait longer).
 class BuildEvents final : public http::BodyStream {
  public:
-  BuildEvents(store::MetadataStore& store, logs::LogStore& logs, std::string id, std::optional<uint64_t> after,
-              ControlApi::Served served)
-      : store_(store), logs_(logs), id_(std::move(id)), after_(after), served_(std::move(served)) {}
+  BuildEvents(store::MetadataStore& store, logs::LogStore& logs, std::string id, std::string app,
+              std::optional<uint64_t> after, ControlApi::Served served)
+      : store_(store), logs_(logs), id_(std::move(id)), after_(after), served_(std::move(served)) {
+    watch_ = store_.watch([changed = changed_, app = std::move(app)](const store::Change& c) {
+      if (c.app == app) changed->store(true);
+    });
+  }
+  ~BuildEvents() override { store_.unwatch(watch_); }
 
   boost::asio::awaitable<Result<std::optional<std::string>>> next() override {
     boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
@@ -266,9 +301,11 @@ class BuildEvents final : public http::BodyStream {
       if (finalState(d->state) && page.lines.empty()) done_ = true;
       if (!out.empty()) co_return std::optional<std::string>(std::move(out));
       if (done_) continue;
-      timer.expires_after(std::chrono::milliseconds(100));
-      boost::system::error_code ec;
-      co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      for (int i = 0; i < 10 && !cancelled_ && !changed_->exchange(false); ++i) {
+        timer.expires_after(std::chrono::milliseconds(10));
+        boost::system::error_code ec;
+        co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      }
     }
   }
   void cancel() override { cancelled_ = true; }
@@ -280,6 +317,9 @@ class BuildEvents final : public http::BodyStream {
   std::optional<uint64_t> after_;
   std::optional<store::DeploymentState> last_;
   ControlApi::Served served_;
+  // Set by the store's watcher (which may outlive a callback in flight).
+  std::shared_ptr<std::atomic<bool>> changed_ = std::make_shared<std::atomic<bool>>(false);
+  uint64_t watch_ = 0;
   int ready_waits_ = 0;
   bool done_ = false;
   bool cancelled_ = false;
@@ -290,14 +330,15 @@ class BuildEvents final : public http::BodyStream {
 Response ControlApi::serveBuildEvents(const http::Request& req, const std::string& id) {
   auto actor = auth_.authenticate(req.header("authorization"));
   if (!actor.ok()) return Response::error(actor.status());
-  if (auto d = store_.getDeployment(id); !d.ok()) return Response::error(d.status());
+  auto d = store_.getDeployment(id);
+  if (!d.ok()) return Response::error(d.status());
   Response r;
   r.kind = Response::BodyKind::kStream;
   r.header("content-type", "text/event-stream");
   r.header("cache-control", "no-cache");
   auto after = afterCursor(req);
   if (!after.ok()) return Response::error(after.status());
-  r.stream = std::make_shared<BuildEvents>(store_, build_logs_, id, *after, served_);
+  r.stream = std::make_shared<BuildEvents>(store_, build_logs_, id, d->app, *after, served_);
   return r;
 }
 

@@ -64,6 +64,11 @@ class ControlApi final : public http::Handler {
   // GET /v1/deployments/{id}/events: the build's log and state changes as
   // server-sent events, until the deployment is READY or FAILED.
   http::Response serveBuildEvents(const http::Request& req, const std::string& id);
+  // A deployment just created STARTING (code checked before it goes live)
+  // is answered once the check is over and the data plane serves it, or
+  // as STARTING after kStartWait (the client then follows its /events).
+  boost::asio::awaitable<http::Response> answerWhenStarted(http::Response created);
+  static constexpr std::chrono::seconds kStartWait{20};
   // PUT /v1/blobs/{hash} with a streamed body: written to the store as it
   // arrives, checked against its name at the end.
   boost::asio::awaitable<http::Response> receiveBlob(const http::Request& req, std::string hash);

@@ -23,9 +23,9 @@ Status checkHashes(const std::vector<std::string>& hs, std::string_view field) {
 }  // namespace
 
 Deployer::Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock, SubmitBuild submit_build,
-                   CanDetect can_detect, DeployLimits limits)
+                   CanDetect can_detect, DeployLimits limits, SubmitStart submit_start)
     : store_(store), blobs_(blobs), clock_(clock), submit_build_(std::move(submit_build)),
-      can_detect_(std::move(can_detect)), limits_(limits) {}
+      can_detect_(std::move(can_detect)), limits_(limits), submit_start_(std::move(submit_start)) {}
 
 Result<NegotiateResult> Deployer::negotiate(const std::vector<std::string>& trees,
                                             const std::vector<std::string>& files) {
@@ -178,6 +178,10 @@ Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m)
     }
     if (m.runtime == "static") RETURN_IF_ERROR(refuseServerAsFiles(req.root));
   }
+  if (m.runtime == "static" && !m.health.path.empty()) {
+    return InvalidArgument("health.path: this folder deploys as a static site (it has no entry to run), which runs "
+                           "no code to check; remove \"health\", or name the entry in nubo.json");
+  }
   if (m.runtime == "static") return Status::Ok();
   if (m.runtime == "native") return Status::Ok();  // built from its C++ sources
   if (m.runtime == "exec") {
@@ -313,8 +317,12 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   d.root_tree = req.root;
   d.manifest_json = dumpJson(manifest::toJson(m));
   d.runtime = m.runtime;
-  // Ready as uploaded, or once its build is done.
-  d.state = needs_build ? store::DeploymentState::kQueued : store::DeploymentState::kReady;
+  // Files are ready as uploaded; code once it has started; either once its
+  // build is done.
+  bool check = !needs_build && m.runtime != "static" && submit_start_;
+  d.state = needs_build ? store::DeploymentState::kQueued
+            : check     ? store::DeploymentState::kStarting
+                        : store::DeploymentState::kReady;
   d.created_ms = clock_.nowMillis();
   d.creator = req.actor;
   d.files = stats.files;
@@ -325,9 +333,9 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
     if (s.ok()) break;
     if (s.code() != Code::kAlreadyExists || attempt == 3) return s;
   }
-  if (needs_build) {
+  if (needs_build || check) {
     if (req.promote) d.promote_alias = req.alias;
-    if (Status s = submit_build_(d); !s.ok()) {
+    if (Status s = needs_build ? submit_build_(d) : submit_start_(d); !s.ok()) {
       (void)store_.finishBuild(d.id, store::DeploymentState::kFailed, "", s.message(), req.actor);
       return s;
     }

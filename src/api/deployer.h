@@ -14,8 +14,10 @@
 //                      check the entry exists, record the deployment, move
 //                      the alias. A manifest that asks for a build
 //                      (build/build_queue.h: builderFor) makes a QUEUED
-//                      deployment handed to the build queue; its alias
-//                      moves when the build makes it READY
+//                      deployment handed to the build queue; code that
+//                      needs none, a STARTING one handed to the start
+//                      check (runtime/start_check.h). Either way its alias
+//                      moves when it is READY
 //   checkRunnable()    whether a build's output can run (the entry is in it)
 //   collectGarbage()   remove the blobs no deployment needs
 //
@@ -85,6 +87,9 @@ class Deployer {
 
   // Hands a QUEUED deployment to the builds (null: this server builds nothing).
   using SubmitBuild = std::function<Status(const store::Deployment& d)>;
+  // Hands a STARTING deployment (code that needs no build) to be started
+  // once before it is READY (null: code is READY as uploaded).
+  using SubmitStart = std::function<Status(const store::Deployment& d)>;
 
   // Whether an operator added builders whose `detect` may claim a folder
   // no built-in rule picks a builder for (such deployments go through the
@@ -92,7 +97,7 @@ class Deployer {
   using CanDetect = std::function<bool()>;
 
   Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock, SubmitBuild submit_build = nullptr,
-           CanDetect can_detect = nullptr, DeployLimits limits = {});
+           CanDetect can_detect = nullptr, DeployLimits limits = {}, SubmitStart submit_start = nullptr);
 
   Result<NegotiateResult> negotiate(const std::vector<std::string>& trees, const std::vector<std::string>& files);
   Status putBlob(std::string_view hash, std::string_view bytes);
@@ -137,6 +142,7 @@ class Deployer {
   SubmitBuild submit_build_;
   CanDetect can_detect_;
   DeployLimits limits_;
+  SubmitStart submit_start_;
 
   // Marks `tree` and everything below it in `live` (trees already in it are
   // not walked again).

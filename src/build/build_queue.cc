@@ -23,8 +23,9 @@ std::string builderFor(const manifest::Manifest& m) {
 }
 
 BuildQueue::BuildQueue(store::MetadataStore& store, BuildRunner& runner, logs::LogStore& logs, Verify verify,
-                       QueueOptions options)
-    : store_(store), runner_(runner), logs_(logs), verify_(std::move(verify)), opts_(options) {}
+                       QueueOptions options, Start start)
+    : store_(store), runner_(runner), logs_(logs), verify_(std::move(verify)), opts_(options),
+      start_(std::move(start)) {}
 
 BuildQueue::~BuildQueue() { shutdown(); }
 
@@ -184,12 +185,22 @@ void BuildQueue::build(const store::Deployment& d) {
   if (verify_) {
     if (Status s = verify_(d, out->tree); !s.ok()) return fail(s.message());
   }
-  Status s = store_.finishBuild(d.id, store::DeploymentState::kReady, out->tree, "", "builder");
+  // Code is started once before it serves; files serve as built.
+  bool check = start_ && d.runtime != "static";
+  Status s = store_.finishBuild(d.id, check ? store::DeploymentState::kStarting : store::DeploymentState::kReady,
+                                out->tree, "", "builder");
   if (!s.ok()) {
     spdlog::error("build {}: could not record its result: {}", d.id, s.message());
     return;
   }
-  note(d.id, "READY");
+  if (!check) return note(d.id, "READY");
+  store::Deployment built = d;
+  built.state = store::DeploymentState::kStarting;
+  built.output_tree = out->tree;
+  if (Status started = start_(built); !started.ok()) {
+    note(d.id, "could not start it: " + started.message());
+    (void)store_.finishBuild(d.id, store::DeploymentState::kFailed, "", started.message(), "builder");
+  }
 }
 
 }  // namespace nubo::build

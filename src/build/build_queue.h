@@ -3,8 +3,9 @@
 //
 // A deployment submitted here is QUEUED in the store. A build thread takes
 // it (BUILDING), runs its builder, and ends it with finishBuild(): READY
-// with the output tree (the alias it was deployed to moves then), or FAILED
-// with the error. What the builder writes, and the queue's own notes, go
+// with the output tree (the alias it was deployed to moves then) -- or,
+// for code, STARTING with it, handed to `start` (runtime/start_check.h),
+// which makes it READY once it has started -- or FAILED with the error. What the builder writes, and the queue's own notes, go
 // to `logs` under the deployment's id, line by line as they come.
 //
 // - At most `concurrency` builds run at once, and one per app (an app's
@@ -57,8 +58,13 @@ class BuildQueue {
   // fails the build with its message.
   using Verify = std::function<Status(const store::Deployment& d, const std::string& output_tree)>;
 
+  // Takes a built deployment that runs code (STARTING in the store, with
+  // its output tree) to be started once before it is READY (null: READY at
+  // once).
+  using Start = std::function<Status(const store::Deployment& d)>;
+
   BuildQueue(store::MetadataStore& store, BuildRunner& runner, logs::LogStore& logs, Verify verify,
-             QueueOptions options);
+             QueueOptions options, Start start = nullptr);
   ~BuildQueue();
   BuildQueue(const BuildQueue&) = delete;
   BuildQueue& operator=(const BuildQueue&) = delete;
@@ -85,6 +91,7 @@ class BuildQueue {
   logs::LogStore& logs_;
   Verify verify_;
   QueueOptions opts_;
+  Start start_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

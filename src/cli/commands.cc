@@ -150,6 +150,23 @@ Status readBuildEvents(HttpClient& client, const std::string& path, BuildProgres
   });
 }
 
+// Why a deployment is FAILED, as the CLI's error.
+Status failedDeployment(const std::string& id, const std::string& error, const std::string& promote_alias) {
+  std::string unchanged = promote_alias.empty() ? "" : "; " + promote_alias + " is unchanged";
+  if (error.rfind("it failed to start", 0) == 0) {
+    return FailedPrecondition("deployment " + id + " is FAILED: " + error + unchanged +
+                              " (what it printed: nubo logs; the check: nubo build-logs " + id + ")");
+  }
+  return FailedPrecondition("the build of " + id + " failed: " + error + unchanged +
+                            " (the whole log: nubo build-logs " + id + ")");
+}
+
+// A deployment that is not READY or FAILED yet: being built, or started once.
+bool unfinished(const Json& d) {
+  std::string state = str(d, "state");
+  return state == "QUEUED" || state == "BUILDING" || state == "STARTING";
+}
+
 // `promote_alias`: the alias the deployment moves when READY ("" for none),
 // so that losing the server mid-build can say what happens next.
 Result<std::string> followBuild(HttpClient& client, const std::string& id, bool print,
@@ -174,10 +191,7 @@ Result<std::string> followBuild(HttpClient& client, const std::string& id, bool 
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  if (p.state == "FAILED") {
-    return FailedPrecondition("the build of " + id + " failed: " + p.error + " (the whole log: nubo build-logs " + id +
-                              ")");
-  }
+  if (p.state == "FAILED") return failedDeployment(id, p.error, promote_alias);
   return p.state;
 }
 
@@ -248,9 +262,12 @@ Result<Json> deploy(const DeployOptions& o, Progress& progress) {
 
   Json req = {{"root", snap.root}, {"manifest", manifest_json}, {"promote", !o.no_promote}, {"alias", o.alias}};
   ASSIGN_OR_RETURN(Json d, client.call("POST", "/v1/apps/" + app + "/deployments", &req));
-  if (str(d, "state") == "QUEUED" || str(d, "state") == "BUILDING") {
-    if (!o.json) std::printf("Building %s:\n", str(d, "id").c_str());
-    ASSIGN_OR_RETURN(d["state"], followBuild(client, str(d, "id"), !o.json, o.no_promote ? "" : o.alias));
+  if (unfinished(d)) {
+    if (!o.json && str(d, "state") != "STARTING") std::printf("Building %s:\n", str(d, "id").c_str());
+    ASSIGN_OR_RETURN(d["state"], followBuild(client, str(d, "id"), !o.json && str(d, "state") != "STARTING",
+                                             o.no_promote ? "" : o.alias));
+  } else if (str(d, "state") == "FAILED") {
+    return failedDeployment(str(d, "id"), str(d, "error"), o.no_promote ? "" : o.alias);
   }
   return Json{{"app", app},
               {"deployment", str(d, "id")},
@@ -432,8 +449,10 @@ void addClientCommands(CLI::App& app, int* exit_code) {
       Json req = {{"alias", ro->alias}, {"promote", !ro->no_promote}};
       ASSIGN_OR_RETURN(Json d, c.call("POST", "/v1/deployments/" + ro->id + "/redeploy", &req));
       if (!ro->json) std::printf("Redeploying %s as %s:\n", ro->id.c_str(), str(d, "id").c_str());
-      if (str(d, "state") == "QUEUED" || str(d, "state") == "BUILDING") {
+      if (unfinished(d)) {
         ASSIGN_OR_RETURN(d["state"], followBuild(c, str(d, "id"), !ro->json, ro->no_promote ? "" : ro->alias));
+      } else if (str(d, "state") == "FAILED") {
+        return failedDeployment(str(d, "id"), str(d, "error"), ro->no_promote ? "" : ro->alias);
       }
       if (ro->json) return printJson(d), Status::Ok();
       std::printf("Deployed %s: %s (%s)\n  Deployment: %s\n", str(d, "app").c_str(), str(d, "id").c_str(),

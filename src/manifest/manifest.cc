@@ -1,5 +1,6 @@
 #include "manifest/manifest.h"
 
+#include <algorithm>
 #include <set>
 
 #include "common/ids.h"
@@ -136,6 +137,21 @@ bool validCron(const std::string& s) {
 
 bool validPath(const std::string& p) { return !p.empty() && p[0] == '/' && p.find_first_of(" \t\r\n") == std::string::npos; }
 
+// A path nubo itself sends a request to: printable ASCII, no spaces or '#'.
+bool validRequestPath(const std::string& p) {
+  if (p.empty() || p[0] != '/' || p.size() > 1024) return false;
+  return std::all_of(p.begin(), p.end(), [](char ch) { return ch > ' ' && ch < 0x7f && ch != '#'; });
+}
+
+// A value quoted back in an error: control characters shown as '?', at most 80.
+std::string printable(const std::string& v) {
+  std::string out = v.substr(0, 80);
+  for (char& ch : out) {
+    if (static_cast<unsigned char>(ch) < ' ' || ch == 0x7f) ch = '?';
+  }
+  return v.size() > 80 ? out + "..." : out;
+}
+
 bool validHeader(const std::string& name, const std::string& value) {
   if (name.empty() || name.size() > 256 || value.size() > 4096) return false;
   for (char ch : name) {
@@ -233,7 +249,16 @@ Result<Manifest> parseManifest(const Json& j) {
     c.add("(top level)", std::string("must be a JSON object, got ") + j.type_name());
     return c.status();
   }
-  c.unknownFields(j, "", {"name", "runtime", "entry", "build", "limits", "permissions", "env", "cron", "static"});
+  c.unknownFields(j, "",
+                  {"name", "runtime", "entry", "build", "limits", "permissions", "env", "cron", "static", "health"});
+  if (const Json* h = c.object(j, "health")) {
+    c.unknownFields(*h, "health.", {"path"});
+    c.string(*h, "path", "health.", &m.health.path);
+    if (h->contains("path") && !validRequestPath(m.health.path)) {
+      c.add("health.path", "must be a request path starting with '/' (e.g. \"/healthz\"), at most 1024 printable "
+                           "characters without spaces or '#', got \"" + printable(m.health.path) + "\"");
+    }
+  }
   if (const Json* st = c.object(j, "static")) {
     c.unknownFields(*st, "static.", {"fallback", "headers", "redirects"});
     c.string(*st, "fallback", "static.", &m.static_site.fallback);
@@ -338,6 +363,10 @@ Result<Manifest> parseManifest(const Json& j) {
     }
   }
 
+  if (!m.health.path.empty() && j.contains("runtime") && m.runtime == "static") {
+    c.add("health.path", "a static site runs no code to check; remove \"health\" or name a runtime that runs code");
+  }
+
   if (!c.ok()) return c.status();
   return m;
 }
@@ -384,6 +413,7 @@ Json toJson(const Manifest& m) {
     st["redirects"] = r;
   }
   if (!st.empty()) j["static"] = st;
+  if (!m.health.path.empty()) j["health"] = {{"path", m.health.path}};
   return j;
 }
 

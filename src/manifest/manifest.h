@@ -63,6 +63,13 @@ struct StaticOptions {
 // Whether a static rule's path ("/exact", or "/prefix/*") matches `path`.
 bool staticPathMatches(std::string_view rule, std::string_view path);
 
+// What must answer before a deployment goes live (besides its code loading
+// and exporting a handler): a GET of `path` with 2xx or 3xx within
+// limits.timeout_ms. Empty: no request is made.
+struct Health {
+  std::string path;  // "/healthz", optionally with a query
+};
+
 struct CronJob {
   std::string schedule;  // five-field cron expression
   std::string path;      // request path, starting with '/'
@@ -76,6 +83,7 @@ struct Manifest {
   Limits limits;
   Permissions permissions;
   StaticOptions static_site;      // "static" in nubo.json
+  Health health;
   std::map<std::string, std::string> env;
   std::vector<CronJob> cron;
 };

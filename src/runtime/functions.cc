@@ -553,13 +553,7 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   co_return inst;
 }
 
-Result<std::shared_ptr<Pool>> Functions::poolFor(const std::string& deployment) {
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = pools_.find(deployment); it != pools_.end()) return it->second;
-  }
-  // First request on this node: read the deployment's manifest once.
-  ASSIGN_OR_RETURN(store::Deployment d, store_.getDeployment(deployment));
+Result<DeploymentSpec> Functions::specFor(const store::Deployment& d) const {
   ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifestText(d.manifest_json));
   DeploymentSpec spec;
   spec.id = d.id;
@@ -581,11 +575,136 @@ Result<std::shared_ptr<Pool>> Functions::poolFor(const std::string& deployment) 
   spec.tmp_mb = m.permissions.tmp_mb;
   spec.memory_mb = m.limits.memory_mb;
   spec.cpu = m.limits.cpu;
+  spec.health_path = m.health.path;
+  return spec;
+}
+
+Result<std::shared_ptr<Pool>> Functions::poolFor(const std::string& deployment) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = pools_.find(deployment); it != pools_.end()) return it->second;
+  }
+  // First request on this node: read the deployment's manifest once.
+  ASSIGN_OR_RETURN(store::Deployment d, store_.getDeployment(deployment));
+  ASSIGN_OR_RETURN(DeploymentSpec spec, specFor(d));
+  return poolOf(std::move(spec));
+}
+
+Result<std::shared_ptr<Pool>> Functions::poolOf(DeploymentSpec spec, const std::string& instance) {
   std::lock_guard lock(mu_);
   if (stopped_) return Unavailable("the server is shutting down");
-  auto [it, inserted] = pools_.try_emplace(deployment);
+  if (auto it = log_targets_.find(instance); !instance.empty() && it != log_targets_.end()) {
+    std::lock_guard target_lock(it->second->mu);
+    if (it->second->gone) return NotFound("app " + spec.app + " was removed");
+  }
+  auto [it, inserted] = pools_.try_emplace(spec.id);
   if (inserted) it->second = std::make_shared<Pool>(std::move(spec), *this);
   return it->second;
+}
+
+namespace {
+// The first `n` lines of what a deployment said (a stack trace's message
+// and its top frames), at most 2000 bytes, with control characters shown as
+// '?' (it is printed in terminals).
+std::string firstLines(const std::string& text, int n) {
+  size_t end = 0;
+  for (int i = 0; i < n && end != std::string::npos; ++i) end = text.find('\n', end == 0 ? 0 : end + 1);
+  std::string out = text.substr(0, end);
+  if (out.size() > 2000) out = out.substr(0, 2000) + "...";
+  for (char& ch : out) {
+    if ((static_cast<unsigned char>(ch) < ' ' && ch != '\n' && ch != '\t') || ch == 0x7f) ch = '?';
+  }
+  return out;
+}
+}  // namespace
+
+asio::awaitable<Result<std::string>> Functions::probe(store::Deployment d) {
+  auto spec = specFor(d);
+  if (!spec.ok()) co_return spec.status();
+  auto t0 = Clock::now();
+  ColdStart phases;
+  auto created = co_await create(*spec, &phases, {}, /*on_my_shard=*/false);
+  if (!created.ok()) {
+    const Status& s = created.status();
+    if (s.code() == Code::kFailedPrecondition) {
+      co_return FailedPrecondition("the code failed to load: " + firstLines(s.message(), 6));
+    }
+    co_return Status(s.code(), "could not start an instance: " + firstLines(s.message(), 6));
+  }
+  std::shared_ptr<Instance> inst = *created;
+  // A healthy instance serves the deployment's first requests; any other is stopped.
+  struct AtEnd {
+    Functions& f;
+    std::shared_ptr<Instance>& inst;
+    const DeploymentSpec& spec;
+    bool healthy = false;
+    ~AtEnd() {
+      // (Not when its app was removed meanwhile: no pool comes back for it.)
+      auto pool = healthy ? f.poolOf(spec, inst->label()) : Result<std::shared_ptr<Pool>>(Unavailable(""));
+      if (!pool.ok() || !(*pool)->adopt(inst)) inst->kill();
+    }
+  } at_end{*this, inst, *spec};
+  char started[128];
+  std::snprintf(started, sizeof started, "started %s in %.1f ms (the code loaded in %.1f ms)",
+                phases.from_stem ? "from a stem" : "a new instance", msSince(t0), phases.load_ms);
+  char cold[256];
+  std::snprintf(cold, sizeof cold, "cold start for the start check: %s %.1f ms, files %.1f ms, specialize %.1f ms "
+                "(load %.1f ms)", phases.from_stem ? "stem" : "spawn", phases.acquire_ms, phases.files_ms,
+                phases.specialize_ms, phases.load_ms);
+  note(*spec, "", cold);
+  at_end.healthy = spec->health_path.empty();
+  if (spec->health_path.empty()) co_return std::string(started);
+
+  // The health path must answer 2xx or 3xx within limits.timeout_ms.
+  Deadline deadline = Clock::now() + spec->limits.timeout;
+  std::string request_id = "health-" + d.id;
+  protocol::HeaderList headers = {{"host", "localhost"}, {"user-agent", "nubo-health-check"},
+                                  {"x-nubo-request-id", request_id}};
+  std::string head;
+  protocol::appendRequestHead(head, "GET", spec->health_path, "http://localhost" + spec->health_path, request_id,
+                              headers);
+  auto ex = co_await asio::this_coro::executor;
+  auto call = inst->open(ex, head, "", /*body_complete=*/true);
+  if (!call.ok()) co_return Unavailable("could not ask " + spec->health_path + ": " + call.status().message());
+  std::string what = "health.path " + spec->health_path;
+  for (;;) {
+    Result<Frame> f = co_await (*call)->next(deadline);
+    if (!f.ok() && f.status().code() == Code::kDeadlineExceeded) {
+      co_return DeadlineExceeded(what + " did not answer within limits.timeout_ms (" +
+                                 std::to_string(spec->limits.timeout.count()) + " ms)");
+    }
+    if (!f.ok()) co_return FailedPrecondition(what + ": the instance failed: " + f.status().message());
+    if (f->type == FrameType::kError) {
+      auto e = parseJson(f->payload, "error");
+      std::string msg = e.ok() && e->is_object() ? e->value("message", std::string()) : f->payload;
+      co_return FailedPrecondition(what + ": the handler threw: " + firstLines(msg, 6));
+    }
+    if (f->type != FrameType::kResponse) continue;
+    std::string_view head_bytes, body;
+    protocol::ResponseHead rh;
+    if (!protocol::splitHead(f->payload, &head_bytes, &body).ok() ||
+        !protocol::parseResponseHead(head_bytes, &rh).ok()) {
+      co_return FailedPrecondition(what + ": the instance sent a malformed response head");
+    }
+    if (rh.status < 200 || rh.status > 399) {
+      // What it said, for the error: the start of its body (a moment more at most).
+      std::string shown(body.substr(0, 200));
+      Deadline body_by = std::min(deadline, Clock::now() + std::chrono::milliseconds(500));
+      for (bool end = f->endStream(); !end && shown.size() < 200;) {
+        Result<Frame> more = co_await (*call)->next(body_by);
+        if (!more.ok() || more->type != FrameType::kData) break;
+        shown.append(more->payload.substr(0, 200 - shown.size()));
+        end = more->endStream();
+        if (!end && !more->payload.empty()) (*call)->grant(static_cast<uint32_t>(more->payload.size()));
+      }
+      (*call)->cancel();
+      co_return FailedPrecondition(what + " answered " + std::to_string(rh.status) + " (2xx or 3xx is healthy)" +
+                                   (shown.empty() ? "" : ": " + firstLines(shown, 3)));
+    }
+    (*call)->cancel();
+    at_end.healthy = true;
+    co_return std::string(started) + "; " + what + " answered " + std::to_string(rh.status);
+  }
 }
 
 asio::awaitable<Response> Functions::serve(const std::string& deployment, std::string_view path,

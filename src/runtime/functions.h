@@ -77,6 +77,18 @@ class Functions final : public InstanceFactory {
   boost::asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec, ColdStart* phases,
                                                                   EarlyOpen early, bool on_my_shard) override;
 
+  // Starts one instance of `d` as its first request would (from a stem),
+  // which loads the code and finds its handler; when the manifest has a
+  // health.path, GETs it, which must answer 2xx or 3xx within
+  // limits.timeout_ms. The instance then joins the deployment's pool (its
+  // first request finds it warm; reaped when idle like any other), or is
+  // stopped when the check failed. A note of how it went
+  // ("started in 3.1 ms ..."), or the failure: kFailedPrecondition when the
+  // code or the health path failed (the error's first lines), kDeadlineExceeded
+  // when the path did not answer in time, others when no instance started.
+  // Reads no store; runs on the caller's shard.
+  boost::asio::awaitable<Result<std::string>> probe(store::Deployment d);
+
   // The app is gone: its instances are killed (requests in flight end).
   void removeApp(const std::string& app);
 
@@ -91,6 +103,11 @@ class Functions final : public InstanceFactory {
   // A note of the platform's in the deployment's log (stream "nubo").
   void note(const DeploymentSpec& spec, const std::string& request_id, const std::string& text);
   Result<std::shared_ptr<Pool>> poolFor(const std::string& deployment);
+  // The pool of `spec`'s deployment, made with `spec` if there is none;
+  // kNotFound when `instance` (if named) is of an app removed since.
+  Result<std::shared_ptr<Pool>> poolOf(DeploymentSpec spec, const std::string& instance = "");
+  // How `d` runs, from its manifest.
+  Result<DeploymentSpec> specFor(const store::Deployment& d) const;
   // A new generic instance with the given permissions (stems: the defaults);
   // `background` while it is a stem nobody waits for.
   struct Profile;

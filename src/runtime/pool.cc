@@ -42,6 +42,14 @@ void Pool::dropDeadLocked() {
   std::erase_if(entries_, [](const Entry& e) { return e.inst->state() == Instance::State::kDead && e.leases == 0; });
 }
 
+bool Pool::adopt(std::shared_ptr<Instance> inst) {
+  std::lock_guard lock(mu_);
+  if (stopped_ || static_cast<int>(entries_.size()) + starting_ >= spec_.limits.max_instances) return false;
+  entries_.push_back(Entry{std::move(inst), 0, Clock::now()});
+  wakeAllLocked();
+  return true;
+}
+
 asio::awaitable<Result<std::unique_ptr<Lease>>> Pool::acquire(Deadline deadline, EarlyOpen early) {
   auto self = shared_from_this();
   const asio::any_io_executor caller = co_await asio::this_coro::executor;

@@ -57,6 +57,7 @@ struct DeploymentSpec {
   int memory_mb = 128;
   double cpu = 1.0;    // the app's CPU weight (limits.cpu)
   uint64_t files = 0;  // in the deployment's tree
+  std::string health_path;  // the manifest's health.path (probe() asks it)
 };
 
 // How a cold start went, in milliseconds, for logs and metrics.
@@ -119,6 +120,10 @@ class Pool : public std::enable_shared_from_this<Pool> {
 
   // `early` is passed to the factory when this call starts an instance.
   boost::asio::awaitable<Result<std::unique_ptr<Lease>>> acquire(Deadline deadline, EarlyOpen early = {});
+  // Takes a ready instance of this deployment started elsewhere (its start
+  // check) as if it had started it; false (and the instance is the
+  // caller's to stop) when stopped or full.
+  bool adopt(std::shared_ptr<Instance> inst);
   // Stops idle instances; returns how many remain.
   // Instances whose waitUntil() work outlasts limits.wait_until go too
   // (counted in `*overran` when given).

@@ -31,6 +31,7 @@
 #include "http/server.h"
 #include "runtime/code_store.h"
 #include "runtime/functions.h"
+#include "runtime/start_check.h"
 #include "runtime/launcher.h"
 #include "runtime/sandbox.h"
 #include "logs/log_store.h"
@@ -229,16 +230,22 @@ Status runServer(const ServerOptions& opts) {
   bopts.max_output_bytes = opts.build_max_output_mb << 20;
   bopts.max_disk_bytes = opts.build_max_disk_mb << 20;
   build::BuildRunner build_runner(*launcher, *blobs, *code, instance_cgroups, bopts);
+  // Code goes live once it has started: probed on the data plane's shards.
+  runtime::StartCheck starts(*store, build_logs, shards, [&functions](store::Deployment d) {
+    return functions->probe(std::move(d));
+  });
+  auto start_check = [&starts](const store::Deployment& d) { return starts.submit(d); };
   std::unique_ptr<build::BuildQueue> builds;
   api::Deployer deployer(
       *store, *blobs, clock, [&builds](const store::Deployment& d) { return builds->submit(d); },
       [&builders_dir] { return !build::operatorBuilders(builders_dir).empty(); },
       api::DeployLimits{opts.max_deployment_files, opts.max_deployment_mb << 20,
-                        opts.sandbox == "strict" && !host_isolated, opts.max_app_cpu});
+                        opts.sandbox == "strict" && !host_isolated, opts.max_app_cpu},
+      start_check);
   builds = std::make_unique<build::BuildQueue>(
       *store, build_runner, build_logs,
       [&deployer](const store::Deployment& d, const std::string& tree) { return deployer.checkRunnable(d, tree); },
-      build::QueueOptions{opts.build_concurrency, 64});
+      build::QueueOptions{opts.build_concurrency, 64}, start_check);
 
   http::ServerLimits data_limits;
   data_limits.body_bytes = opts.max_body_mb << 20;
@@ -323,6 +330,7 @@ Status runServer(const ServerOptions& opts) {
   bool stopping = false;
   auto finish = [&] {
     builds->shutdown();
+    starts.shutdown();
     functions->shutdown();
     data_server.closeAll();
     control_server.closeAll();
@@ -363,6 +371,7 @@ Status runServer(const ServerOptions& opts) {
   signals.async_wait(on_signal);
 
   functions->start();
+  starts.start();
   builds->start();
   std::vector<std::thread> threads;
   for (auto* sh : shards) runThreads(*sh, 1, threads);

@@ -26,7 +26,10 @@
 
 namespace nubo::store {
 
-enum class DeploymentState { kQueued, kBuilding, kReady, kFailed };
+// QUEUED -> BUILDING (a build) -> STARTING (code: started once in the
+// sandbox before it may serve) -> READY or FAILED. A deployment that needs
+// no build starts at STARTING (code) or READY (files).
+enum class DeploymentState { kQueued, kBuilding, kStarting, kReady, kFailed };
 std::string_view stateName(DeploymentState s);  // "QUEUED", "READY", ...
 std::optional<DeploymentState> stateFromName(std::string_view s);
 
@@ -102,10 +105,12 @@ class MetadataStore {
                                   std::string_view actor) = 0;
   // Moving to kBuilding counts one more build attempt (build_attempts).
   virtual Status setDeploymentState(std::string_view id, DeploymentState state) = 0;
-  // Ends a deployment's build: READY with its output tree (and, when the
-  // deployment has a promote_alias, that alias moves to it in the same
-  // transaction), or FAILED with `error`. kFailedPrecondition when the
-  // deployment is READY or FAILED already.
+  // Moves a deployment on from QUEUED, BUILDING or STARTING: STARTING with
+  // its build's output tree (its start is checked next), READY (and, when
+  // the deployment has a promote_alias, that alias moves to it in the same
+  // transaction), or FAILED with `error`. An empty `output_tree` keeps the
+  // one recorded. kFailedPrecondition when the deployment is READY or
+  // FAILED already.
   virtual Status finishBuild(std::string_view id, DeploymentState state, std::string_view output_tree,
                              std::string_view error, std::string_view actor) = 0;
   virtual Result<Deployment> getDeployment(std::string_view id) = 0;

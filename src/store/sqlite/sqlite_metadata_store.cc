@@ -353,8 +353,8 @@ Status SqliteMetadataStore::setDeploymentState(std::string_view id, DeploymentSt
 
 Status SqliteMetadataStore::finishBuild(std::string_view id, DeploymentState state, std::string_view output_tree,
                                         std::string_view error, std::string_view actor) {
-  if (state != DeploymentState::kReady && state != DeploymentState::kFailed) {
-    return InvalidArgument("a build ends READY or FAILED");
+  if (state != DeploymentState::kStarting && state != DeploymentState::kReady && state != DeploymentState::kFailed) {
+    return InvalidArgument("a build ends STARTING, READY or FAILED");
   }
   std::string app;
   {
@@ -366,8 +366,11 @@ Status SqliteMetadataStore::finishBuild(std::string_view id, DeploymentState sta
       return FailedPrecondition("deployment " + d.id + " is " + std::string(stateName(d.state)) + " already");
     }
     app = d.app;
-    Stmt s(db_, "UPDATE deployments SET state = ?, output_tree = ?, error = ?, promote_alias = '' WHERE id = ?");
-    s.bind(1, stateName(state)).bind(2, output_tree).bind(3, error).bind(4, id);
+    // STARTING keeps the alias to move once it is READY.
+    Stmt s(db_, "UPDATE deployments SET state = ?, output_tree = CASE WHEN ? = '' THEN output_tree ELSE ? END, "
+                "error = ?, promote_alias = CASE WHEN ? THEN promote_alias ELSE '' END WHERE id = ?");
+    s.bind(1, stateName(state)).bind(2, output_tree).bind(3, output_tree).bind(4, error);
+    s.bind(5, int64_t{state == DeploymentState::kStarting ? 1 : 0}).bind(6, id);
     RETURN_IF_ERROR(s.run());
     if (state == DeploymentState::kReady && !d.promote_alias.empty()) {
       ASSIGN_OR_RETURN(AliasEvent ignored, moveAliasLocked(d.app, d.promote_alias, d.id, "set", actor));
