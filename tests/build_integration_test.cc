@@ -130,7 +130,15 @@ TEST_F(BuildTest, TheNodeBuilderInstallsDependencies) {
   files["index.js"] = "const greet = require('greet');\nmodule.exports = (req, res) => res.end(greet('again'));\n";
   auto second = deployDir("nodebuild", files);
   ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
-  EXPECT_NE(second.out.find("npm ci --omit=dev --prefer-offline"), std::string::npos) << second.out;
+  EXPECT_NE(second.out.find("its node_modules is reused"), std::string::npos) << second.out;
+  EXPECT_EQ(server_->get("/nodebuild/").body, "hello again");
+
+  // package.json changed: installed again (from npm's cache where it can).
+  files["package.json"] = R"({"name": "app", "version": "1.0.1", "dependencies": {"greet": "file:vendor/greet"}})";
+  files["package-lock.json"] = lockFileFor(*tmp_, files);
+  auto third = deployDir("nodebuild", files);
+  ASSERT_EQ(third.exit_code, 0) << third.out << third.err;
+  EXPECT_NE(third.out.find("npm ci --omit=dev --prefer-offline"), std::string::npos) << third.out;
   EXPECT_EQ(server_->get("/nodebuild/").body, "hello again");
 }
 

@@ -21,6 +21,24 @@ std::vector<std::string> blobFiles(const std::string& root) {
   return out;
 }
 
+// `nubo ARGS...` against `server` as a child process (output discarded); its pid.
+pid_t deployInBackground(const NuboServer& server, const std::vector<std::string>& args) {
+  std::vector<char*> argv = {const_cast<char*>(NUBO_BINARY)};
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("NUBO_SERVER", server.controlUrl().c_str(), 1);
+    ::setenv("NUBO_TOKEN", server.token().c_str(), 1);
+    int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+    ::execv(NUBO_BINARY, argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
 TEST(CrashTest, KillDashNineMidDeployLosesNothingCommitted) {
   TempDir tmp;
   NuboServer server(tmp);
@@ -38,16 +56,7 @@ TEST(CrashTest, KillDashNineMidDeployLosesNothingCommitted) {
   std::string blobs = server.dataDir() + "/blobs";
   size_t before = blobFiles(blobs).size();
 
-  pid_t deployer = ::fork();
-  if (deployer == 0) {
-    ::setenv("NUBO_SERVER", server.controlUrl().c_str(), 1);
-    ::setenv("NUBO_TOKEN", server.token().c_str(), 1);
-    int devnull = ::open("/dev/null", O_WRONLY);
-    ::dup2(devnull, 1);
-    ::dup2(devnull, 2);
-    ::execl(NUBO_BINARY, NUBO_BINARY, "deploy", big.c_str(), "--app", "victim", "--parallel", "4", nullptr);
-    ::_exit(127);
-  }
+  pid_t deployer = deployInBackground(server, {"deploy", big, "--app", "victim", "--parallel", "4"});
   ASSERT_TRUE(waitFor([&] { return blobFiles(blobs).size() >= before + 200; }, std::chrono::seconds(60)))
       << "the deploy never got going";
   EXPECT_EQ(server.stop(SIGKILL), 128 + SIGKILL);
@@ -90,16 +99,7 @@ TEST(CrashTest, KillDashNineDuringAStartCheckChecksItAgain) {
   writeFile(dir + "/nubo.json", R"({"entry": "server.js", "health": {"path": "/healthz"}})");
   writeFile(dir + "/server.js", "module.exports = (req, res) => req.url === '/healthz' ? "
                                 "setTimeout(() => res.end('ok'), 1500) : res.end('started');");
-  pid_t deployer = ::fork();
-  if (deployer == 0) {
-    ::setenv("NUBO_SERVER", server.controlUrl().c_str(), 1);
-    ::setenv("NUBO_TOKEN", server.token().c_str(), 1);
-    int devnull = ::open("/dev/null", O_WRONLY);
-    ::dup2(devnull, 1);
-    ::dup2(devnull, 2);
-    ::execl(NUBO_BINARY, NUBO_BINARY, "deploy", dir.c_str(), "--app", "slowhealth", nullptr);
-    ::_exit(127);
-  }
+  pid_t deployer = deployInBackground(server, {"deploy", dir, "--app", "slowhealth"});
   std::string id;
   ASSERT_TRUE(waitFor([&] {
     auto r = server.control("GET", "/v1/apps/slowhealth/deployments");

@@ -371,5 +371,63 @@ TEST_F(RealProjectTest, BuiltCodeAndExecServersAreStartedBeforeTheyGoLive) {
   EXPECT_NE(exec.err.find("is FAILED: it failed to start"), std::string::npos) << exec.err;
 }
 
+// A one-line change to an app with dependencies ran npm ci again (seconds);
+// with the dependencies' inputs unchanged, the last build's node_modules is
+// reused. A change to a local package installs again.
+TEST_F(RealProjectTest, UnchangedDependenciesAreNotInstalledAgain) {
+  std::map<std::string, std::string> files = {
+      {"package.json", R"({"name": "expressish", "version": "1.0.0", "main": "server.js",
+                           "dependencies": {"greet": "file:vendor/greet"}})"},
+      {"vendor/greet/package.json", R"({"name": "greet", "version": "1.0.0", "main": "index.js"})"},
+      {"vendor/greet/index.js", "module.exports = (n) => `hello ${n}`;\n"},
+      {"nubo.json", R"({"entry": "server.js"})"},
+      {"server.js", "const greet = require('greet');\nmodule.exports = (req, res) => res.end(greet('v1'));\n"}};
+  files["package-lock.json"] = lockFileFor(*tmp_, files);
+  auto buildLog = [&](const std::string& app) {
+    auto list = parseJson(server_->control("GET", "/v1/apps/" + app + "/deployments").body, "list");
+    return server_->nubo({"build-logs", (*list)["deployments"][0]["id"]}).out;
+  };
+  ASSERT_EQ(deployFolder("reuser", files).exit_code, 0);
+  EXPECT_EQ(server_->get("/reuser/").body, "hello v1");
+  EXPECT_NE(buildLog("reuser").find("npm ci"), std::string::npos);
+
+  auto changed = deployFolder("reuser", {{"server.js", "const greet = require('greet');\n"
+                                                       "module.exports = (req, res) => res.end(greet('v2'));\n"}});
+  ASSERT_EQ(changed.exit_code, 0) << changed.err;
+  EXPECT_EQ(server_->get("/reuser/").body, "hello v2");
+  std::string log = buildLog("reuser");
+  EXPECT_NE(log.find("its node_modules is reused, no build runs"), std::string::npos) << log;
+  EXPECT_EQ(log.find("npm ci"), std::string::npos) << log;
+
+  // The local package changed: installed again, and its new code runs.
+  auto dep = deployFolder("reuser", {{"vendor/greet/index.js", "module.exports = (n) => `hi ${n}`;\n"}});
+  ASSERT_EQ(dep.exit_code, 0) << dep.err;
+  EXPECT_EQ(server_->get("/reuser/").body, "hi v2");
+  EXPECT_NE(buildLog("reuser").find("npm ci"), std::string::npos);
+
+  // Never from another app with the same dependencies.
+  ASSERT_EQ(deployFolder("reuser2", files).exit_code, 0);
+  EXPECT_NE(buildLog("reuser2").find("npm ci"), std::string::npos);
+  // Nor when the project's own install scripts run.
+  std::string pkg = R"({"name": "scripted", "version": "1.0.0", "scripts": {"postinstall": "node -e 1"},
+                        "dependencies": {"greet": "file:vendor/greet"}})";
+  files["package.json"] = pkg;
+  files["package-lock.json"] = lockFileFor(*tmp_, files);
+  ASSERT_EQ(deployFolder("scripted", files).exit_code, 0);
+  files["server.js"] += "// changed\n";
+  ASSERT_EQ(deployFolder("scripted", files).exit_code, 0);
+  EXPECT_NE(buildLog("scripted").find("npm ci"), std::string::npos);
+  // Nor when a package it installs has them.
+  files["package.json"] = R"({"name": "depscripted", "version": "1.0.0", "dependencies": {"greet": "file:vendor/greet"}})";
+  files["vendor/greet/package.json"] = R"({"name": "greet", "version": "1.0.0", "main": "index.js",
+                                           "scripts": {"install": "node -e 1"}})";
+  files["package-lock.json"] = lockFileFor(*tmp_, files);
+  ASSERT_NE(files["package-lock.json"].find("hasInstallScript"), std::string::npos) << files["package-lock.json"];
+  ASSERT_EQ(deployFolder("depscripted", files).exit_code, 0);
+  files["server.js"] += "// changed again\n";
+  ASSERT_EQ(deployFolder("depscripted", files).exit_code, 0);
+  EXPECT_NE(buildLog("depscripted").find("npm ci"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

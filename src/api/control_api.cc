@@ -169,8 +169,8 @@ boost::asio::awaitable<Response> ControlApi::answerWhenStarted(Response created)
   std::string id = j->value("id", "");
   boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
   auto until = std::chrono::steady_clock::now() + kStartWait;
-  while (std::chrono::steady_clock::now() < until) {
-    timer.expires_after(std::chrono::milliseconds(5));
+  for (int polls = 0; std::chrono::steady_clock::now() < until; ++polls) {
+    timer.expires_after(std::chrono::milliseconds(polls < 40 ? 5 : 50));  // most checks take milliseconds
     boost::system::error_code ec;
     co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
     auto d = store_.getDeployment(id);

@@ -113,30 +113,9 @@ Result<bool> Deployer::hasFile(const std::string& root, std::string_view path) {
 }
 
 Result<std::optional<std::string>> Deployer::findFile(const std::string& root, std::string_view path) {
-  std::string tree_hash = root;
-  while (true) {
-    size_t slash = path.find('/');
-    std::string_view name = path.substr(0, slash);
-    auto bytes = blobs_.get(tree_hash);
-    if (!bytes.ok()) {
-      if (bytes.status().code() == Code::kNotFound) {
-        return FailedPrecondition("tree " + tree_hash + " is not uploaded; upload it (and its files) first");
-      }
-      return bytes.status();
-    }
-    ASSIGN_OR_RETURN(blob::Tree tree, blob::decodeTree(*bytes));
-    const blob::TreeEntry* found = nullptr;
-    for (const auto& e : tree.entries) {
-      if (e.name == name) found = &e;
-    }
-    if (!found) return std::optional<std::string>();
-    if (slash == std::string_view::npos) {
-      return found->isDir() ? std::optional<std::string>() : std::optional<std::string>(found->hash);
-    }
-    if (!found->isDir()) return std::optional<std::string>();
-    tree_hash = found->hash;
-    path.remove_prefix(slash + 1);
-  }
+  ASSIGN_OR_RETURN(std::optional<blob::TreeEntry> e, blob::lookupPath(blobs_, root, path));
+  if (!e || e->isDir()) return std::optional<std::string>();
+  return std::optional<std::string>(e->hash);
 }
 
 namespace {

@@ -202,4 +202,26 @@ TreeLoader loaderFor(BlobStore& blobs) {
   };
 }
 
+Result<std::optional<TreeEntry>> lookupPath(BlobStore& blobs, const std::string& root, std::string_view path) {
+  std::string tree_hash = root;
+  while (true) {
+    size_t slash = path.find('/');
+    std::string_view name = path.substr(0, slash);
+    auto bytes = blobs.get(tree_hash);
+    if (!bytes.ok()) {
+      if (bytes.status().code() == Code::kNotFound) {
+        return FailedPrecondition("tree " + tree_hash + " is not uploaded; upload it (and its files) first");
+      }
+      return bytes.status();
+    }
+    ASSIGN_OR_RETURN(Tree tree, decodeTree(*bytes));
+    auto found = std::find_if(tree.entries.begin(), tree.entries.end(), [&](const auto& e) { return e.name == name; });
+    if (found == tree.entries.end()) return std::optional<TreeEntry>();
+    if (slash == std::string_view::npos || slash + 1 == path.size()) return std::optional<TreeEntry>(*found);
+    if (!found->isDir()) return std::optional<TreeEntry>();
+    tree_hash = found->hash;
+    path.remove_prefix(slash + 1);
+  }
+}
+
 }  // namespace nubo::blob

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,5 +80,10 @@ Status walkTree(const std::string& root, const TreeLoader& load,
 
 // A TreeLoader reading and decoding from a BlobStore.
 TreeLoader loaderFor(BlobStore& blobs);
+
+// The entry at `path` ("a/b.js", or a folder "vendor/lib") below the tree
+// `root`; nullopt when there is none. kFailedPrecondition when a tree on
+// the way is not stored.
+Result<std::optional<TreeEntry>> lookupPath(BlobStore& blobs, const std::string& root, std::string_view path);
 
 }  // namespace nubo::blob

@@ -23,9 +23,9 @@ std::string builderFor(const manifest::Manifest& m) {
 }
 
 BuildQueue::BuildQueue(store::MetadataStore& store, BuildRunner& runner, logs::LogStore& logs, Verify verify,
-                       QueueOptions options, Start start)
+                       QueueOptions options, Start start, DependencyReuse* reuse)
     : store_(store), runner_(runner), logs_(logs), verify_(std::move(verify)), opts_(options),
-      start_(std::move(start)) {}
+      start_(std::move(start)), reuse_(reuse) {}
 
 BuildQueue::~BuildQueue() { shutdown(); }
 
@@ -176,9 +176,18 @@ void BuildQueue::build(const store::Deployment& d) {
     return;  // removed with its app meanwhile
   }
   BuildJob job{d.id, d.app, builderFor(*parsed), d.root_tree, d.manifest_json};
-  Result<BuildOutput> out = runner_.run(job, [this, &d](std::string_view stream, std::string_view line) {
-    logs_.append(d.id, {nowMs(), d.id, std::string(stream), "", std::string(line)});
-  });
+  Result<BuildOutput> out = Internal("no build ran");
+  auto reused = reuse_ ? reuse_->outputFor(d, *parsed, job.builder) : Result<std::optional<Reused>>(std::nullopt);
+  if (!reused.ok()) spdlog::warn("build {}: could not look for dependencies to reuse: {}", d.id, reused.status().message());
+  if (reused.ok() && *reused) {
+    note(d.id, "the dependencies are those deployment " + (*reused)->from + " installed (package.json, "
+               "package-lock.json, .npmrc and local packages unchanged): its node_modules is reused, no build runs");
+    out = BuildOutput{(*reused)->tree};
+  } else {
+    out = runner_.run(job, [this, &d](std::string_view stream, std::string_view line) {
+      logs_.append(d.id, {nowMs(), d.id, std::string(stream), "", std::string(line)});
+    });
+  }
   if (!out.ok() && runner_.cancelled()) return;  // shutting down: it starts over at the next start
   if (!out.ok() && out.status().code() == Code::kNotFound && !store_.getDeployment(d.id).ok()) return;  // app removed
   if (!out.ok()) return fail(out.status().message());

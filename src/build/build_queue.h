@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "build/build_runner.h"
+#include "build/dependency_reuse.h"
 #include "logs/log_store.h"
 #include "manifest/manifest.h"
 #include "store/metadata_store.h"
@@ -63,8 +64,10 @@ class BuildQueue {
   // once).
   using Start = std::function<Status(const store::Deployment& d)>;
 
+  // `reuse` (may be null) skips the builds whose dependencies an earlier
+  // build of the app installed already (build/dependency_reuse.h).
   BuildQueue(store::MetadataStore& store, BuildRunner& runner, logs::LogStore& logs, Verify verify,
-             QueueOptions options, Start start = nullptr);
+             QueueOptions options, Start start = nullptr, DependencyReuse* reuse = nullptr);
   ~BuildQueue();
   BuildQueue(const BuildQueue&) = delete;
   BuildQueue& operator=(const BuildQueue&) = delete;
@@ -92,6 +95,7 @@ class BuildQueue {
   Verify verify_;
   QueueOptions opts_;
   Start start_;
+  DependencyReuse* reuse_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

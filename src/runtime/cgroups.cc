@@ -44,7 +44,8 @@ bool exists(const std::string& p) {
 }
 
 void killAndRemove(const std::string& dir) {
-  for (int attempt = 0; attempt < 50; ++attempt) {
+  // A killed process may take a while to exit on a loaded machine: up to 1 s.
+  for (int attempt = 0; attempt < 500; ++attempt) {
     if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return;
     std::istringstream procs(readText(dir + "/cgroup.procs"));
     pid_t pid;

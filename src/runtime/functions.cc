@@ -291,6 +291,10 @@ void Functions::shutdown() {
   for (auto& [profile, pool] : stems) {
     for (auto& s : pool.ready) s->kill();
   }
+  // No instance starts after this (a stem being started is killed once up):
+  // the server may remove the instances' control groups next.
+  spawner_.stop();
+  spawner_.join();
 }
 
 namespace {
@@ -655,8 +659,10 @@ asio::awaitable<Result<std::string>> Functions::probe(store::Deployment d) {
   at_end.healthy = spec->health_path.empty();
   if (spec->health_path.empty()) co_return std::string(started);
 
-  // The health path must answer 2xx or 3xx within limits.timeout_ms.
-  Deadline deadline = Clock::now() + spec->limits.timeout;
+  // The health path must answer 2xx or 3xx within limits.timeout_ms (at
+  // most kMaxHealthWait: a check holds a slot of the start checks).
+  auto wait = std::min<std::chrono::milliseconds>(spec->limits.timeout, kMaxHealthWait);
+  Deadline deadline = Clock::now() + wait;
   std::string request_id = "health-" + d.id;
   protocol::HeaderList headers = {{"host", "localhost"}, {"user-agent", "nubo-health-check"},
                                   {"x-nubo-request-id", request_id}};
@@ -670,8 +676,10 @@ asio::awaitable<Result<std::string>> Functions::probe(store::Deployment d) {
   for (;;) {
     Result<Frame> f = co_await (*call)->next(deadline);
     if (!f.ok() && f.status().code() == Code::kDeadlineExceeded) {
-      co_return DeadlineExceeded(what + " did not answer within limits.timeout_ms (" +
-                                 std::to_string(spec->limits.timeout.count()) + " ms)");
+      co_return DeadlineExceeded(what + " did not answer within " +
+                                 (wait < spec->limits.timeout ? "the longest wait of a start check ("
+                                                              : "limits.timeout_ms (") +
+                                 std::to_string(wait.count()) + " ms)");
     }
     if (!f.ok()) co_return FailedPrecondition(what + ": the instance failed: " + f.status().message());
     if (f->type == FrameType::kError) {

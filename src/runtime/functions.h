@@ -80,7 +80,7 @@ class Functions final : public InstanceFactory {
   // Starts one instance of `d` as its first request would (from a stem),
   // which loads the code and finds its handler; when the manifest has a
   // health.path, GETs it, which must answer 2xx or 3xx within
-  // limits.timeout_ms. The instance then joins the deployment's pool (its
+  // limits.timeout_ms (at most kMaxHealthWait). The instance then joins the deployment's pool (its
   // first request finds it warm; reaped when idle like any other), or is
   // stopped when the check failed. A note of how it went
   // ("started in 3.1 ms ..."), or the failure: kFailedPrecondition when the
@@ -88,6 +88,7 @@ class Functions final : public InstanceFactory {
   // when the path did not answer in time, others when no instance started.
   // Reads no store; runs on the caller's shard.
   boost::asio::awaitable<Result<std::string>> probe(store::Deployment d);
+  static constexpr std::chrono::milliseconds kMaxHealthWait{60'000};
 
   // The app is gone: its instances are killed (requests in flight end).
   void removeApp(const std::string& app);

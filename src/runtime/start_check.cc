@@ -56,6 +56,11 @@ Status StartCheck::submit(const store::Deployment& d) {
     if (std::any_of(waiting_.begin(), waiting_.end(), [&](const auto& w) { return w.id == d.id; })) {
       return Status::Ok();
     }
+    auto of_app = std::count_if(waiting_.begin(), waiting_.end(), [&](const auto& w) { return w.app == d.app; });
+    if (static_cast<size_t>(of_app) >= opts_.max_queued_per_app) {
+      return ResourceExhausted("app " + d.app + " has " + std::to_string(of_app) + " deployments waiting to be "
+                               "started already; wait for them (nubo ls) and deploy again");
+    }
     if (waiting_.size() >= opts_.max_queued) {
       return ResourceExhausted("too many deployments are waiting to be started (" +
                                std::to_string(opts_.max_queued) + "); try again in a minute");
@@ -69,10 +74,13 @@ Status StartCheck::submit(const store::Deployment& d) {
 }
 
 void StartCheck::launchLocked() {
-  while (!stopping_ && running_ < opts_.concurrency && !waiting_.empty() && !shards_.empty()) {
-    store::Deployment d = std::move(waiting_.front());
-    waiting_.pop_front();
-    running_++;
+  while (!stopping_ && static_cast<int>(running_.size()) < opts_.concurrency && !shards_.empty()) {
+    // The oldest waiting deployment whose app has no probe running.
+    auto next = std::find_if(waiting_.begin(), waiting_.end(), [&](const auto& w) { return !running_.count(w.app); });
+    if (next == waiting_.end()) return;
+    store::Deployment d = std::move(*next);
+    waiting_.erase(next);
+    running_.insert(d.app);
     asio::io_context& shard = *shards_[next_shard_++ % shards_.size()];
     asio::co_spawn(
         shard,
@@ -87,7 +95,7 @@ void StartCheck::launchLocked() {
           asio::post(writer_, [this, d, outcome] {
             finish(d, outcome);
             std::lock_guard lock(mu_);
-            running_--;
+            running_.erase(d.app);
             launchLocked();
           });
         },

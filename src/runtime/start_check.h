@@ -10,8 +10,10 @@
 // noted in the deployment's build log; what the code printed is in the
 // app's log.
 //
-// - At most `concurrency` probes run at once; at most `max_queued` wait
-//   (submit() answers kResourceExhausted beyond).
+// - At most `concurrency` probes run at once, one per app (an app's many
+//   deploys cannot hold every slot); at most `max_queued` wait, and
+//   `max_queued_per_app` of one app (submit() answers kResourceExhausted
+//   beyond).
 // - The store is written on the checker's own thread, never on a shard.
 // - start() checks again what an earlier run left STARTING.
 // - shutdown() drops the probes in flight: their deployments stay STARTING
@@ -28,6 +30,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,8 +41,9 @@
 namespace nubo::runtime {
 
 struct StartCheckOptions {
-  int concurrency = 4;
+  int concurrency = 16;
   size_t max_queued = 256;
+  size_t max_queued_per_app = 16;
 };
 
 class StartCheck {
@@ -74,7 +78,7 @@ class StartCheck {
 
   std::mutex mu_;
   std::deque<store::Deployment> waiting_;  // guarded by mu_
-  int running_ = 0;                        // guarded by mu_
+  std::set<std::string> running_;          // guarded by mu_: apps with a probe running
   size_t next_shard_ = 0;                  // guarded by mu_
   bool stopping_ = false;                  // guarded by mu_
   boost::asio::thread_pool writer_{1};     // last: its thread stops first

@@ -235,6 +235,7 @@ Status runServer(const ServerOptions& opts) {
     return functions->probe(std::move(d));
   });
   auto start_check = [&starts](const store::Deployment& d) { return starts.submit(d); };
+  build::DependencyReuse reuse(*store, *blobs);
   std::unique_ptr<build::BuildQueue> builds;
   api::Deployer deployer(
       *store, *blobs, clock, [&builds](const store::Deployment& d) { return builds->submit(d); },
@@ -245,7 +246,7 @@ Status runServer(const ServerOptions& opts) {
   builds = std::make_unique<build::BuildQueue>(
       *store, build_runner, build_logs,
       [&deployer](const store::Deployment& d, const std::string& tree) { return deployer.checkRunnable(d, tree); },
-      build::QueueOptions{opts.build_concurrency, 64}, start_check);
+      build::QueueOptions{opts.build_concurrency, 64}, start_check, &reuse);
 
   http::ServerLimits data_limits;
   data_limits.body_bytes = opts.max_body_mb << 20;
