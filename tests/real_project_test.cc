@@ -265,6 +265,12 @@ server.listen(3000, () => console.log('listening at ' + JSON.stringify(server.ad
   EXPECT_EQ(server_->get("/listener/hi").body, "served by my own server /hi");
   EXPECT_TRUE(waitFor([&] { return server_->nubo({"logs", "listener"}).out.find("listening at") != std::string::npos; }));
   // Exporting nothing and starting nothing still names what is expected.
+  // A server that is not HTTP cannot be captured: the error names its port and the fix.
+  auto tcp = deployFolder("tcponly", {{"index.js", "require('net').createServer((s) => s.end('x')).listen(3000);"}});
+  EXPECT_NE(tcp.exit_code, 0);
+  EXPECT_NE(tcp.err.find("index.js listens on port 3000 with a server that does not take HTTP requests"),
+            std::string::npos) << tcp.err;
+  EXPECT_NE(tcp.err.find(R"({"runtime": "exec", "entry": "node index.js"})"), std::string::npos) << tcp.err;
   auto nothing = deployFolder("nothing", {{"index.js", "const x = 1;"}});
   EXPECT_NE(nothing.exit_code, 0);
   EXPECT_NE(nothing.err.find("or start an HTTP server (app.listen(PORT))"), std::string::npos) << nothing.err;

@@ -241,19 +241,33 @@ async function load(entry) {
 }
 
 // Code that starts its own server (`app.listen(3000)`, as Express, Koa,
-// Fastify and Hono's node server do) gets it: each http.Server it starts
+// Fastify and Hono's node server do) gets it: each server it starts
 // listens on a unix socket of its own in /tmp instead (this sandbox has no
 // TCP ports to give), so its callbacks and 'listening' run as usual, and the
-// first one takes the requests when the module exports no handler.
+// first HTTP one (http or https: it takes 'request' events) takes the
+// requests when the module exports no handler.
 const startedServers = [];
 let listenSeq = 0;
 function captureListen() {
-  const listen = http.Server.prototype.listen;
-  http.Server.prototype.listen = function (...args) {
-    startedServers.push(this);
+  const listen = net.Server.prototype.listen;
+  net.Server.prototype.listen = function (...args) {
+    const [first] = args;
+    const port = typeof first === 'object' && first !== null ? first.port ?? first.path : first;
+    startedServers.push({ server: this, port });
     const cb = args.find((a) => typeof a === 'function');
     return listen.call(this, path.join(os.tmpdir(), `nubo-listen-${process.pid}-${++listenSeq}.sock`), cb);
   };
+}
+
+// The first server started that serves HTTP; an error naming the port and
+// the fix when only other kinds were started.
+function startedHttpServer(entry) {
+  const found = startedServers.find((s) => s.server.listenerCount('request') > 0);
+  if (found || startedServers.length === 0) return found && found.server;
+  throw new Error(`${entry} listens on port ${startedServers[0].port} with a server that does not take HTTP ` +
+                  'requests (net.createServer?), which nubo cannot send requests to: start an http.Server ' +
+                  '(app.listen(PORT)), export a (req, res) handler or { fetch }, or deploy the program as ' +
+                  `{"runtime": "exec", "entry": "node ${entry}"} serving HTTP on $PORT`);
 }
 
 async function specialize(info) {
@@ -277,8 +291,8 @@ async function specialize(info) {
       handler = { kind: 'node', fn: exp };
     } else if (typeof mod.fetch === 'function') {
       handler = { kind: 'fetch', obj: mod };
-    } else if (startedServers.length) {
-      const server = startedServers[0];
+    } else if (startedHttpServer(info.entry)) {
+      const server = startedHttpServer(info.entry);
       handler = { kind: 'node', fn: (req, res) => server.emit('request', req, res) };
     } else {
       throw new Error(`${info.entry} must export default { fetch(request, env, ctx) } or a (req, res) function, ` +
