@@ -457,13 +457,15 @@ asio::awaitable<Status> Instance::waitHello(Deadline deadline) {
     kill();
     co_return f.status().withContext("instance " + label_ + " did not start");
   }
-  state_ = State::kStem;
+  if (!advance(State::kStarting, State::kStem)) co_return Unavailable("instance " + label_ + " ended as it started");
   co_return Status::Ok();
 }
 
 asio::awaitable<Result<double>> Instance::specialize(const SpecializeInfo& info, Deadline deadline,
                                                      const std::function<void()>& after_send) {
-  state_ = State::kSpecializing;
+  if (!advance(State::kStem, State::kSpecializing)) {
+    co_return Unavailable("instance " + label_ + " is not a waiting stem (it is " + std::string(stateName(state_)) + ")");
+  }
   Json j = {{"deployment", info.deployment}, {"app", info.app}, {"dir", info.dir}, {"entry", info.entry},
             {"env", info.env}, {"runtime", info.runtime}};
   std::string f;
@@ -490,7 +492,11 @@ asio::awaitable<Result<double>> Instance::specialize(const SpecializeInfo& info,
     kill();
     co_return FailedPrecondition(r->value("error", std::string("the code failed to load")));
   }
-  state_ = State::kReady;
+  // Its process may have ended since READY (seen on the instance's thread):
+  // a dead instance never becomes ready again.
+  if (!advance(State::kSpecializing, State::kReady)) {
+    co_return Unavailable("instance " + label_ + " ended right after loading " + info.entry);
+  }
   co_return r->value("load_ms", 0.0);
 }
 
@@ -517,10 +523,13 @@ Result<std::shared_ptr<Call>> Instance::open(asio::any_io_executor caller, std::
   return std::make_shared<Call>(shared_from_this(), id, box);
 }
 
+bool Instance::advance(State from, State to) { return state_.compare_exchange_strong(from, to); }
+
 void Instance::stop() {
   State s = state_.load();
+  while (s != State::kDead && !state_.compare_exchange_weak(s, State::kStopping)) {
+  }
   if (s == State::kDead) return;
-  state_ = State::kStopping;
   asio::post(strand_, [self = shared_from_this()] {
     error_code ignored;
     self->socket_.shutdown(asio::socket_base::shutdown_send, ignored);

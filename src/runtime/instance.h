@@ -200,6 +200,9 @@ class Instance : public std::enable_shared_from_this<Instance> {
   template <class F>
   void onStrand(F&& f);
   bool onOwnThread() const { return one_thread_ && ioc_ex_.running_in_this_thread(); }
+  // Moves the state from `from` to `to` unless another thread moved it
+  // first (the process ended: kDead; stop() or kill(): kStopping).
+  bool advance(State from, State to);
 
   const bool one_thread_;  // one thread runs the io_context
   boost::asio::io_context::executor_type ioc_ex_;
