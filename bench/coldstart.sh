@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cold starts: first-request latency over fresh deployments, with pre-started
-# "stem" instances (the default) and without them (--stems 0: every cold
-# start spawns a sandboxed node), measured in the same run.
+# "stem" instances (the default) and without them (--stems 0 --max-stems 0:
+# every cold start spawns a sandboxed node), measured in the same run; and
+# a storm of fresh deployments hit at once.
 # Target: p50 <= 5 ms with stems.
 source "$(dirname "$0")/lib.sh"
 COUNT=${COUNT:-50}
@@ -69,13 +70,70 @@ print(f"{pct(ttfb, 50):.2f} {pct(ttfb, 90):.2f} {pct(total, 50):.2f}")
 PY
 }
 
+# Storm: STORM fresh deployments (scaled to zero) hit at the same moment, as
+# after a restart or a fan-out. Connections are open first; then every
+# request is sent at once and timed to its first byte.
+STORM=${STORM:-20}
+storm() {  # -> "p50 max" in ms
+  local data=$BENCH_TMP/data-storm
+  XDG_CONFIG_HOME=$BENCH_TMP/config-storm "$NUBO" serve --data "$data" --listen 127.0.0.1:0 \
+    --control 127.0.0.1:0 >"$BENCH_TMP/storm.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  for _ in $(seq 1 500); do [[ -s $data/serve.json ]] && grep -q "\"pid\":$pid" "$data/serve.json" && break; sleep 0.01; done
+  local url ctl token
+  url=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["data_url"])' "$data/serve.json")
+  ctl=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["control_url"])' "$data/serve.json")
+  token=$(cat "$data/admin.token")
+  local hosts=()
+  for i in $(seq 1 "$STORM"); do
+    local id
+    id=$(NUBO_SERVER=$ctl NUBO_TOKEN=$token "$NUBO" deploy "$app" --app "storm$i" --json | json_field deployment)
+    hosts+=("$id--storm$i.localhost")
+  done
+  # Scaled to zero, and the stem pool settled (bounded waits).
+  local last=-1
+  for _ in $(seq 1 500); do
+    read -r n stems <<<"$(curl -sf -H "Authorization: Bearer $token" "$ctl/v1/instances" | python3 -c \
+      'import json,sys;j=json.load(sys.stdin);print(len(j["instances"]), j["stems"])')"
+    [[ $n == 0 && $stems == "$last" ]] && break
+    last=$stems
+    sleep 0.1
+  done
+  python3 - "$url" "${hosts[@]}" <<'PY'
+import socket, sys, threading, time
+url, hosts = sys.argv[1], sys.argv[2:]
+host, port = url.split("//")[1].split(":")
+socks = [socket.create_connection((host, int(port)), timeout=10) for _ in hosts]
+barrier = threading.Barrier(len(hosts))
+times = [None] * len(hosts)
+def one(i):
+    s = socks[i]
+    req = f"GET / HTTP/1.1\r\nHost: {hosts[i]}\r\nConnection: close\r\n\r\n".encode()
+    barrier.wait()
+    t0 = time.perf_counter()
+    s.sendall(req)
+    s.recv(1)
+    times[i] = (time.perf_counter() - t0) * 1000
+threads = [threading.Thread(target=one, args=(i,)) for i in range(len(hosts))]
+for t in threads: t.start()
+for t in threads: t.join()
+t = sorted(times)
+print(f"{t[len(t) // 2]:.2f} {t[-1]:.2f}")
+PY
+  kill "$pid"
+}
+
 read -r s50 s90 st50 <<<"$(measure stem)"
-read -r p50 p90 pt50 <<<"$(measure spawn --stems 0)"
+read -r p50 p90 pt50 <<<"$(measure spawn --stems 0 --max-stems 0)"
 printf 'cold start, first request to %s fresh deployments (sandboxed node, %s cores)\n' "$COUNT" "$(nproc)"
 printf '  request sent -> first byte; in brackets p50 of curl'"'"'s whole run (start-up, connect)\n'
 printf '  %-22s p50 %7s ms   p90 %7s ms   (%s ms)\n' "with stems" "$s50" "$s90" "$st50"
 printf '  %-22s p50 %7s ms   p90 %7s ms   (%s ms)\n' "without (spawn each)" "$p50" "$p90" "$pt50"
 printf '  ratio stems/spawn (p50): %sx (target: p50 <= 5 ms with stems)\n' "$(python3 -c "print(f'{$s50/$p50:.2f}')")"
+read -r storm50 stormmax <<<"$(storm)"
+printf '  storm: %s fresh deployments hit at once: first byte p50 %s ms, max %s ms (target: p50 <= 20 ms, max <= 100 ms)\n' \
+  "$STORM" "$storm50" "$stormmax"
 python3 - "$BENCH_TMP/stem.phases" <<'PY'
 import re, statistics, sys
 rows = [dict((k, float(v)) for k, v in re.findall(r'(stem|files|specialize|load|byte) ([\d.]+) ms', l)) for l in open(sys.argv[1])]

@@ -59,6 +59,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 24 * 365));
   serve->add_option("--stems", serve_opts.stems, "Pre-started node instances for fast cold starts (default 2)")
       ->check(CLI::Range(0, 64));
+  serve->add_option("--max-stems", serve_opts.max_stems,
+                    "Stems in all while bursts of cold starts last (default: sized from memory; at most --stems: no bursts)")
+      ->check(CLI::Range(0, 64));
   serve->add_option("--build-concurrency", serve_opts.build_concurrency, "Builds that run at once (default 2)")
       ->check(CLI::Range(1, 64));
   int wait_until_s = 30;

@@ -442,7 +442,9 @@ TEST(BuildRestartTest, ABuildInterruptedByAKillStartsOverAfterARestart) {
     return r.body.find("\"READY\"") != std::string::npos;
   }, std::chrono::seconds(20));
   EXPECT_TRUE(ready);
-  EXPECT_EQ(server.get("/slowbuild/").body, "rebuilt\n");
+  // (The router takes the change a moment after the store commits it.)
+  EXPECT_TRUE(waitFor([&] { return server.get("/slowbuild/").body == "rebuilt\n"; }))
+      << server.get("/slowbuild/").body;
   auto logs = server.nubo({"build-logs", id});
   EXPECT_NE(logs.out.find("starts over"), std::string::npos) << logs.out;
 }

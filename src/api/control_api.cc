@@ -273,6 +273,11 @@ class BuildEvents final : public http::BodyStream {
     for (;;) {
       if (cancelled_ || done_) co_return std::optional<std::string>();
       std::string out;
+      // The state first, then the log: every line written before the state
+      // changed is in this page (a READY seen first could end the stream
+      // before the build's last lines were read).
+      auto d = store_.getDeployment(id_);
+      if (!d.ok()) co_return d.status();
       logs::LogStore::Page page = logs_.read(id_, after_.value_or(0), "", 1000);
       after_ = page.cursor;
       for (const auto& l : page.lines) {
@@ -280,11 +285,10 @@ class BuildEvents final : public http::BodyStream {
         data["cursor"] = page.cursor;  // a client that reconnects passes it as ?after=
         out += sseEvent("log", data);
       }
-      auto d = store_.getDeployment(id_);
-      if (!d.ok()) co_return d.status();
       // READY is said once the data plane serves it (the router reloads
       // just after the store commits), or after 2 s whatever happens.
       bool routed = d->state != store::DeploymentState::kReady || !served_ || served_(id_) || ++ready_waits_ > 200;
+      if (!routed && !out.empty()) co_return std::optional<std::string>(std::move(out));  // the lines now, READY later
       if (!routed) {
         timer.expires_after(std::chrono::milliseconds(10));
         boost::system::error_code ec;

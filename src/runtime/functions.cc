@@ -254,6 +254,18 @@ Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Laun
   std::unique_ptr<Functions> f(
       new Functions(ioc, launcher, code, cgroups, store, logs, std::move(options), std::move(is_aliased)));
   f->script_ = f->opts_.runtime_dir + "/instance.js";
+  StemOptions so;
+  so.base = f->opts_.stems;
+  so.base_other = f->opts_.stems_per_other_profile;
+  so.max_profiles = f->opts_.max_other_profiles;
+  so.max_total = std::max(f->opts_.max_stems, f->opts_.stems);
+  so.start_timeout = f->opts_.start_timeout;
+  Functions* self = f.get();
+  f->stems_ = std::make_unique<Stems>(
+      so, f->profileFor(false, kDefaultTmpMb, false, kDefaultMemoryMb), f->opts_.shards, f->spawner_.get_executor(),
+      [self](const StemProfile& profile, asio::io_context& shard) {
+        return self->launchInstance(profile, /*background=*/true, shard);
+      });
   f->node_flags_ = std::move(node_flags);
   // The runtime's script, and tiny modules a stem imports to warm Node's
   // module loaders (ESM, CommonJS, and detection of a .js file's kind).
@@ -273,24 +285,20 @@ void Functions::start() {
   if (opts_.node_binary.empty()) {
     spdlog::warn("node was not found on PATH: deployments with runtime \"node\" will answer 503 until it is installed");
   } else {
-    refillStems(profileFor(false, kDefaultTmpMb, false, kDefaultMemoryMb));
+    stems_->start();
   }
   asio::co_spawn(ioc_, reapLoop(), asio::detached);
 }
 
 void Functions::shutdown() {
   std::unordered_map<std::string, std::shared_ptr<Pool>> pools;
-  std::map<Profile, StemPool> stems;
   {
     std::lock_guard lock(mu_);
     stopped_ = true;
     pools.swap(pools_);
-    stems.swap(stems_);
   }
   for (auto& [id, p] : pools) p->stopAll(/*kill=*/true);
-  for (auto& [profile, pool] : stems) {
-    for (auto& s : pool.ready) s->kill();
-  }
+  stems_->shutdown();
   // No instance starts after this (a stem being started is killed once up):
   // the server may remove the instances' control groups next.
   spawner_.stop();
@@ -302,7 +310,6 @@ namespace {
 constexpr std::chrono::milliseconds kWatchClientAfter{50};
 constexpr uint64_t kStemMemory = 512ull << 20;  // until specialized
 constexpr uint64_t kLinkInlineFiles = 64;
-constexpr std::chrono::milliseconds kRefillDelay{50};
 }  // namespace
 
 template <class F>
@@ -313,7 +320,7 @@ auto Functions::offThread(F work) -> asio::awaitable<decltype(work())> {
   co_return std::move(*out);
 }
 
-asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::launchOffThread(const Profile& profile,
+asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::launchOffThread(const StemProfile& profile,
                                                                              asio::io_context& shard) {
   return offThread([this, profile, &shard] { return launchInstance(profile, /*background=*/false, shard); });
 }
@@ -325,7 +332,7 @@ asio::io_context& Functions::shardOf(const asio::any_io_executor& ex) {
   return *opts_.shards.front();
 }
 
-Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profile, bool background,
+Result<std::shared_ptr<Instance>> Functions::launchInstance(const StemProfile& profile, bool background,
                                                             asio::io_context& shard, const DeploymentSpec* native) {
   if (opts_.node_binary.empty() && !native) return Unavailable("node is not installed on this server");
   std::string id = "i" + std::to_string(::getpid()) + "-" + std::to_string(next_instance_++);
@@ -415,8 +422,8 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const Profile& profi
   return inst;
 }
 
-Functions::Profile Functions::profileFor(bool network, int tmp_mb, bool exec, int memory_mb) const {
-  Profile p;
+StemProfile Functions::profileFor(bool network, int tmp_mb, bool exec, int memory_mb) const {
+  StemProfile p;
   p.network = network;
   p.tmp_mb = tmp_mb;
   p.exec = exec;
@@ -424,50 +431,11 @@ Functions::Profile Functions::profileFor(bool network, int tmp_mb, bool exec, in
   return p;
 }
 
-void Functions::refillStems(const Profile& profile) {
-  std::lock_guard lock(mu_);
-  if (stopped_) return;
-  auto it = stems_.find(profile);
-  if (it == stems_.end()) {
-    bool is_default = profile == profileFor(false, kDefaultTmpMb, false, kDefaultMemoryMb);
-    if (!is_default && static_cast<int>(stems_.size()) > opts_.max_other_profiles) return;
-    it = stems_.emplace(profile, StemPool{}).first;
-    it->second.target = is_default ? opts_.stems : std::min(opts_.stems, opts_.stems_per_other_profile);
-  }
-  StemPool& pool = it->second;
-  while (static_cast<int>(pool.ready.size()) + pool.starting < pool.target) {
-    pool.starting++;
-    asio::io_context* shard = opts_.shards[next_stem_shard_++ % opts_.shards.size()];  // stems take turns
-    // Started on the spawner thread and warmed up at background CPU weight,
-    // so that a new stem does not slow the cold start that called for it.
-    asio::co_spawn(
-        spawner_,
-        [this, profile, shard]() -> asio::awaitable<void> {
-          auto inst = launchInstance(profile, /*background=*/true, *shard);
-          Status s = inst.status();
-          if (inst.ok()) s = co_await (*inst)->waitHello(Clock::now() + opts_.start_timeout);
-          std::lock_guard lock(mu_);
-          auto it = stems_.find(profile);
-          if (it != stems_.end()) it->second.starting--;
-          if (!s.ok()) {
-            spdlog::warn("could not start a stem instance: {}", s.message());
-            co_return;
-          }
-          if (stopped_ || it == stems_.end()) {
-            (*inst)->kill();
-            co_return;
-          }
-          it->second.ready.push_back(*inst);
-        },
-        asio::detached);
-  }
-}
-
 asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const DeploymentSpec& spec, ColdStart* phases,
                                                                      EarlyOpen early, bool on_my_shard) {
   auto t0 = Clock::now();
   std::shared_ptr<Instance> inst;
-  Profile profile = profileFor(spec.network, spec.tmp_mb, spec.runtime == "exec", spec.memory_mb);
+  StemProfile profile = profileFor(spec.network, spec.tmp_mb, spec.runtime == "exec", spec.memory_mb);
   bool native = spec.runtime == "native";
   // The instance runs on the shard of the request that needs it.
   const asio::any_io_executor caller = co_await asio::this_coro::executor;
@@ -482,32 +450,12 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
     Status hello = co_await inst->waitHello(Clock::now() + opts_.start_timeout);
     if (!hello.ok()) co_return hello;
   }
-  // A stem of the deployment's permission profile, if one is waiting.
-  if (!inst) {
-    std::lock_guard lock(mu_);
-    if (auto it = stems_.find(profile); it != stems_.end()) {
-      auto& ready = it->second.ready;
-      std::erase_if(ready, [](const auto& s) { return s->state() != Instance::State::kStem; });
-      // One on the caller's shard, else (unless it must be here) any.
-      auto pick = std::find_if(ready.begin(), ready.end(), [&](const auto& s) { return s->executor() == caller; });
-      if (pick == ready.end() && !on_my_shard) pick = ready.begin();
-      if (pick != ready.end()) {
-        inst = *pick;
-        ready.erase(pick);
-      }
-    }
-  }
-  // The next cold start of this profile finds one (the first of a new
-  // profile spawns; later ones need not). A stem taken is replaced a moment
-  // after this cold start, so that starting Node does not compete with it.
+  // A stem of the deployment's permission profile: ready, or warming
+  // (the first cold start of a new profile spawns; later ones need not).
+  if (!native) inst = co_await stems_->take(profile, caller, on_my_shard);
   if (!native && inst) {
     phases->from_stem = true;
-    auto t = std::make_shared<asio::steady_timer>(ioc_, kRefillDelay);
-    t->async_wait([this, t, profile](boost::system::error_code ec) {
-      if (!ec) refillStems(profile);
-    });
   } else if (!native) {
-    refillStems(profile);
     auto launched = co_await launchOffThread(profile, shard);
     if (!launched.ok()) co_return launched.status();
     inst = *launched;
@@ -913,6 +861,7 @@ asio::awaitable<void> Functions::reapLoop() {
       for (auto& [id, p] : pools_) pools.push_back(p);
     }
     auto now = Clock::now();
+    stems_->trim(now);
     for (auto& p : pools) {
       size_t overran = 0;
       p->reap(now, is_aliased_ && is_aliased_(p->spec().id), &overran);
@@ -960,11 +909,6 @@ std::vector<InstanceInfo> Functions::describe() {
   return out;
 }
 
-size_t Functions::stemCount() {
-  std::lock_guard lock(mu_);
-  size_t n = 0;
-  for (const auto& [profile, pool] : stems_) n += pool.ready.size();
-  return n;
-}
+size_t Functions::stemCount() { return stems_->readyCount(); }
 
 }  // namespace nubo::runtime

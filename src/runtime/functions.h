@@ -32,6 +32,7 @@
 #include "runtime/code_store.h"
 #include "runtime/launcher.h"
 #include "runtime/pool.h"
+#include "runtime/stems.h"
 #include "store/metadata_store.h"
 
 namespace nubo::runtime {
@@ -42,6 +43,7 @@ struct FunctionsOptions {
   int stems = 2;                     // pre-started generic node instances (default permissions)
   int stems_per_other_profile = 1;   // for each other permission profile in use...
   int max_other_profiles = 4;        // ...up to this many profiles
+  int max_stems = 16;                // stems in all, bursts of cold starts included (runtime/stems.h)
   std::chrono::milliseconds reap_interval{500};
   std::chrono::milliseconds start_timeout{10'000};
   std::chrono::milliseconds wait_until{30'000};  // ctx.waitUntil() work after the last response
@@ -111,45 +113,22 @@ class Functions final : public InstanceFactory {
   Result<DeploymentSpec> specFor(const store::Deployment& d) const;
   // A new generic instance with the given permissions (stems: the defaults);
   // `background` while it is a stem nobody waits for.
-  struct Profile;
   // `native`: the deployment whose own program runs (its files linked first).
   // `shard`: the io_context it runs on.
-  Result<std::shared_ptr<Instance>> launchInstance(const Profile& profile, bool background,
+  Result<std::shared_ptr<Instance>> launchInstance(const StemProfile& profile, bool background,
                                                    boost::asio::io_context& shard,
                                                    const DeploymentSpec* native = nullptr);
   // launchInstance() on the spawner thread: forking costs milliseconds the
   // data plane should spend serving.
-  boost::asio::awaitable<Result<std::shared_ptr<Instance>>> launchOffThread(const Profile& profile,
+  boost::asio::awaitable<Result<std::shared_ptr<Instance>>> launchOffThread(const StemProfile& profile,
                                                                           boost::asio::io_context& shard);
   // The shard whose executor `ex` is (the first shard if none is).
   boost::asio::io_context& shardOf(const boost::asio::any_io_executor& ex);
   // Runs `work` on the spawner thread; the caller resumes on its own executor.
   template <class F>
   auto offThread(F work) -> boost::asio::awaitable<decltype(work())>;
-  // A permission profile: instances with the same one are interchangeable
-  // until specialized.
-  struct Profile {
-    bool network = false;
-    int tmp_mb = 16;
-    bool exec = false;  // runtime "exec": the host's toolchain visible, loopback TCP inside
-    // Without cgroups the memory limit is an rlimit fixed when the process
-    // starts, so it is part of the profile (0: set later, in the cgroup).
-    int memory_mb = 0;
-    bool operator<(const Profile& o) const {
-      return std::tie(network, tmp_mb, exec, memory_mb) < std::tie(o.network, o.tmp_mb, o.exec, o.memory_mb);
-    }
-    bool operator==(const Profile& o) const = default;
-  };
-  struct StemPool {
-    std::deque<std::shared_ptr<Instance>> ready;
-    int starting = 0;
-    int target = 0;
-  };
-  // Starts stems until the profile's pool is full again; a profile seen for
-  // the first time gets a pool (while there is room for more profiles).
-  void refillStems(const Profile& profile);
   // The profile of instances for `spec` (stems: the manifest's defaults).
-  Profile profileFor(bool network, int tmp_mb, bool exec, int memory_mb) const;
+  StemProfile profileFor(bool network, int tmp_mb, bool exec, int memory_mb) const;
   boost::asio::awaitable<void> reapLoop();
 
   boost::asio::io_context& ioc_;
@@ -174,11 +153,10 @@ class Functions final : public InstanceFactory {
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Pool>> pools_;  // guarded by mu_
   std::unordered_map<std::string, std::shared_ptr<LogTarget>> log_targets_;  // guarded by mu_; by instance id
-  std::map<Profile, StemPool> stems_;                             // guarded by mu_
-  size_t next_stem_shard_ = 0;                                    // guarded by mu_
   bool stopped_ = false;                                          // guarded by mu_
 
-  boost::asio::thread_pool spawner_{1};  // last: its thread stops first
+  boost::asio::thread_pool spawner_{1};
+  std::unique_ptr<Stems> stems_;  // last: stopped first
 };
 
 // The node runtime's JavaScript, embedded in the binary (runtimes/node/*.js):

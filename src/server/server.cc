@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -41,6 +43,19 @@
 
 namespace nubo::server {
 namespace asio = boost::asio;
+
+namespace {
+
+// MemAvailable from /proc/meminfo, in bytes (0 when unknown).
+uint64_t availableMemory() {
+  std::ifstream in("/proc/meminfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("MemAvailable:", 0) == 0) return std::strtoull(line.c_str() + 13, nullptr, 10) << 10;
+  }
+  return 0;
+}
+
+}  // namespace
 
 namespace {
 
@@ -207,6 +222,7 @@ Status runServer(const ServerOptions& opts) {
   runtime::FunctionsOptions fopts;
   fopts.runtime_dir = runtime_dir;
   fopts.stems = opts.stems;
+  fopts.max_stems = opts.max_stems >= 0 ? opts.max_stems : runtime::stemsForMemory(availableMemory(), opts.stems);
   fopts.wait_until = opts.wait_until;
   fopts.threads = 1;
   fopts.shards = shards;

@@ -31,6 +31,7 @@ struct ServerOptions {
   size_t max_connections_per_client = 256;    // from one address (0: no limit)
   int gc_interval_h = 24;                     // blob garbage collection (0: only `nubo gc`)
   int stems = 2;                              // pre-started generic node instances
+  int max_stems = -1;                         // ...in bursts of cold starts (-1: sized from memory)
   std::chrono::milliseconds wait_until{30'000};  // ctx.waitUntil() work after a function's last response
   int build_concurrency = 2;                  // builds at once
   std::chrono::milliseconds build_timeout{10 * 60 * 1000};
