@@ -45,8 +45,9 @@ measure() {  # measure LABEL SERVE_ARGS... -> prints "p50 p90" in ms
     local id=${ids[$((i - 1))]}
     # Let the stem pool refill (bounded wait), as it has between real deploys.
     for _ in $(seq 1 300); do
-      stems=$(curl -sf -H "Authorization: Bearer $token" "$ctl/v1/instances" | json_field stems)
-      [[ $stems -ge $STEMS || $label == spawn ]] && break
+      read -r stems starting <<<"$(curl -sf -H "Authorization: Bearer $token" "$ctl/v1/instances" | python3 -c \
+        'import json,sys;j=json.load(sys.stdin);print(j["stems"], j["stems_starting"])')"
+      [[ ($stems -ge $STEMS && $starting == 0) || $label == spawn ]] && break
       sleep 0.01
     done
     # From the request leaving the client to the first response byte (curl's

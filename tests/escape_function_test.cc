@@ -255,7 +255,7 @@ TEST_F(EscapeFunctionTest, AnAppsInstancesShareOneCpuWeight) {
   std::string missing = without == std::string::npos ? "" : log.substr(without, log.find('\n', without) - without);
   if (missing.find("cgroup") != std::string::npos) GTEST_SKIP() << "no CPU cgroups here: " << missing;
   deployApp("hog", {{"index.js", R"(module.exports = (req, res) => {
-                       const end = Date.now() + 300; while (Date.now() < end) {} res.end('spun') })"},
+                       const end = Date.now() + 1000; while (Date.now() < end) {} res.end('spun') })"},
                     {"nubo.json", R"({"limits": {"cpu": 0.5, "concurrency": 1, "max_instances": 3,
                                                   "min_instances": 1, "idle_ttl_s": 1}})"}});
   deployApp("calm", {{"index.js", "module.exports = (req, res) => res.end('calm')"}});

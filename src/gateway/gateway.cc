@@ -51,7 +51,7 @@ boost::asio::awaitable<Response> Gateway::handle(const http::Request& req) {
   } else {
     auto target = routed.function;  // keeps the route alive across the call
     Forwarded fwd = forwarded(req, routed.path);
-    r = co_await functions_->serve(target->id, routed.path, req, rid, fwd.list());
+    r = co_await functions_->serve(*target->spec, routed.path, req, rid, fwd.list());
     r.header("x-nubo-deployment", target->id);
   }
   r.header("x-nubo-request-id", std::move(rid));

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/ids.h"
+#include "gateway/deployment_spec.h"
 #include "manifest/manifest.h"
 
 namespace nubo::gateway {
@@ -28,20 +29,37 @@ Status Router::start() {
   return Status::Ok();
 }
 
-Result<std::shared_ptr<const AppRoutes>> Router::load(const std::string& app) {
+Result<std::shared_ptr<const AppRoutes>> Router::load(const std::string& app,
+                                                      const std::shared_ptr<const AppRoutes>& previous) {
   auto routes = std::make_shared<AppRoutes>();
   ASSIGN_OR_RETURN(auto deployments, store_.listDeployments(app, 0));
   for (const auto& d : deployments) {
     if (d.state != store::DeploymentState::kReady) continue;
-    DeploymentRoute route{d.id, d.app, d.servedTree(), d.runtime, nullptr};
+    if (previous) {
+      if (auto it = previous->deployments.find(d.id); it != previous->deployments.end()) {
+        routes->deployments[d.id] = it->second;
+        continue;
+      }
+    }
+    DeploymentRoute route{d.id, d.app, d.servedTree(), d.runtime, nullptr, nullptr};
     if (d.runtime == "static") {
       auto m = manifest::parseManifestText(d.manifest_json);
       if (m.ok()) route.site = std::make_shared<const manifest::StaticOptions>(std::move(m->static_site));
+    } else {
+      auto spec = deploymentSpec(d);
+      if (!spec.ok()) {
+        spdlog::error("router: deployment {} of {} cannot run: {}", d.id, app, spec.status().message());
+        continue;
+      }
+      route.spec = std::make_shared<const runtime::DeploymentSpec>(std::move(*spec));
     }
     routes->deployments[d.id] = std::make_shared<const DeploymentRoute>(std::move(route));
   }
   ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
-  for (const auto& a : aliases) routes->aliases[a.name] = a.deployment_id;
+  for (const auto& a : aliases) {
+    routes->aliases[a.name] = a.deployment_id;
+    routes->aliased.insert(a.deployment_id);
+  }
   return std::shared_ptr<const AppRoutes>(std::move(routes));
 }
 
@@ -51,7 +69,9 @@ void Router::onChange(const store::Change& c) {
   auto exists = store_.getApp(c.app);
   std::shared_ptr<const AppRoutes> routes;
   if (exists.ok()) {
-    auto loaded = load(c.app);
+    auto table = snapshot();
+    auto current = table->find(c.app);
+    auto loaded = load(c.app, current == table->end() ? nullptr : current->second);
     if (!loaded.ok()) {
       spdlog::error("router: reloading app {} failed: {}", c.app, loaded.status().toString());
       return;
@@ -68,14 +88,10 @@ void Router::onChange(const store::Change& c) {
   table_ = std::move(next);
 }
 
-bool Router::isAliased(const std::string& deployment) const {
+bool Router::isAliased(const std::string& app, const std::string& deployment) const {
   auto table = snapshot();
-  for (const auto& [app, routes] : *table) {
-    for (const auto& [alias, id] : routes->aliases) {
-      if (id == deployment) return true;
-    }
-  }
-  return false;
+  auto it = table->find(app);
+  return it != table->end() && it->second->aliased.count(deployment) > 0;
 }
 
 bool Router::has(const std::string& deployment) const {

@@ -19,9 +19,12 @@
 #include <mutex>
 #include <string>
 
-#include "manifest/manifest.h"
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
+
+#include "manifest/manifest.h"
+#include "runtime/pool.h"
 
 #include "common/status.h"
 #include "store/metadata_store.h"
@@ -35,11 +38,14 @@ struct DeploymentRoute {
   std::string runtime;
   // static: the manifest's "static" (fallback page, headers, redirects).
   std::shared_ptr<const manifest::StaticOptions> site;
+  // code: how it runs (gateway/deployment_spec.h).
+  std::shared_ptr<const runtime::DeploymentSpec> spec;
 };
 
 struct AppRoutes {
   std::unordered_map<std::string, std::string> aliases;  // alias -> deployment id
   std::unordered_map<std::string, std::shared_ptr<const DeploymentRoute>> deployments;  // READY only
+  std::unordered_set<std::string> aliased;  // deployments some alias points at
 };
 
 struct Resolved {
@@ -65,15 +71,19 @@ class Router {
   // deployment) and how URLs look.
   Result<Resolved> resolve(std::string_view host, std::string_view path) const;
 
-  // True when some alias points at the deployment (its pool keeps min_instances).
-  bool isAliased(const std::string& deployment) const;
+  // True when some alias of `app` points at the deployment (its pool keeps
+  // min_instances).
+  bool isAliased(const std::string& app, const std::string& deployment) const;
   // Whether a READY deployment is in the table (so requests can reach it).
   bool has(const std::string& deployment) const;
 
  private:
   using Table = std::unordered_map<std::string, std::shared_ptr<const AppRoutes>>;
 
-  Result<std::shared_ptr<const AppRoutes>> load(const std::string& app);
+  // The app's routes from the store; `previous` routes of deployments
+  // already loaded are kept (a deployment never changes once READY).
+  Result<std::shared_ptr<const AppRoutes>> load(const std::string& app,
+                                                const std::shared_ptr<const AppRoutes>& previous = nullptr);
   void onChange(const store::Change& c);
   Result<Resolved> resolveLabel(std::string_view label, std::string_view path) const;
   std::shared_ptr<const Table> snapshot() const;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <deque>
 #include <fstream>
@@ -33,10 +34,65 @@ bool parseLine(std::string_view s, LogLine* out) {
 
 LogStore::LogStore(std::string dir, uint64_t max_bytes) : dir_(std::move(dir)), max_bytes_(max_bytes) {
   (void)makeDirs(dir_, 0700);
+  writer_ = std::thread([this] { writeLoop(); });
 }
 
 LogStore::~LogStore() {
+  {
+    std::lock_guard lock(q_mu_);
+    stopping_ = true;
+  }
+  q_cv_.notify_all();
+  writer_.join();  // (it writes what is queued first)
   for (auto& [app, f] : files_) std::fclose(f);
+}
+
+uint64_t LogStore::dropped() const {
+  std::lock_guard lock(q_mu_);
+  return dropped_;
+}
+
+void LogStore::writeLoop() {
+  std::vector<std::pair<std::string, std::string>> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(q_mu_);
+      q_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything written
+      batch.swap(queue_);
+      queued_bytes_ = 0;
+    }
+    {
+      std::lock_guard lock(mu_);
+      std::vector<FILE*> touched;
+      for (const auto& [app, rec] : batch) {
+        FILE*& f = files_[app];
+        if (!f) f = std::fopen(path(app).c_str(), "a");
+        if (!f) continue;
+        std::fwrite(rec.data(), 1, rec.size(), f);
+        if (static_cast<uint64_t>(std::ftell(f)) > max_bytes_) {
+          std::fclose(f);
+          f = nullptr;
+          ::rename(path(app).c_str(), (path(app) + ".1").c_str());
+          continue;
+        }
+        if (std::find(touched.begin(), touched.end(), f) == touched.end()) touched.push_back(f);
+      }
+      for (FILE* f : touched) std::fflush(f);
+    }
+    {
+      std::lock_guard lock(q_mu_);
+      written_seq_ += batch.size();
+    }
+    written_cv_.notify_all();
+    batch.clear();
+  }
+}
+
+void LogStore::waitWritten() {
+  std::unique_lock lock(q_mu_);
+  uint64_t want = queued_seq_;
+  written_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return written_seq_ >= want; });
 }
 
 void LogStore::append(const std::string& app, const LogLine& line) {
@@ -50,21 +106,24 @@ void LogStore::append(const std::string& app, const LogLine& line) {
   rec += '\t';
   for (char c : line.text) rec += (c == '\n' || c == '\r') ? ' ' : c;
   rec += '\n';
-  std::lock_guard lock(mu_);
-  FILE*& f = files_[app];
-  if (!f) f = std::fopen(path(app).c_str(), "a");
-  if (!f) return;
-  std::fwrite(rec.data(), 1, rec.size(), f);
-  std::fflush(f);
-  if (static_cast<uint64_t>(std::ftell(f)) > max_bytes_) {
-    std::fclose(f);
-    f = nullptr;
-    ::rename(path(app).c_str(), (path(app) + ".1").c_str());
+  bool wake = false;
+  {
+    std::lock_guard lock(q_mu_);
+    if (queued_bytes_ + rec.size() > kMaxQueuedBytes) {
+      dropped_++;
+      return;
+    }
+    wake = queue_.empty();  // the writer sleeps only on an empty queue
+    queued_bytes_ += rec.size();
+    queued_seq_++;
+    queue_.emplace_back(app, std::move(rec));
   }
+  if (wake) q_cv_.notify_one();
 }
 
 LogStore::Page LogStore::read(const std::string& app, std::optional<uint64_t> after, const std::string& deployment,
                               size_t limit) {
+  waitWritten();
   Page page;
   std::ifstream in(path(app), std::ios::binary);
   if (!in) {
@@ -111,6 +170,7 @@ LogStore::Page LogStore::read(const std::string& app, std::optional<uint64_t> af
 }
 
 void LogStore::removeApp(const std::string& app) {
+  waitWritten();
   std::lock_guard lock(mu_);
   if (auto it = files_.find(app); it != files_.end()) {
     std::fclose(it->second);

@@ -5,9 +5,19 @@
 // When a file passes `max_bytes` it becomes <app>.log.1 (the previous .1 is
 // dropped), so each app keeps at most about twice that. Readers get lines
 // after a cursor (a byte offset in the current file) and can follow.
-// Thread-safe; the mutex guards only the open files (short appends).
+//
+// append() never waits on the disk: it formats the line and queues it for
+// the store's writer thread, which writes what has queued in one go per
+// file (one flush per batch, not per line). The queue is bounded
+// (kMaxQueuedBytes): past it lines are dropped and counted, so a function
+// printing without end slows nothing on the data plane. read() and
+// removeApp() first wait (at most a second) for the lines queued before
+// them to be written, so a reader sees every line appended before it asked.
+//
+// Thread-safe.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -15,6 +25,8 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -35,6 +47,10 @@ class LogStore {
   ~LogStore();
 
   void append(const std::string& app, const LogLine& line);
+  // Lines dropped because the writer was behind.
+  uint64_t dropped() const;
+
+  static constexpr size_t kMaxQueuedBytes = 16u << 20;
 
   struct Page {
     std::vector<LogLine> lines;
@@ -47,10 +63,23 @@ class LogStore {
 
  private:
   std::string path(const std::string& app) const { return dir_ + "/" + app + ".log"; }
+  void writeLoop();
+  // Waits until what was queued before this call is written.
+  void waitWritten();
+
   std::string dir_;
   uint64_t max_bytes_;
   std::mutex mu_;
-  std::map<std::string, FILE*> files_;  // guarded by mu_
+  std::map<std::string, FILE*> files_;  // guarded by mu_ (the writer's, and removeApp's)
+
+  mutable std::mutex q_mu_;
+  std::condition_variable q_cv_, written_cv_;
+  std::vector<std::pair<std::string, std::string>> queue_;  // guarded by q_mu_: app, formatted line
+  size_t queued_bytes_ = 0;                                 // guarded by q_mu_
+  uint64_t queued_seq_ = 0, written_seq_ = 0;               // guarded by q_mu_
+  uint64_t dropped_ = 0;                                    // guarded by q_mu_
+  bool stopping_ = false;                                   // guarded by q_mu_
+  std::thread writer_;                                      // last: started once the rest is ready
 };
 
 }  // namespace nubo::logs

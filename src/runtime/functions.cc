@@ -16,7 +16,6 @@
 
 #include "common/fs.h"
 #include "common/json.h"
-#include "manifest/manifest.h"
 
 namespace nubo::runtime {
 
@@ -214,9 +213,8 @@ class CallStream final : public http::BodyStream {
 }  // namespace
 
 Functions::Functions(asio::io_context& ioc, Launcher& launcher, CodeStore& code, Cgroups* cgroups,
-                     store::MetadataStore& store, logs::LogStore& logs, FunctionsOptions options,
-                     IsAliased is_aliased)
-    : ioc_(ioc), launcher_(launcher), code_(code), cgroups_(cgroups), store_(store), logs_(logs),
+                     logs::LogStore& logs, FunctionsOptions options, IsAliased is_aliased)
+    : ioc_(ioc), launcher_(launcher), code_(code), cgroups_(cgroups), logs_(logs),
       opts_(std::move(options)), is_aliased_(std::move(is_aliased)) {}
 
 namespace {
@@ -233,9 +231,8 @@ void Functions::note(const DeploymentSpec& spec, const std::string& request_id, 
 Functions::~Functions() { shutdown(); }
 
 Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Launcher& launcher, CodeStore& code,
-                                                     Cgroups* cgroups, store::MetadataStore& store,
-                                                     logs::LogStore& logs, FunctionsOptions options,
-                                                     IsAliased is_aliased) {
+                                                     Cgroups* cgroups, logs::LogStore& logs,
+                                                     FunctionsOptions options, IsAliased is_aliased) {
   if (options.node_binary.empty()) options.node_binary = findOnPath("node");
   std::vector<std::string> node_flags = {"--enable-source-maps", "--no-flush-bytecode", "--no-memory-reducer"};
   if (!options.node_binary.empty()) {
@@ -252,7 +249,7 @@ Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Laun
   if (options.shards.empty()) options.shards = {&ioc};
   RETURN_IF_ERROR(makeDirs(options.runtime_dir));
   std::unique_ptr<Functions> f(
-      new Functions(ioc, launcher, code, cgroups, store, logs, std::move(options), std::move(is_aliased)));
+      new Functions(ioc, launcher, code, cgroups, logs, std::move(options), std::move(is_aliased)));
   f->script_ = f->opts_.runtime_dir + "/instance.js";
   StemOptions so;
   so.base = f->opts_.stems;
@@ -263,8 +260,8 @@ Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Laun
   Functions* self = f.get();
   f->stems_ = std::make_unique<Stems>(
       so, f->profileFor(false, kDefaultTmpMb, false, kDefaultMemoryMb), f->opts_.shards, f->spawner_.get_executor(),
-      [self](const StemProfile& profile, asio::io_context& shard) {
-        return self->launchInstance(profile, /*background=*/true, shard);
+      [self](const StemProfile& profile, asio::io_context& shard, bool urgent) {
+        return self->launchInstance(profile, /*background=*/!urgent, shard);
       });
   f->node_flags_ = std::move(node_flags);
   // The runtime's script, and tiny modules a stem imports to warm Node's
@@ -505,44 +502,8 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   co_return inst;
 }
 
-Result<DeploymentSpec> Functions::specFor(const store::Deployment& d) const {
-  ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifestText(d.manifest_json));
-  DeploymentSpec spec;
-  spec.id = d.id;
-  spec.app = d.app;
-  spec.runtime = d.runtime;
-  spec.root_tree = d.servedTree();
-  spec.files = d.files;
-  spec.entry = d.runtime == "exec"     ? m.entry
-               : d.runtime == "native" ? manifest::nativeEntry(m.entry)
-                                       : manifest::runnableEntry(m.entry);
-  spec.env = m.env;
-  spec.limits.concurrency = m.limits.concurrency;
-  spec.limits.max_instances = m.limits.max_instances;
-  spec.limits.min_instances = m.limits.min_instances;
-  spec.limits.timeout = std::chrono::milliseconds(m.limits.timeout_ms);
-  spec.limits.idle_ttl = std::chrono::seconds(m.limits.idle_ttl_s);
-  spec.limits.wait_until = opts_.wait_until;
-  spec.network = m.permissions.network;
-  spec.tmp_mb = m.permissions.tmp_mb;
-  spec.memory_mb = m.limits.memory_mb;
-  spec.cpu = m.limits.cpu;
-  spec.health_path = m.health.path;
-  return spec;
-}
-
-Result<std::shared_ptr<Pool>> Functions::poolFor(const std::string& deployment) {
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = pools_.find(deployment); it != pools_.end()) return it->second;
-  }
-  // First request on this node: read the deployment's manifest once.
-  ASSIGN_OR_RETURN(store::Deployment d, store_.getDeployment(deployment));
-  ASSIGN_OR_RETURN(DeploymentSpec spec, specFor(d));
-  return poolOf(std::move(spec));
-}
-
 Result<std::shared_ptr<Pool>> Functions::poolOf(DeploymentSpec spec, const std::string& instance) {
+  spec.limits.wait_until = opts_.wait_until;
   std::lock_guard lock(mu_);
   if (stopped_) return Unavailable("the server is shutting down");
   if (auto it = log_targets_.find(instance); !instance.empty() && it != log_targets_.end()) {
@@ -570,9 +531,8 @@ std::string firstLines(const std::string& text, int n) {
 }
 }  // namespace
 
-asio::awaitable<Result<std::string>> Functions::probe(store::Deployment d) {
-  auto spec = specFor(d);
-  if (!spec.ok()) co_return spec.status();
+asio::awaitable<Result<std::string>> Functions::probe(DeploymentSpec probed) {
+  const DeploymentSpec* spec = &probed;
   auto t0 = Clock::now();
   ColdStart phases;
   auto created = co_await create(*spec, &phases, {}, /*on_my_shard=*/false);
@@ -611,7 +571,7 @@ asio::awaitable<Result<std::string>> Functions::probe(store::Deployment d) {
   // most kMaxHealthWait: a check holds a slot of the start checks).
   auto wait = std::min<std::chrono::milliseconds>(spec->limits.timeout, kMaxHealthWait);
   Deadline deadline = Clock::now() + wait;
-  std::string request_id = "health-" + d.id;
+  std::string request_id = "health-" + spec->id;
   protocol::HeaderList headers = {{"host", "localhost"}, {"user-agent", "nubo-health-check"},
                                   {"x-nubo-request-id", request_id}};
   std::string head;
@@ -663,11 +623,11 @@ asio::awaitable<Result<std::string>> Functions::probe(store::Deployment d) {
   }
 }
 
-asio::awaitable<Response> Functions::serve(const std::string& deployment, std::string_view path,
+asio::awaitable<Response> Functions::serve(const DeploymentSpec& deployment, std::string_view path,
                                            const http::Request& req, const std::string& request_id,
                                            protocol::HeaderList forwarded_by_gateway) {
   auto t0 = Clock::now();
-  auto pool = poolFor(deployment);
+  auto pool = poolOf(deployment);
   if (!pool.ok()) co_return failure(httpStatusFor(pool.status().code()), pool.status().message());
   const DeploymentSpec& spec = (*pool)->spec();
   Deadline deadline = t0 + spec.limits.timeout;
@@ -864,7 +824,7 @@ asio::awaitable<void> Functions::reapLoop() {
     stems_->trim(now);
     for (auto& p : pools) {
       size_t overran = 0;
-      p->reap(now, is_aliased_ && is_aliased_(p->spec().id), &overran);
+      p->reap(now, is_aliased_ && is_aliased_(p->spec().app, p->spec().id), &overran);
       if (overran > 0) {
         note(p->spec(), "", "ctx.waitUntil() work was still pending " +
                                 std::to_string(opts_.wait_until.count() / 1000) +
@@ -910,5 +870,6 @@ std::vector<InstanceInfo> Functions::describe() {
 }
 
 size_t Functions::stemCount() { return stems_->readyCount(); }
+size_t Functions::stemsStarting() { return stems_->startingCount(); }
 
 }  // namespace nubo::runtime

@@ -33,7 +33,6 @@
 #include "runtime/launcher.h"
 #include "runtime/pool.h"
 #include "runtime/stems.h"
-#include "store/metadata_store.h"
 
 namespace nubo::runtime {
 
@@ -56,13 +55,13 @@ struct FunctionsOptions {
 
 class Functions final : public InstanceFactory {
  public:
-  using IsAliased = std::function<bool(const std::string& deployment)>;
+  // Whether some alias of `app` points at `deployment`.
+  using IsAliased = std::function<bool(const std::string& app, const std::string& deployment)>;
 
   // `cgroups` may be null (no per-instance limits from cgroups).
   static Result<std::unique_ptr<Functions>> create(boost::asio::io_context& ioc, Launcher& launcher,
-                                                   CodeStore& code, Cgroups* cgroups, store::MetadataStore& store,
-                                                   logs::LogStore& logs, FunctionsOptions options,
-                                                   IsAliased is_aliased);
+                                                   CodeStore& code, Cgroups* cgroups, logs::LogStore& logs,
+                                                   FunctionsOptions options, IsAliased is_aliased);
   ~Functions() override;
 
   // Starts the stems and the reaper.
@@ -72,14 +71,15 @@ class Functions final : public InstanceFactory {
 
   // `forwarded`: the X-Forwarded-* headers the function gets in place of
   // any the client sent.
-  boost::asio::awaitable<http::Response> serve(const std::string& deployment, std::string_view path,
+  // `deployment`: how it runs (the router's, made when its table loaded).
+  boost::asio::awaitable<http::Response> serve(const DeploymentSpec& deployment, std::string_view path,
                                                const http::Request& req, const std::string& request_id,
                                                protocol::HeaderList forwarded = {});
 
   boost::asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec, ColdStart* phases,
                                                                   EarlyOpen early, bool on_my_shard) override;
 
-  // Starts one instance of `d` as its first request would (from a stem),
+  // Starts one instance of deployment `d` as its first request would (from a stem),
   // which loads the code and finds its handler; when the manifest has a
   // health.path, GETs it, which must answer 2xx or 3xx within
   // limits.timeout_ms (at most kMaxHealthWait). The instance then joins the deployment's pool (its
@@ -89,7 +89,7 @@ class Functions final : public InstanceFactory {
   // code or the health path failed (the error's first lines), kDeadlineExceeded
   // when the path did not answer in time, others when no instance started.
   // Reads no store; runs on the caller's shard.
-  boost::asio::awaitable<Result<std::string>> probe(store::Deployment d);
+  boost::asio::awaitable<Result<std::string>> probe(DeploymentSpec d);
   static constexpr std::chrono::milliseconds kMaxHealthWait{60'000};
 
   // The app is gone: its instances are killed (requests in flight end).
@@ -97,20 +97,18 @@ class Functions final : public InstanceFactory {
 
   std::vector<InstanceInfo> describe();
   size_t stemCount();
+  size_t stemsStarting();
 
  private:
   Functions(boost::asio::io_context& ioc, Launcher& launcher, CodeStore& code, Cgroups* cgroups,
-            store::MetadataStore& store, logs::LogStore& logs, FunctionsOptions options, IsAliased is_aliased);
+            logs::LogStore& logs, FunctionsOptions options, IsAliased is_aliased);
   void noteColdStart(const std::unique_ptr<Lease>& lease, const DeploymentSpec& spec, const std::string& request_id,
                      Clock::time_point t0);
   // A note of the platform's in the deployment's log (stream "nubo").
   void note(const DeploymentSpec& spec, const std::string& request_id, const std::string& text);
-  Result<std::shared_ptr<Pool>> poolFor(const std::string& deployment);
   // The pool of `spec`'s deployment, made with `spec` if there is none;
   // kNotFound when `instance` (if named) is of an app removed since.
   Result<std::shared_ptr<Pool>> poolOf(DeploymentSpec spec, const std::string& instance = "");
-  // How `d` runs, from its manifest.
-  Result<DeploymentSpec> specFor(const store::Deployment& d) const;
   // A new generic instance with the given permissions (stems: the defaults);
   // `background` while it is a stem nobody waits for.
   // `native`: the deployment whose own program runs (its files linked first).
@@ -135,7 +133,6 @@ class Functions final : public InstanceFactory {
   Launcher& launcher_;
   CodeStore& code_;
   Cgroups* cgroups_;
-  store::MetadataStore& store_;
   logs::LogStore& logs_;
   std::atomic<uint64_t> next_instance_{1};
 

@@ -46,6 +46,13 @@ size_t Stems::readyCount() {
   return n;
 }
 
+size_t Stems::startingCount() {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [profile, pool] : pools_) n += static_cast<size_t>(pool.starting);
+  return n;
+}
+
 int Stems::totalLocked() const {
   int n = 0;
   for (const auto& [profile, pool] : pools_) n += static_cast<int>(pool.ready.size()) + pool.starting;
@@ -83,39 +90,43 @@ void Stems::refillLocked(const StemProfile& profile) {
   while (static_cast<int>(p->ready.size()) + p->starting < want) {
     bool within_base = static_cast<int>(p->ready.size()) + p->starting < p->base;
     if (!within_base && totalLocked() >= opts_.max_total) break;
-    p->starting++;
-    asio::io_context* shard = shards_[next_shard_++ % shards_.size()];  // stems take turns
-    asio::co_spawn(
-        spawner_,
-        [this, profile, shard]() -> asio::awaitable<void> {
-          auto inst = launch_(profile, *shard);
-          Status s = inst.status();
-          if (inst.ok()) s = co_await (*inst)->waitHello(Clock::now() + opts_.start_timeout);
-          std::lock_guard lock(mu_);
-          auto it = pools_.find(profile);
-          if (it != pools_.end()) it->second.starting--;
-          if (!s.ok()) {
-            spdlog::warn("could not start a stem instance: {}", s.message());
-            co_return;
-          }
-          if (stopped_ || it == pools_.end()) {
-            (*inst)->kill();
-            co_return;
-          }
-          Pool& pool = it->second;
-          if (!pool.claims.empty()) {
-            // A cold start is waiting for this one.
-            auto claim = pool.claims.front();
-            pool.claims.pop_front();
-            claim->stem = *inst;
-            claim->done = true;
-            asio::post(claim->timer.get_executor(), [claim] { claim->timer.cancel(); });
-            co_return;
-          }
-          pool.ready.push_back(*inst);
-        },
-        asio::detached);
+    launchLocked(*p, profile, /*urgent=*/false);
   }
+}
+
+void Stems::launchLocked(Pool& p, const StemProfile& profile, bool urgent) {
+  p.starting++;
+  asio::io_context* shard = shards_[next_shard_++ % shards_.size()];  // stems take turns
+  asio::co_spawn(
+      spawner_,
+      [this, profile, shard, urgent]() -> asio::awaitable<void> {
+        auto inst = launch_(profile, *shard, urgent);
+        Status s = inst.status();
+        if (inst.ok()) s = co_await (*inst)->waitHello(Clock::now() + opts_.start_timeout);
+        std::lock_guard lock(mu_);
+        auto it = pools_.find(profile);
+        if (it != pools_.end()) it->second.starting--;
+        if (!s.ok()) {
+          spdlog::warn("could not start a stem instance: {}", s.message());
+          co_return;
+        }
+        if (stopped_ || it == pools_.end()) {
+          (*inst)->kill();
+          co_return;
+        }
+        Pool& pool = it->second;
+        if (!pool.claims.empty()) {
+          // A cold start is waiting for this one.
+          auto claim = pool.claims.front();
+          pool.claims.pop_front();
+          claim->stem = *inst;
+          claim->done = true;
+          asio::post(claim->timer.get_executor(), [claim] { claim->timer.cancel(); });
+          co_return;
+        }
+        pool.ready.push_back(*inst);
+      },
+      asio::detached);
 }
 
 void Stems::refillLater(const StemProfile& profile) {
@@ -148,12 +159,16 @@ asio::awaitable<std::shared_ptr<Instance>> Stems::take(const StemProfile& profil
       co_return stem;
     }
     // None ready: the pool grows (this cold start counted), and the caller
-    // takes one of those warming that nobody has claimed yet.
-    refillLocked(profile);
-    if (!on_my_shard && p->starting > static_cast<int>(p->claims.size())) {
-      claim = std::make_shared<Claim>(caller);
-      p->claims.push_back(claim);
+    // takes the next stem to warm up, one more starting for it at normal weight.
+    if (!on_my_shard) {
+      bool room = totalLocked() < opts_.max_total;
+      if (room || p->starting > static_cast<int>(p->claims.size())) {
+        claim = std::make_shared<Claim>(caller);
+        p->claims.push_back(claim);
+        if (room) launchLocked(*p, profile, /*urgent=*/true);
+      }
     }
+    refillLocked(profile);
   }
   if (!claim) co_return nullptr;
   claim->timer.expires_after(opts_.start_timeout);

@@ -10,9 +10,11 @@
 //   `options.max_total` stems over all profiles (sized from memory), and
 //   shrinks back to `base` once quiet (trim(), called by the reaper).
 // - take() hands out a ready stem (one on the caller's shard first); when
-//   none is ready, the pool grows and the caller waits for a stem warming
-//   that nobody has claimed rather than starting yet another process
-//   alongside (none warming, e.g. at max_total: null, and it starts its own).
+//   none is ready, the caller claims the next stem to finish warming, and
+//   one more starts for it at normal CPU weight (stems started ahead warm
+//   up at background weight, which a busy neighbour would starve): it gets
+//   whichever is first (at max_total, or with `on_my_shard`: null, and it
+//   starts its own).
 // - Stems are started on `spawner` (never on a shard), at background CPU
 //   weight, on the shards in turn.
 //
@@ -70,9 +72,10 @@ int stemsForMemory(uint64_t available_bytes, int base);
 class Stems {
  public:
   // Starts one generic instance of `profile` on `shard`, on the calling
-  // (spawner) thread.
+  // (spawner) thread; `urgent`: a cold start waits for it (normal CPU
+  // weight, not the background weight of stems started ahead).
   using Launch = std::function<Result<std::shared_ptr<Instance>>(const StemProfile& profile,
-                                                                 boost::asio::io_context& shard)>;
+                                                                 boost::asio::io_context& shard, bool urgent)>;
 
   Stems(StemOptions options, StemProfile default_profile, std::vector<boost::asio::io_context*> shards,
         boost::asio::any_io_executor spawner, Launch launch);
@@ -93,6 +96,8 @@ class Stems {
   void trim(Clock::time_point now);
 
   size_t readyCount();
+  // Stems being started now.
+  size_t startingCount();
 
  private:
   struct Claim {
@@ -116,6 +121,8 @@ class Stems {
   // Starts stems until the pool holds its target.
   void refill(const StemProfile& profile);
   void refillLocked(const StemProfile& profile);
+  // Starts one stem of `p` (`profile`) on the spawner.
+  void launchLocked(Pool& p, const StemProfile& profile, bool urgent);
   void refillLater(const StemProfile& profile);
 
   const StemOptions opts_;

@@ -32,6 +32,7 @@
 #include "gateway/static_site.h"
 #include "http/server.h"
 #include "runtime/code_store.h"
+#include "gateway/deployment_spec.h"
 #include "runtime/functions.h"
 #include "runtime/start_check.h"
 #include "runtime/launcher.h"
@@ -228,8 +229,10 @@ Status runServer(const ServerOptions& opts) {
   fopts.shards = shards;
   runtime::Cgroups* instance_cgroups = launcher == &sandbox_launcher ? &cgroups : nullptr;
   ASSIGN_OR_RETURN(auto functions,
-                   runtime::Functions::create(data_ioc, *launcher, *code, instance_cgroups, *store, logstore, fopts,
-                                              [&router](const std::string& id) { return router.isAliased(id); }));
+                   runtime::Functions::create(data_ioc, *launcher, *code, instance_cgroups, logstore, fopts,
+                                              [&router](const std::string& app, const std::string& id) {
+                                                return router.isAliased(app, id);
+                                              }));
   gateway::Gateway gw(router, site, functions.get(), opts.trust_proxy);
   // Builds: the built-in builders (and any an operator adds) in DATA/builders.
   std::string builders_dir = data_dir + "/builders";
@@ -247,9 +250,12 @@ Status runServer(const ServerOptions& opts) {
   bopts.max_disk_bytes = opts.build_max_disk_mb << 20;
   build::BuildRunner build_runner(*launcher, *blobs, *code, instance_cgroups, bopts);
   // Code goes live once it has started: probed on the data plane's shards.
-  runtime::StartCheck starts(*store, build_logs, shards, [&functions](store::Deployment d) {
-    return functions->probe(std::move(d));
-  });
+  runtime::StartCheck starts(*store, build_logs, shards,
+                             [&functions](store::Deployment d) -> asio::awaitable<Result<std::string>> {
+                               auto spec = gateway::deploymentSpec(d);
+                               if (!spec.ok()) co_return spec.status();
+                               co_return co_await functions->probe(std::move(*spec));
+                             });
   auto start_check = [&starts](const store::Deployment& d) { return starts.submit(d); };
   build::DependencyReuse reuse(*store, *blobs);
   std::unique_ptr<build::BuildQueue> builds;
