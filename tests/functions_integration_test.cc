@@ -307,6 +307,26 @@ TEST_F(FunctionsTest, FirstRequestAfterDeployIsServedByAStem) {
   EXPECT_EQ((*instances)["instances"].size(), 1u) << "the checked instance is the one serving";
 }
 
+// A pool left with no instance is forgotten, and the next request makes a
+// new one: deployments nobody calls any more cost nothing.
+TEST_F(FunctionsTest, AnEmptyPoolIsForgottenAndComesBackOnTheNextRequest) {
+  auto pools = [&] {
+    auto j = parseJson(server_->control("GET", "/v1/instances").body, "instances");
+    return j.ok() ? j->value("pools", 0) : -1;
+  };
+  auto instances = [&] {
+    auto j = parseJson(server_->control("GET", "/v1/instances?app=forgotten").body, "instances");
+    return j.ok() ? static_cast<int>((*j)["instances"].size()) : -1;
+  };
+  deployApp("forgotten", {{"index.js", "module.exports = (req, res) => res.end('back')"},
+                          {"nubo.json", R"({"limits": {"idle_ttl_s": 1}})"}});
+  EXPECT_EQ(server_->get("/forgotten/").body, "back");
+  int with = pools();
+  ASSERT_TRUE(waitFor([&] { return instances() == 0 && pools() < with; })) << pools() << " pools";
+  EXPECT_EQ(server_->get("/forgotten/").body, "back");
+  EXPECT_EQ(instances(), 1);
+}
+
 TEST_F(FunctionsTest, OtherPermissionProfilesGetStemsOnceInUse) {
   const char* code = "export default { fetch() { return new Response('tmp'); } }";
   const char* manifest = R"({"permissions": {"tmp_mb": 24}})";

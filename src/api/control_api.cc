@@ -453,7 +453,8 @@ Result<Response> ControlApi::dispatch(const http::Request& req, const std::strin
     }
     return jsonResponse(200, {{"instances", list},
                               {"stems", functions_ ? functions_->stemCount() : 0},
-                              {"stems_starting", functions_ ? functions_->stemsStarting() : 0}});
+                              {"stems_starting", functions_ ? functions_->stemsStarting() : 0},
+                              {"pools", functions_ ? functions_->poolCount() : 0}});
   }
   // GET /v1/deployments/{id}/build-log[?after=CURSOR]
   if (n == 3 && parts[0] == "deployments" && parts[2] == "build-log") {

@@ -660,10 +660,17 @@ asio::awaitable<Response> Functions::serve(const DeploymentSpec& deployment, std
 
   // A cold start sends this request right behind SPECIALIZE.
   std::shared_ptr<Call> early_call;
-  auto lease = co_await (*pool)->acquire(deadline, [&](const std::shared_ptr<Instance>& fresh) {
+  auto open_early = [&](const std::shared_ptr<Instance>& fresh) {
     auto c = fresh->open(ex, head, req.body, body_complete);
     if (c.ok()) early_call = *c;
-  });
+  };
+  auto lease = co_await (*pool)->acquire(deadline, open_early);
+  if (!lease.ok() && (*pool)->retired()) {
+    // The reaper retired that pool (idle, no instance) just now: a new one.
+    pool = poolOf(spec);
+    if (!pool.ok()) co_return failure(httpStatusFor(pool.status().code()), pool.status().message());
+    lease = co_await (*pool)->acquire(deadline, open_early);
+  }
   if (!lease.ok()) {
     const Status& s = lease.status();
     if (s.code() == Code::kResourceExhausted) {
@@ -822,14 +829,22 @@ asio::awaitable<void> Functions::reapLoop() {
     }
     auto now = Clock::now();
     stems_->trim(now);
+    std::vector<std::shared_ptr<Pool>> empty;
     for (auto& p : pools) {
       size_t overran = 0;
-      p->reap(now, is_aliased_ && is_aliased_(p->spec().app, p->spec().id), &overran);
+      if (p->reap(now, is_aliased_ && is_aliased_(p->spec().app, p->spec().id), &overran) == 0) empty.push_back(p);
       if (overran > 0) {
         note(p->spec(), "", "ctx.waitUntil() work was still pending " +
                                 std::to_string(opts_.wait_until.count() / 1000) +
                                 " s after the last response; the instance was stopped");
       }
+    }
+    // Pools left with nothing are forgotten (a request makes a new one), so
+    // that deployments nobody calls any more cost nothing.
+    std::lock_guard lock(mu_);
+    for (auto& p : empty) {
+      auto it = pools_.find(p->spec().id);
+      if (it != pools_.end() && it->second == p && p->retireIfIdle()) pools_.erase(it);
     }
   }
 }
@@ -871,5 +886,10 @@ std::vector<InstanceInfo> Functions::describe() {
 
 size_t Functions::stemCount() { return stems_->readyCount(); }
 size_t Functions::stemsStarting() { return stems_->startingCount(); }
+
+size_t Functions::poolCount() {
+  std::lock_guard lock(mu_);
+  return pools_.size();
+}
 
 }  // namespace nubo::runtime

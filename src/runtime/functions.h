@@ -98,6 +98,8 @@ class Functions final : public InstanceFactory {
   std::vector<InstanceInfo> describe();
   size_t stemCount();
   size_t stemsStarting();
+  // Deployments with a pool (instances, or a request) on this node.
+  size_t poolCount();
 
  private:
   Functions(boost::asio::io_context& ioc, Launcher& launcher, CodeStore& code, Cgroups* cgroups,

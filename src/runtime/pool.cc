@@ -58,6 +58,7 @@ asio::awaitable<Result<std::unique_ptr<Lease>>> Pool::acquire(Deadline deadline,
     bool start_one = false;
     {
       std::lock_guard lock(mu_);
+      if (stopped_) co_return Unavailable("the pool of " + spec_.id + " was retired");
       dropDeadLocked();
       // The least busy instance with a free slot, on the caller's shard if
       // there is one: an instance elsewhere costs a hand-off between threads
@@ -107,6 +108,10 @@ asio::awaitable<Result<std::unique_ptr<Lease>>> Pool::acquire(Deadline deadline,
       if (!inst.ok()) {
         wakeAllLocked();  // those waiting for this one try again themselves
         co_return inst.status();
+      }
+      if (stopped_) {
+        (*inst)->stop();
+        co_return Unavailable("the pool of " + spec_.id + " was retired");
       }
       entries_.push_back(Entry{*inst, 1, Clock::now()});
       // More capacity: let waiters look again.
@@ -200,6 +205,18 @@ size_t Pool::reap(Clock::time_point now, bool aliased, size_t* overran) {
   }
   for (auto& i : to_stop) i->stop();
   return remaining;
+}
+
+bool Pool::retireIfIdle() {
+  std::lock_guard lock(mu_);
+  if (stopped_ || !entries_.empty() || starting_ > 0 || !waiters_.empty()) return false;
+  stopped_ = true;
+  return true;
+}
+
+bool Pool::retired() {
+  std::lock_guard lock(mu_);
+  return stopped_;
 }
 
 void Pool::stopAll(bool kill) {

@@ -130,6 +130,12 @@ class Pool : public std::enable_shared_from_this<Pool> {
   size_t reap(Clock::time_point now, bool aliased, size_t* overran = nullptr);
   // Stops every instance (kill: at once, without letting them finish).
   void stopAll(bool kill = false);
+  // Retires a pool with no instance, none starting and nobody waiting (its
+  // owner then forgets it; a later request makes a new one): true if it did.
+  bool retireIfIdle();
+  // Stopped or retired: acquire() answers kUnavailable, and the caller asks its
+  // owner for the deployment's pool again.
+  bool retired();
   std::vector<InstanceInfo> describe();
   const DeploymentSpec& spec() const { return spec_; }
 
