@@ -17,18 +17,24 @@ JS
 # (scale to zero), and the first request after that is a cold start.
 echo '{"limits": {"idle_ttl_s": 1}}' >"$app/nubo.json"
 
-measure() {  # measure LABEL SERVE_ARGS... -> prints "p50 p90" in ms
+# serve LABEL SERVE_ARGS...: a server of its own; sets pid, data, url, ctl, token.
+serve() {
   local label=$1; shift
-  local data=$BENCH_TMP/data-$label
+  data=$BENCH_TMP/data-$label
   XDG_CONFIG_HOME=$BENCH_TMP/config-$label "$NUBO" serve --data "$data" --listen 127.0.0.1:0 \
     --control 127.0.0.1:0 "$@" >"$BENCH_TMP/$label.log" 2>&1 &
-  local pid=$!
+  pid=$!
   PIDS+=("$pid")
   for _ in $(seq 1 500); do [[ -s $data/serve.json ]] && grep -q "\"pid\":$pid" "$data/serve.json" && break; sleep 0.01; done
-  local url ctl token
   url=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["data_url"])' "$data/serve.json")
   ctl=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["control_url"])' "$data/serve.json")
   token=$(cat "$data/admin.token")
+}
+
+measure() {  # measure LABEL SERVE_ARGS... -> prints "p50 p90" in ms
+  local label=$1; shift
+  local pid data url ctl token
+  serve "$label" "$@"
   local times=$BENCH_TMP/$label.times
   : >"$times"
   local ids=()
@@ -76,16 +82,8 @@ PY
 # request is sent at once and timed to its first byte.
 STORM=${STORM:-20}
 storm() {  # -> "p50 max" in ms
-  local data=$BENCH_TMP/data-storm
-  XDG_CONFIG_HOME=$BENCH_TMP/config-storm "$NUBO" serve --data "$data" --listen 127.0.0.1:0 \
-    --control 127.0.0.1:0 >"$BENCH_TMP/storm.log" 2>&1 &
-  local pid=$!
-  PIDS+=("$pid")
-  for _ in $(seq 1 500); do [[ -s $data/serve.json ]] && grep -q "\"pid\":$pid" "$data/serve.json" && break; sleep 0.01; done
-  local url ctl token
-  url=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["data_url"])' "$data/serve.json")
-  ctl=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["control_url"])' "$data/serve.json")
-  token=$(cat "$data/admin.token")
+  local pid data url ctl token
+  serve storm
   local hosts=()
   for i in $(seq 1 "$STORM"); do
     local id

@@ -11,8 +11,7 @@
 #include <optional>
 #include <thread>
 
-#include "runtime/launcher.h"
-#include "test_util.h"
+#include "fake_runtime.h"
 
 namespace nubo::runtime {
 namespace {
@@ -20,25 +19,12 @@ namespace {
 namespace asio = boost::asio;
 
 // Says HELLO, waits for SPECIALIZE, answers READY and exits at once.
-constexpr const char* kReadyThenExit = R"(
-import os, struct
-fd = int(os.environ["NUBO_FD"])
-def send(t, payload):
-    os.write(fd, struct.pack(">IBBI", len(payload), t, 0, 0) + payload)
-def read_exactly(n):
-    b = b""
-    while len(b) < n:
-        chunk = os.read(fd, n - len(b))
-        if not chunk:
-            os._exit(1)
-        b += chunk
-    return b
-send(1, b'{"runtime":"fake","pid":%d}' % os.getpid())
+const std::string kReadyThenExit = testing_util::fakeRuntime(R"(
 n = struct.unpack(">I", read_exactly(10)[:4])[0]
 read_exactly(n)
 send(3, b'{"ok":true,"load_ms":1}')
 os._exit(0)
-)";
+)");
 
 bool waitUntil(const std::function<bool()>& cond) {
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -55,10 +41,7 @@ TEST(InstanceStateTest, AnInstanceThatDiesRightAfterReadyStaysDead) {
   auto caller_work = asio::make_work_guard(caller);
   std::thread instance_thread([&] { instance_ioc.run(); });
   PlainLauncher launcher;
-  LaunchSpec spec;
-  spec.argv = {"/usr/bin/python3", "-c", kReadyThenExit};
-  spec.env = {"PATH=/usr/bin:/bin", "NUBO_FD=3"};
-  auto inst = Instance::launch(instance_ioc, 1, launcher, spec, "fake-1", [](std::string_view, std::string_view) {});
+  auto inst = Instance::launch(instance_ioc, 1, launcher, testing_util::fakeLaunch(kReadyThenExit), "fake-1", [](std::string_view, std::string_view) {});
   ASSERT_TRUE(inst.ok()) << inst.status().message();
 
   std::optional<Status> hello;

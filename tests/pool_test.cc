@@ -15,35 +15,12 @@
 #include <optional>
 #include <thread>
 
-#include "runtime/launcher.h"
+#include "fake_runtime.h"
 
 namespace nubo::runtime {
 namespace {
 
 namespace asio = boost::asio;
-
-// HELLO, then READY for every SPECIALIZE, until the socket ends.
-constexpr const char* kFakeRuntime = R"(
-import os, struct
-fd = int(os.environ["NUBO_FD"])
-def send(t, payload):
-    os.write(fd, struct.pack(">IBBI", len(payload), t, 0, 0) + payload)
-def read_exactly(n):
-    b = b""
-    while len(b) < n:
-        chunk = os.read(fd, n - len(b))
-        if not chunk:
-            os._exit(0)
-        b += chunk
-    return b
-send(1, b'{"runtime":"fake","pid":%d}' % os.getpid())
-while True:
-    head = read_exactly(10)
-    n, t = struct.unpack(">IB", head[:5])
-    read_exactly(n)
-    if t == 2:
-        send(3, b'{"ok":true,"load_ms":0}')
-)";
 
 class FakeFactory final : public InstanceFactory {
  public:
@@ -51,10 +28,7 @@ class FakeFactory final : public InstanceFactory {
   asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec, ColdStart*, EarlyOpen,
                                                            bool) override {
     created_++;
-    LaunchSpec ls;
-    ls.argv = {"/usr/bin/python3", "-c", kFakeRuntime};
-    ls.env = {"PATH=/usr/bin:/bin", "NUBO_FD=3"};
-    auto inst = Instance::launch(shard_, 1, launcher_, ls, "fake-" + std::to_string(created_.load()),
+    auto inst = Instance::launch(shard_, 1, launcher_, testing_util::fakeLaunch(testing_util::readyForEverySpecialize()), "fake-" + std::to_string(created_.load()),
                                  [](std::string_view, std::string_view) {});
     if (!inst.ok()) co_return inst.status();
     Status hello = co_await (*inst)->waitHello(Clock::now() + std::chrono::seconds(10));

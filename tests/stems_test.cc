@@ -15,20 +15,15 @@
 #include <optional>
 #include <thread>
 
-#include "runtime/launcher.h"
+#include "fake_runtime.h"
 
 namespace nubo::runtime {
 namespace {
 
 namespace asio = boost::asio;
 
-constexpr const char* kStem = R"(
-import os, struct
-fd = int(os.environ["NUBO_FD"])
-payload = b'{"runtime":"fake","pid":%d}' % os.getpid()
-os.write(fd, struct.pack(">IBBI", len(payload), 1, 0, 0) + payload)
-os.read(fd, 1)
-)";
+// Says HELLO, then waits.
+const std::string kStem = testing_util::fakeRuntime("os.read(fd, 1)\n");
 
 class StemsTest : public testing::Test {
  protected:
@@ -45,10 +40,7 @@ class StemsTest : public testing::Test {
     stems_ = std::make_unique<Stems>(o, StemProfile{}, std::vector<asio::io_context*>{&shard_},
                                      spawner_.get_executor(), [this](const StemProfile&, asio::io_context& shard, bool) {
                                        launched_++;
-                                       LaunchSpec spec;
-                                       spec.argv = {"/usr/bin/python3", "-c", kStem};
-                                       spec.env = {"PATH=/usr/bin:/bin", "NUBO_FD=3"};
-                                       return Instance::launch(shard, 1, launcher_, spec,
+                                       return Instance::launch(shard, 1, launcher_, testing_util::fakeLaunch(kStem),
                                                                "stem-" + std::to_string(launched_.load()),
                                                                [](std::string_view, std::string_view) {});
                                      });

@@ -300,20 +300,22 @@ void Functions::shutdown() {
   // the server may remove the instances' control groups next.
   spawner_.stop();
   spawner_.join();
+  files_.stop();
+  files_.join();
 }
 
 namespace {
 // How long a request runs before the gateway watches for its client leaving.
 constexpr std::chrono::milliseconds kWatchClientAfter{50};
 constexpr uint64_t kStemMemory = 512ull << 20;  // until specialized
-constexpr uint64_t kLinkInlineFiles = 64;
 }  // namespace
 
 template <class F>
-auto Functions::offThread(F work) -> asio::awaitable<decltype(work())> {
+auto Functions::offThread(F work, asio::thread_pool* pool) -> asio::awaitable<decltype(work())> {
   using R = decltype(work());
   auto out = co_await asio::co_spawn(
-      spawner_, [&work]() -> asio::awaitable<std::optional<R>> { co_return work(); }, asio::use_awaitable);
+      pool ? *pool : spawner_, [&work]() -> asio::awaitable<std::optional<R>> { co_return work(); },
+      asio::use_awaitable);
   co_return std::move(*out);
 }
 
@@ -462,20 +464,18 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   phases->acquire_ms = msSince(t0);
   auto t1 = Clock::now();
   std::string dir = code_.dirFor(inst->label());
-  // A few files link in well under a millisecond; a large tree links on the
-  // spawner thread, so other deployments' requests do not wait behind it.
-  // (A native instance's files were linked before it started.)
-  Status linked;
-  if (!native && spec.files <= kLinkInlineFiles) {
-    linked = code_.linkInto(spec.app, spec.root_tree, dir);
-  } else if (!native) {
-    linked = co_await offThread([this, &spec, &dir] { return code_.linkInto(spec.app, spec.root_tree, dir); });
-  }
-  if (linked.ok() && cgroups_ && cgroups_->available()) {
-    linked = cgroups_->setMemory(inst->label(), static_cast<uint64_t>(spec.memory_mb) << 20);
-    // Its part of its app's CPU weight (a stem warmed up at the lowest).
-    if (linked.ok()) linked = cgroups_->joinApp(inst->label(), spec.app, spec.cpu);
-  }
+  // The files and the control group are written off the data plane, by
+  // threads of their own (not behind process starts on the spawner). (A
+  // native instance's files were linked before it started.)
+  Status linked = co_await offThread(
+      [this, &spec, &dir, &inst, native]() -> Status {
+        if (!native) RETURN_IF_ERROR(code_.linkInto(spec.app, spec.root_tree, dir));
+        if (!cgroups_ || !cgroups_->available()) return Status::Ok();
+        RETURN_IF_ERROR(cgroups_->setMemory(inst->label(), static_cast<uint64_t>(spec.memory_mb) << 20));
+        // Its part of its app's CPU weight (a stem warmed up at the lowest).
+        return cgroups_->joinApp(inst->label(), spec.app, spec.cpu);
+      },
+      &files_);
   if (!linked.ok()) {
     inst->kill();
     co_return linked.withContext("preparing deployment " + spec.id);

@@ -126,7 +126,8 @@ class Functions final : public InstanceFactory {
   boost::asio::io_context& shardOf(const boost::asio::any_io_executor& ex);
   // Runs `work` on the spawner thread; the caller resumes on its own executor.
   template <class F>
-  auto offThread(F work) -> boost::asio::awaitable<decltype(work())>;
+  // (on `pool`, the spawner's thread when null)
+  auto offThread(F work, boost::asio::thread_pool* pool = nullptr) -> boost::asio::awaitable<decltype(work())>;
   // The profile of instances for `spec` (stems: the manifest's defaults).
   StemProfile profileFor(bool network, int tmp_mb, bool exec, int memory_mb) const;
   boost::asio::awaitable<void> reapLoop();
@@ -155,6 +156,7 @@ class Functions final : public InstanceFactory {
   bool stopped_ = false;                                          // guarded by mu_
 
   boost::asio::thread_pool spawner_{1};
+  boost::asio::thread_pool files_{2};  // a cold start's links and cgroup writes
   std::unique_ptr<Stems> stems_;  // last: stopped first
 };
 
