@@ -133,6 +133,18 @@ TEST_P(BlobStoreConformance, PutFileStreamsAFileAndSaysWhetherItWasNew) {
   ::rmdir(dir);
 }
 
+TEST_P(BlobStoreConformance, MissingNamesWhatIsNotStoredInOneCall) {
+  std::string a = "one", b = "two";
+  ASSERT_TRUE(store_->put(sha256Hex(a), a).ok());
+  ASSERT_TRUE(store_->put(sha256Hex(b), b).ok());
+  std::string absent = sha256Hex("three");
+  auto m = store_->missing({sha256Hex(a), absent, sha256Hex(b), absent});
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_EQ(*m, (std::vector<std::string>{absent, absent}));
+  EXPECT_TRUE(store_->missing({})->empty());
+  EXPECT_EQ(store_->missing({sha256Hex(a), "not-a-hash"}).status().code(), Code::kInvalidArgument);
+}
+
 TEST_P(BlobStoreConformance, ListTouchAndRemove) {
   std::string a = "first", b = "second";
   ASSERT_TRUE(store_->put(sha256Hex(a), a).ok());

@@ -38,12 +38,8 @@ Result<NegotiateResult> Deployer::negotiate(const std::vector<std::string>& tree
   // What is stored is touched: the deploy about to use it is inside the
   // collector's grace period.
   NegotiateResult r;
-  for (const auto& h : trees) {
-    if (!blobs_.touch(h).ok()) r.missing_trees.push_back(h);
-  }
-  for (const auto& h : files) {
-    if (!blobs_.touch(h).ok()) r.missing_files.push_back(h);
-  }
+  ASSIGN_OR_RETURN(r.missing_trees, blobs_.missing(trees));
+  ASSIGN_OR_RETURN(r.missing_files, blobs_.missing(files));
   return r;
 }
 

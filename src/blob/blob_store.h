@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "common/fs.h"
@@ -84,6 +85,11 @@ class BlobStore {
   virtual Status list(const std::function<bool(const Listed&)>& each) = 0;
   // Marks a blob as just wanted (a client was told it is stored).
   virtual Status touch(std::string_view hash) = 0;
+  // Of `hashes`, those not stored, in the order given; those stored are
+  // touched (a deploy about to use them is within the collector's grace).
+  // One call for many: a store across the network answers it in a few
+  // round trips, not one per hash. kInvalidArgument for a malformed name.
+  virtual Result<std::vector<std::string>> missing(const std::vector<std::string>& hashes) = 0;
   // Deletes a blob (an open BlobFile or a hard link to it stays readable).
   // Removing an absent blob is not an error.
   virtual Status remove(std::string_view hash) = 0;

@@ -205,6 +205,20 @@ Status LocalBlobStore::touch(std::string_view hash) {
   return Status::Ok();
 }
 
+Result<std::vector<std::string>> LocalBlobStore::missing(const std::vector<std::string>& hashes) {
+  for (const auto& h : hashes) RETURN_IF_ERROR(checkName(h));
+  std::vector<std::string> out;
+  for (const auto& h : hashes) {
+    Status s = touch(h);
+    if (s.code() == Code::kNotFound) {
+      out.push_back(h);
+    } else if (!s.ok()) {
+      return s;
+    }
+  }
+  return out;
+}
+
 Status LocalBlobStore::remove(std::string_view hash) {
   RETURN_IF_ERROR(checkName(hash));
   if (::unlink(pathFor(hash).c_str()) != 0 && errno != ENOENT) return ErrnoStatus("remove blob", errno);

@@ -25,6 +25,7 @@ class LocalBlobStore final : public BlobStore {
   Result<std::string> localPath(std::string_view hash) override;
   Status list(const std::function<bool(const Listed&)>& each) override;
   Status touch(std::string_view hash) override;
+  Result<std::vector<std::string>> missing(const std::vector<std::string>& hashes) override;
   Status remove(std::string_view hash) override;
 
   // Where the blob lives (whether or not it exists).
