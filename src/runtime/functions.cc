@@ -502,6 +502,29 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   co_return inst;
 }
 
+Result<std::shared_ptr<Pool>> Functions::poolCached(const DeploymentSpec& spec, bool fresh) {
+  // Each shard's thread remembers the pools it used: no lock shared by the
+  // shards on the way to one (a retired pool is noticed by acquire()).
+  struct Cache {
+    const Functions* owner = nullptr;
+    std::unordered_map<std::string, std::weak_ptr<Pool>> pools;
+  };
+  thread_local Cache cache;
+  if (cache.owner != this) {
+    cache.pools.clear();
+    cache.owner = this;
+  }
+  if (!fresh) {
+    if (auto it = cache.pools.find(spec.id); it != cache.pools.end()) {
+      if (auto p = it->second.lock()) return p;
+    }
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Pool> p, poolOf(spec));
+  if (cache.pools.size() >= 4096) cache.pools.clear();  // bounded: deployments come and go
+  cache.pools[spec.id] = p;
+  return p;
+}
+
 Result<std::shared_ptr<Pool>> Functions::poolOf(DeploymentSpec spec, const std::string& instance) {
   spec.limits.wait_until = opts_.wait_until;
   std::lock_guard lock(mu_);
@@ -627,9 +650,10 @@ asio::awaitable<Response> Functions::serve(const DeploymentSpec& deployment, std
                                            const http::Request& req, const std::string& request_id,
                                            protocol::HeaderList forwarded_by_gateway) {
   auto t0 = Clock::now();
-  auto pool = poolOf(deployment);
+  auto pool = poolCached(deployment, /*fresh=*/false);
   if (!pool.ok()) co_return failure(httpStatusFor(pool.status().code()), pool.status().message());
-  const DeploymentSpec& spec = (*pool)->spec();
+  const std::shared_ptr<Pool> first_pool = *pool;  // keeps `spec` alive whichever pool serves
+  const DeploymentSpec& spec = first_pool->spec();
   Deadline deadline = t0 + spec.limits.timeout;
 
   protocol::HeaderList headers;
@@ -667,7 +691,7 @@ asio::awaitable<Response> Functions::serve(const DeploymentSpec& deployment, std
   auto lease = co_await (*pool)->acquire(deadline, open_early);
   if (!lease.ok() && (*pool)->retired()) {
     // The reaper retired that pool (idle, no instance) just now: a new one.
-    pool = poolOf(spec);
+    pool = poolCached(spec, /*fresh=*/true);
     if (!pool.ok()) co_return failure(httpStatusFor(pool.status().code()), pool.status().message());
     lease = co_await (*pool)->acquire(deadline, open_early);
   }

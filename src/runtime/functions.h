@@ -108,6 +108,8 @@ class Functions final : public InstanceFactory {
                      Clock::time_point t0);
   // A note of the platform's in the deployment's log (stream "nubo").
   void note(const DeploymentSpec& spec, const std::string& request_id, const std::string& text);
+  // poolOf() through this thread's cache of pools (`fresh`: not from it).
+  Result<std::shared_ptr<Pool>> poolCached(const DeploymentSpec& spec, bool fresh);
   // The pool of `spec`'s deployment, made with `spec` if there is none;
   // kNotFound when `instance` (if named) is of an app removed since.
   Result<std::shared_ptr<Pool>> poolOf(DeploymentSpec spec, const std::string& instance = "");

@@ -211,12 +211,13 @@ bool Pool::retireIfIdle() {
   std::lock_guard lock(mu_);
   if (stopped_ || !entries_.empty() || starting_ > 0 || !waiters_.empty()) return false;
   stopped_ = true;
+  retired_ = true;
   return true;
 }
 
 bool Pool::retired() {
   std::lock_guard lock(mu_);
-  return stopped_;
+  return retired_;
 }
 
 void Pool::stopAll(bool kill) {

@@ -133,8 +133,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // Retires a pool with no instance, none starting and nobody waiting (its
   // owner then forgets it; a later request makes a new one): true if it did.
   bool retireIfIdle();
-  // Stopped or retired: acquire() answers kUnavailable, and the caller asks its
-  // owner for the deployment's pool again.
+  // Retired (not stopped with its app): acquire() answers kUnavailable, and
+  // the caller asks its owner for the deployment's pool again.
   bool retired();
   std::vector<InstanceInfo> describe();
   const DeploymentSpec& spec() const { return spec_; }
@@ -168,6 +168,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   int starting_ = 0;                                // guarded by mu_
   std::vector<boost::asio::any_io_executor> starting_on_;  // guarded by mu_: shards with a start under way
   bool stopped_ = false;                            // guarded by mu_
+  bool retired_ = false;                            // guarded by mu_: stopped by retireIfIdle()
   std::list<std::shared_ptr<Waiter>> waiters_;      // guarded by mu_
 };
 
