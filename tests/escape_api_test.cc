@@ -36,6 +36,52 @@ std::string readFor(int fd, int ms) {
 
 class EscapeApiTest : public SharedServerTest {};
 
+// Every endpoint of the control API, without a token and with a wrong one,
+// answers 401 and does nothing; with the admin token none answers 401.
+TEST_F(EscapeApiTest, EveryEndpointNeedsTheToken) {
+  deployApp("guarded", {{"index.html", "still here"}});
+  std::string h = sha256Hex("x"), d = "d0000000000000";
+  const std::vector<std::pair<std::string, std::string>> routes = {
+      {"GET", "/v1/apps"},
+      {"GET", "/v1/apps/guarded"},
+      {"DELETE", "/v1/apps/guarded"},
+      {"POST", "/v1/apps/guarded/deployments"},
+      {"GET", "/v1/apps/guarded/deployments"},
+      {"GET", "/v1/apps/guarded/aliases"},
+      {"PUT", "/v1/apps/guarded/aliases/staging"},
+      {"DELETE", "/v1/apps/guarded/aliases/production"},
+      {"GET", "/v1/apps/guarded/aliases/production/history"},
+      {"POST", "/v1/apps/guarded/promote"},
+      {"POST", "/v1/apps/guarded/rollback"},
+      {"GET", "/v1/apps/guarded/logs"},
+      {"POST", "/v1/negotiate"},
+      {"PUT", "/v1/blobs/" + h},
+      {"GET", "/v1/blobs/" + h},
+      {"PUT", "/v1/trees/" + h},
+      {"POST", "/v1/gc"},
+      {"GET", "/v1/instances"},
+      {"GET", "/v1/deployments/" + d},
+      {"GET", "/v1/deployments/" + d + "/build-log"},
+      {"GET", "/v1/deployments/" + d + "/events"},
+      {"POST", "/v1/deployments/" + d + "/redeploy"},
+      {"GET", "/v1/no-such-endpoint"},
+  };
+  for (const auto& [method, path] : routes) {
+    for (const std::string& token : {std::string(), std::string("not-the-token")}) {
+      cli::HttpClient c(server_->controlUrl(), token);
+      auto r = c.send(method, path, method == "GET" || method == "DELETE" ? "" : "{}");
+      ASSERT_TRUE(r.ok()) << method << " " << path;
+      EXPECT_EQ(r->status, 401) << method << " " << path << (token.empty() ? " without a token" : " with a bad one")
+                                << ": " << r->body;
+    }
+    if (method == "DELETE") continue;  // (what the admin token may do is not this test's)
+    auto good = server_->control(method, path, method == "GET" ? "" : "{}");
+    EXPECT_NE(good.status, 401) << method << " " << path << ": " << good.body;
+  }
+  EXPECT_EQ(server_->get("/guarded/").body, "still here") << "nothing was removed without the token";
+  EXPECT_EQ(server_->control("GET", "/healthz", "", "nobody").status, 200) << "the health check needs none";
+}
+
 // An upload without a valid token is refused from its head: none of its
 // body is read or held.
 TEST_F(EscapeApiTest, AnUnauthenticatedUploadIsRefusedBeforeItsBodyIsRead) {
