@@ -155,9 +155,9 @@ boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
       parts[3] == "events") {
     co_return serveBuildEvents(req, std::string(parts[2]));
   }
-  bool creates = req.method == "POST" && parts.size() >= 4 && parts[0] == "v1" &&
-                 ((parts.size() == 4 && parts[1] == "apps" && parts[3] == "deployments") ||
-                  (parts.size() == 4 && parts[1] == "deployments" && parts[3] == "redeploy"));
+  bool creates = req.method == "POST" && parts.size() == 4 && parts[0] == "v1" &&
+                 ((parts[1] == "apps" && parts[3] == "deployments") ||
+                  (parts[1] == "deployments" && parts[3] == "redeploy"));
   Response r = route(req);
   if (creates && r.status == 201) co_return co_await answerWhenStarted(std::move(r));
   co_return r;

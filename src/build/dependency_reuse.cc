@@ -49,22 +49,41 @@ Result<std::optional<std::string>> DependencyReuse::readFile(const std::string& 
 }
 
 Result<std::optional<std::string>> DependencyReuse::inputsKey(const std::string& root, const manifest::Manifest& m) {
+  std::optional<RootInputs> in;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = known_.find(root); it != known_.end()) in = it->second;
+  }
+  if (!in) {
+    ASSIGN_OR_RETURN(in, rootInputs(root));
+    std::lock_guard lock(mu_);
+    if (known_.size() >= kMaxKnown) known_.clear();
+    known_[root] = *in;
+  }
+  if (in->key.empty()) return std::optional<std::string>();
+  if (!copiesTheProject(m, m.build.builder.empty() ? "node" : m.build.builder, in->module_package)) {
+    return std::optional<std::string>();
+  }
+  return std::optional<std::string>(in->key);
+}
+
+Result<DependencyReuse::RootInputs> DependencyReuse::rootInputs(const std::string& root) {
   using None = std::optional<std::string>;
+  const RootInputs none;
   ASSIGN_OR_RETURN(None pkg_text, readFile(root, "package.json", kMaxPackageJson));
   ASSIGN_OR_RETURN(None lock_text, readFile(root, "package-lock.json", kMaxLockFile));
-  if (!pkg_text || !lock_text) return None();
+  if (!pkg_text || !lock_text) return none;
   auto pkg = parseJson(*pkg_text, "package.json");
   auto lock = parseJson(*lock_text, "package-lock.json");
-  if (!pkg.ok() || !pkg->is_object() || !lock.ok() || !lock->is_object()) return None();
+  if (!pkg.ok() || !pkg->is_object() || !lock.ok() || !lock->is_object()) return none;
   // The project's own install scripts run its code: they could read anything.
   if (auto scripts = pkg->find("scripts"); scripts != pkg->end() && scripts->is_object()) {
     for (const char* s : {"preinstall", "install", "postinstall", "prepublish", "preprepare", "prepare",
                           "postprepare"}) {
-      if (scripts->contains(s)) return None();
+      if (scripts->contains(s)) return none;
     }
   }
   bool module_package = pkg->value("type", "") == "module";
-  if (!copiesTheProject(m, m.build.builder.empty() ? "node" : m.build.builder, module_package)) return None();
 
   // Local packages the lock file installs from the project: folders (keys
   // of "packages" outside node_modules) and tarballs ("resolved": "file:...").
@@ -78,14 +97,14 @@ Result<std::optional<std::string>> DependencyReuse::inputsKey(const std::string&
       }
       if (it->is_object()) {
         // A package's install script could read anything in the project.
-        if (it->value("hasInstallScript", false)) return None();
+        if (it->value("hasInstallScript", false)) return none;
         std::string resolved = it->value("resolved", "");
         if (resolved.rfind("file:", 0) == 0) paths.push_back(projectPath(resolved.substr(5)));
       }
       for (const auto& p : paths) {
-        if (p.empty() || p.find("..") != std::string::npos || p[0] == '/') return None();  // outside the project
+        if (p.empty() || p.find("..") != std::string::npos || p[0] == '/') return none;  // outside the project
         ASSIGN_OR_RETURN(std::optional<blob::TreeEntry> e, blob::lookupPath(blobs_, root, p));
-        if (!e) return None();
+        if (!e) return none;
         locals[p] = e->hash;
       }
     }
@@ -94,7 +113,7 @@ Result<std::optional<std::string>> DependencyReuse::inputsKey(const std::string&
   std::string all = "package.json\n" + sha256Hex(*pkg_text) + "\npackage-lock.json\n" + sha256Hex(*lock_text) +
                     "\n.npmrc\n" + (npmrc ? sha256Hex(*npmrc) : "-") + "\n";
   for (const auto& [p, h] : locals) all += p + "\n" + h + "\n";
-  return None(sha256Hex(all));
+  return RootInputs{sha256Hex(all), module_package};
 }
 
 Result<std::optional<Reused>> DependencyReuse::outputFor(const store::Deployment& d, const manifest::Manifest& m,

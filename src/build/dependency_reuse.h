@@ -21,8 +21,10 @@
 // Thread-safe (reads the store and blobs; writes one tree object).
 #pragma once
 
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "blob/blob_store.h"
 #include "manifest/manifest.h"
@@ -53,11 +55,23 @@ class DependencyReuse {
   Result<std::optional<std::string>> inputsKey(const std::string& root, const manifest::Manifest& m);
 
  private:
+  // What a source tree's dependencies come from: the key (empty when they
+  // cannot be reused whatever the manifest says) and whether package.json
+  // says "type": "module". Memoized by tree: trees never change, and each
+  // build compares against up to kLookBack earlier ones.
+  struct RootInputs {
+    std::string key;
+    bool module_package = false;
+  };
+  Result<RootInputs> rootInputs(const std::string& root);
   // A JSON file of the tree, at most `max` bytes (nullopt when absent).
   Result<std::optional<std::string>> readFile(const std::string& root, std::string_view path, uint64_t max);
 
+  static constexpr size_t kMaxKnown = 4096;
   store::MetadataStore& store_;
   blob::BlobStore& blobs_;
+  std::mutex mu_;
+  std::unordered_map<std::string, RootInputs> known_;  // guarded by mu_: root tree -> its inputs
 };
 
 }  // namespace nubo::build

@@ -1,5 +1,6 @@
 #include "logs/log_store.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,11 +81,18 @@ void LogStore::writeLoop() {
       }
       for (FILE* f : touched) std::fflush(f);
     }
+    uint64_t dropped;
     {
       std::lock_guard lock(q_mu_);
       written_seq_ += batch.size();
+      dropped = dropped_;
     }
     written_cv_.notify_all();
+    if (dropped > reported_dropped_) {
+      spdlog::warn("logs {}: {} line(s) dropped, written faster than the disk took them ({} in all)", dir_,
+                   dropped - reported_dropped_, dropped);
+      reported_dropped_ = dropped;
+    }
     batch.clear();
   }
 }

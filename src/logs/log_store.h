@@ -9,10 +9,11 @@
 // append() never waits on the disk: it formats the line and queues it for
 // the store's writer thread, which writes what has queued in one go per
 // file (one flush per batch, not per line). The queue is bounded
-// (kMaxQueuedBytes): past it lines are dropped and counted, so a function
-// printing without end slows nothing on the data plane. read() and
-// removeApp() first wait (at most a second) for the lines queued before
-// them to be written, so a reader sees every line appended before it asked.
+// (kMaxQueuedBytes): past it lines are dropped, counted and warned of in
+// the server log, so a function printing without end slows nothing on the
+// data plane. read() and removeApp() first wait (at most a second) for the
+// lines queued before them to be written, so a reader sees every line
+// appended before it asked.
 //
 // Thread-safe.
 #pragma once
@@ -79,6 +80,7 @@ class LogStore {
   uint64_t queued_seq_ = 0, written_seq_ = 0;               // guarded by q_mu_
   uint64_t dropped_ = 0;                                    // guarded by q_mu_
   bool stopping_ = false;                                   // guarded by q_mu_
+  uint64_t reported_dropped_ = 0;                           // the writer thread's
   std::thread writer_;                                      // last: started once the rest is ready
 };
 
