@@ -42,6 +42,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 65536));
   serve->add_option("--max-body-mb", serve_opts.max_body_mb, "Largest request body for a function, streamed to it (default 1024)")
       ->check(CLI::Range(1, 4096));
+  serve->add_option("--max-ws-message-mb", serve_opts.max_ws_message_mb,
+                    "Largest WebSocket message a client may send a function; a larger one closes the socket with "
+                    "1009 (default 16)")
+      ->check(CLI::Range(1, 1024));
+  int64_t ws_idle_s = serve_opts.ws_idle_timeout.count() / 1000;
+  serve->add_option("--ws-idle-timeout-s", ws_idle_s,
+                    "A WebSocket with no frame either way for this long is closed with 1001 (default 300)")
+      ->check(CLI::Range(1, 86400));
   serve->add_option("--max-deployment-files", serve_opts.max_deployment_files,
                     "Most files one deployment may hold, counting repeated folders each time (default 100000)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{100'000'000}));
@@ -117,6 +125,7 @@ int main(int argc, char** argv) {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     serve_opts.grace = std::chrono::milliseconds(grace_ms);
     serve_opts.header_timeout = std::chrono::milliseconds(header_timeout_ms);
+    serve_opts.ws_idle_timeout = std::chrono::seconds(ws_idle_s);
     serve_opts.build_timeout = std::chrono::seconds(build_timeout_s);
     serve_opts.wait_until = std::chrono::seconds(wait_until_s);
     auto s = nubo::server::runServer(serve_opts);

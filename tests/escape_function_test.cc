@@ -37,17 +37,28 @@ std::string exchange(int port, const std::string& request, const std::string& un
 
 class EscapeFunctionTest : public SharedServerTest {};
 
-// A WebSocket handshake once reached the function as a plain GET.
-TEST_F(EscapeFunctionTest, AWebSocketHandshakeIsRefusedClearly) {
-  deployApp("wsapp", {{"index.js", "module.exports = (req, res) => res.end('plain get')"}});
+// A handshake to a function that does not take WebSockets is the GET it
+// also is: answered as HTTP, and the connection stays HTTP (the next
+// request on it is served, not relayed as WebSocket bytes). A function
+// cannot switch a plain request's connection by answering 101.
+TEST_F(EscapeFunctionTest, OnlyAnAcceptedHandshakeSwitchesTheConnection) {
+  deployApp("wsapp", {{"index.js", R"(module.exports = (req, res) => {
+      if (req.url === '/switch') { res.writeHead(101, { upgrade: 'websocket', connection: 'upgrade' }); return res.end(); }
+      res.end('plain get');
+    })"}});
   ASSERT_EQ(server_->get("/wsapp/").body, "plain get");
   std::string got = exchange(portOf(server_->dataUrl()),
                              "GET /wsapp/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n"
-                             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-                             "supported yet");
-  EXPECT_EQ(got.rfind("HTTP/1.1 501", 0), 0u) << got;
-  EXPECT_NE(got.find("WebSockets are not supported yet"), std::string::npos) << got;
-  EXPECT_EQ(got.find("plain get"), std::string::npos) << got;
+                             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                             "GET /wsapp/again HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                             "plain getHTTP/1.1 200");
+  EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
+  EXPECT_EQ(got.find("101"), std::string::npos) << got;
+  EXPECT_NE(got.find("plain get", got.find("HTTP/1.1 200", 1)), std::string::npos) << got;
+
+  std::string switched = exchange(portOf(server_->dataUrl()),
+                                  "GET /wsapp/switch HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "\r\n\r\n");
+  EXPECT_EQ(switched.rfind("HTTP/1.1 502", 0), 0u) << switched;
 }
 
 // A function that answers "100 Continue" as its final response once sent

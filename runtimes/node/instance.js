@@ -20,6 +20,7 @@ const os = require('node:os');
 const { AsyncLocalStorage } = require('node:async_hooks');
 const { Response: FastResponse, wholeBody, lazyHead, lazyStatus, lazyType } = require('./fast_response.js');
 const { lazyRequest, abortRequest } = require('./fast_request.js');
+const { UpgradeSocket, upgradeWebSocket, upgradeOf } = require('./websocket.js');
 
 // Functions build responses with the runtime's Response (same API, no stream
 // for a body made of a string or bytes).
@@ -28,6 +29,7 @@ globalThis.Response = FastResponse;
 const T = { HELLO: 1, SPECIALIZE: 2, READY: 3, REQUEST: 10, DATA: 11, RESPONSE: 20, CANCEL: 30, ERROR: 31,
             WINDOW: 40, WAIT_UNTIL: 50 };
 const END = 1;
+const UPGRADE = 2;  // on REQUEST: a WebSocket handshake
 const INITIAL_WINDOW = 1 << 20;
 const MAX_DATA = 256 << 10;
 const EMPTY = Buffer.alloc(0);
@@ -288,12 +290,14 @@ async function specialize(info) {
     if (exp && typeof exp === 'object' && typeof exp.fetch === 'function') {
       handler = { kind: 'fetch', obj: exp };
     } else if (typeof exp === 'function') {
-      handler = { kind: 'node', fn: exp };
+      // WebSockets: `export function upgrade(req, socket, head)` beside it.
+      const upgrade = [mod.upgrade, exp.upgrade].find((f) => typeof f === 'function');
+      handler = { kind: 'node', fn: exp, upgrade };
     } else if (typeof mod.fetch === 'function') {
       handler = { kind: 'fetch', obj: mod };
     } else if (startedHttpServer(info.entry)) {
       const server = startedHttpServer(info.entry);
-      handler = { kind: 'node', fn: (req, res) => server.emit('request', req, res) };
+      handler = { kind: 'node', fn: (req, res) => server.emit('request', req, res), server };
     } else {
       throw new Error(`${info.entry} must export default { fetch(request, env, ctx) } or a (req, res) function, ` +
                       'or start an HTTP server (app.listen(PORT)), which nubo then sends the requests to');
@@ -370,7 +374,8 @@ async function startExec(info) {
     await new Promise((r) => setTimeout(r, 5));
   }
   const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
-  return { kind: 'node', fn: (req, res) => proxyTo(port, agent, gone, req, res) };
+  return { kind: 'node', fn: (req, res) => proxyTo(port, agent, gone, req, res),
+           upgrade: (req, socket) => proxyUpgrade(port, req, socket) };
 }
 
 function freePort() {
@@ -414,15 +419,49 @@ function proxyTo(port, agent, gone, req, res) {
   req.pipe(out);
 }
 
+// A WebSocket handshake goes to the server too; its answer (101 and the
+// frames after it, or a refusal) is written to the socket as it comes.
+function proxyUpgrade(port, req, socket) {
+  const out = http.request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers });
+  const headOf = (status, message, raw) => {
+    let text = `HTTP/1.1 ${status} ${message || ''}\r\n`;
+    for (let i = 0; i + 1 < raw.length; i += 2) text += `${raw[i]}: ${raw[i + 1]}\r\n`;
+    return `${text}\r\n`;
+  };
+  out.on('upgrade', (back, backSocket, backHead) => {
+    socket.write(headOf(101, back.statusMessage, back.rawHeaders));
+    if (backHead.length) socket.write(backHead);
+    backSocket.pipe(socket);
+    socket.pipe(backSocket);
+    backSocket.on('error', () => socket.destroy());
+    socket.on('error', () => backSocket.destroy());
+    socket.on('close', () => backSocket.destroy());
+  });
+  out.on('response', (back) => {
+    const raw = back.rawHeaders.filter((v, i, all) => !/^(transfer-encoding|connection)$/i.test(all[i - (i % 2)]));
+    socket.write(headOf(back.statusCode, back.statusMessage, raw));
+    back.pipe(socket);
+  });
+  out.on('error', (e) => {
+    if (socket.destroyed) return;
+    socket.end(`HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\n\r\nthe deployment's server failed: ${e.message}\n`);
+  });
+  out.end();
+}
+
 // ---- streams ----------------------------------------------------------------
 
 // Request-body flow control: bytes received are granted back to the gateway
 // once the handler has taken them (when its stream asks for more).
+// Grants go back in batches (well under the window, so the sender never
+// waits on bytes taken but not yet granted): one WINDOW per 64 KiB, not one
+// per small message.
+const GRANT_BATCH = 64 << 10;
 class BodyCredit {
   constructor(id) { this.id = id; this.pending = 0; this.ended = false; }
   received(n, end) { this.pending += n; if (end) this.ended = true; }
   consumed() {
-    if (this.ended || this.pending === 0) return;
+    if (this.ended || this.pending < GRANT_BATCH) return;
     grant(this.id, this.pending);
     this.pending = 0;
   }
@@ -487,8 +526,11 @@ function onFrame(type, flags, id, payload) {
       streams.set(id, st);
       if (!handler) return st.fail(new Error('instance is not specialized'));
       const end = (flags & END) !== 0;
+      st.upgrade = (flags & UPGRADE) !== 0;
       requestContext.run(head.id, () => {
-        if (handler.kind === 'fetch') serveFetch(st, head, body, end);
+        const upgrade = st.upgrade && upgradeTarget();
+        if (upgrade) serveUpgrade(st, head, upgrade);
+        else if (handler.kind === 'fetch') serveFetch(st, head, body, end);
         else serveNode(st, head, body, end);
       });
       return;
@@ -547,6 +589,7 @@ function makeCtx() {
       });
     },
     passThroughOnException() {},
+    upgradeWebSocket,
   };
 }
 function reportWaitUntil() {
@@ -588,6 +631,16 @@ async function serveFetch(st, head, first, ended) {
     const res = await handler.obj.fetch(req, env, makeCtx());
     if (st.cancelled) return;
     if (!(res instanceof Response)) throw new Error('fetch() must return a Response');
+    const upgraded = upgradeOf(res);
+    if (upgraded) {
+      if (!st.upgrade) throw new Error('fetch() returned the response of upgradeWebSocket() to a request that is not a WebSocket handshake');
+      const headers = [...upgraded.headers];
+      res.headers.forEach((v, k) => headers.push([k, v]));
+      const link = streamLink(st);
+      link.sendHead(101, headers);
+      upgraded.socket._attach(link);
+      return;
+    }
     if (lazyHead(res) !== undefined) {
       // Nobody looked into it: its head is its status and content type.
       const whole = wholeBody(res);
@@ -712,9 +765,9 @@ class ChunkedDecoder {
   }
 }
 
-function serveNode(st, head, first, ended) {
-  const sockOut = new ResponseSocket(st, head.m === 'HEAD');
-  const req = new http.IncomingMessage(sockOut);
+// Node's IncomingMessage for a request head, on `socket`.
+function nodeRequest(socket, head) {
+  const req = new http.IncomingMessage(socket);
   req.method = head.m;
   req.url = head.p;
   req.httpVersion = '1.1';
@@ -729,6 +782,13 @@ function serveNode(st, head, first, ended) {
   }
   req.headers = headers;
   req.rawHeaders = raw;
+  return req;
+}
+
+function serveNode(st, head, first, ended) {
+  const sockOut = new ResponseSocket(st, head.m === 'HEAD');
+  const req = nodeRequest(sockOut, head);
+  const headers = req.headers;
   if (!ended && !('content-length' in headers)) headers['transfer-encoding'] = 'chunked';  // a body of unknown length
   const credit = new BodyCredit(st.id);
   req._read = () => credit.consumed();
@@ -772,6 +832,61 @@ function serveNode(st, head, first, ended) {
     if (r && typeof r.then === 'function') r.catch((e) => failNode(st, res, e));
   } catch (e) {
     failNode(st, res, e);
+  }
+}
+
+// ---- WebSockets (websocket.js) ----------------------------------------------
+
+globalThis.upgradeWebSocket = upgradeWebSocket;
+
+// Who takes a WebSocket handshake in Node style: the code's own upgrade
+// function, or the first server it started that listens for 'upgrade'
+// (ws's WebSocketServer({ server }) or one of its own); none: the handshake
+// is served as the plain GET it also is (a fetch handler may then call
+// upgradeWebSocket()).
+function upgradeTarget() {
+  if (handler.upgrade) return handler.upgrade;
+  const listening = (s) => s && s.listenerCount('upgrade') > 0;
+  const server = listening(handler.server) ? handler.server : startedServers.map((s) => s.server).find(listening);
+  return server ? (req, socket, head) => server.emit('upgrade', req, socket, head) : null;
+}
+
+// The stream as websocket.js uses it (its header comment says what each does).
+function streamLink(st) {
+  const credit = new BodyCredit(st.id);
+  const link = {
+    onData: null,
+    onCancel: null,
+    sendHead(status, headers) { send(headFrame(T.RESPONSE, 0, st.id, responseHead(status, headers), null)); },
+    write(buf) { return st.sendData(buf, false); },
+    end() {
+      if (st.done || st.cancelled) return;
+      send(frame(T.DATA, END, st.id, EMPTY));
+      st.finish();
+    },
+    fail(e) { st.fail(e); },
+    consumed() { credit.consumed(); },
+  };
+  st.onBody = (chunk, end) => {
+    credit.received(chunk.length, end);
+    if (link.onData) link.onData(chunk, end);
+  };
+  st.onCancel = () => { if (link.onCancel) link.onCancel(); };
+  return link;
+}
+
+function serveUpgrade(st, head, target) {
+  const socket = new UpgradeSocket(streamLink(st), parseResponseHead);
+  socket.on('error', () => {});  // the code's own listeners see it; an unheard one must not end the instance
+  const req = nodeRequest(socket, head);
+  req.upgrade = true;
+  req.complete = true;
+  req.push(null);
+  try {
+    const r = target(req, socket, EMPTY);
+    if (r && typeof r.then === 'function') r.catch((e) => socket.destroy(e));
+  } catch (e) {
+    socket.destroy(e);
   }
 }
 

@@ -138,37 +138,29 @@ Status Deployer::resolveRuntime(const CreateRequest& req, manifest::Manifest& m)
   if (!explicit_runtime && !m.entry.empty()) {
     // The entry says it: a JavaScript or TypeScript file is a function,
     // anything else the command of a server (never files to serve).
-    m.runtime = manifest::isJavaScriptOrTypeScript(m.entry) ? "node" : "exec";
+    m.runtime = runtimeName(isJavaScriptOrTypeScript(m.entry) ? RuntimeKind::kNode : RuntimeKind::kExec);
   } else if (!explicit_runtime) {
     // A folder with an index.html is a site; one with index.js/.mjs/.cjs
     // (or index.ts/.mts/.tsx, built first) is a function.
     ASSIGN_OR_RETURN(bool has_html, hasFile(req.root, "index.html"));
-    m.runtime = "static";
+    bool has_index = false;
     for (const auto* list : {&kNodeEntries, &kTypeScriptEntries}) {
       for (auto e : *list) {
-        if (has_html || m.runtime == "node") break;
-        ASSIGN_OR_RETURN(bool has, hasFile(req.root, e));
-        if (has) m.runtime = "node";
+        if (has_html || has_index) break;
+        ASSIGN_OR_RETURN(has_index, hasFile(req.root, e));
       }
     }
-    if (m.runtime == "static") RETURN_IF_ERROR(refuseServerAsFiles(req.root));
+    m.runtime = runtimeName(has_index ? RuntimeKind::kNode : RuntimeKind::kStatic);
+    if (!has_index) RETURN_IF_ERROR(refuseServerAsFiles(req.root));
   }
-  if (m.runtime == "static" && !m.health.path.empty()) {
+  const RuntimeTraits& runtime = runtimeTraits(manifest::runtimeKind(m));
+  if (!runtime.runsCode() && !m.health.path.empty()) {
     return InvalidArgument("health.path: this folder deploys as a static site (it has no entry to run), which runs "
                            "no code to check; remove \"health\", or name the entry in nubo.json");
   }
-  if (m.runtime == "static") return Status::Ok();
-  if (m.runtime == "native") return Status::Ok();  // built from its C++ sources
-  if (m.runtime == "exec") {
-    if (m.entry.empty()) {
-      return InvalidArgument("entry: runtime \"exec\" needs the command that starts your HTTP server on $PORT, "
-                             "e.g. \"python3 server.py\"");
-    }
-    return Status::Ok();
-  }
-  if (m.runtime != "node") {
-    return Unimplemented("runtime \"" + m.runtime + "\" is not available on this server yet; use \"static\", \"node\" "
-                         "or \"exec\"");
+  if (runtime.entry == EntryKind::kCommand && m.entry.empty()) {
+    return InvalidArgument("entry: runtime \"" + std::string(runtime.name) + "\" needs the command that starts your "
+                           "HTTP server on $PORT, e.g. \"python3 server.py\"");
   }
   return Status::Ok();
 }
@@ -204,9 +196,11 @@ Status Deployer::refuseServerAsFiles(const std::string& root) {
 }
 
 Status Deployer::checkRunnable(const store::Deployment& d, const std::string& output_tree) {
-  if (d.runtime != "node" && d.runtime != "native") return Status::Ok();
+  // (A command's program need not be a file of the output.)
+  EntryKind kind = runtimeTraits(d.runtimeKind()).entry;
+  if (kind != EntryKind::kModule && kind != EntryKind::kProgram) return Status::Ok();
   ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifestText(d.manifest_json));
-  std::string entry = d.runtime == "native" ? manifest::nativeEntry(m.entry) : manifest::runnableEntry(m.entry);
+  std::string entry = resolveEntry(d.runtimeKind(), m.entry);
   ASSIGN_OR_RETURN(bool has, hasFile(output_tree, entry));
   if (!has) {
     return InvalidArgument("the build's output has no " + entry +
@@ -217,7 +211,7 @@ Status Deployer::checkRunnable(const store::Deployment& d, const std::string& ou
 
 Result<bool> Deployer::needsNodeBuild(const std::string& root, const manifest::Manifest& m) {
   // TypeScript is bundled; a package.json with dependencies is installed.
-  if (manifest::isTypeScript(m.entry)) return true;
+  if (isTypeScript(m.entry)) return true;
   if (m.entry.empty()) {
     for (auto e : kTypeScriptEntries) {
       ASSIGN_OR_RETURN(bool has, hasFile(root, e));
@@ -246,7 +240,8 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   }
   RETURN_IF_ERROR(resolveRuntime(req, m));
   std::string builder = build::builderFor(m);
-  if (builder.empty() && (m.runtime == "node" || m.runtime == "exec")) {
+  const RuntimeTraits& runtime = runtimeTraits(manifest::runtimeKind(m));
+  if (builder.empty() && runtime.node_dependencies) {
     // (An exec server in JavaScript needs its dependencies as much.)
     ASSIGN_OR_RETURN(bool node_build, needsNodeBuild(req.root, m));
     if (node_build) builder = "node";
@@ -272,7 +267,7 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   }
   if (needs_build) {
     m.build.builder = builder;  // recorded: the build runs exactly this one (empty: detected)
-    if (m.runtime == "node" && m.entry.empty() && m.build.command.empty()) {
+    if (runtime.entry == EntryKind::kModule && m.entry.empty() && m.build.command.empty()) {
       // The builder and the runtime then agree on the file (index.mjs, say,
       // where the runtime would look for index.js by default).
       for (const auto* list : {&kTypeScriptEntries, &kNodeEntries}) {
@@ -283,7 +278,7 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
         }
       }
     }
-  } else if (m.runtime == "node") {
+  } else if (runtime.entry == EntryKind::kModule) {
     ASSIGN_OR_RETURN(m.entry, findEntry(req.root, m));  // a build would make it; without one it must be there
   }
 
@@ -294,7 +289,7 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   d.runtime = m.runtime;
   // Files are ready as uploaded; code once it has started; either once its
   // build is done.
-  bool check = !needs_build && m.runtime != "static" && submit_start_;
+  bool check = !needs_build && runtime.runsCode() && submit_start_;
   d.state = needs_build ? store::DeploymentState::kQueued
             : check     ? store::DeploymentState::kStarting
                         : store::DeploymentState::kReady;

@@ -18,7 +18,7 @@ int64_t nowMs() {
 
 std::string builderFor(const manifest::Manifest& m) {
   if (!m.build.builder.empty()) return m.build.builder;
-  if (!m.build.command.empty() || m.runtime == "native") return m.runtime;
+  if (!m.build.command.empty() || runtimeTraits(manifest::runtimeKind(m)).always_built) return m.runtime;
   return "";
 }
 
@@ -195,7 +195,7 @@ void BuildQueue::build(const store::Deployment& d) {
     if (Status s = verify_(d, out->tree); !s.ok()) return fail(s.message());
   }
   // Code is started once before it serves; files serve as built.
-  bool check = start_ && d.runtime != "static";
+  bool check = start_ && runtimeTraits(d.runtimeKind()).runsCode();
   Status s = store_.finishBuild(d.id, check ? store::DeploymentState::kStarting : store::DeploymentState::kReady,
                                 out->tree, "", "builder");
   if (!s.ok()) {

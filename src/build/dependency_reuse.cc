@@ -23,10 +23,10 @@ bool endsWith(std::string_view s, std::string_view suffix) {
 // does not bundle (bundles hold their dependencies inside).
 bool copiesTheProject(const manifest::Manifest& m, const std::string& builder, bool module_package) {
   if (builder != "node" || !m.build.command.empty() || !m.build.output.empty()) return false;
-  if (m.runtime != "node" && m.runtime != "exec") return false;
+  if (!runtimeTraits(manifest::runtimeKind(m)).node_dependencies) return false;
   const std::string& e = m.entry;
   if (e.find(' ') != std::string::npos) return true;  // a command line: nothing bundled
-  if (e.empty() || manifest::isTypeScript(e) || endsWith(e, ".mjs")) return false;
+  if (e.empty() || isTypeScript(e) || endsWith(e, ".mjs")) return false;
   return !(endsWith(e, ".js") && module_package);
 }
 

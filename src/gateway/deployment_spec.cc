@@ -9,12 +9,10 @@ Result<runtime::DeploymentSpec> deploymentSpec(const store::Deployment& d) {
   runtime::DeploymentSpec spec;
   spec.id = d.id;
   spec.app = d.app;
-  spec.runtime = d.runtime;
+  spec.kind = d.runtimeKind();
   spec.root_tree = d.servedTree();
   spec.files = d.files;
-  spec.entry = d.runtime == "exec"     ? m.entry
-               : d.runtime == "native" ? manifest::nativeEntry(m.entry)
-                                       : manifest::runnableEntry(m.entry);
+  spec.entry = resolveEntry(spec.kind, m.entry);
   spec.env = m.env;
   spec.limits.concurrency = m.limits.concurrency;
   spec.limits.max_instances = m.limits.max_instances;

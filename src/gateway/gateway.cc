@@ -11,17 +11,6 @@ using http::Response;
 
 namespace {
 
-// Whether `value` (an Upgrade header) asks for a WebSocket, in any case.
-bool asksForWebSocket(std::string_view value) {
-  static constexpr std::string_view kWord = "websocket";
-  for (size_t i = 0; i + kWord.size() <= value.size(); ++i) {
-    size_t k = 0;
-    while (k < kWord.size() && (value[i + k] | 0x20) == kWord[k]) ++k;
-    if (k == kWord.size()) return true;
-  }
-  return false;
-}
-
 // 16 hex characters; unique enough to find a request in the logs, and cheap.
 std::string requestId() {
   thread_local std::mt19937_64 rng([] {
@@ -45,13 +34,13 @@ boost::asio::awaitable<Response> Gateway::handle(const http::Request& req) {
   Response r;
   if (routed.response) {
     r = std::move(*routed.response);
-  } else if (!functions_) {
-    r = Response::text(501, "deployment " + routed.function->id + " uses runtime \"" + routed.function->runtime +
+  } else if (!proxy_) {
+    r = Response::text(501, "deployment " + routed.function->id + " uses runtime \"" + std::string(runtimeName(routed.function->kind)) +
                                 "\", which this server cannot run\n");
   } else {
     auto target = routed.function;  // keeps the route alive across the call
     Forwarded fwd = forwarded(req, routed.path);
-    r = co_await functions_->serve(*target->spec, routed.path, req, rid, fwd.list());
+    r = co_await proxy_->serve(target->spec, routed.path, req, rid, fwd.list());
     r.header("x-nubo-deployment", target->id);
   }
   r.header("x-nubo-request-id", std::move(rid));
@@ -89,12 +78,6 @@ Gateway::Routed Gateway::route(const http::Request& req) {
     else out.response = Response::text(404, "not found: /_nubo/ is reserved by the platform\n");
     return out;
   }
-  // Until they are supported, a WebSocket handshake must not reach an app
-  // as a plain GET (which answers it with a page, or an error of its own).
-  if (asksForWebSocket(req.header("upgrade"))) {
-    out.response = Response::text(501, "WebSockets are not supported yet: this server answers HTTP requests only\n");
-    return out;
-  }
   auto resolved = router_.resolve(req.host, req.path);
   if (!resolved.ok()) {
     out.response = Response::text(httpStatusFor(resolved.status().code()), resolved.status().message() + "\n");
@@ -105,7 +88,7 @@ Gateway::Routed Gateway::route(const http::Request& req) {
     return out;
   }
   const DeploymentRoute& d = *resolved->deployment;
-  if (d.runtime == "static") {
+  if (!runtimeTraits(d.kind).runsCode()) {
     out.response = site_.serve(d, resolved->path, resolved->immutable, req);
     return out;
   }

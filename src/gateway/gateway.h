@@ -8,8 +8,8 @@
 
 #include "gateway/router.h"
 #include "gateway/static_site.h"
+#include "gateway/function_proxy.h"
 #include "http/server.h"
-#include "runtime/functions.h"
 
 namespace nubo::gateway {
 
@@ -18,9 +18,12 @@ class Gateway final : public http::Handler {
   // `functions` may be null (no code runtimes: such deployments answer 501).
   // `trusted_proxies`: addresses of front proxies whose X-Forwarded-*
   // headers are kept (and extended); anyone else's are replaced.
+  // `websocket`: the limits of WebSockets to functions.
   Gateway(Router& router, StaticSite& site, runtime::Functions* functions,
-          std::vector<std::string> trusted_proxies = {})
-      : router_(router), site_(site), functions_(functions), trusted_proxies_(std::move(trusted_proxies)) {}
+          std::vector<std::string> trusted_proxies = {}, WebSocketLimits websocket = {})
+      : router_(router), site_(site), trusted_proxies_(std::move(trusted_proxies)) {
+    if (functions) proxy_.emplace(*functions, websocket);
+  }
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
 
   // Where a request goes: answered here, or a function to call.
@@ -44,7 +47,7 @@ class Gateway final : public http::Handler {
  private:
   Router& router_;
   StaticSite& site_;
-  runtime::Functions* functions_;
+  std::optional<FunctionProxy> proxy_;
   std::vector<std::string> trusted_proxies_;
 };
 

@@ -41,8 +41,8 @@ Result<std::shared_ptr<const AppRoutes>> Router::load(const std::string& app,
         continue;
       }
     }
-    DeploymentRoute route{d.id, d.app, d.servedTree(), d.runtime, nullptr, nullptr};
-    if (d.runtime == "static") {
+    DeploymentRoute route{d.id, d.app, d.servedTree(), d.runtimeKind(), nullptr, nullptr};
+    if (!runtimeTraits(route.kind).runsCode()) {
       auto m = manifest::parseManifestText(d.manifest_json);
       if (m.ok()) route.site = std::make_shared<const manifest::StaticOptions>(std::move(m->static_site));
     } else {

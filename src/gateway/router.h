@@ -35,7 +35,7 @@ struct DeploymentRoute {
   std::string id;
   std::string app;
   std::string root_tree;
-  std::string runtime;
+  RuntimeKind kind = RuntimeKind::kStatic;
   // static: the manifest's "static" (fallback page, headers, redirects).
   std::shared_ptr<const manifest::StaticOptions> site;
   // code: how it runs (gateway/deployment_spec.h).

@@ -11,6 +11,7 @@ uint64_t Response::contentLength() const {
     case BodyKind::kShared: return shared.length;
     case BodyKind::kFile: return file.length;
     case BodyKind::kStream: return stream_length.value_or(0);  // else unknown until sent
+    case BodyKind::kUpgrade: return 0;
   }
   return 0;
 }

@@ -55,6 +55,35 @@ class ClientMonitor {
   virtual void watch(std::function<void()> on_gone) = 0;
 };
 
+// A client's connection once "101 Switching Protocols" is sent: its raw
+// bytes both ways, for the protocol the handler switched to (a WebSocket).
+// Lives on the connection's executor; one read and one write may be
+// pending at once (from two coroutines there).
+class Upgraded {
+ public:
+  virtual ~Upgraded() = default;
+  // The next bytes from the client (any that came right behind the request
+  // head first), valid until the next call; empty once the client closed
+  // its side; an error when the connection failed or close() was called.
+  virtual boost::asio::awaitable<Result<std::string_view>> read() = 0;
+  // Writes all of `bytes`; kDeadlineExceeded when the client took none of
+  // them for the server's write timeout, kUnavailable when it is gone.
+  virtual boost::asio::awaitable<Status> write(std::string_view bytes) = 0;
+  // Ends the sending side (the client reads the end); reads go on.
+  virtual void shutdownSend() = 0;
+  // Ends the connection: pending and later reads and writes fail.
+  virtual void close() = 0;
+};
+
+// What runs a connection taken over by a 101 response.
+class Takeover {
+ public:
+  virtual ~Takeover() = default;
+  // Called once the 101 head is written; the server closes the connection
+  // when it returns.
+  virtual boost::asio::awaitable<void> run(Upgraded& conn) = 0;
+};
+
 struct Request {
   std::string_view method;  // "GET", "PUT", ...
   std::string_view target;  // as sent: "/a/b?x=1"
@@ -66,6 +95,10 @@ struct Request {
   std::shared_ptr<BodyReader> body_stream;  // the body still to read; `body` is then empty
   ClientMonitor* client = nullptr;          // null while the body streams (its reads notice)
   bool keep_alive = true;
+  // A GET without a body whose Connection header has "upgrade" and that
+  // names a protocol in Upgrade: a Response of kind kUpgrade may take the
+  // connection over.
+  bool upgrade = false;
 
   // Header lookup (case-insensitive); empty when absent.
   std::string_view header(std::string_view name) const { return lookup_ ? lookup_(raw_, name) : std::string_view(); }
@@ -111,7 +144,10 @@ class BodyStream {
 };
 
 struct Response {
-  enum class BodyKind { kNone, kString, kShared, kFile, kStream };
+  // kUpgrade: status 101, the head says which protocol (Upgrade and
+  // Connection are set by the server), then `takeover` runs the connection.
+  // Only as the answer to a Request with `upgrade` set.
+  enum class BodyKind { kNone, kString, kShared, kFile, kStream, kUpgrade };
 
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
@@ -120,6 +156,7 @@ struct Response {
   SharedSlice shared;   // kShared
   FileSlice file;       // kFile
   std::shared_ptr<BodyStream> stream;  // kStream (sent chunked; length unknown)
+  std::shared_ptr<Takeover> takeover;  // kUpgrade
   // For HEAD: send the headers (with the body's Content-Length) but no body.
   bool omit_body = false;
   // kStream: the length its sender declared, if it did (HEAD answers with

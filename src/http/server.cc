@@ -313,7 +313,88 @@ void describe(const bhttp::request_header<>& msg, HttpServer::Connection& c, Req
   req.raw_ = &msg;
   req.lookup_ = &lookupHeader;
   req.list_ = &listHeaders;
+  req.upgrade = msg.method() == bhttp::verb::get && msg.version() >= 11 && !msg[bhttp::field::upgrade].empty() &&
+                bhttp::token_list(msg[bhttp::field::connection]).exists("upgrade") &&
+                msg.count(bhttp::field::content_length) == 0 && msg.count(bhttp::field::transfer_encoding) == 0;
 }
+
+// The connection after a 101: bytes straight from and to the socket. A
+// write that the client takes none of for the write timeout fails.
+class UpgradedConnection final : public Upgraded {
+ public:
+  UpgradedConnection(HttpServer::Connection& c, std::chrono::milliseconds write_timeout)
+      : c_(c), write_timeout_(write_timeout) {}
+
+  asio::awaitable<Result<std::string_view>> read() override {
+    if (closed_) co_return Unavailable("the connection is closed");
+    if (c_.buffer.size() > 0) {
+      // What the client sent right behind the request head.
+      pending_.assign(static_cast<const char*>(c_.buffer.data().data()), c_.buffer.size());
+      c_.buffer.consume(c_.buffer.size());
+      c_.buffer.shrink_to_fit();
+      co_return std::string_view(pending_);
+    }
+    // An idle socket holds no read buffer: wait until it is readable, then
+    // read into this thread's buffer and keep only what came.
+    thread_local std::array<char, 64 << 10> scratch;
+    for (;;) {
+      ssize_t n = ::recv(c_.socket.native_handle(), scratch.data(), scratch.size(), MSG_DONTWAIT);
+      if (n > 0) {
+        if (pending_.capacity() > (256u << 10)) std::string().swap(pending_);
+        pending_.assign(scratch.data(), static_cast<size_t>(n));
+        co_return std::string_view(pending_);
+      }
+      if (n == 0) co_return std::string_view();
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        co_return Unavailable(std::string("the client connection failed: ") + std::strerror(errno));
+      }
+      error_code ec;
+      co_await c_.socket.async_wait(tcp::socket::wait_read, kUseAwaitableEc(ec));
+      if (ec) co_return Unavailable("the client connection failed: " + ec.message());
+      if (closed_) co_return Unavailable("the connection is closed");
+    }
+  }
+
+  asio::awaitable<Status> write(std::string_view bytes) override {
+    if (closed_) co_return Unavailable("the connection is closed");
+    // Most writes fit the socket at once: no suspension for them.
+    ssize_t n;
+    do {
+      n = ::send(c_.socket.native_handle(), bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      co_return Unavailable(std::string("the client connection failed: ") + std::strerror(errno));
+    }
+    if (n > 0) bytes.remove_prefix(static_cast<size_t>(n));
+    if (bytes.empty()) co_return Status::Ok();
+    error_code ec;
+    c_.arm(write_timeout_);
+    co_await asio::async_write(c_.socket, asio::buffer(bytes.data(), bytes.size()), kUseAwaitableEc(ec));
+    c_.disarm();
+    if (c_.timed_out) co_return DeadlineExceeded("the client read nothing for the write timeout");
+    if (ec) co_return Unavailable("the client connection failed: " + ec.message());
+    co_return Status::Ok();
+  }
+
+  void shutdownSend() override {
+    error_code ignored;
+    if (!closed_) c_.socket.shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  void close() override {
+    if (closed_) return;
+    closed_ = true;
+    error_code ignored;
+    c_.socket.shutdown(tcp::socket::shutdown_both, ignored);
+    c_.socket.cancel(ignored);
+  }
+
+ private:
+  HttpServer::Connection& c_;
+  std::chrono::milliseconds write_timeout_;
+  std::string pending_;  // the bytes read last
+  bool closed_ = false;
+};
 
 constexpr size_t kBodyReadBytes = 64 * 1024;
 
@@ -722,6 +803,16 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
       res = Response::error(Internal("the server failed while handling this request; see the server log"));
     }
     c->stopWatching();
+    if (res.kind == Response::BodyKind::kUpgrade) {
+      if (res.status != 101 || !req.upgrade || !res.takeover) {
+        spdlog::error("{}: a protocol switch answered {} {} that did not ask for one", name_, std::string(req.method),
+                      std::string(req.target));
+        res = Response::error(Internal("the server failed while handling this request; see the server log"));
+      } else {
+        co_await switchProtocols(*c, res, ec);
+        break;
+      }
+    }
     if (req.method == "HEAD") res.omit_body = true;
     bool keep = req.keep_alive && !draining_ && !(res.kind == Response::BodyKind::kStream && msg.version() < 11);
     c->arm(limits_.write_timeout);
@@ -744,6 +835,35 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
   c->socket.close(ignored);
   c->timer.cancel();
   onConnectionClosed(c.get());
+}
+
+asio::awaitable<void> HttpServer::switchProtocols(Connection& c, Response& res, error_code& ec) {
+  std::string head = "HTTP/1.1 101 Switching Protocols\r\nServer: nubo\r\n";
+  for (const auto& [name, value] : res.headers) {
+    if (!sendableHeader(name, value) || beast::iequals(name, "connection") || beast::iequals(name, "upgrade")) continue;
+    head += name;
+    head += ": ";
+    head += value;
+    head += "\r\n";
+  }
+  std::string_view protocol;
+  for (const auto& [name, value] : res.headers) {
+    if (beast::iequals(name, "upgrade")) protocol = value;
+  }
+  head += "Upgrade: ";
+  head += sendableHeader("upgrade", protocol) && !protocol.empty() ? protocol : std::string_view("websocket");
+  head += "\r\nConnection: Upgrade\r\n\r\n";
+  c.arm(limits_.write_timeout);
+  co_await asio::async_write(c.socket, asio::buffer(head), kUseAwaitableEc(ec));
+  c.disarm();
+  if (ec) co_return;
+  UpgradedConnection conn(c, limits_.write_timeout);
+  try {
+    co_await res.takeover->run(conn);
+  } catch (const std::exception& e) {
+    spdlog::error("{}: an upgraded connection failed: {}", name_, e.what());
+  }
+  conn.close();
 }
 
 namespace {

@@ -21,6 +21,10 @@
 // - "Expect: 100-continue" is answered before the body is read.
 // - HEAD: the handler's response is sent without its body.
 // - A handler that throws gets its client a 500; the server goes on.
+// - Protocol switches: a GET that asks for one (Request::upgrade) may be
+//   answered with a kUpgrade Response: the server writes its 101 head and
+//   hands the connection's bytes to the Response's Takeover until it
+//   returns, then closes the connection.
 //
 // Threading: one io_context may run on many threads; each connection lives
 // on its own strand (on the context's own executor when `threads` says one
@@ -120,6 +124,8 @@ class HttpServer {
  private:
   boost::asio::awaitable<void> acceptLoop();
   boost::asio::awaitable<void> serve(std::shared_ptr<Connection> c);
+  // Sends `res`'s 101 head and runs its takeover on the connection.
+  boost::asio::awaitable<void> switchProtocols(Connection& c, Response& res, boost::system::error_code& ec);
   // Counts a new connection in, per client and in all; when the table is
   // full, closes the longest-idle connections to make room. False: refused.
   bool admit(const std::shared_ptr<Connection>& conn);

@@ -275,9 +275,8 @@ Result<Manifest> parseManifest(const Json& j) {
     if (!s.ok()) c.add("name", s.message().substr(5));
   }
   c.string(j, "runtime", "", &m.runtime);
-  static const std::set<std::string> kRuntimes = {"static", "node", "native", "exec"};
-  if (!kRuntimes.count(m.runtime)) {
-    c.add("runtime", "must be one of static, node, native, exec; got \"" + m.runtime + "\"");
+  if (!runtimeFromName(m.runtime)) {
+    c.add("runtime", "must be one of " + runtimeNames() + "; got \"" + m.runtime + "\"");
   }
   c.string(j, "entry", "", &m.entry);
   if (!m.entry.empty() && !isRelativeSubpath(m.entry)) {
@@ -363,7 +362,7 @@ Result<Manifest> parseManifest(const Json& j) {
     }
   }
 
-  if (!m.health.path.empty() && j.contains("runtime") && m.runtime == "static") {
+  if (!m.health.path.empty() && j.contains("runtime") && runtimeKind(m) == RuntimeKind::kStatic) {
     c.add("health.path", "a static site runs no code to check; remove \"health\" or name a runtime that runs code");
   }
 
@@ -415,27 +414,6 @@ Json toJson(const Manifest& m) {
   if (!st.empty()) j["static"] = st;
   if (!m.health.path.empty()) j["health"] = {{"path", m.health.path}};
   return j;
-}
-
-bool isTypeScript(std::string_view path) {
-  for (std::string_view ext : {".ts", ".tsx", ".mts", ".cts"}) {
-    if (path.size() > ext.size() && path.substr(path.size() - ext.size()) == ext) return true;
-  }
-  return false;
-}
-
-bool isJavaScriptOrTypeScript(std::string_view path) {
-  if (path.find_first_of(" \t") != std::string_view::npos) return false;
-  for (std::string_view ext : {".js", ".mjs", ".cjs"}) {
-    if (path.size() > ext.size() && path.substr(path.size() - ext.size()) == ext) return true;
-  }
-  return isTypeScript(path);
-}
-
-std::string runnableEntry(const std::string& entry) {
-  if (entry.empty()) return "index.js";
-  if (!isTypeScript(entry)) return entry;
-  return entry.substr(0, entry.rfind('.')) + ".js";
 }
 
 }  // namespace nubo::manifest

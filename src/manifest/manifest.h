@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "common/runtime_kind.h"
 #include "common/status.h"
 
 namespace nubo::manifest {
@@ -77,7 +78,7 @@ struct CronJob {
 
 struct Manifest {
   std::string name;               // empty: chosen by the CLI (--app or folder name)
-  std::string runtime = "static"; // static | node | native | exec
+  std::string runtime = "static"; // a name of common/runtime_kind.h: static | node | native | exec
   std::string entry;              // runtime-specific entry point
   Build build;
   Limits limits;
@@ -96,14 +97,7 @@ Result<Manifest> parseManifestText(std::string_view text);
 // Canonical JSON with every field present ("name" only when set); parses back to the same Manifest.
 Json toJson(const Manifest& m);
 
-// A node entry as it runs: TypeScript sources (.ts, .tsx, .mts, .cts) are
-// built into JavaScript next to them (`src/main.ts` -> `src/main.js`);
-// empty means index.js.
-std::string runnableEntry(const std::string& entry);
-bool isTypeScript(std::string_view path);
-// A .js, .mjs, .cjs or TypeScript file name (no spaces: not a command line).
-bool isJavaScriptOrTypeScript(std::string_view path);
-// A native deployment's program in its build output (default "handler").
-inline std::string nativeEntry(const std::string& entry) { return entry.empty() ? "handler" : entry; }
+// The manifest's runtime (validated: always one the registry has).
+inline RuntimeKind runtimeKind(const Manifest& m) { return runtimeFromName(m.runtime).value_or(RuntimeKind::kStatic); }
 
 }  // namespace nubo::manifest

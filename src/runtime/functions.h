@@ -1,13 +1,12 @@
-// Functions: serves requests for deployments whose runtime runs code (today
-// `node`). Owns the per-deployment Pools, the pre-started generic "stem"
-// instances, and the reaper that scales idle pools down (to zero when no
-// alias points at the deployment).
+// Functions: the instances of deployments whose runtime runs code. Owns the
+// per-deployment Pools, the pre-started generic "stem" instances (Stems),
+// and the reaper that scales idle pools down (to zero when no alias points
+// at the deployment) and forgets pools left empty.
 //
-// A request: acquire a Lease from the deployment's pool (a cold start takes
-// a stem, links the deployment's files, specializes) -> open a stream ->
-// send the request -> relay the response. Failures become HTTP answers:
-// instance crashed -> 502, at capacity -> 503 with Retry-After, over
-// limits.timeout_ms -> 504 and the instance is killed, handler threw -> 500.
+// acquire() hands out a Lease on an instance (a cold start takes a stem,
+// links the deployment's files, sets its limits, specializes); the caller
+// opens a stream on it (gateway/function_proxy.h speaks HTTP over it).
+// Knows nothing of HTTP.
 //
 // Thread-safe.
 #pragma once
@@ -26,7 +25,6 @@
 #include <utility>
 #include <vector>
 
-#include "http/message.h"
 #include "logs/log_store.h"
 #include "runtime/cgroups.h"
 #include "runtime/code_store.h"
@@ -69,12 +67,18 @@ class Functions final : public InstanceFactory {
   // Stops every instance.
   void shutdown();
 
-  // `forwarded`: the X-Forwarded-* headers the function gets in place of
-  // any the client sent.
-  // `deployment`: how it runs (the router's, made when its table loaded).
-  boost::asio::awaitable<http::Response> serve(const DeploymentSpec& deployment, std::string_view path,
-                                               const http::Request& req, const std::string& request_id,
-                                               protocol::HeaderList forwarded = {});
+  // A lease on a ready instance of `deployment` (the router's spec, made
+  // when its table loaded): a free slot, or a cold start (`early` is then
+  // called once SPECIALIZE is on its way). Errors as Pool::acquire:
+  // kResourceExhausted at capacity, kFailedPrecondition when the code
+  // failed to load, others when no instance started.
+  boost::asio::awaitable<Result<std::unique_ptr<Lease>>> acquire(const DeploymentSpec& deployment, Deadline deadline,
+                                                                 EarlyOpen early = {});
+  // A note of the platform's in the deployment's log (stream "nubo").
+  void note(const DeploymentSpec& spec, const std::string& request_id, const std::string& text);
+  // The phases of the cold start `lease` came from (if it did), as a note.
+  void noteColdStart(const std::unique_ptr<Lease>& lease, const DeploymentSpec& spec, const std::string& request_id,
+                     Clock::time_point t0);
 
   boost::asio::awaitable<Result<std::shared_ptr<Instance>>> create(const DeploymentSpec& spec, ColdStart* phases,
                                                                   EarlyOpen early, bool on_my_shard) override;
@@ -104,10 +108,6 @@ class Functions final : public InstanceFactory {
  private:
   Functions(boost::asio::io_context& ioc, Launcher& launcher, CodeStore& code, Cgroups* cgroups,
             logs::LogStore& logs, FunctionsOptions options, IsAliased is_aliased);
-  void noteColdStart(const std::unique_ptr<Lease>& lease, const DeploymentSpec& spec, const std::string& request_id,
-                     Clock::time_point t0);
-  // A note of the platform's in the deployment's log (stream "nubo").
-  void note(const DeploymentSpec& spec, const std::string& request_id, const std::string& text);
   // poolOf() through this thread's cache of pools (`fresh`: not from it).
   Result<std::shared_ptr<Pool>> poolCached(const DeploymentSpec& spec, bool fresh);
   // The pool of `spec`'s deployment, made with `spec` if there is none;

@@ -500,8 +500,8 @@ asio::awaitable<Result<double>> Instance::specialize(const SpecializeInfo& info,
   co_return r->value("load_ms", 0.0);
 }
 
-Result<std::shared_ptr<Call>> Instance::open(asio::any_io_executor caller, std::string_view head_json,
-                                             std::string_view body, bool end) {
+Result<std::shared_ptr<Call>> Instance::open(asio::any_io_executor caller, std::string_view head,
+                                             std::string_view body, bool end, bool upgrade) {
   if (state_ == State::kDead) return Unavailable("instance " + label_ + " is not running");
   uint32_t id = next_stream_.fetch_add(2);
   // The caller on the instance's own thread (one thread runs everything):
@@ -509,7 +509,8 @@ Result<std::shared_ptr<Call>> Instance::open(asio::any_io_executor caller, std::
   bool same_thread = onOwnThread() && caller == strand_;
   auto box = std::make_shared<Mailbox>(caller, same_thread);
   std::string f;
-  protocol::appendHeadFrame(f, FrameType::kRequest, end ? protocol::kEndStream : 0, id, head_json, body);
+  uint8_t flags = (end ? protocol::kEndStream : 0) | (upgrade ? protocol::kUpgrade : 0);
+  protocol::appendHeadFrame(f, FrameType::kRequest, flags, id, head, body);
   inflight_++;
   onStrand([self = shared_from_this(), id, box, f = std::move(f)]() mutable {
     if (self->dead_) {

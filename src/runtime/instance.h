@@ -154,9 +154,10 @@ class Instance : public std::enable_shared_from_this<Instance> {
   boost::asio::awaitable<Result<double>> specialize(const SpecializeInfo& info, Deadline deadline,
                                                     const std::function<void()>& after_send = {});
 
-  // Starts a request. `head_json` per docs/protocol.md; `end` when `body` is all of it.
-  Result<std::shared_ptr<Call>> open(boost::asio::any_io_executor caller, std::string_view head_json,
-                                     std::string_view body, bool end);
+  // Starts a request. `head` per docs/protocol.md; `end` when `body` is all
+  // of it; `upgrade`: it asks to switch protocols (a WebSocket handshake).
+  Result<std::shared_ptr<Call>> open(boost::asio::any_io_executor caller, std::string_view head,
+                                     std::string_view body, bool end, bool upgrade = false);
 
   // Closes the socket: the runtime exits on its own; killed if it lingers.
   void stop();

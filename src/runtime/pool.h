@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "common/runtime_kind.h"
 #include "runtime/instance.h"
 
 namespace nubo::runtime {
@@ -47,7 +48,7 @@ struct PoolLimits {
 struct DeploymentSpec {
   std::string id;
   std::string app;
-  std::string runtime;
+  RuntimeKind kind = RuntimeKind::kNode;
   std::string root_tree;
   std::string entry;
   std::map<std::string, std::string> env;

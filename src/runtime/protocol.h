@@ -33,6 +33,10 @@ enum class FrameType : uint8_t {
 
 // Flag: this frame ends the sender's half of the stream.
 constexpr uint8_t kEndStream = 1;
+// Flag on REQUEST: the request asks to switch protocols (a WebSocket). A
+// RESPONSE with status 101 then turns the stream into a tunnel of the
+// connection's bytes (DATA both ways).
+constexpr uint8_t kUpgrade = 2;
 
 constexpr size_t kHeaderSize = 10;
 constexpr uint32_t kMaxPayload = 16u << 20;

@@ -233,7 +233,10 @@ Status runServer(const ServerOptions& opts) {
                                               [&router](const std::string& app, const std::string& id) {
                                                 return router.isAliased(app, id);
                                               }));
-  gateway::Gateway gw(router, site, functions.get(), opts.trust_proxy);
+  gateway::WebSocketLimits ws_limits;
+  ws_limits.max_message_bytes = opts.max_ws_message_mb << 20;
+  ws_limits.idle_timeout = opts.ws_idle_timeout;
+  gateway::Gateway gw(router, site, functions.get(), opts.trust_proxy, ws_limits);
   // Builds: the built-in builders (and any an operator adds) in DATA/builders.
   std::string builders_dir = data_dir + "/builders";
   RETURN_IF_ERROR(build::installBuiltinBuilders(builders_dir));

@@ -25,6 +25,8 @@ struct ServerOptions {
   uint64_t cache_mb = 256;                    // hot static file bytes in memory
   uint64_t max_upload_mb = 512;               // largest single file a deploy may upload
   uint64_t max_body_mb = 1024;                // largest request body a function may receive (streamed)
+  uint64_t max_ws_message_mb = 16;            // largest WebSocket message a client may send a function
+  std::chrono::milliseconds ws_idle_timeout{300'000};  // a WebSocket with no frame either way is closed (1001)
   uint64_t max_deployment_files = 100'000;    // files one deployment may hold (as expanded)
   uint64_t max_deployment_mb = 2048;          // bytes one deployment may hold (as expanded)
   size_t max_connections = 10'000;            // open client connections on each plane

@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/runtime_kind.h"
 #include "common/status.h"
 
 namespace nubo::store {
@@ -59,6 +60,8 @@ struct Deployment {
 
   // The tree the deployment runs or serves.
   const std::string& servedTree() const { return output_tree.empty() ? root_tree : output_tree; }
+  // (A name no runtime has, which validation never stores, reads as static.)
+  RuntimeKind runtimeKind() const { return runtimeFromName(runtime).value_or(RuntimeKind::kStatic); }
 };
 
 struct Alias {
