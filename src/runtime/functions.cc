@@ -32,42 +32,6 @@ namespace {
 
 double msSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-std::string findOnPath(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream ss(path ? path : "/usr/local/bin:/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(ss, dir, ':')) {
-    std::string candidate = dir + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
-}
-
-// What the node on this server is, and whether it takes
-// --experimental-detect-module (Node 20.10 and later: a .js file written as
-// an ES module loads as one without "type": "module").
-struct NodeInfo {
-  std::string version;
-  bool detect_module = false;
-};
-
-NodeInfo probeNode(const std::string& node) {
-  NodeInfo info;
-  if (node.find('\'') != std::string::npos) return info;  // not quotable for the shell: assume the least
-  std::string cmd = "'" + node + "' -p \"process.version + ' ' + "
-                    "process.allowedNodeEnvironmentFlags.has('--experimental-detect-module')\" 2>/dev/null";
-  if (FILE* f = ::popen(cmd.c_str(), "r")) {
-    char line[128] = {};
-    if (std::fgets(line, sizeof line, f)) {
-      std::string_view out(line);
-      info.version = std::string(out.substr(0, out.find(' ')));
-      info.detect_module = out.find(" true") != std::string_view::npos;
-    }
-    ::pclose(f);
-  }
-  return info;
-}
-
 }  // namespace
 
 Functions::Functions(asio::io_context& ioc, Launcher& launcher, CodeStore& code, Cgroups* cgroups,
@@ -91,24 +55,11 @@ Functions::~Functions() { shutdown(); }
 Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Launcher& launcher, CodeStore& code,
                                                      Cgroups* cgroups, logs::LogStore& logs,
                                                      FunctionsOptions options, IsAliased is_aliased) {
-  if (options.node_binary.empty()) options.node_binary = findOnPath("node");
-  std::vector<std::string> node_flags = {"--enable-source-maps", "--no-flush-bytecode", "--no-memory-reducer"};
-  if (!options.node_binary.empty()) {
-    NodeInfo node = probeNode(options.node_binary);
-    if (node.detect_module) {
-      node_flags.insert(node_flags.begin(), "--experimental-detect-module");
-    } else {
-      spdlog::warn("node {} ({}) cannot tell an ES module by its syntax: a .js entry written with import/export "
-                   "needs \"type\": \"module\" in package.json or the .mjs extension (Node 20.10 and later need "
-                   "neither)",
-                   node.version.empty() ? "of unknown version" : node.version, options.node_binary);
-    }
-  }
+  ASSIGN_OR_RETURN(LaunchRecipes recipes, LaunchRecipes::create(options.node_binary, options.runtime_dir));
   if (options.shards.empty()) options.shards = {&ioc};
-  RETURN_IF_ERROR(makeDirs(options.runtime_dir));
   std::unique_ptr<Functions> f(
       new Functions(ioc, launcher, code, cgroups, logs, std::move(options), std::move(is_aliased)));
-  f->script_ = f->opts_.runtime_dir + "/instance.js";
+  f->recipes_ = std::move(recipes);
   StemOptions so;
   so.base = f->opts_.stems;
   so.base_other = f->opts_.stems_per_other_profile;
@@ -121,23 +72,11 @@ Result<std::unique_ptr<Functions>> Functions::create(asio::io_context& ioc, Laun
       [self](const StemProfile& profile, asio::io_context& shard, bool urgent) {
         return self->launchInstance(profile, /*background=*/!urgent, shard);
       });
-  f->node_flags_ = std::move(node_flags);
-  // The runtime's script, and tiny modules a stem imports to warm Node's
-  // module loaders (ESM, CommonJS, and detection of a .js file's kind).
-  std::vector<std::pair<std::string, std::string>> files = nodeRuntimeFiles();
-  files.insert(files.end(), {{"warm.mjs", "export default 1;\n"},
-                             {"warm.cjs", "module.exports = 1;\n"},
-                             {"warm-detect.js", "export default 1;\n"}});
-  for (const auto& [name, content] : files) {
-    std::string path = f->opts_.runtime_dir + "/" + name;
-    auto current = readFile(path);
-    if (!current.ok() || *current != content) RETURN_IF_ERROR(writeFileAtomic(path, content, 0444));
-  }
   return f;
 }
 
 void Functions::start() {
-  if (opts_.node_binary.empty()) {
+  if (!recipes_.haveNode()) {
     spdlog::warn("node was not found on PATH: deployments with runtime \"node\" will answer 503 until it is installed");
   } else {
     stems_->start();
@@ -189,26 +128,18 @@ asio::io_context& Functions::shardOf(const asio::any_io_executor& ex) {
 
 Result<std::shared_ptr<Instance>> Functions::launchInstance(const StemProfile& profile, bool background,
                                                             asio::io_context& shard, const DeploymentSpec* native) {
-  if (opts_.node_binary.empty() && !native) return Unavailable("node is not installed on this server");
+  if (!recipes_.haveNode() && !native) return Unavailable("node is not installed on this server");
   std::string id = "i" + std::to_string(::getpid()) + "-" + std::to_string(next_instance_++);
   ASSIGN_OR_RETURN(std::string dir, code_.makeInstanceDir(id));
-  LaunchSpec spec;
-  // Source maps: stack traces of bundled TypeScript name the .ts lines.
-  spec.argv = {opts_.node_binary};
-  spec.argv.insert(spec.argv.end(), node_flags_.begin(), node_flags_.end());
-  spec.argv.push_back(launcher_.runtimeDirInside(opts_.runtime_dir) + "/instance.js");
-  spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TZ=UTC", "NODE_ENV=production", "NUBO_FD=3"};
+  LaunchSpec spec = recipes_.nodeStem(launcher_.runtimeDirInside(opts_.runtime_dir));
   if (native) {
     // The deployment's own program, with its files and env in place.
     if (Status s = code_.linkInto(native->app, native->root_tree, dir); !s.ok()) {
       code_.removeInstanceDir(id);
       return s.withContext("preparing deployment " + native->id);
     }
-    spec.argv = {launcher_.appDirInside(dir) + "/" + native->entry};
-    spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TZ=UTC", "NUBO_FD=3"};
-    for (const auto& [k, v] : native->env) spec.env.push_back(k + "=" + v);
+    spec = LaunchRecipes::ownProgram(launcher_.appDirInside(dir), native->entry, native->env);
   }
-  spec.cwd = "/";
   spec.isolation.instance_id = id;
   spec.isolation.app_dir = dir;
   spec.isolation.network = profile.network;
@@ -394,114 +325,6 @@ Result<std::shared_ptr<Pool>> Functions::poolOf(DeploymentSpec spec, const std::
   auto [it, inserted] = pools_.try_emplace(spec.id);
   if (inserted) it->second = std::make_shared<Pool>(std::move(spec), *this);
   return it->second;
-}
-
-namespace {
-// The first `n` lines of what a deployment said (a stack trace's message
-// and its top frames), at most 2000 bytes, with control characters shown as
-// '?' (it is printed in terminals).
-std::string firstLines(const std::string& text, int n) {
-  size_t end = 0;
-  for (int i = 0; i < n && end != std::string::npos; ++i) end = text.find('\n', end == 0 ? 0 : end + 1);
-  std::string out = text.substr(0, end);
-  if (out.size() > 2000) out = out.substr(0, 2000) + "...";
-  for (char& ch : out) {
-    if ((static_cast<unsigned char>(ch) < ' ' && ch != '\n' && ch != '\t') || ch == 0x7f) ch = '?';
-  }
-  return out;
-}
-}  // namespace
-
-asio::awaitable<Result<std::string>> Functions::probe(DeploymentSpec probed) {
-  const DeploymentSpec* spec = &probed;
-  auto t0 = Clock::now();
-  ColdStart phases;
-  auto created = co_await create(*spec, &phases, {}, /*on_my_shard=*/false);
-  if (!created.ok()) {
-    const Status& s = created.status();
-    if (s.code() == Code::kFailedPrecondition) {
-      co_return FailedPrecondition("the code failed to load: " + firstLines(s.message(), 6));
-    }
-    co_return Status(s.code(), "could not start an instance: " + firstLines(s.message(), 6));
-  }
-  std::shared_ptr<Instance> inst = *created;
-  // A healthy instance serves the deployment's first requests; any other is stopped.
-  struct AtEnd {
-    Functions& f;
-    std::shared_ptr<Instance>& inst;
-    const DeploymentSpec& spec;
-    bool healthy = false;
-    ~AtEnd() {
-      // (Not when its app was removed meanwhile: no pool comes back for it.)
-      auto pool = healthy ? f.poolOf(spec, inst->label()) : Result<std::shared_ptr<Pool>>(Unavailable(""));
-      if (!pool.ok() || !(*pool)->adopt(inst)) inst->kill();
-    }
-  } at_end{*this, inst, *spec};
-  char started[128];
-  std::snprintf(started, sizeof started, "started %s in %.1f ms (the code loaded in %.1f ms)",
-                phases.from_stem ? "from a stem" : "a new instance", msSince(t0), phases.load_ms);
-  char cold[256];
-  std::snprintf(cold, sizeof cold, "cold start for the start check: %s %.1f ms, files %.1f ms, specialize %.1f ms "
-                "(load %.1f ms)", phases.from_stem ? "stem" : "spawn", phases.acquire_ms, phases.files_ms,
-                phases.specialize_ms, phases.load_ms);
-  note(*spec, "", cold);
-  at_end.healthy = spec->health_path.empty();
-  if (spec->health_path.empty()) co_return std::string(started);
-
-  // The health path must answer 2xx or 3xx within limits.timeout_ms (at
-  // most kMaxHealthWait: a check holds a slot of the start checks).
-  auto wait = std::min<std::chrono::milliseconds>(spec->limits.timeout, kMaxHealthWait);
-  Deadline deadline = Clock::now() + wait;
-  std::string request_id = "health-" + spec->id;
-  protocol::HeaderList headers = {{"host", "localhost"}, {"user-agent", "nubo-health-check"},
-                                  {"x-nubo-request-id", request_id}};
-  std::string head;
-  protocol::appendRequestHead(head, "GET", spec->health_path, "http://localhost" + spec->health_path, request_id,
-                              headers);
-  auto ex = co_await asio::this_coro::executor;
-  auto call = inst->open(ex, head, "", /*body_complete=*/true);
-  if (!call.ok()) co_return Unavailable("could not ask " + spec->health_path + ": " + call.status().message());
-  std::string what = "health.path " + spec->health_path;
-  for (;;) {
-    Result<Frame> f = co_await (*call)->next(deadline);
-    if (!f.ok() && f.status().code() == Code::kDeadlineExceeded) {
-      co_return DeadlineExceeded(what + " did not answer within " +
-                                 (wait < spec->limits.timeout ? "the longest wait of a start check ("
-                                                              : "limits.timeout_ms (") +
-                                 std::to_string(wait.count()) + " ms)");
-    }
-    if (!f.ok()) co_return FailedPrecondition(what + ": the instance failed: " + f.status().message());
-    if (f->type == FrameType::kError) {
-      auto e = parseJson(f->payload, "error");
-      std::string msg = e.ok() && e->is_object() ? e->value("message", std::string()) : f->payload;
-      co_return FailedPrecondition(what + ": the handler threw: " + firstLines(msg, 6));
-    }
-    if (f->type != FrameType::kResponse) continue;
-    std::string_view head_bytes, body;
-    protocol::ResponseHead rh;
-    if (!protocol::splitHead(f->payload, &head_bytes, &body).ok() ||
-        !protocol::parseResponseHead(head_bytes, &rh).ok()) {
-      co_return FailedPrecondition(what + ": the instance sent a malformed response head");
-    }
-    if (rh.status < 200 || rh.status > 399) {
-      // What it said, for the error: the start of its body (a moment more at most).
-      std::string shown(body.substr(0, 200));
-      Deadline body_by = std::min(deadline, Clock::now() + std::chrono::milliseconds(500));
-      for (bool end = f->endStream(); !end && shown.size() < 200;) {
-        Result<Frame> more = co_await (*call)->next(body_by);
-        if (!more.ok() || more->type != FrameType::kData) break;
-        shown.append(more->payload.substr(0, 200 - shown.size()));
-        end = more->endStream();
-        if (!end && !more->payload.empty()) (*call)->grant(static_cast<uint32_t>(more->payload.size()));
-      }
-      (*call)->cancel();
-      co_return FailedPrecondition(what + " answered " + std::to_string(rh.status) + " (2xx or 3xx is healthy)" +
-                                   (shown.empty() ? "" : ": " + firstLines(shown, 3)));
-    }
-    (*call)->cancel();
-    at_end.healthy = true;
-    co_return std::string(started) + "; " + what + " answered " + std::to_string(rh.status);
-  }
 }
 
 asio::awaitable<Result<std::unique_ptr<Lease>>> Functions::acquire(const DeploymentSpec& spec, Deadline deadline,

@@ -28,6 +28,7 @@
 #include "logs/log_store.h"
 #include "runtime/cgroups.h"
 #include "runtime/code_store.h"
+#include "runtime/launch_recipes.h"
 #include "runtime/launcher.h"
 #include "runtime/pool.h"
 #include "runtime/stems.h"
@@ -149,8 +150,7 @@ class Functions final : public InstanceFactory {
   };
   FunctionsOptions opts_;
   IsAliased is_aliased_;
-  std::string script_;
-  std::vector<std::string> node_flags_;  // for every node instance
+  LaunchRecipes recipes_;
 
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Pool>> pools_;  // guarded by mu_

@@ -38,6 +38,9 @@ namespace nubo::runtime {
 // Entry point of `nubo __sandbox` (called from main before anything else).
 int sandboxMain(int argc, char** argv);
 
+// The environment variable the launcher hands the helper its spec in (JSON).
+inline constexpr const char* kSandboxSpecEnv = "NUBO_SANDBOX_SPEC";
+
 struct SandboxProbe {
   std::set<std::string> missing;     // layer -> why, for layers that failed
   std::map<std::string, std::string> why;
