@@ -6,7 +6,20 @@ FUZZERS := http protocol tree manifest api
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup configure build fuzz-build fuzz serve test bench clean
+.PHONY: all setup configure build fuzz-build fuzz serve test test-sanitize bench clean
+
+# `make test-sanitize`: the unit tests built with AddressSanitizer and
+# UndefinedBehaviorSanitizer, and the data plane's (threads, strands,
+# shards) with ThreadSanitizer, each in a build of its own that compiles
+# only what those tests link.
+ASAN_DIR := build-asan
+TSAN_DIR := build-tsan
+UNIT_TESTS := status_test json_test local_blob_store_test tree_test directory_test sqlite_metadata_store_test \
+  manifest_test router_test websocket_scanner_test static_site_test scanner_test protocol_test http_server_test \
+  deadlines_test start_check_test instance_state_test stems_test log_store_test pool_test deployer_test \
+  build_queue_test
+DATA_PLANE_TESTS := http_server_test deadlines_test instance_state_test stems_test pool_test log_store_test \
+  start_check_test router_test
 
 all: build
 
@@ -39,8 +52,22 @@ serve: build
 test: build fuzz-build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
+$(ASAN_DIR)/build.ninja:
+	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O0 -g1" \
+	  -DNUBO_SANITIZE=address,undefined
+
+$(TSAN_DIR)/build.ninja:
+	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1 -Wno-tsan" \
+	  -DNUBO_SANITIZE=thread
+
+test-sanitize: setup $(ASAN_DIR)/build.ninja $(TSAN_DIR)/build.ninja
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target $(UNIT_TESTS)
+	cmake --build $(TSAN_DIR) -j $(JOBS) --target $(DATA_PLANE_TESTS)
+	@scripts/run-sanitized $(ASAN_DIR) $(UNIT_TESTS)
+	@scripts/run-sanitized $(TSAN_DIR) $(DATA_PLANE_TESTS)
+
 bench: build
 	bench/static.sh && bench/deploy.sh && bench/invoke.sh && bench/coldstart.sh && bench/native.sh && bench/build.sh && bench/noisy.sh
 
 clean:
-	rm -rf $(BUILD_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR) $(ASAN_DIR) $(TSAN_DIR)

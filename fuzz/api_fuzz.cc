@@ -2,6 +2,11 @@
 // real SQLite store and blob store (in a temp folder): the first byte picks
 // an endpoint, the rest is the body. Every answer must be a clear 4xx or a
 // success; a 500 (a broken invariant) or a crash is a finding.
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp needs std::exchange
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -99,7 +104,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   req.body = body;
   req.lookup_ = &authorization;
   req.list_ = &noHeaders;
-  http::Response r = w.api->route(req);
+  // The handler runs to completion on a context of its own (no endpoint
+  // fuzzed here waits: no deployment is started).
+  http::Response r;
+  boost::asio::io_context ioc;
+  boost::asio::co_spawn(
+      ioc, [&]() -> boost::asio::awaitable<void> { r = co_await w.api->handle(req); }, boost::asio::detached);
+  ioc.run();
   if (r.status >= 500 && r.status != 501 && r.status != 503) __builtin_trap();
   return 0;
 }

@@ -9,12 +9,14 @@
 #include <cstring>
 
 #include "cli/commands.h"
+#include "execproxy/exec_proxy.h"
 #include "runtime/sandbox.h"
 #include "server/server.h"
 
 int main(int argc, char** argv) {
   // The sandbox helper: a fresh process that isolates one function instance.
   if (argc >= 2 && std::strcmp(argv[1], "__sandbox") == 0) return nubo::runtime::sandboxMain(argc, argv);
+  if (argc >= 2 && std::strcmp(argv[1], "__exec-proxy") == 0) return nubo::execproxy::execProxyMain(argc, argv);
 
   CLI::App app{"nubo: deploy a folder, get an immutable URL.\n"};
   app.require_subcommand(1);

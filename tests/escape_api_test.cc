@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "common/sha256.h"
+#include "api/control_api.h"
 #include "integration_util.h"
 
 namespace nubo::testing_util {
@@ -80,6 +81,40 @@ TEST_F(EscapeApiTest, EveryEndpointNeedsTheToken) {
   }
   EXPECT_EQ(server_->get("/guarded/").body, "still here") << "nothing was removed without the token";
   EXPECT_EQ(server_->control("GET", "/healthz", "", "nobody").status, 200) << "the health check needs none";
+}
+
+// The route table is the one place access is declared: only the health
+// check is public, and every endpoint in it (added later too) refuses a
+// request without the token or with a wrong one, before it does anything.
+TEST_F(EscapeApiTest, EveryEndpointInTheRouteTableDeclaresItsAccess) {
+  deployApp("tabled", {{"index.html", "kept"}});
+  size_t checked = 0;
+  for (const auto& e : api::ControlApi::endpoints()) {
+    if (!e.needs_token) {
+      EXPECT_EQ(std::string(e.method) + " " + std::string(e.path), "GET /healthz") << "a public endpoint";
+      continue;
+    }
+    std::string path(e.path);
+    for (size_t at = path.find("{}"); at != std::string::npos; at = path.find("{}")) {
+      // The app that exists, a deployment id, an alias, a blob name.
+      std::string value = path.substr(0, at) == "/v1/apps/" ? "tabled"
+                          : path.find("/blobs/") != std::string::npos || path.find("/trees/") != std::string::npos
+                              ? sha256Hex("x")
+                          : path.find("/deployments/") != std::string::npos ? "d0000000000000"
+                                                                              : "production";
+      path.replace(at, 2, value);
+    }
+    for (const std::string& token : {std::string(), std::string("not-the-token")}) {
+      cli::HttpClient c(server_->controlUrl(), token);
+      bool bodyless = e.method == "GET" || e.method == "DELETE" || e.method == "HEAD";
+      auto r = c.send(std::string(e.method), path, bodyless ? "" : "{}");
+      ASSERT_TRUE(r.ok()) << e.method << " " << path;
+      EXPECT_EQ(r->status, 401) << e.method << " " << path << ": " << r->body;
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 20u);
+  EXPECT_EQ(server_->get("/tabled/").body, "kept");
 }
 
 // An upload without a valid token is refused from its head: none of its

@@ -1,6 +1,9 @@
 // Isolation, end to end: limits and permissions enforced by the kernel.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -14,6 +17,30 @@
 
 namespace nubo::testing_util {
 namespace {
+
+// The command names (comm) of `root` and every process below it.
+std::vector<std::string> processTree(int root) {
+  std::map<int, std::vector<int>> children;
+  std::map<int, std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string pid = e.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string stat = slurp("/proc/" + pid + "/stat");
+    auto open = stat.find('('), close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close + 4 >= stat.size()) continue;
+    names[std::stoi(pid)] = stat.substr(open + 1, close - open - 1);
+    children[std::atoi(stat.c_str() + close + 4)].push_back(std::stoi(pid));
+  }
+  std::vector<std::string> out;
+  std::vector<int> todo = {root};
+  while (!todo.empty()) {
+    int p = todo.back();
+    todo.pop_back();
+    if (names.count(p)) out.push_back(names[p]);
+    for (int c : children[p]) todo.push_back(c);
+  }
+  return out;
+}
 
 class SandboxTest : public SharedServerTest {
  protected:
@@ -264,6 +291,13 @@ TEST_F(SandboxTest, AnExecProgramServesBehindTheGatewayAndReachesNoHostNetwork) 
   EXPECT_EQ(post->body, "SHOUT THIS");
   bool logged = waitFor([&] { return server_->nubo({"logs", "py"}).out.find("served") != std::string::npos; });
   EXPECT_TRUE(logged);
+
+  // No Node runs for it: the instance is nubo's exec proxy and the program.
+  auto ps = parseJson(server_->nubo({"ps", "py", "--json"}).out, "ps");
+  ASSERT_TRUE(ps.ok() && ps->is_array() && !ps->empty());
+  std::vector<std::string> names = processTree((*ps)[0]["pid"].get<int>());
+  EXPECT_NE(std::find(names.begin(), names.end(), "python3"), names.end()) << ::testing::PrintToString(names);
+  EXPECT_EQ(std::find(names.begin(), names.end(), "node"), names.end()) << ::testing::PrintToString(names);
 }
 
 TEST_F(SandboxTest, AnExecServerThatExitsIs502AndIsReplaced) {

@@ -80,10 +80,6 @@ Json aliasEventJson(const store::AliasEvent& e) {
           {"at_ms", e.at_ms},     {"undone", e.undone}};
 }
 
-Status methodNotAllowed(const http::Request& req) {
-  return InvalidArgument("method " + std::string(req.method) + " is not allowed on " + std::string(req.path));
-}
-
 }  // namespace
 
 std::string PublicUrls::appUrl(std::string_view app) const { return aliasUrl(app, ""); }
@@ -104,27 +100,14 @@ ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenti
     : store_(store), deployer_(deployer), auth_(auth), urls_(std::move(urls)), functions_(functions), logs_(logs),
       build_logs_(build_logs), app_removed_(std::move(app_removed)), served_(std::move(served)) {}
 
-http::BodyPlan ControlApi::planBody(const http::Request& head) {
-  http::BodyPlan plan;
-  plan.limit = kMaxJsonBody;
-  plan.limit_hint = "the API takes JSON bodies of up to 4 MiB";
-  if (head.path == "/healthz" || head.path.substr(0, 4) != "/v1/") return plan;  // answered without a body
-  if (auto actor = auth_.authenticate(head.header("authorization")); !actor.ok()) {
-    plan.answer = Response::error(actor.status());
-    return plan;
+boost::asio::awaitable<Response> ControlApi::putBlob(const Call& call) {
+  const http::Request& req = call.req;
+  const std::string& hash = call.params[0];
+  if (!req.body_stream) {
+    // (A body small enough to have been read ahead.)
+    if (Status s = deployer_.putBlob(hash, req.body); !s.ok()) co_return Response::error(s);
+    co_return jsonResponse(201, {{"hash", hash}, {"size", req.body.size()}});
   }
-  auto parts = splitPath(head.path);
-  if (parts.size() == 3 && parts[1] == "blobs") {
-    plan.limit = 0;  // the server's: --max-upload-mb
-    plan.stream = true;
-  } else if (parts.size() == 3 && parts[1] == "trees") {
-    plan.limit = kMaxTreeBody;
-    plan.limit_hint = "a tree object may have up to 32 MiB; split the folder";
-  }
-  return plan;
-}
-
-boost::asio::awaitable<Response> ControlApi::receiveBlob(const http::Request& req, std::string hash) {
   if (!isSha256Hex(hash)) {
     co_return Response::error(InvalidArgument("blob name \"" + hash.substr(0, 80) +
                                               "\" is not a SHA-256 hex digest (64 lowercase hex characters)"));
@@ -141,26 +124,6 @@ boost::asio::awaitable<Response> ControlApi::receiveBlob(const http::Request& re
   auto stored = (*writer)->commit(hash);
   if (!stored.ok()) co_return Response::error(stored.status());
   co_return jsonResponse(201, {{"hash", hash}, {"size", size}});
-}
-
-boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
-  auto parts = splitPath(req.path);
-  if (req.method == "PUT" && req.body_stream && parts.size() == 3 && parts[0] == "v1" && parts[1] == "blobs") {
-    co_return co_await receiveBlob(req, std::string(parts[2]));
-  }
-  if (req.method == "GET" && parts.size() == 4 && parts[0] == "v1" && parts[1] == "apps" && parts[3] == "logs") {
-    co_return co_await serveLogs(req, std::string(parts[2]));
-  }
-  if (req.method == "GET" && parts.size() == 4 && parts[0] == "v1" && parts[1] == "deployments" &&
-      parts[3] == "events") {
-    co_return serveBuildEvents(req, std::string(parts[2]));
-  }
-  bool creates = req.method == "POST" && parts.size() == 4 && parts[0] == "v1" &&
-                 ((parts[1] == "apps" && parts[3] == "deployments") ||
-                  (parts[1] == "deployments" && parts[3] == "redeploy"));
-  Response r = route(req);
-  if (creates && r.status == 201) co_return co_await answerWhenStarted(std::move(r));
-  co_return r;
 }
 
 boost::asio::awaitable<Response> ControlApi::answerWhenStarted(Response created) {
@@ -185,10 +148,9 @@ boost::asio::awaitable<Response> ControlApi::answerWhenStarted(Response created)
   co_return jsonResponse(201, *j);
 }
 
-boost::asio::awaitable<Response> ControlApi::serveLogs(const http::Request& req, std::string app) {
-  auto actor = auth_.authenticate(req.header("authorization"));
-  if (!actor.ok()) co_return Response::error(actor.status());
-  if (Status s = validateAppName(app, "app"); !s.ok()) co_return Response::error(s);
+boost::asio::awaitable<Response> ControlApi::serveLogs(const Call& call) {
+  const http::Request& req = call.req;
+  const std::string& app = call.params[0];
   if (auto a = store_.getApp(app); !a.ok()) co_return Response::error(a.status());
   auto number = [&](const char* key, uint64_t fallback, uint64_t max) -> Result<uint64_t> {
     std::string v = queryParam(req.query, key);
@@ -331,18 +293,17 @@ class BuildEvents final : public http::BodyStream {
 
 }  // namespace
 
-Response ControlApi::serveBuildEvents(const http::Request& req, const std::string& id) {
-  auto actor = auth_.authenticate(req.header("authorization"));
-  if (!actor.ok()) return Response::error(actor.status());
+Result<Response> ControlApi::serveBuildEvents(const Call& call) {
+  const http::Request& req = call.req;
+  const std::string& id = call.params[0];
   auto d = store_.getDeployment(id);
-  if (!d.ok()) return Response::error(d.status());
+  if (!d.ok()) return d.status();
   Response r;
   r.kind = Response::BodyKind::kStream;
   r.header("content-type", "text/event-stream");
   r.header("cache-control", "no-cache");
-  auto after = afterCursor(req);
-  if (!after.ok()) return Response::error(after.status());
-  r.stream = std::make_shared<BuildEvents>(store_, build_logs_, id, d->app, *after, served_);
+  ASSIGN_OR_RETURN(std::optional<uint64_t> after, afterCursor(req));
+  r.stream = std::make_shared<BuildEvents>(store_, build_logs_, id, d->app, after, served_);
   return r;
 }
 
@@ -355,23 +316,6 @@ static Status readPromotion(const Json& body, CreateRequest& cr) {
     cr.promote = body["promote"].get<bool>();
   }
   return Status::Ok();
-}
-
-Response ControlApi::route(const http::Request& req) {
-  if (req.path == "/healthz") return Response::text(200, "ok\n");
-  if (req.path.substr(0, 4) != "/v1/") {
-    return Response::error(NotFound("no such endpoint " + std::string(req.path) + "; the API lives under /v1/ (see docs/api.md)"));
-  }
-  auto actor = auth_.authenticate(req.header("authorization"));
-  if (!actor.ok()) return Response::error(actor.status());
-  auto r = dispatch(req, *actor);
-  if (!r.ok()) {
-    if (r.status().code() == Code::kInternal) {
-      spdlog::error("control: {} {}: {}", std::string(req.method), std::string(req.path), r.status().message());
-    }
-    return Response::error(r.status());
-  }
-  return std::move(r).value();
 }
 
 Json ControlApi::deploymentJson(const store::Deployment& d) {
@@ -393,93 +337,204 @@ Json ControlApi::deploymentJson(const store::Deployment& d) {
           {"manifest", manifest}};
 }
 
-Result<Response> ControlApi::dispatch(const http::Request& req, const std::string& actor) {
-  auto parts = splitPath(req.path.substr(3));  // after "/v1"
-  const std::string_view m = req.method;
-  auto n = parts.size();
+// ---- the endpoints ------------------------------------------------------------
 
-  // POST /v1/negotiate
-  if (n == 1 && parts[0] == "negotiate") {
-    if (m != "POST") return methodNotAllowed(req);
-    ASSIGN_OR_RETURN(Json body, jsonBody(req));
-    ASSIGN_OR_RETURN(auto trees, stringList(body, "trees"));
-    ASSIGN_OR_RETURN(auto files, stringList(body, "files"));
-    ASSIGN_OR_RETURN(NegotiateResult nr, deployer_.negotiate(trees, files));
-    return jsonResponse(200, {{"missing_trees", nr.missing_trees}, {"missing_files", nr.missing_files}});
-  }
-  // PUT /v1/blobs/{hash}, PUT /v1/trees/{hash}
-  if (n == 2 && (parts[0] == "blobs" || parts[0] == "trees")) {
-    std::string hash(parts[1]);
-    if (m == "HEAD" || m == "GET") {
-      ASSIGN_OR_RETURN(NegotiateResult nr, deployer_.negotiate({}, {hash}));
-      if (!nr.missing_files.empty()) return NotFound("object " + hash + " is not stored");
-      return jsonResponse(200, {{"hash", hash}});
+const std::vector<ControlApi::Endpoint>& ControlApi::endpoints() {
+  using B = Endpoint::Body;
+  static const std::vector<Endpoint> table = {
+      {"GET", "/healthz", false, B::kNone, &ControlApi::healthz, nullptr},
+      {"POST", "/v1/negotiate", true, B::kJson, &ControlApi::negotiate, nullptr},
+      {"PUT", "/v1/blobs/{}", true, B::kBlob, nullptr, &ControlApi::putBlob},
+      {"GET", "/v1/blobs/{}", true, B::kNone, &ControlApi::hasObject, nullptr},
+      {"HEAD", "/v1/blobs/{}", true, B::kNone, &ControlApi::hasObject, nullptr},
+      {"PUT", "/v1/trees/{}", true, B::kTree, &ControlApi::putTree, nullptr},
+      {"GET", "/v1/trees/{}", true, B::kNone, &ControlApi::hasObject, nullptr},
+      {"HEAD", "/v1/trees/{}", true, B::kNone, &ControlApi::hasObject, nullptr},
+      {"POST", "/v1/gc", true, B::kJson, &ControlApi::collectGarbage, nullptr},
+      {"GET", "/v1/instances", true, B::kNone, &ControlApi::listInstances, nullptr},
+      {"GET", "/v1/deployments/{}", true, B::kNone, &ControlApi::getDeployment, nullptr},
+      {"GET", "/v1/deployments/{}/build-log", true, B::kNone, &ControlApi::buildLog, nullptr},
+      {"GET", "/v1/deployments/{}/events", true, B::kNone, &ControlApi::serveBuildEvents, nullptr},
+      {"POST", "/v1/deployments/{}/redeploy", true, B::kJson, nullptr, &ControlApi::redeploy},
+      {"GET", "/v1/apps", true, B::kNone, &ControlApi::listApps, nullptr},
+      {"GET", "/v1/apps/{}", true, B::kNone, &ControlApi::getApp, nullptr},
+      {"DELETE", "/v1/apps/{}", true, B::kNone, &ControlApi::deleteApp, nullptr},
+      {"GET", "/v1/apps/{}/deployments", true, B::kNone, &ControlApi::listDeployments, nullptr},
+      {"POST", "/v1/apps/{}/deployments", true, B::kJson, nullptr, &ControlApi::createDeployment},
+      {"GET", "/v1/apps/{}/logs", true, B::kNone, nullptr, &ControlApi::serveLogs},
+      {"GET", "/v1/apps/{}/aliases", true, B::kNone, &ControlApi::listAliases, nullptr},
+      {"PUT", "/v1/apps/{}/aliases/{}", true, B::kJson, &ControlApi::setAlias, nullptr},
+      {"GET", "/v1/apps/{}/aliases/{}/history", true, B::kNone, &ControlApi::aliasHistory, nullptr},
+      {"POST", "/v1/apps/{}/promote", true, B::kJson, &ControlApi::promote, nullptr},
+      {"POST", "/v1/apps/{}/rollback", true, B::kJson, &ControlApi::rollback, nullptr},
+  };
+  return table;
+}
+
+ControlApi::Match ControlApi::match(std::string_view method, std::string_view path) {
+  Match out;
+  auto parts = splitPath(path);
+  for (const auto& e : endpoints()) {
+    auto pattern = splitPath(e.path);
+    if (pattern.size() != parts.size() || (e.path == "/healthz") != (path == "/healthz")) continue;
+    std::vector<std::string> params;
+    bool same = true;
+    for (size_t i = 0; i < parts.size() && same; ++i) {
+      if (pattern[i] == "{}") params.emplace_back(parts[i]);
+      else same = pattern[i] == parts[i];
     }
-    if (m != "PUT") return methodNotAllowed(req);
-    Status s = parts[0] == "blobs" ? deployer_.putBlob(hash, req.body) : deployer_.putTree(hash, req.body);
-    RETURN_IF_ERROR(s);
-    return jsonResponse(201, {{"hash", hash}, {"size", req.body.size()}});
-  }
-  // POST /v1/gc {"grace_s": 3600}
-  if (n == 1 && parts[0] == "gc") {
-    if (m != "POST") return methodNotAllowed(req);
-    ASSIGN_OR_RETURN(Json body, jsonBody(req));
-    int64_t grace_s = 3600;
-    if (body.contains("grace_s")) {
-      if (!body["grace_s"].is_number_integer() || body["grace_s"].get<int64_t>() < 0) {
-        return InvalidArgument("field \"grace_s\" must be a whole number of seconds, 0 or more");
-      }
-      grace_s = std::min<int64_t>(body["grace_s"].get<int64_t>(), int64_t{30} * 86400);
+    if (!same) continue;
+    if (!out.allowed.empty()) out.allowed += ", ";
+    out.allowed += e.method;
+    if (e.method == method) {
+      out.endpoint = &e;
+      out.params = std::move(params);
     }
-    ASSIGN_OR_RETURN(GcReport g, deployer_.collectGarbage(grace_s * 1000));
-    spdlog::info("gc ({}): removed {} of {} blobs ({} of {} bytes)", actor, g.removed, g.blobs, g.removed_bytes,
-                 g.bytes);
-    return jsonResponse(200, {{"blobs", g.blobs}, {"bytes", g.bytes}, {"removed", g.removed},
-                              {"removed_bytes", g.removed_bytes}, {"live", g.live}});
   }
-  // GET /v1/instances[?app=APP]
-  if (n == 1 && parts[0] == "instances") {
-    if (m != "GET") return methodNotAllowed(req);
-    std::string app = queryParam(req.query, "app");
-    if (!app.empty()) RETURN_IF_ERROR(validateAppName(app, "app"));
-    Json list = Json::array();
-    if (functions_) {
-      for (const auto& i : functions_->describe()) {
-        if (!app.empty() && i.app != app) continue;
-        list.push_back({{"app", i.app}, {"deployment", i.deployment}, {"pid", i.pid}, {"state", i.state},
-                        {"inflight", i.inflight}, {"rss_bytes", i.rss_bytes}, {"age_s", i.age_s},
-                        {"idle_s", i.idle_s}});
-      }
+  return out;
+}
+
+http::BodyPlan ControlApi::planBody(const http::Request& head) {
+  http::BodyPlan plan;
+  plan.limit = kMaxJsonBody;
+  plan.limit_hint = "the API takes JSON bodies of up to 4 MiB";
+  Match m = match(head.method, head.path);
+  // Anything but a public endpoint needs the token before its body is read
+  // (an unknown path too: it is refused before saying it is unknown).
+  if (!m.endpoint || m.endpoint->needs_token) {
+    if (auto actor = auth_.authenticate(head.header("authorization")); !actor.ok()) {
+      plan.answer = Response::error(actor.status());
+      return plan;
     }
-    return jsonResponse(200, {{"instances", list},
-                              {"stems", functions_ ? functions_->stemCount() : 0},
-                              {"stems_starting", functions_ ? functions_->stemsStarting() : 0},
-                              {"pools", functions_ ? functions_->poolCount() : 0}});
   }
-  // GET /v1/deployments/{id}/build-log[?after=CURSOR]
-  if (n == 3 && parts[0] == "deployments" && parts[2] == "build-log") {
-    if (m != "GET") return methodNotAllowed(req);
-    ASSIGN_OR_RETURN(store::Deployment d, store_.getDeployment(parts[1]));
-    ASSIGN_OR_RETURN(std::optional<uint64_t> after, afterCursor(req));
-    logs::LogStore::Page page = build_logs_.read(d.id, after, "", 100000);
-    Json lines = Json::array();
-    for (const auto& l : page.lines) lines.push_back(buildLine(l));
-    Json body = {{"lines", lines}, {"cursor", page.cursor}, {"state", std::string(store::stateName(d.state))}};
-    if (!d.error.empty()) body["error"] = d.error;
-    return jsonResponse(200, body);
+  if (!m.endpoint) return plan;  // answered 404 or 405 without reading it
+  if (m.endpoint->body == Endpoint::Body::kBlob) {
+    plan.limit = 0;  // the server's: --max-upload-mb
+    plan.stream = true;
+  } else if (m.endpoint->body == Endpoint::Body::kTree) {
+    plan.limit = kMaxTreeBody;
+    plan.limit_hint = "a tree object may have up to 32 MiB; split the folder";
   }
-  // POST /v1/deployments/{id}/redeploy {"alias", "promote"}: its source built again
-  if (n == 3 && parts[0] == "deployments" && parts[2] == "redeploy") {
-    if (m != "POST") return methodNotAllowed(req);
-    ASSIGN_OR_RETURN(store::Deployment from, store_.getDeployment(parts[1]));
+  return plan;
+}
+
+boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
+  Match m = match(req.method, req.path);
+  std::string actor;
+  if (!m.endpoint || m.endpoint->needs_token) {
+    auto who = auth_.authenticate(req.header("authorization"));
+    if (!who.ok()) co_return Response::error(who.status());
+    actor = std::move(who).value();
+  }
+  if (!m.endpoint && m.allowed.empty()) {
+    co_return Response::error(NotFound("no such endpoint " + std::string(req.method) + " " + std::string(req.path) +
+                                       "; the API lives under /v1/ (see docs/api.md)"));
+  }
+  if (!m.endpoint) {
+    Response r = Response::error(InvalidArgument(std::string(req.method) + " is not allowed on " +
+                                                 std::string(req.path) + "; use " + m.allowed));
+    r.status = 405;
+    r.header("allow", m.allowed);
+    co_return r;
+  }
+  // A name in the path is checked before anything looks it up.
+  if (m.endpoint->path.substr(0, 11) == "/v1/apps/{}") {
+    if (Status s = validateAppName(m.params[0], "app"); !s.ok()) co_return Response::error(s);
+  }
+  Call call{req, std::move(m.params), std::move(actor)};
+  if (m.endpoint->answer_async) co_return co_await (this->*(m.endpoint->answer_async))(call);
+  Result<Response> r = (this->*(m.endpoint->answer))(call);
+  if (!r.ok()) {
+    if (r.status().code() == Code::kInternal) {
+      spdlog::error("control: {} {}: {}", std::string(req.method), std::string(req.path), r.status().message());
+    }
+    co_return Response::error(r.status());
+  }
+  co_return std::move(r).value();
+}
+
+Result<Response> ControlApi::healthz(const Call&) { return Response::text(200, "ok\n"); }
+
+Result<Response> ControlApi::negotiate(const Call& call) {
+  ASSIGN_OR_RETURN(Json body, jsonBody(call.req));
+  ASSIGN_OR_RETURN(auto trees, stringList(body, "trees"));
+  ASSIGN_OR_RETURN(auto files, stringList(body, "files"));
+  ASSIGN_OR_RETURN(NegotiateResult nr, deployer_.negotiate(trees, files));
+  return jsonResponse(200, {{"missing_trees", nr.missing_trees}, {"missing_files", nr.missing_files}});
+}
+
+Result<Response> ControlApi::hasObject(const Call& call) {
+  const std::string& hash = call.params[0];
+  ASSIGN_OR_RETURN(NegotiateResult nr, deployer_.negotiate({}, {hash}));
+  if (!nr.missing_files.empty()) return NotFound("object " + hash + " is not stored");
+  return jsonResponse(200, {{"hash", hash}});
+}
+
+Result<Response> ControlApi::putTree(const Call& call) {
+  RETURN_IF_ERROR(deployer_.putTree(call.params[0], call.req.body));
+  return jsonResponse(201, {{"hash", call.params[0]}, {"size", call.req.body.size()}});
+}
+
+// POST /v1/gc {"grace_s": 3600}
+Result<Response> ControlApi::collectGarbage(const Call& call) {
+  ASSIGN_OR_RETURN(Json body, jsonBody(call.req));
+  int64_t grace_s = 3600;
+  if (body.contains("grace_s")) {
+    if (!body["grace_s"].is_number_integer() || body["grace_s"].get<int64_t>() < 0) {
+      return InvalidArgument("field \"grace_s\" must be a whole number of seconds, 0 or more");
+    }
+    grace_s = std::min<int64_t>(body["grace_s"].get<int64_t>(), int64_t{30} * 86400);
+  }
+  ASSIGN_OR_RETURN(GcReport g, deployer_.collectGarbage(grace_s * 1000));
+  spdlog::info("gc ({}): removed {} of {} blobs ({} of {} bytes)", call.actor, g.removed, g.blobs, g.removed_bytes,
+               g.bytes);
+  return jsonResponse(200, {{"blobs", g.blobs}, {"bytes", g.bytes}, {"removed", g.removed},
+                            {"removed_bytes", g.removed_bytes}, {"live", g.live}});
+}
+
+// GET /v1/instances[?app=APP]
+Result<Response> ControlApi::listInstances(const Call& call) {
+  std::string app = queryParam(call.req.query, "app");
+  if (!app.empty()) RETURN_IF_ERROR(validateAppName(app, "app"));
+  Json list = Json::array();
+  if (functions_) {
+    for (const auto& i : functions_->describe()) {
+      if (!app.empty() && i.app != app) continue;
+      list.push_back({{"app", i.app}, {"deployment", i.deployment}, {"pid", i.pid}, {"state", i.state},
+                      {"inflight", i.inflight}, {"rss_bytes", i.rss_bytes}, {"age_s", i.age_s},
+                      {"idle_s", i.idle_s}});
+    }
+  }
+  return jsonResponse(200, {{"instances", list},
+                            {"stems", functions_ ? functions_->stemCount() : 0},
+                            {"stems_starting", functions_ ? functions_->stemsStarting() : 0},
+                            {"pools", functions_ ? functions_->poolCount() : 0}});
+}
+
+// GET /v1/deployments/{id}/build-log[?after=CURSOR]
+Result<Response> ControlApi::buildLog(const Call& call) {
+  ASSIGN_OR_RETURN(store::Deployment d, store_.getDeployment(call.params[0]));
+  ASSIGN_OR_RETURN(std::optional<uint64_t> after, afterCursor(call.req));
+  logs::LogStore::Page page = build_logs_.read(d.id, after, "", 100000);
+  Json lines = Json::array();
+  for (const auto& l : page.lines) lines.push_back(buildLine(l));
+  Json body = {{"lines", lines}, {"cursor", page.cursor}, {"state", std::string(store::stateName(d.state))}};
+  if (!d.error.empty()) body["error"] = d.error;
+  return jsonResponse(200, body);
+}
+
+// POST /v1/deployments/{id}/redeploy {"alias", "promote"}: its source built again
+boost::asio::awaitable<Response> ControlApi::redeploy(const Call& call) {
+  auto created = [&]() -> Result<Response> {
+    ASSIGN_OR_RETURN(store::Deployment from, store_.getDeployment(call.params[0]));
     Json body = Json::object();
-    if (!req.body.empty()) {
-      ASSIGN_OR_RETURN(body, parseJson(req.body, "request body"));
+    if (!call.req.body.empty()) {
+      ASSIGN_OR_RETURN(body, parseJson(call.req.body, "request body"));
       if (!body.is_object()) return InvalidArgument("the request body must be a JSON object");
     }
     CreateRequest cr;
     cr.app = from.app;
-    cr.actor = actor;
+    cr.actor = call.actor;
     cr.root = from.root_tree;
     ASSIGN_OR_RETURN(cr.manifest, parseJson(from.manifest_json, "manifest"));
     RETURN_IF_ERROR(readPromotion(body, cr));
@@ -487,147 +542,147 @@ Result<Response> ControlApi::dispatch(const http::Request& req, const std::strin
     Json j = deploymentJson(d);
     j["redeployed_from"] = from.id;
     return jsonResponse(201, j);
-  }
-  // GET /v1/deployments/{id}
-  if (n == 2 && parts[0] == "deployments") {
-    if (m != "GET") return methodNotAllowed(req);
-    ASSIGN_OR_RETURN(store::Deployment d, store_.getDeployment(parts[1]));
-    return jsonResponse(200, deploymentJson(d));
-  }
-  if (n == 0 || parts[0] != "apps") {
-    return NotFound("no such endpoint " + std::string(req.method) + " " + std::string(req.path) + " (see docs/api.md)");
-  }
-  // GET /v1/apps
-  if (n == 1) {
-    if (m != "GET") return methodNotAllowed(req);
-    ASSIGN_OR_RETURN(auto apps, store_.listApps());
-    Json list = Json::array();
-    for (const auto& a : apps) {
-      Json item = {{"name", a.name}, {"created_ms", a.created_ms}, {"created_by", a.created_by},
-                   {"url", urls_.appUrl(a.name)}, {"production", nullptr}};
-      ASSIGN_OR_RETURN(auto aliases, store_.listAliases(a.name));
-      for (const auto& al : aliases) {
-        if (al.name == "production") item["production"] = al.deployment_id;
-      }
-      list.push_back(std::move(item));
+  }();
+  if (!created.ok()) co_return Response::error(created.status());
+  co_return co_await answerWhenStarted(std::move(created).value());
+}
+
+Result<Response> ControlApi::getDeployment(const Call& call) {
+  ASSIGN_OR_RETURN(store::Deployment d, store_.getDeployment(call.params[0]));
+  return jsonResponse(200, deploymentJson(d));
+}
+
+Result<Response> ControlApi::listApps(const Call&) {
+  ASSIGN_OR_RETURN(auto apps, store_.listApps());
+  Json list = Json::array();
+  for (const auto& a : apps) {
+    Json item = {{"name", a.name}, {"created_ms", a.created_ms}, {"created_by", a.created_by},
+                 {"url", urls_.appUrl(a.name)}, {"production", nullptr}};
+    ASSIGN_OR_RETURN(auto aliases, store_.listAliases(a.name));
+    for (const auto& al : aliases) {
+      if (al.name == "production") item["production"] = al.deployment_id;
     }
-    return jsonResponse(200, {{"apps", list}});
+    list.push_back(std::move(item));
   }
-  std::string app(parts[1]);
-  RETURN_IF_ERROR(validateAppName(app, "app"));
-  // GET/DELETE /v1/apps/{app}
-  if (n == 2) {
-    if (m == "DELETE") {
-      auto deployments = store_.listDeployments(app, 0);
-      RETURN_IF_ERROR(store_.deleteApp(app));
-      if (app_removed_) app_removed_(app);
-      logs_.removeApp(app);
-      if (deployments.ok()) {
-        for (const auto& d : *deployments) build_logs_.removeApp(d.id);
-      }
-      return jsonResponse(200, {{"deleted", app}});
-    }
-    if (m != "GET") return methodNotAllowed(req);
-    ASSIGN_OR_RETURN(store::App a, store_.getApp(app));
-    ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
-    Json al = Json::object();
-    for (const auto& x : aliases) al[x.name] = x.deployment_id;
-    return jsonResponse(200, {{"name", a.name}, {"created_ms", a.created_ms}, {"created_by", a.created_by},
-                              {"url", urls_.appUrl(app)}, {"aliases", al}});
+  return jsonResponse(200, {{"apps", list}});
+}
+
+Result<Response> ControlApi::getApp(const Call& call) {
+  const std::string& app = call.params[0];
+  ASSIGN_OR_RETURN(store::App a, store_.getApp(app));
+  ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
+  Json al = Json::object();
+  for (const auto& x : aliases) al[x.name] = x.deployment_id;
+  return jsonResponse(200, {{"name", a.name}, {"created_ms", a.created_ms}, {"created_by", a.created_by},
+                            {"url", urls_.appUrl(app)}, {"aliases", al}});
+}
+
+Result<Response> ControlApi::deleteApp(const Call& call) {
+  const std::string& app = call.params[0];
+  auto deployments = store_.listDeployments(app, 0);
+  RETURN_IF_ERROR(store_.deleteApp(app));
+  if (app_removed_) app_removed_(app);
+  logs_.removeApp(app);
+  if (deployments.ok()) {
+    for (const auto& d : *deployments) build_logs_.removeApp(d.id);
   }
-  std::string_view what = parts[2];
-  // /v1/apps/{app}/deployments
-  if (n == 3 && what == "deployments") {
-    if (m == "POST") {
-      ASSIGN_OR_RETURN(Json body, jsonBody(req));
-      CreateRequest cr;
-      cr.app = app;
-      cr.actor = actor;
-      ASSIGN_OR_RETURN(cr.root, stringField(body, "root", "", true));
-      if (body.contains("manifest")) cr.manifest = body["manifest"];
-      RETURN_IF_ERROR(readPromotion(body, cr));
-      ASSIGN_OR_RETURN(store::Deployment d, deployer_.createDeployment(cr));
-      Json j = deploymentJson(d);
-      j["promoted"] = cr.promote;
-      j["alias"] = cr.alias;
-      j["alias_url"] = urls_.aliasUrl(app, cr.alias == "production" ? "" : cr.alias);
-      return jsonResponse(201, j);
-    }
-    if (m != "GET") return methodNotAllowed(req);
-    ASSIGN_OR_RETURN(store::App a, store_.getApp(app));
-    (void)a;
-    size_t limit = 0;
-    std::string l = queryParam(req.query, "limit");
-    if (!l.empty()) {
-      auto [p, ec] = std::from_chars(l.data(), l.data() + l.size(), limit);
-      if (ec != std::errc() || p != l.data() + l.size()) return InvalidArgument("limit must be a whole number");
-    }
-    ASSIGN_OR_RETURN(auto ds, store_.listDeployments(app, limit));
-    ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
-    Json list = Json::array();
-    for (const auto& d : ds) {
-      Json j = deploymentJson(d);
-      j.erase("manifest");
-      Json names = Json::array();
-      for (const auto& x : aliases) {
-        if (x.deployment_id == d.id) names.push_back(x.name);
-      }
-      j["aliases"] = names;
-      list.push_back(std::move(j));
-    }
-    return jsonResponse(200, {{"deployments", list}});
+  return jsonResponse(200, {{"deleted", app}});
+}
+
+Result<Response> ControlApi::listDeployments(const Call& call) {
+  const std::string& app = call.params[0];
+  ASSIGN_OR_RETURN(store::App a, store_.getApp(app));
+  (void)a;
+  size_t limit = 0;
+  std::string l = queryParam(call.req.query, "limit");
+  if (!l.empty()) {
+    auto [p, ec] = std::from_chars(l.data(), l.data() + l.size(), limit);
+    if (ec != std::errc() || p != l.data() + l.size()) return InvalidArgument("limit must be a whole number");
   }
-  // GET /v1/apps/{app}/aliases
-  if (n == 3 && what == "aliases") {
-    if (m != "GET") return methodNotAllowed(req);
-    ASSIGN_OR_RETURN(store::App a, store_.getApp(app));
-    (void)a;
-    ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
-    Json list = Json::array();
+  ASSIGN_OR_RETURN(auto ds, store_.listDeployments(app, limit));
+  ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
+  Json list = Json::array();
+  for (const auto& d : ds) {
+    Json j = deploymentJson(d);
+    j.erase("manifest");
+    Json names = Json::array();
     for (const auto& x : aliases) {
-      list.push_back({{"name", x.name}, {"deployment", x.deployment_id}, {"updated_ms", x.updated_ms},
-                      {"url", urls_.aliasUrl(app, x.name == "production" ? "" : x.name)}});
+      if (x.deployment_id == d.id) names.push_back(x.name);
     }
-    return jsonResponse(200, {{"aliases", list}});
+    j["aliases"] = names;
+    list.push_back(std::move(j));
   }
-  // PUT /v1/apps/{app}/aliases/{alias}  {"deployment": id}
-  if (n == 4 && what == "aliases") {
-    if (m != "PUT") return methodNotAllowed(req);
-    std::string alias(parts[3]);
-    RETURN_IF_ERROR(validateAliasName(alias, "alias"));
-    ASSIGN_OR_RETURN(Json body, jsonBody(req));
-    ASSIGN_OR_RETURN(std::string dep, stringField(body, "deployment", "", true));
-    ASSIGN_OR_RETURN(store::AliasEvent e, store_.setAlias(app, alias, dep, actor));
-    return jsonResponse(200, aliasEventJson(e));
+  return jsonResponse(200, {{"deployments", list}});
+}
+
+boost::asio::awaitable<Response> ControlApi::createDeployment(const Call& call) {
+  const std::string& app = call.params[0];
+  auto created = [&]() -> Result<Response> {
+    ASSIGN_OR_RETURN(Json body, jsonBody(call.req));
+    CreateRequest cr;
+    cr.app = app;
+    cr.actor = call.actor;
+    ASSIGN_OR_RETURN(cr.root, stringField(body, "root", "", true));
+    if (body.contains("manifest")) cr.manifest = body["manifest"];
+    RETURN_IF_ERROR(readPromotion(body, cr));
+    ASSIGN_OR_RETURN(store::Deployment d, deployer_.createDeployment(cr));
+    Json j = deploymentJson(d);
+    j["promoted"] = cr.promote;
+    j["alias"] = cr.alias;
+    j["alias_url"] = urls_.aliasUrl(app, cr.alias == "production" ? "" : cr.alias);
+    return jsonResponse(201, j);
+  }();
+  if (!created.ok()) co_return Response::error(created.status());
+  co_return co_await answerWhenStarted(std::move(created).value());
+}
+
+Result<Response> ControlApi::listAliases(const Call& call) {
+  const std::string& app = call.params[0];
+  ASSIGN_OR_RETURN(store::App a, store_.getApp(app));
+  (void)a;
+  ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
+  Json list = Json::array();
+  for (const auto& x : aliases) {
+    list.push_back({{"name", x.name}, {"deployment", x.deployment_id}, {"updated_ms", x.updated_ms},
+                    {"url", urls_.aliasUrl(app, x.name == "production" ? "" : x.name)}});
   }
-  // GET /v1/apps/{app}/aliases/{alias}/history
-  if (n == 5 && what == "aliases" && parts[4] == "history") {
-    if (m != "GET") return methodNotAllowed(req);
-    ASSIGN_OR_RETURN(auto hist, store_.aliasHistory(app, parts[3], 0));
-    Json list = Json::array();
-    for (const auto& e : hist) list.push_back(aliasEventJson(e));
-    return jsonResponse(200, {{"history", list}});
-  }
-  // POST /v1/apps/{app}/promote {"deployment": id, "alias": "production"}
-  if (n == 3 && what == "promote") {
-    if (m != "POST") return methodNotAllowed(req);
-    ASSIGN_OR_RETURN(Json body, jsonBody(req));
-    ASSIGN_OR_RETURN(std::string dep, stringField(body, "deployment", "", true));
-    ASSIGN_OR_RETURN(std::string alias, stringField(body, "alias", "production"));
-    RETURN_IF_ERROR(validateAliasName(alias, "alias"));
-    ASSIGN_OR_RETURN(store::AliasEvent e, store_.setAlias(app, alias, dep, actor));
-    return jsonResponse(200, aliasEventJson(e));
-  }
-  // POST /v1/apps/{app}/rollback {"alias": "production"}
-  if (n == 3 && what == "rollback") {
-    if (m != "POST") return methodNotAllowed(req);
-    ASSIGN_OR_RETURN(Json body, jsonBody(req));
-    ASSIGN_OR_RETURN(std::string alias, stringField(body, "alias", "production"));
-    RETURN_IF_ERROR(validateAliasName(alias, "alias"));
-    ASSIGN_OR_RETURN(store::AliasEvent e, store_.rollbackAlias(app, alias, actor));
-    return jsonResponse(200, aliasEventJson(e));
-  }
-  return NotFound("no such endpoint " + std::string(req.method) + " " + std::string(req.path) + " (see docs/api.md)");
+  return jsonResponse(200, {{"aliases", list}});
+}
+
+// PUT /v1/apps/{app}/aliases/{alias}  {"deployment": id}
+Result<Response> ControlApi::setAlias(const Call& call) {
+  const std::string& alias = call.params[1];
+  RETURN_IF_ERROR(validateAliasName(alias, "alias"));
+  ASSIGN_OR_RETURN(Json body, jsonBody(call.req));
+  ASSIGN_OR_RETURN(std::string dep, stringField(body, "deployment", "", true));
+  ASSIGN_OR_RETURN(store::AliasEvent e, store_.setAlias(call.params[0], alias, dep, call.actor));
+  return jsonResponse(200, aliasEventJson(e));
+}
+
+Result<Response> ControlApi::aliasHistory(const Call& call) {
+  ASSIGN_OR_RETURN(auto hist, store_.aliasHistory(call.params[0], call.params[1], 0));
+  Json list = Json::array();
+  for (const auto& e : hist) list.push_back(aliasEventJson(e));
+  return jsonResponse(200, {{"history", list}});
+}
+
+// POST /v1/apps/{app}/promote {"deployment": id, "alias": "production"}
+Result<Response> ControlApi::promote(const Call& call) {
+  ASSIGN_OR_RETURN(Json body, jsonBody(call.req));
+  ASSIGN_OR_RETURN(std::string dep, stringField(body, "deployment", "", true));
+  ASSIGN_OR_RETURN(std::string alias, stringField(body, "alias", "production"));
+  RETURN_IF_ERROR(validateAliasName(alias, "alias"));
+  ASSIGN_OR_RETURN(store::AliasEvent e, store_.setAlias(call.params[0], alias, dep, call.actor));
+  return jsonResponse(200, aliasEventJson(e));
+}
+
+// POST /v1/apps/{app}/rollback {"alias": "production"}
+Result<Response> ControlApi::rollback(const Call& call) {
+  ASSIGN_OR_RETURN(Json body, jsonBody(call.req));
+  ASSIGN_OR_RETURN(std::string alias, stringField(body, "alias", "production"));
+  RETURN_IF_ERROR(validateAliasName(alias, "alias"));
+  ASSIGN_OR_RETURN(store::AliasEvent e, store_.rollbackAlias(call.params[0], alias, call.actor));
+  return jsonResponse(200, aliasEventJson(e));
 }
 
 }  // namespace nubo::api

@@ -22,7 +22,7 @@ std::string builderFor(const manifest::Manifest& m) {
   return "";
 }
 
-BuildQueue::BuildQueue(store::MetadataStore& store, BuildRunner& runner, logs::LogStore& logs, Verify verify,
+BuildQueue::BuildQueue(store::MetadataStore& store, Builder& runner, logs::LogStore& logs, Verify verify,
                        QueueOptions options, Start start, DependencyReuse* reuse)
     : store_(store), runner_(runner), logs_(logs), verify_(std::move(verify)), opts_(options),
       start_(std::move(start)), reuse_(reuse) {}

@@ -66,7 +66,7 @@ class BuildQueue {
 
   // `reuse` (may be null) skips the builds whose dependencies an earlier
   // build of the app installed already (build/dependency_reuse.h).
-  BuildQueue(store::MetadataStore& store, BuildRunner& runner, logs::LogStore& logs, Verify verify,
+  BuildQueue(store::MetadataStore& store, Builder& runner, logs::LogStore& logs, Verify verify,
              QueueOptions options, Start start = nullptr, DependencyReuse* reuse = nullptr);
   ~BuildQueue();
   BuildQueue(const BuildQueue&) = delete;
@@ -90,7 +90,7 @@ class BuildQueue {
   void note(const std::string& deployment, const std::string& text);
 
   store::MetadataStore& store_;
-  BuildRunner& runner_;
+  Builder& runner_;
   logs::LogStore& logs_;
   Verify verify_;
   QueueOptions opts_;

@@ -86,27 +86,38 @@ struct BuildOutput {
 // `stream` is "stdout", "stderr" or "nubo" (the runner's notes).
 using BuildLog = std::function<void(std::string_view stream, std::string_view line)>;
 
-class BuildRunner {
+// What the build queue needs of whoever runs builds (BuildRunner; a fake
+// in the queue's tests).
+class Builder {
+ public:
+  virtual ~Builder() = default;
+  // Blocks until the build ends (errors as BuildRunner's header says).
+  virtual Result<BuildOutput> run(const BuildJob& job, const BuildLog& log) = 0;
+  // Stops every running build (their run() fails with kUnavailable) and
+  // refuses new ones: the server is shutting down.
+  virtual void cancelAll() = 0;
+  virtual bool cancelled() const = 0;
+  // Stops the build of deployment `id` if it runs (its run() fails with
+  // kNotFound), and any that starts for it later.
+  virtual void cancel(const std::string& id) = 0;
+  // Removes an app's build cache (call when no build of it runs).
+  virtual void removeCache(const std::string& app) = 0;
+  // Removes build folders an earlier run left (it crashed mid-build).
+  virtual void removeLeftovers() = 0;
+};
+
+class BuildRunner final : public Builder {
  public:
   // `cgroups` may be null (then no out-of-memory report).
   BuildRunner(runtime::Launcher& launcher, blob::BlobStore& blobs, runtime::CodeStore& code,
               runtime::Cgroups* cgroups, BuildOptions options);
 
-  Result<BuildOutput> run(const BuildJob& job, const BuildLog& log);
-
-  // Stops every running build (their run() fails with kUnavailable) and
-  // refuses new ones: the server is shutting down.
-  void cancelAll();
-  bool cancelled() const { return cancelled_.load(); }
-
-  // Stops the build of deployment `id` if it runs (its run() fails with
-  // kNotFound), and any that starts for it later.
-  void cancel(const std::string& id);
-
-  // Removes an app's build cache (call when no build of it runs).
-  void removeCache(const std::string& app);
-  // Removes build folders an earlier run left (it crashed mid-build).
-  void removeLeftovers();
+  Result<BuildOutput> run(const BuildJob& job, const BuildLog& log) override;
+  void cancelAll() override;
+  bool cancelled() const override { return cancelled_.load(); }
+  void cancel(const std::string& id) override;
+  void removeCache(const std::string& app) override;
+  void removeLeftovers() override;
 
   const BuildOptions& options() const { return opts_; }
 

@@ -8,7 +8,7 @@ constexpr RuntimeTraits kRuntimes[] = {
     {RuntimeKind::kStatic, "static", Launch::kNone, EntryKind::kNone, false, false, false},
     {RuntimeKind::kNode, "node", Launch::kNodeStem, EntryKind::kModule, false, true, false},
     {RuntimeKind::kNative, "native", Launch::kOwnProgram, EntryKind::kProgram, false, false, true},
-    {RuntimeKind::kExec, "exec", Launch::kNodeStem, EntryKind::kCommand, true, true, false},
+    {RuntimeKind::kExec, "exec", Launch::kExecProxy, EntryKind::kCommand, true, true, false},
 };
 
 bool endsWith(std::string_view s, std::string_view suffix) {

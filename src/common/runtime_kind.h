@@ -18,6 +18,7 @@ enum class Launch : uint8_t {
   kNone,        // no instances: the gateway serves the files
   kNodeStem,    // a generic node stem, specialized to the deployment (SPECIALIZE)
   kOwnProgram,  // the deployment's own program, which speaks the instance protocol itself
+  kExecProxy,   // nubo's exec proxy (`nubo __exec-proxy`), which starts the deployment's server and proxies to it
 };
 
 // What the manifest's `entry` names.
@@ -43,6 +44,9 @@ struct RuntimeTraits {
 
   bool runsCode() const { return launch != Launch::kNone; }
   bool usesStems() const { return launch == Launch::kNodeStem; }
+  // Its instance is a process of its own, started with the deployment's
+  // files in place (no stem to specialize).
+  bool ownProcess() const { return launch == Launch::kOwnProgram || launch == Launch::kExecProxy; }
 };
 
 const RuntimeTraits& runtimeTraits(RuntimeKind kind);

@@ -127,18 +127,21 @@ asio::io_context& Functions::shardOf(const asio::any_io_executor& ex) {
 }
 
 Result<std::shared_ptr<Instance>> Functions::launchInstance(const StemProfile& profile, bool background,
-                                                            asio::io_context& shard, const DeploymentSpec* native) {
-  if (!recipes_.haveNode() && !native) return Unavailable("node is not installed on this server");
+                                                            asio::io_context& shard, const DeploymentSpec* own) {
+  if (!recipes_.haveNode() && !own) return Unavailable("node is not installed on this server");
   std::string id = "i" + std::to_string(::getpid()) + "-" + std::to_string(next_instance_++);
   ASSIGN_OR_RETURN(std::string dir, code_.makeInstanceDir(id));
   LaunchSpec spec = recipes_.nodeStem(launcher_.runtimeDirInside(opts_.runtime_dir));
-  if (native) {
-    // The deployment's own program, with its files and env in place.
-    if (Status s = code_.linkInto(native->app, native->root_tree, dir); !s.ok()) {
+  if (own) {
+    // A process of the deployment's own (its program, or the exec proxy
+    // that starts its server), with its files in place.
+    if (Status s = code_.linkInto(own->app, own->root_tree, dir); !s.ok()) {
       code_.removeInstanceDir(id);
-      return s.withContext("preparing deployment " + native->id);
+      return s.withContext("preparing deployment " + own->id);
     }
-    spec = LaunchRecipes::ownProgram(launcher_.appDirInside(dir), native->entry, native->env);
+    spec = runtimeTraits(own->kind).launch == Launch::kExecProxy
+               ? recipes_.execProxy()
+               : LaunchRecipes::ownProgram(launcher_.appDirInside(dir), own->entry, own->env);
   }
   spec.isolation.instance_id = id;
   spec.isolation.app_dir = dir;
@@ -153,7 +156,7 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const StemProfile& p
   // With cgroups a stem may use more until it is specialized (its group then
   // gets the deployment's limit); without, the profile's limit holds from
   // the start.
-  int memory_mb = native ? native->memory_mb : profile.memory_mb;
+  int memory_mb = own ? own->memory_mb : profile.memory_mb;
   spec.isolation.memory_bytes =
       cgroups_ && cgroups_->available() ? kStemMemory : static_cast<uint64_t>(memory_mb) << 20;
   spec.isolation.background = background;
@@ -223,12 +226,12 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
   std::shared_ptr<Instance> inst;
   const RuntimeTraits& traits = runtimeTraits(spec.kind);
   StemProfile profile = profileFor(spec.network, spec.tmp_mb, traits.host_toolchain, spec.memory_mb);
-  bool native = traits.launch == Launch::kOwnProgram;
+  bool native = traits.ownProcess();
   // The instance runs on the shard of the request that needs it.
   const asio::any_io_executor caller = co_await asio::this_coro::executor;
   asio::io_context& shard = shardOf(caller);
   if (native) {
-    // A native deployment is its own program: started with its files in
+    // A native or exec deployment is a process of its own: started with its files in
     // place (on the spawner thread), no stem to specialize.
     auto launched =
         co_await offThread([this, profile, &spec, &shard] { return launchInstance(profile, false, shard, &spec); });

@@ -116,11 +116,12 @@ class Functions final : public InstanceFactory {
   Result<std::shared_ptr<Pool>> poolOf(DeploymentSpec spec, const std::string& instance = "");
   // A new generic instance with the given permissions (stems: the defaults);
   // `background` while it is a stem nobody waits for.
-  // `native`: the deployment whose own program runs (its files linked first).
+  // `own`: a deployment whose instance is a process of its own (its program,
+  // or the exec proxy; its files linked first).
   // `shard`: the io_context it runs on.
   Result<std::shared_ptr<Instance>> launchInstance(const StemProfile& profile, bool background,
                                                    boost::asio::io_context& shard,
-                                                   const DeploymentSpec* native = nullptr);
+                                                   const DeploymentSpec* own = nullptr);
   // launchInstance() on the spawner thread: forking costs milliseconds the
   // data plane should spend serving.
   boost::asio::awaitable<Result<std::shared_ptr<Instance>>> launchOffThread(const StemProfile& profile,

@@ -359,7 +359,7 @@ asio::awaitable<Result<double>> Instance::specialize(const SpecializeInfo& info,
   setControl(box);
   send(std::move(f));
   if (after_send) after_send();
-  Result<Frame> ready = Status();
+  Result<Frame> ready = Unavailable("no READY yet");
   for (;;) {
     ready = co_await box->next(deadline);
     if (!ready.ok() || ready->type == FrameType::kReady) break;

@@ -70,6 +70,9 @@ Result<LaunchRecipes> LaunchRecipes::create(std::string node_binary, const std::
                    node.version.empty() ? "of unknown version" : node.version, r.node_);
     }
   }
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  r.self_ = n > 0 ? std::string(self, static_cast<size_t>(n)) : "/proc/self/exe";
   RETURN_IF_ERROR(makeDirs(runtime_dir));
   // The runtime's script, and tiny modules a stem imports to warm Node's
   // module loaders (ESM, CommonJS, and detection of a .js file's kind).
@@ -101,6 +104,14 @@ LaunchSpec LaunchRecipes::ownProgram(const std::string& app_dir_inside, const st
   spec.argv = {app_dir_inside + "/" + entry};
   spec.env = {kPath, "HOME=/tmp", "TZ=UTC", "NUBO_FD=3"};
   for (const auto& [k, v] : env) spec.env.push_back(k + "=" + v);
+  spec.cwd = "/";
+  return spec;
+}
+
+LaunchSpec LaunchRecipes::execProxy() const {
+  LaunchSpec spec;
+  spec.argv = {self_, "__exec-proxy"};
+  spec.env = {kPath, "HOME=/tmp", "TZ=UTC", "NUBO_FD=3"};
   spec.cwd = "/";
   return spec;
 }

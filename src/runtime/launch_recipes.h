@@ -32,9 +32,13 @@ class LaunchRecipes {
   // A deployment's own program `entry` in `app_dir_inside`, with its env.
   static LaunchSpec ownProgram(const std::string& app_dir_inside, const std::string& entry,
                                const std::map<std::string, std::string>& env);
+  // nubo's exec proxy (this very binary), which is told the deployment's
+  // command and env in SPECIALIZE.
+  LaunchSpec execProxy() const;
 
  private:
   std::string node_;
+  std::string self_;  // this program (/proc/self/exe)
   std::vector<std::string> node_flags_;  // for every node instance
 };
 

@@ -25,8 +25,11 @@ Mailbox::Mailbox(asio::any_io_executor caller, bool same_thread)
 }
 
 Mailbox::~Mailbox() {
-  deadlines_.remove(frames_wait_);
-  deadlines_.remove(credit_wait_);
+  // Only a wait that is parked is known to the Deadlines (which may be gone
+  // already, with its io_context, when a mailbox outlives it).
+  for (Wait* w : {&frames_wait_, &credit_wait_}) {
+    if (w->parked) deadlines_.remove(*w);
+  }
 }
 
 // Deadlines calls these with its lock held (fire, hold) or at shutdown (drop).
@@ -37,13 +40,20 @@ void Mailbox::fireDeadline(Deadlines::Entry* e) {
   }
 }
 std::shared_ptr<void> Mailbox::holdOwner(Deadlines::Entry* e) { return static_cast<Wait*>(e)->box->weak_from_this().lock(); }
-void Mailbox::dropWaiter(Deadlines::Entry* e) { static_cast<Wait*>(e)->wakeup.drop(); }
+// (At shutdown the Deadlines forgets the wait: the mailbox must not tell it again.)
+void Mailbox::dropWaiter(Deadlines::Entry* e) {
+  auto* w = static_cast<Wait*>(e);
+  w->parked = false;
+  w->wakeup.drop();
+}
 
 asio::awaitable<void> Mailbox::park(Wait& w, Deadline deadline) {
+  w.parked = true;
   deadlines_.add(w, deadline, caller_);
   error_code ec;
   co_await w.wakeup.wait(withEc(ec));
   deadlines_.remove(w);
+  w.parked = false;
 }
 
 void Mailbox::wake(Wait& w) {

@@ -52,7 +52,8 @@ class Mailbox : public std::enable_shared_from_this<Mailbox> {
   // One parked caller (for frames, or for credit) and its deadline.
   struct Wait : Deadlines::Entry {
     Mailbox* box = nullptr;
-    Wakeup wakeup;  // on the caller's executor
+    Wakeup wakeup;        // on the caller's executor
+    bool parked = false;  // between add() and remove(); the caller's only
   };
   // Parks until wake(w), `deadline`, or (spuriously) earlier: callers re-check.
   boost::asio::awaitable<void> park(Wait& w, Deadline deadline);

@@ -101,24 +101,48 @@ void appendResponseHead(std::string& out, int status, const HeaderList& headers)
   }
 }
 
-Status parseResponseHead(std::string_view head, ResponseHead* out) {
-  Reader r(head);
-  uint16_t status = 0, count = 0;
-  if (!r.u16(&status) || !r.u16(&count)) return InvalidArgument("response head too short");
-  out->status = status;
-  out->headers.clear();
-  out->headers.reserve(count);
+namespace {
+// `count` x (str16 name, str32 value), as both heads end.
+Status readHeaders(Reader& r, uint16_t count, std::vector<std::pair<std::string, std::string>>* out,
+                   const char* what) {
+  out->clear();
+  out->reserve(count);
   for (uint16_t i = 0; i < count; ++i) {
     uint16_t nl = 0;
     uint32_t vl = 0;
     std::string_view name, value;
     if (!r.u16(&nl) || !r.bytes(nl, &name) || !r.u32(&vl) || !r.bytes(vl, &value)) {
-      return InvalidArgument("response head header " + std::to_string(i) + " is truncated");
+      return InvalidArgument(std::string(what) + " header " + std::to_string(i) + " is truncated");
     }
-    out->headers.emplace_back(std::string(name), std::string(value));
+    out->emplace_back(std::string(name), std::string(value));
   }
-  if (!r.empty()) return InvalidArgument("response head has trailing bytes");
+  if (!r.empty()) return InvalidArgument(std::string(what) + " has trailing bytes");
   return Status::Ok();
+}
+}  // namespace
+
+Status parseRequestHead(std::string_view head, RequestHead* out) {
+  Reader r(head);
+  std::string_view parts[4];
+  for (auto& p : parts) {
+    uint16_t n = 0;
+    if (!r.u16(&n) || !r.bytes(n, &p)) return InvalidArgument("request head too short");
+  }
+  out->method = parts[0];
+  out->path = parts[1];
+  out->url = parts[2];
+  out->request_id = parts[3];
+  uint16_t count = 0;
+  if (!r.u16(&count)) return InvalidArgument("request head too short");
+  return readHeaders(r, count, &out->headers, "request head");
+}
+
+Status parseResponseHead(std::string_view head, ResponseHead* out) {
+  Reader r(head);
+  uint16_t status = 0, count = 0;
+  if (!r.u16(&status) || !r.u16(&count)) return InvalidArgument("response head too short");
+  out->status = status;
+  return readHeaders(r, count, &out->headers, "response head");
 }
 
 void appendFrame(std::string& out, FrameType type, uint8_t flags, uint32_t stream, std::string_view payload) {

@@ -76,6 +76,13 @@ using HeaderList = std::vector<std::pair<std::string_view, std::string_view>>;
 void appendRequestHead(std::string& out, std::string_view method, std::string_view path, std::string_view url,
                        std::string_view request_id, const HeaderList& headers);
 
+struct RequestHead {
+  std::string method, path, url, request_id;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+// kInvalidArgument when malformed.
+Status parseRequestHead(std::string_view head, RequestHead* out);
+
 struct ResponseHead {
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;

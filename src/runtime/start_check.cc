@@ -23,7 +23,14 @@ StartCheck::StartCheck(store::MetadataStore& store, logs::LogStore& build_logs,
                        std::vector<asio::io_context*> shards, Probe probe, StartCheckOptions options)
     : store_(store), logs_(build_logs), shards_(std::move(shards)), probe_(std::move(probe)), opts_(options) {}
 
-StartCheck::~StartCheck() { shutdown(); }
+StartCheck::~StartCheck() {
+  shutdown();
+  {
+    std::lock_guard lock(alive_->mu);
+    alive_->gone = true;
+  }
+  writer_.join();  // what was posted before runs now (and finds stopping_)
+}
 
 void StartCheck::start() {
   std::vector<store::Deployment> again;
@@ -84,13 +91,17 @@ void StartCheck::launchLocked() {
     asio::io_context& shard = *shards_[next_shard_++ % shards_.size()];
     asio::co_spawn(
         shard,
-        [this, d]() -> asio::awaitable<void> {
+        [this, d, alive = alive_, probe = probe_]() -> asio::awaitable<void> {
+          // (The probe is this frame's own copy, and `alive` says whether
+          // this StartCheck still exists: a probe may outlast it.)
           Result<std::string> outcome = Internal("the start check ended without a result");
           try {
-            outcome = co_await probe_(d);
+            outcome = co_await probe(d);
           } catch (const std::exception& e) {
             outcome = Internal(std::string("the start check failed: ") + e.what());
           }
+          std::lock_guard gone_lock(alive->mu);
+          if (alive->gone) co_return;
           // The store is written off the data plane.
           asio::post(writer_, [this, d, outcome] {
             finish(d, outcome);

@@ -29,6 +29,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -81,6 +82,12 @@ class StartCheck {
   std::set<std::string> running_;          // guarded by mu_: apps with a probe running
   size_t next_shard_ = 0;                  // guarded by mu_
   bool stopping_ = false;                  // guarded by mu_
+  // Shared with the probes on the shards, which may outlast this object.
+  struct Alive {
+    std::mutex mu;
+    bool gone = false;  // guarded by mu
+  };
+  std::shared_ptr<Alive> alive_ = std::make_shared<Alive>();
   boost::asio::thread_pool writer_{1};     // last: its thread stops first
 };
 
