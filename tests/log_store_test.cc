@@ -5,6 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
+
+#include <condition_variable>
+
 #include <filesystem>
 #include <thread>
 
@@ -39,6 +43,35 @@ TEST(LogStoreTest, EveryLineAppendedBeforeAReadIsRead) {
   auto more = logs.read("app", page.cursor, "", 100);
   ASSERT_EQ(more.lines.size(), 1u);
   EXPECT_EQ(more.lines[0].request_id, "r1");
+}
+
+// Followers are told when an app's lines are written (instead of polling),
+// and what they then read holds those lines.
+TEST(LogStoreTest, WatchersHearOfWrittenLinesOnceTheyAreReadable) {
+  testing_util::TempDir tmp;
+  LogStore logs(tmp.sub("logs"));
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> heard;
+  size_t readable_when_heard = 0;
+  uint64_t id = logs.watch([&](const std::string& app) {
+    std::lock_guard lock(mu);
+    heard.push_back(app);
+    cv.notify_all();
+  });
+  logs.append("web", {1, "d1", "stdout", "", "hello"});
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return !heard.empty(); }));
+    EXPECT_EQ(heard.front(), "web");
+  }
+  readable_when_heard = logs.read("web", std::nullopt, "", 10).lines.size();
+  EXPECT_EQ(readable_when_heard, 1u);
+  logs.unwatch(id);
+  logs.append("web", {2, "d1", "stdout", "", "after"});
+  EXPECT_EQ(logs.read("web", std::nullopt, "", 10).lines.size(), 2u);  // (read waits for the writer)
+  std::lock_guard lock(mu);
+  EXPECT_EQ(heard.size(), 1u) << "an unwatched follower hears nothing";
 }
 
 TEST(LogStoreTest, RemovingAnAppRemovesWhatWasQueuedForIt) {

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -309,6 +310,87 @@ TEST_P(MetadataStoreConformance, ConcurrentWritersAllSucceed) {
   for (auto& t : ts) t.join();
   EXPECT_EQ(ok.load(), 40);
   EXPECT_EQ(store_->listApps()->size(), 4u);
+}
+
+TEST_P(MetadataStoreConformance, ChangesCarryIncreasingRevisions) {
+  std::vector<uint64_t> revs;
+  std::mutex mu;
+  uint64_t id = store_->watch([&](const Change& c) {
+    std::lock_guard lock(mu);
+    revs.push_back(c.revision);
+  });
+  uint64_t before = store_->revision();
+  std::string d = deploy("rev");
+  ASSERT_TRUE(store_->setAlias("rev", "staging", d, "admin").ok());
+  store_->unwatch(id);
+  std::lock_guard lock(mu);
+  ASSERT_GE(revs.size(), 2u);
+  for (size_t i = 1; i < revs.size(); ++i) EXPECT_GE(revs[i], revs[i - 1]);
+  EXPECT_GT(revs.front(), before);
+  EXPECT_EQ(revs.back(), store_->revision());
+}
+
+TEST_P(MetadataStoreConformance, CompareAndSwapWritesOnlyFromTheVersionExpected) {
+  EXPECT_FALSE(store_->getKey("builds/d1")->has_value());
+  auto v1 = store_->compareAndSwap("builds/d1", 0, "node-a");
+  ASSERT_TRUE(v1.ok()) << v1.status().message();
+  EXPECT_EQ(*v1, 1u);
+  // A second creator loses: the key exists now.
+  auto lost = store_->compareAndSwap("builds/d1", 0, "node-b");
+  EXPECT_EQ(lost.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(lost.status().message().find("version 1"), std::string::npos) << lost.status().message();
+  auto v2 = store_->compareAndSwap("builds/d1", 1, "node-a done");
+  ASSERT_TRUE(v2.ok());
+  EXPECT_EQ(*v2, 2u);
+  EXPECT_EQ(store_->compareAndSwap("builds/d1", 1, "stale").status().code(), Code::kFailedPrecondition);
+  auto now = store_->getKey("builds/d1");
+  ASSERT_TRUE(now.ok() && now->has_value());
+  EXPECT_EQ((*now)->value, "node-a done");
+  EXPECT_EQ((*now)->version, 2u);
+  EXPECT_EQ(store_->compareAndSwap("", 0, "x").status().code(), Code::kInvalidArgument);
+}
+
+TEST_P(MetadataStoreConformance, ConcurrentCompareAndSwapHasOneWinnerPerVersion) {
+  std::atomic<int> won{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 8; ++i) {
+    ts.emplace_back([&, i] {
+      if (store_->compareAndSwap("cron/tick-42", 0, "node-" + std::to_string(i)).ok()) won++;
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(won.load(), 1);
+}
+
+TEST_P(MetadataStoreConformance, ALeaseHasOneHolderUntilItExpiresOrIsReleased) {
+  using std::chrono::milliseconds;
+  auto a = store_->acquireLease("builder", "node-a", milliseconds(10'000));
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_EQ(a->holder, "node-a");
+  EXPECT_EQ(a->expires_ms, clock_.nowMillis() + 10'000);
+  uint64_t first_epoch = a->epoch;
+  // Another node waits its turn; the holder extends (same epoch).
+  auto b = store_->acquireLease("builder", "node-b", milliseconds(10'000));
+  EXPECT_EQ(b.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(b.status().message().find("node-a"), std::string::npos) << b.status().message();
+  clock_.advance(5'000);
+  auto renewed = store_->acquireLease("builder", "node-a", milliseconds(10'000));
+  ASSERT_TRUE(renewed.ok());
+  EXPECT_EQ(renewed->epoch, first_epoch);
+  EXPECT_EQ(renewed->expires_ms, clock_.nowMillis() + 10'000);
+  // Expired: the next holder gets it, with a new epoch (fencing the old one).
+  clock_.advance(10'001);
+  auto taken = store_->acquireLease("builder", "node-b", milliseconds(10'000));
+  ASSERT_TRUE(taken.ok()) << taken.status().message();
+  EXPECT_GT(taken->epoch, first_epoch);
+  // Only the holder releases it; then anyone may take it at once.
+  EXPECT_EQ(store_->releaseLease("builder", "node-a").code(), Code::kFailedPrecondition);
+  EXPECT_TRUE(store_->releaseLease("builder", "node-b").ok());
+  auto again = store_->acquireLease("builder", "node-a", milliseconds(1'000));
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_GT(again->epoch, taken->epoch);
+  EXPECT_EQ(store_->acquireLease("", "x", milliseconds(1)).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(store_->acquireLease("l", "x", milliseconds(0)).status().code(), Code::kInvalidArgument);
 }
 
 }  // namespace nubo::store

@@ -92,6 +92,28 @@ TEST_F(RouterTest, FollowsStoreChangesImmediately) {
   EXPECT_NE(resolvedId("shop.localhost", "/").find("not found"), std::string::npos);
 }
 
+// Changes the router's store did not see (written by another process)
+// reach the table when the store says to resync.
+TEST_F(RouterTest, AResyncReloadsWhatWasMissed) {
+  ASSERT_TRUE(router_->start().ok());
+  std::string first = deploy("shop");
+  EXPECT_EQ(resolvedId("shop.localhost", "/"), first);
+  auto other = store::SqliteMetadataStore::open(dir_.sub("m.db"), clock_);
+  ASSERT_TRUE(other.ok());
+  store::Deployment d;
+  d.id = newDeploymentId();
+  d.app = "blog";
+  d.root_tree = std::string(64, 'b');
+  d.manifest_json = "{}";
+  d.runtime = "static";
+  d.state = store::DeploymentState::kReady;
+  ASSERT_TRUE((*other)->createDeployment(d, "production", "t").ok());
+  EXPECT_EQ(resolvedId("blog.localhost", "/").rfind("error", 0), 0u) << "not seen yet";
+  store_->announceResync();
+  EXPECT_EQ(resolvedId("blog.localhost", "/"), d.id);
+  EXPECT_EQ(resolvedId("shop.localhost", "/"), first);
+}
+
 TEST_F(RouterTest, OnlyReadyDeploymentsAreRouted) {
   ASSERT_TRUE(router_->start().ok());
   std::string id = deploy("shop", "", store::DeploymentState::kBuilding);

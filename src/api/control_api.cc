@@ -3,11 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <charconv>
+#include <mutex>
+#include <optional>
 
 #include "common/ids.h"
 #include "common/sha256.h"
@@ -80,6 +83,85 @@ Json aliasEventJson(const store::AliasEvent& e) {
           {"at_ms", e.at_ms},     {"undone", e.undone}};
 }
 
+// Wakes the coroutine that follows something (a log, a deployment's state)
+// when it changes: fire() from any thread (a store or log watcher), wait()
+// on the follower's executor returns at the first fire since the last
+// wait, or at `until`. Nothing polls.
+class Signal : public std::enable_shared_from_this<Signal> {
+ public:
+  void fire() {
+    std::optional<boost::asio::any_io_executor> ex;
+    {
+      std::lock_guard lock(mu_);
+      fired_ = true;
+      ex = ex_;
+    }
+    if (ex) boost::asio::post(*ex, [self = shared_from_this()] { self->timer_->cancel(); });
+  }
+  boost::asio::awaitable<void> wait(std::chrono::steady_clock::time_point until) {
+    auto ex = co_await boost::asio::this_coro::executor;
+    {
+      std::lock_guard lock(mu_);
+      if (!timer_) {
+        ex_ = ex;
+        timer_.emplace(ex);
+      }
+      if (fired_) {
+        fired_ = false;
+        co_return;
+      }
+    }
+    timer_->expires_at(until);
+    boost::system::error_code ec;
+    co_await timer_->async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    std::lock_guard lock(mu_);
+    fired_ = false;
+  }
+
+ private:
+  std::mutex mu_;
+  bool fired_ = false;                                 // guarded by mu_
+  std::optional<boost::asio::any_io_executor> ex_;     // guarded by mu_: the follower's, once it waited
+  std::optional<boost::asio::steady_timer> timer_;     // the follower's executor only (made under mu_)
+};
+
+// Fires `signal` while it lives, when `logs` writes lines under `key` or
+// the store changes `app` (either may be empty: not watched); unwatches
+// when destroyed.
+class Follow {
+ public:
+  Follow(store::MetadataStore& store, logs::LogStore& logs, std::string app, std::string key)
+      : store_(store), logs_(logs), signal_(std::make_shared<Signal>()) {
+    std::weak_ptr<Signal> weak = signal_;
+    if (!app.empty()) {
+      store_watch_ = store_.watch([weak, app](const store::Change& c) {
+        if (c.app != app && c.kind != store::Change::Kind::kResync) return;
+        if (auto s = weak.lock()) s->fire();
+      });
+    }
+    if (!key.empty()) {
+      log_watch_ = logs_.watch([weak, key](const std::string& written) {
+        if (written != key) return;
+        if (auto s = weak.lock()) s->fire();
+      });
+    }
+  }
+  ~Follow() {
+    if (store_watch_) store_.unwatch(store_watch_);
+    if (log_watch_) logs_.unwatch(log_watch_);
+  }
+  Follow(const Follow&) = delete;
+  Follow& operator=(const Follow&) = delete;
+  Signal& signal() { return *signal_; }
+
+ private:
+  store::MetadataStore& store_;
+  logs::LogStore& logs_;
+  std::shared_ptr<Signal> signal_;
+  uint64_t store_watch_ = 0;
+  uint64_t log_watch_ = 0;
+};
+
 }  // namespace
 
 std::string PublicUrls::appUrl(std::string_view app) const { return aliasUrl(app, ""); }
@@ -130,20 +212,22 @@ boost::asio::awaitable<Response> ControlApi::answerWhenStarted(Response created)
   auto j = parseJson(created.body, "deployment");
   if (!j.ok() || !j->is_object() || j->value("state", "") != "STARTING") co_return created;
   std::string id = j->value("id", "");
-  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  // Woken by the store's changes to the app; READY is said once the data
+  // plane serves it, which follows the same change a moment later (looked
+  // at again within 5 ms).
+  Follow follow(store_, build_logs_, j->value("app", ""), "");
   auto until = std::chrono::steady_clock::now() + kStartWait;
-  for (int polls = 0; std::chrono::steady_clock::now() < until; ++polls) {
-    timer.expires_after(std::chrono::milliseconds(polls < 40 ? 5 : 50));  // most checks take milliseconds
-    boost::system::error_code ec;
-    co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+  while (std::chrono::steady_clock::now() < until) {
     auto d = store_.getDeployment(id);
     if (!d.ok()) break;  // removed with its app meanwhile
-    if (d->state == store::DeploymentState::kStarting) continue;
-    // READY is said once the data plane serves it.
-    if (d->state == store::DeploymentState::kReady && served_ && !served_(id)) continue;
-    (*j)["state"] = std::string(store::stateName(d->state));
-    (*j)["error"] = d->error.empty() ? Json(nullptr) : Json(d->error);
-    break;
+    bool ready_unserved = d->state == store::DeploymentState::kReady && served_ && !served_(id);
+    if (d->state != store::DeploymentState::kStarting && !ready_unserved) {
+      (*j)["state"] = std::string(store::stateName(d->state));
+      (*j)["error"] = d->error.empty() ? Json(nullptr) : Json(d->error);
+      break;
+    }
+    auto next = ready_unserved ? std::chrono::steady_clock::now() + std::chrono::milliseconds(5) : until;
+    co_await follow.signal().wait(next);
   }
   co_return jsonResponse(201, *j);
 }
@@ -172,7 +256,9 @@ boost::asio::awaitable<Response> ControlApi::serveLogs(const Call& call) {
   if (!queryParam(req.query, "after").empty()) after = *after_n;
   std::string deployment = queryParam(req.query, "deployment");
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(*wait);
-  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  // Woken when the app's lines are written: a follower costs nothing while
+  // the app is quiet.
+  Follow follow(store_, logs_, "", app);
   for (;;) {
     logs::LogStore::Page page = logs_.read(app, after, deployment, *limit);
     if (!page.lines.empty() || std::chrono::steady_clock::now() >= until) {
@@ -184,9 +270,7 @@ boost::asio::awaitable<Response> ControlApi::serveLogs(const Call& call) {
       co_return jsonResponse(200, {{"lines", lines}, {"cursor", page.cursor}});
     }
     after = page.cursor;
-    timer.expires_after(std::chrono::milliseconds(100));
-    boost::system::error_code ec;
-    co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    co_await follow.signal().wait(until);
   }
 }
 
@@ -216,22 +300,18 @@ std::string sseEvent(std::string_view event, const Json& data) {
 
 // The events of one deployment's build and start: its log lines as they
 // are written and its state whenever it changes, ending after READY or
-// FAILED (once the log is drained). Polls the log file and the store every
-// 100 ms on a timer, and within 10 ms of a change to the app in the store
-// (a start check takes milliseconds; its client should not wait longer).
+// FAILED (once the log is drained). Woken by the build log's writes and
+// the store's changes to the app; nothing polls (but for the moment between
+// READY in the store and the data plane serving it, looked at every 10 ms
+// for at most 2 s).
 class BuildEvents final : public http::BodyStream {
  public:
   BuildEvents(store::MetadataStore& store, logs::LogStore& logs, std::string id, std::string app,
               std::optional<uint64_t> after, ControlApi::Served served)
-      : store_(store), logs_(logs), id_(std::move(id)), after_(after), served_(std::move(served)) {
-    watch_ = store_.watch([changed = changed_, app = std::move(app)](const store::Change& c) {
-      if (c.app == app) changed->store(true);
-    });
-  }
-  ~BuildEvents() override { store_.unwatch(watch_); }
+      : store_(store), logs_(logs), id_(std::move(id)), after_(after), served_(std::move(served)),
+        follow_(store, logs, std::move(app), id_) {}
 
   boost::asio::awaitable<Result<std::optional<std::string>>> next() override {
-    boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
     for (;;) {
       if (cancelled_ || done_) co_return std::optional<std::string>();
       std::string out;
@@ -252,9 +332,7 @@ class BuildEvents final : public http::BodyStream {
       bool routed = d->state != store::DeploymentState::kReady || !served_ || served_(id_) || ++ready_waits_ > 200;
       if (!routed && !out.empty()) co_return std::optional<std::string>(std::move(out));  // the lines now, READY later
       if (!routed) {
-        timer.expires_after(std::chrono::milliseconds(10));
-        boost::system::error_code ec;
-        co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+        co_await follow_.signal().wait(std::chrono::steady_clock::now() + std::chrono::milliseconds(10));
         continue;
       }
       if (!last_ || *last_ != d->state) {
@@ -267,14 +345,14 @@ class BuildEvents final : public http::BodyStream {
       if (finalState(d->state) && page.lines.empty()) done_ = true;
       if (!out.empty()) co_return std::optional<std::string>(std::move(out));
       if (done_) continue;
-      for (int i = 0; i < 10 && !cancelled_ && !changed_->exchange(false); ++i) {
-        timer.expires_after(std::chrono::milliseconds(10));
-        boost::system::error_code ec;
-        co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-      }
+      // (A second at most: a safety net, not the way news arrives.)
+      co_await follow_.signal().wait(std::chrono::steady_clock::now() + std::chrono::seconds(1));
     }
   }
-  void cancel() override { cancelled_ = true; }
+  void cancel() override {
+    cancelled_ = true;
+    follow_.signal().fire();
+  }
 
  private:
   store::MetadataStore& store_;
@@ -283,9 +361,7 @@ class BuildEvents final : public http::BodyStream {
   std::optional<uint64_t> after_;
   std::optional<store::DeploymentState> last_;
   ControlApi::Served served_;
-  // Set by the store's watcher (which may outlive a callback in flight).
-  std::shared_ptr<std::atomic<bool>> changed_ = std::make_shared<std::atomic<bool>>(false);
-  uint64_t watch_ = 0;
+  Follow follow_;
   int ready_waits_ = 0;
   bool done_ = false;
   bool cancelled_ = false;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "cli/hash_cache.h"
+#include "cli/api_client.h"
 #include "cli/http_client.h"
 #include "cli/ignore.h"
 #include "cli/progress.h"
@@ -175,7 +176,7 @@ Result<std::string> followBuild(HttpClient& client, const std::string& id, bool 
   // A stream that breaks off (a long build outlasting a connection limit, a
   // blip) is picked up again where it stopped.
   for (int attempt = 0;; ++attempt) {
-    std::string path = "/v1/deployments/" + id + "/events" + (p.cursor.empty() ? "" : "?after=" + p.cursor);
+    std::string path = ApiClient(client).eventsPath(id, p.cursor);
     Status s = readBuildEvents(client, path, p, print);
     if (s.ok() && (p.state == "READY" || p.state == "FAILED")) break;
     if (!s.ok() && s.code() != Code::kUnavailable) return s;
@@ -261,7 +262,7 @@ Result<Json> deploy(const DeployOptions& o, Progress& progress) {
   progress.finish(buf);
 
   Json req = {{"root", snap.root}, {"manifest", manifest_json}, {"promote", !o.no_promote}, {"alias", o.alias}};
-  ASSIGN_OR_RETURN(Json d, client.call("POST", "/v1/apps/" + app + "/deployments", &req));
+  ASSIGN_OR_RETURN(Json d, ApiClient(client).createDeployment(app, req));
   if (unfinished(d)) {
     if (!o.json && str(d, "state") != "STARTING") std::printf("Building %s:\n", str(d, "id").c_str());
     ASSIGN_OR_RETURN(d["state"], followBuild(client, str(d, "id"), !o.json && str(d, "state") != "STARTING",
@@ -411,7 +412,7 @@ void printJson(const Json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
 int runLogin(const std::string& server, const std::string& token) {
   HttpClient client(server, token);
-  auto r = client.call("GET", "/v1/apps");
+  auto r = ApiClient(client).listApps();
   if (!r.ok()) return fail(r.status().withContext("login to " + server + " failed"));
   std::string path = clientConfigPath();
   if (Status s = saveClientConfig(path, {client.baseUrl(), token}); !s.ok()) return fail(s);
@@ -447,7 +448,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   redeploy->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
       Json req = {{"alias", ro->alias}, {"promote", !ro->no_promote}};
-      ASSIGN_OR_RETURN(Json d, c.call("POST", "/v1/deployments/" + ro->id + "/redeploy", &req));
+      ASSIGN_OR_RETURN(Json d, ApiClient(c).redeploy(ro->id, req));
       if (!ro->json) std::printf("Redeploying %s as %s:\n", ro->id.c_str(), str(d, "id").c_str());
       if (unfinished(d)) {
         ASSIGN_OR_RETURN(d["state"], followBuild(c, str(d, "id"), !ro->json, ro->no_promote ? "" : ro->alias));
@@ -469,7 +470,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   build_logs->add_flag("--json", *bl_json, "Print JSON");
   build_logs->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
-      ASSIGN_OR_RETURN(Json page, c.call("GET", "/v1/deployments/" + *bl_id + "/build-log"));
+      ASSIGN_OR_RETURN(Json page, ApiClient(c).buildLog(*bl_id));
       if (*bl_json) return printJson(page), Status::Ok();
       for (const auto& l : page["lines"]) {
         std::printf("%s %s\n", str(l, "stream") == "nubo" ? "nubo |" : "     |", str(l, "text").c_str());
@@ -510,7 +511,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   apps_ls->add_flag("--json", *apps_json, "Print JSON");
   apps_ls->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
-      ASSIGN_OR_RETURN(Json r, c.call("GET", "/v1/apps"));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).listApps());
       if (*apps_json) return printJson(r["apps"]), Status::Ok();
       std::vector<std::vector<std::string>> rows{{"APP", "PRODUCTION", "URL"}};
       for (const auto& a : r["apps"]) rows.push_back({str(a, "name"), str(a, "production"), str(a, "url")});
@@ -524,7 +525,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   apps_rm->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
       RETURN_IF_ERROR(validateAppName(*rm_app));
-      ASSIGN_OR_RETURN(Json r, c.call("DELETE", "/v1/apps/" + *rm_app));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).deleteApp(*rm_app));
       std::printf("Removed app %s\n", rm_app->c_str());
       return Status::Ok();
     });
@@ -543,7 +544,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   deps_ls->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
       RETURN_IF_ERROR(validateAppName(*deps_app));
-      ASSIGN_OR_RETURN(Json r, c.call("GET", "/v1/apps/" + *deps_app + "/deployments?limit=" + std::to_string(*deps_limit)));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).listDeployments(*deps_app, static_cast<size_t>(*deps_limit)));
       if (*deps_json) return printJson(r["deployments"]), Status::Ok();
       std::vector<std::vector<std::string>> rows{{"DEPLOYMENT", "STATE", "CREATED", "FILES", "SIZE", "ALIASES", "URL"}};
       for (const auto& d : r["deployments"]) {
@@ -568,7 +569,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   alias_ls->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
       RETURN_IF_ERROR(validateAppName(*alias_app));
-      ASSIGN_OR_RETURN(Json r, c.call("GET", "/v1/apps/" + *alias_app + "/aliases"));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).listAliases(*alias_app));
       if (*alias_json) return printJson(r["aliases"]), Status::Ok();
       std::vector<std::vector<std::string>> rows{{"ALIAS", "DEPLOYMENT", "UPDATED", "URL"}};
       for (const auto& a : r["aliases"]) {
@@ -589,7 +590,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
       RETURN_IF_ERROR(validateAppName(a));
       RETURN_IF_ERROR(validateAliasName(al));
       Json body = {{"deployment", d}};
-      ASSIGN_OR_RETURN(Json r, c.call("PUT", "/v1/apps/" + a + "/aliases/" + al, &body));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).setAlias(a, al, body));
       std::printf("%s of %s now points at %s (was %s)\n", al.c_str(), a.c_str(), d.c_str(),
                   str(r, "previous").empty() ? "nothing" : str(r, "previous").c_str());
       return Status::Ok();
@@ -609,7 +610,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
       RETURN_IF_ERROR(validateAppName(a));
       RETURN_IF_ERROR(validateAliasName(al, "--alias"));
       Json body = {{"deployment", d}, {"alias", al}};
-      ASSIGN_OR_RETURN(Json r, c.call("POST", "/v1/apps/" + a + "/promote", &body));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).promote(a, body));
       std::printf("Promoted %s to %s of %s (was %s)\n", d.c_str(), al.c_str(), a.c_str(),
                   str(r, "previous").empty() ? "nothing" : str(r, "previous").c_str());
       return Status::Ok();
@@ -630,7 +631,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   gc->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
       Json req = {{"grace_s", *gc_grace}};
-      ASSIGN_OR_RETURN(Json r, c.call("POST", "/v1/gc", &req));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).collectGarbage(req));
       if (*gc_json) return printJson(r), Status::Ok();
       std::printf("Removed %s in %s blobs; %s in %s blobs remain\n",
                   humanBytes(r.value("removed_bytes", uint64_t{0})).c_str(), str(r, "removed").c_str(),
@@ -645,12 +646,8 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   ps->add_flag("--json", *ps_json, "Print a JSON array");
   ps->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
-      std::string path = "/v1/instances";
-      if (!ps_app->empty()) {
-        RETURN_IF_ERROR(validateAppName(*ps_app));
-        path += "?app=" + *ps_app;
-      }
-      ASSIGN_OR_RETURN(Json r, c.call("GET", path));
+      if (!ps_app->empty()) RETURN_IF_ERROR(validateAppName(*ps_app));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).instances(*ps_app));
       if (*ps_json) {
         std::printf("%s\n", dumpJson(r["instances"]).c_str());
         return Status::Ok();
@@ -683,8 +680,10 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   logs->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
       RETURN_IF_ERROR(validateAppName(lo->app));
-      std::string base = "/v1/apps/" + lo->app + "/logs?";
-      if (!lo->deployment.empty()) base += "deployment=" + lo->deployment + "&";
+      ApiClient api(c);
+      ApiClient::LogQuery query;
+      query.deployment = lo->deployment;
+      query.limit = static_cast<size_t>(lo->lines);
       auto print = [&](const Json& page) {
         for (const auto& l : page["lines"]) {
           if (lo->json) {
@@ -703,11 +702,13 @@ void addClientCommands(CLI::App& app, int* exit_code) {
         }
         std::fflush(stdout);
       };
-      ASSIGN_OR_RETURN(Json page, c.call("GET", base + "limit=" + std::to_string(lo->lines)));
+      ASSIGN_OR_RETURN(Json page, api.logs(lo->app, query));
       print(page);
+      query.limit = 1000;
+      query.wait_s = 25;
       while (lo->follow) {
-        uint64_t cursor = page.value("cursor", uint64_t{0});
-        ASSIGN_OR_RETURN(page, c.call("GET", base + "after=" + std::to_string(cursor) + "&limit=1000&wait=25"));
+        query.after = page.value("cursor", uint64_t{0});
+        ASSIGN_OR_RETURN(page, api.logs(lo->app, query));
         print(page);
       }
       return Status::Ok();
@@ -726,7 +727,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
       RETURN_IF_ERROR(validateAppName(a));
       RETURN_IF_ERROR(validateAliasName(al, "--alias"));
       Json body = {{"alias", al}};
-      ASSIGN_OR_RETURN(Json r, c.call("POST", "/v1/apps/" + a + "/rollback", &body));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).rollback(a, body));
       std::printf("Rolled back %s of %s to %s (from %s)\n", al.c_str(), a.c_str(), str(r, "deployment").c_str(),
                   str(r, "previous").c_str());
       return Status::Ok();

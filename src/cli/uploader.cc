@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "cli/api_client.h"
 #include "cli/http_client.h"
 #include "common/fs.h"
 #include "common/json.h"
@@ -62,7 +63,7 @@ Result<UploadPlan> negotiate(HttpClient& client, const Snapshot& snap) {
       size_t count = 0;
       for (; ti < trees.size() && count < kBatch; ++ti, ++count) req["trees"].push_back(trees[ti]);
       for (; fi < files.size() && count < kBatch; ++fi, ++count) req["files"].push_back(files[fi]);
-      ASSIGN_OR_RETURN(Json resp, client.call("POST", "/v1/negotiate", &req));
+      ASSIGN_OR_RETURN(Json resp, ApiClient(client).negotiate(req));
       if (!resp.contains("missing_trees") || !resp.contains("missing_files")) {
         return Internal("the server's negotiate answer lacks missing_trees/missing_files");
       }
@@ -103,8 +104,7 @@ Status upload(const UploadTarget& target, const Snapshot& snap, const UploadPlan
   std::atomic<uint64_t> bytes{0};
 
   auto put = [&](HttpClient& client, std::string_view kind, const std::string& hash, std::string_view body) -> Status {
-    ASSIGN_OR_RETURN(HttpResponse r, client.send("PUT", "/v1/" + std::string(kind) + "/" + hash, body));
-    RETURN_IF_ERROR(HttpClient::statusOf(r));
+    RETURN_IF_ERROR(ApiClient(client).putObject(kind, hash, body));
     bytes += body.size();
     if (on_progress) on_progress(++done, bytes.load());
     return Status::Ok();

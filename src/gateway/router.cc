@@ -18,10 +18,16 @@ Router::~Router() {
 Status Router::start() {
   watch_id_ = store_.watch([this](const store::Change& c) { onChange(c); });
   std::lock_guard reload(reload_mu_);
+  return reloadAllLocked();
+}
+
+Status Router::reloadAllLocked() {
   ASSIGN_OR_RETURN(auto apps, store_.listApps());
+  auto previous = snapshot();
   auto table = std::make_shared<Table>();
   for (const auto& a : apps) {
-    ASSIGN_OR_RETURN(auto routes, load(a.name));
+    auto was = previous->find(a.name);
+    ASSIGN_OR_RETURN(auto routes, load(a.name, was == previous->end() ? nullptr : was->second));
     (*table)[a.name] = std::move(routes);
   }
   std::lock_guard lock(table_mu_);
@@ -66,6 +72,12 @@ Result<std::shared_ptr<const AppRoutes>> Router::load(const std::string& app,
 void Router::onChange(const store::Change& c) {
   if (c.kind == store::Change::Kind::kToken) return;
   std::lock_guard reload(reload_mu_);
+  if (c.kind == store::Change::Kind::kResync) {
+    // Changes may have been missed: the whole table again (unchanged
+    // deployments keep their routes).
+    if (Status s = reloadAllLocked(); !s.ok()) spdlog::error("router: reloading every app failed: {}", s.toString());
+    return;
+  }
   auto exists = store_.getApp(c.app);
   std::shared_ptr<const AppRoutes> routes;
   if (exists.ok()) {

@@ -84,6 +84,8 @@ class Router {
   // already loaded are kept (a deployment never changes once READY).
   Result<std::shared_ptr<const AppRoutes>> load(const std::string& app,
                                                 const std::shared_ptr<const AppRoutes>& previous = nullptr);
+  // Loads every app's routes into a new table (reload_mu_ held).
+  Status reloadAllLocked();
   void onChange(const store::Change& c);
   Result<Resolved> resolveLabel(std::string_view label, std::string_view path) const;
   std::shared_ptr<const Table> snapshot() const;

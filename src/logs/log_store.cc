@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <charconv>
 #include <deque>
 #include <fstream>
@@ -88,6 +89,18 @@ void LogStore::writeLoop() {
       dropped = dropped_;
     }
     written_cv_.notify_all();
+    std::vector<std::shared_ptr<Written>> watchers;
+    {
+      std::lock_guard lock(watch_mu_);
+      for (const auto& [id, w] : watchers_) watchers.push_back(w);
+    }
+    if (!watchers.empty()) {
+      std::set<std::string> apps;
+      for (const auto& [app, rec] : batch) apps.insert(app);
+      for (const auto& app : apps) {
+        for (const auto& w : watchers) (*w)(app);
+      }
+    }
     if (dropped > reported_dropped_) {
       spdlog::warn("logs {}: {} line(s) dropped, written faster than the disk took them ({} in all)", dir_,
                    dropped - reported_dropped_, dropped);
@@ -95,6 +108,18 @@ void LogStore::writeLoop() {
     }
     batch.clear();
   }
+}
+
+uint64_t LogStore::watch(Written on_written) {
+  std::lock_guard lock(watch_mu_);
+  uint64_t id = next_watch_++;
+  watchers_[id] = std::make_shared<Written>(std::move(on_written));
+  return id;
+}
+
+void LogStore::unwatch(uint64_t id) {
+  std::lock_guard lock(watch_mu_);
+  watchers_.erase(id);
 }
 
 void LogStore::waitWritten() {

@@ -21,7 +21,9 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <mutex>
 #include <string>
@@ -62,6 +64,13 @@ class LogStore {
   Page read(const std::string& app, std::optional<uint64_t> after, const std::string& deployment, size_t limit);
   void removeApp(const std::string& app);
 
+  // Calls `on_written(app)` on the writer thread once lines of `app` are
+  // written (readable by read()): followers wait for this instead of
+  // polling. Must be cheap and must not call back into the store.
+  using Written = std::function<void(const std::string& app)>;
+  uint64_t watch(Written on_written);
+  void unwatch(uint64_t id);
+
  private:
   std::string path(const std::string& app) const { return dir_ + "/" + app + ".log"; }
   void writeLoop();
@@ -81,6 +90,9 @@ class LogStore {
   uint64_t dropped_ = 0;                                    // guarded by q_mu_
   bool stopping_ = false;                                   // guarded by q_mu_
   uint64_t reported_dropped_ = 0;                           // the writer thread's
+  std::mutex watch_mu_;
+  std::map<uint64_t, std::shared_ptr<Written>> watchers_;   // guarded by watch_mu_
+  uint64_t next_watch_ = 1;                                 // guarded by watch_mu_
   std::thread writer_;                                      // last: started once the rest is ready
 };
 

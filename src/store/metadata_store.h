@@ -8,13 +8,23 @@
 //   - Deployments are immutable once created, except for their state.
 //   - watch() callbacks run after a change is committed, on the thread that
 //     made it (SQLite) or a watcher thread (etcd), never with a store lock
-//     held, so they may read from the store.
+//     held, so they may read from the store. Each change carries the
+//     store's revision after it (increasing in commit order; changes made
+//     on several threads at once may be delivered in another order, so a
+//     watcher compares revisions, not arrival). kResync says a watcher may
+//     have missed changes (a watch cut off, history compacted away): it
+//     must reload everything it keeps. A single-process store (SQLite) sees
+//     every change and never sends it.
+//   - Coordination across nodes: compare-and-swap on small keyed records,
+//     and leases with fencing epochs, timed by the store's Clock (the seam
+//     tests move).
 // Errors: kNotFound (no such app/deployment/alias), kAlreadyExists (duplicate
 // deployment id), kFailedPrecondition (e.g. nothing to roll back to, a
 // deployment that is not READY), kInvalidArgument (bad names), kInternal/
 // kUnavailable for storage failures. Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -93,9 +103,27 @@ struct TokenRecord {
 };
 
 struct Change {
-  enum class Kind { kApp, kDeployment, kAlias, kToken };
+  enum class Kind { kApp, kDeployment, kAlias, kToken, kResync };
   Kind kind;
-  std::string app;  // empty for kToken
+  std::string app;  // empty for kToken and kResync
+  uint64_t revision = 0;
+};
+
+// A small record for coordination (a build claimed, a cron tick run).
+struct KeyValue {
+  std::string key;
+  std::string value;
+  uint64_t version = 0;  // 1 when created, +1 on every write
+};
+
+// A named lease: one holder at a time until it expires or is released.
+// `epoch` grows every time the lease changes hands, so work done under an
+// old holding can be told from the current one (a fencing token).
+struct Lease {
+  std::string name;
+  std::string holder;
+  int64_t expires_ms = 0;  // the store's clock
+  uint64_t epoch = 0;
 };
 
 class MetadataStore {
@@ -140,6 +168,22 @@ class MetadataStore {
   virtual Status putToken(const TokenRecord& t) = 0;
   virtual Result<TokenRecord> findTokenByHash(std::string_view hash) = 0;
   virtual Result<size_t> countTokens() = 0;
+
+  // The revision of the last committed change (0 before any).
+  virtual uint64_t revision() = 0;
+
+  // The record at `key`, or nullopt.
+  virtual Result<std::optional<KeyValue>> getKey(std::string_view key) = 0;
+  // Writes `value` at `key` if its version is `expected_version` (0: the
+  // key must not exist); returns the new version. kFailedPrecondition
+  // (naming the current version) when another write came first.
+  virtual Result<uint64_t> compareAndSwap(std::string_view key, uint64_t expected_version, std::string_view value) = 0;
+  // Takes lease `name` for `holder` for `ttl`, or extends it when `holder`
+  // has it already. kFailedPrecondition (naming the holder and when it
+  // expires) while another holds it unexpired.
+  virtual Result<Lease> acquireLease(std::string_view name, std::string_view holder, std::chrono::milliseconds ttl) = 0;
+  // Gives it up; kFailedPrecondition when `holder` does not hold it (then nothing changes).
+  virtual Status releaseLease(std::string_view name, std::string_view holder) = 0;
 
   using Watcher = std::function<void(const Change&)>;
   // Returns an id for unwatch(). Callbacks must be cheap and must not throw.

@@ -163,9 +163,9 @@ Status SqliteMetadataStore::migrate() {
   Stmt v(db_, "PRAGMA user_version");
   ASSIGN_OR_RETURN(bool row, v.step());
   int64_t version = row ? v.integer(0) : 0;
-  if (version > 3) {
+  if (version > 4) {
     return FailedPrecondition("metadata database schema version " + std::to_string(version) +
-                              " is newer than this nubo understands (3); upgrade nubo");
+                              " is newer than this nubo understands (4); upgrade nubo");
   }
   if (version == 0) RETURN_IF_ERROR(createSchemaV1());
   if (version <= 1) {
@@ -186,6 +186,17 @@ Status SqliteMetadataStore::migrate() {
       BEGIN IMMEDIATE;
       ALTER TABLE deployments ADD COLUMN build_attempts INTEGER NOT NULL DEFAULT 0;
       PRAGMA user_version = 3;
+      COMMIT;
+    )sql"));
+  }
+  if (version <= 3) {
+    // v4: coordination records and leases (builds and cron across nodes).
+    RETURN_IF_ERROR(exec(R"sql(
+      BEGIN IMMEDIATE;
+      CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL);
+      CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL,
+                           epoch INTEGER NOT NULL);
+      PRAGMA user_version = 4;
       COMMIT;
     )sql"));
   }
@@ -243,6 +254,91 @@ Status SqliteMetadataStore::createSchemaV1() {
     COMMIT;
   )sql");
 }
+
+uint64_t SqliteMetadataStore::revision() {
+  std::lock_guard lock(mu_);
+  return revision_;
+}
+
+Result<std::optional<KeyValue>> SqliteMetadataStore::getKey(std::string_view key) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT value, version FROM kv WHERE key = ?");
+  s.bind(1, key);
+  ASSIGN_OR_RETURN(bool row, s.step());
+  if (!row) return std::optional<KeyValue>();
+  return std::optional<KeyValue>(KeyValue{std::string(key), s.text(0), static_cast<uint64_t>(s.integer(1))});
+}
+
+Result<uint64_t> SqliteMetadataStore::compareAndSwap(std::string_view key, uint64_t expected_version,
+                                                     std::string_view value) {
+  if (key.empty() || key.size() > 512) return InvalidArgument("a record's key must have 1 to 512 bytes");
+  std::lock_guard lock(mu_);
+  Txn txn(db_);
+  RETURN_IF_ERROR(txn.begin());
+  Stmt q(db_, "SELECT version FROM kv WHERE key = ?");
+  q.bind(1, key);
+  ASSIGN_OR_RETURN(bool row, q.step());
+  uint64_t current = row ? static_cast<uint64_t>(q.integer(0)) : 0;
+  if (current != expected_version) {
+    return FailedPrecondition("record " + std::string(key) + " is at version " + std::to_string(current) +
+                              ", not " + std::to_string(expected_version) + ": another write came first");
+  }
+  Stmt w(db_, "INSERT INTO kv (key, value, version) VALUES (?, ?, ?) "
+              "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version");
+  w.bind(1, key).bind(2, value).bind(3, static_cast<int64_t>(current + 1));
+  RETURN_IF_ERROR(w.run());
+  RETURN_IF_ERROR(txn.commit());
+  ++revision_;
+  return current + 1;
+}
+
+Result<Lease> SqliteMetadataStore::acquireLease(std::string_view name, std::string_view holder,
+                                                std::chrono::milliseconds ttl) {
+  if (name.empty() || holder.empty()) return InvalidArgument("a lease needs a name and a holder");
+  if (ttl.count() <= 0) return InvalidArgument("a lease's time to live must be positive");
+  std::lock_guard lock(mu_);
+  int64_t now = clock_.nowMillis();
+  Txn txn(db_);
+  RETURN_IF_ERROR(txn.begin());
+  Stmt q(db_, "SELECT holder, expires_ms, epoch FROM leases WHERE name = ?");
+  q.bind(1, name);
+  ASSIGN_OR_RETURN(bool row, q.step());
+  Lease l{std::string(name), std::string(holder), now + ttl.count(), 1};
+  if (row) {
+    std::string current = q.text(0);
+    int64_t expires = q.integer(1);
+    uint64_t epoch = static_cast<uint64_t>(q.integer(2));
+    if (current != holder && expires > now) {
+      return FailedPrecondition("lease " + std::string(name) + " is held by " + current + " for " +
+                                std::to_string(expires - now) + " ms more");
+    }
+    l.epoch = current == holder && expires > now ? epoch : epoch + 1;  // a new holding: a new epoch
+  }
+  Stmt w(db_, "INSERT INTO leases (name, holder, expires_ms, epoch) VALUES (?, ?, ?, ?) "
+              "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms, "
+              "epoch = excluded.epoch");
+  w.bind(1, name).bind(2, holder).bind(3, l.expires_ms).bind(4, static_cast<int64_t>(l.epoch));
+  RETURN_IF_ERROR(w.run());
+  RETURN_IF_ERROR(txn.commit());
+  ++revision_;
+  return l;
+}
+
+Status SqliteMetadataStore::releaseLease(std::string_view name, std::string_view holder) {
+  std::lock_guard lock(mu_);
+  int64_t now = clock_.nowMillis();
+  // Released: expired now, the epoch kept (the next holder gets the next one).
+  Stmt w(db_, "UPDATE leases SET expires_ms = ? WHERE name = ? AND holder = ? AND expires_ms > ?");
+  w.bind(1, now).bind(2, name).bind(3, holder).bind(4, now);
+  RETURN_IF_ERROR(w.run());
+  if (sqlite3_changes(db_) == 0) {
+    return FailedPrecondition(std::string(holder) + " does not hold lease " + std::string(name));
+  }
+  ++revision_;
+  return Status::Ok();
+}
+
+void SqliteMetadataStore::announceResync() { notify({Change::Kind::kResync, "", revision()}); }
 
 void SqliteMetadataStore::notify(const Change& c) {
   std::vector<std::shared_ptr<Watcher>> ws;
@@ -307,6 +403,7 @@ Result<AliasEvent> SqliteMetadataStore::moveAliasLocked(std::string_view app, st
 
 Status SqliteMetadataStore::createDeployment(const Deployment& d, std::string_view promote_alias,
                                              std::string_view actor) {
+  uint64_t rev = 0;
   {
     std::lock_guard lock(mu_);
     Txn txn(db_);
@@ -332,12 +429,14 @@ Status SqliteMetadataStore::createDeployment(const Deployment& d, std::string_vi
       (void)ignored;
     }
     RETURN_IF_ERROR(txn.commit());
+    rev = ++revision_;
   }
-  notify({Change::Kind::kDeployment, d.app});
+  notify({Change::Kind::kDeployment, d.app, rev});
   return Status::Ok();
 }
 
 Status SqliteMetadataStore::setDeploymentState(std::string_view id, DeploymentState state) {
+  uint64_t rev = 0;
   std::string app;
   {
     std::lock_guard lock(mu_);
@@ -346,13 +445,15 @@ Status SqliteMetadataStore::setDeploymentState(std::string_view id, DeploymentSt
     Stmt s(db_, "UPDATE deployments SET state = ?, build_attempts = build_attempts + ? WHERE id = ?");
     s.bind(1, stateName(state)).bind(2, int64_t{state == DeploymentState::kBuilding ? 1 : 0}).bind(3, id);
     RETURN_IF_ERROR(s.run());
+    rev = ++revision_;
   }
-  notify({Change::Kind::kDeployment, app});
+  notify({Change::Kind::kDeployment, app, rev});
   return Status::Ok();
 }
 
 Status SqliteMetadataStore::finishBuild(std::string_view id, DeploymentState state, std::string_view output_tree,
                                         std::string_view error, std::string_view actor) {
+  uint64_t rev = 0;
   if (state != DeploymentState::kStarting && state != DeploymentState::kReady && state != DeploymentState::kFailed) {
     return InvalidArgument("a build ends STARTING, READY or FAILED");
   }
@@ -377,9 +478,10 @@ Status SqliteMetadataStore::finishBuild(std::string_view id, DeploymentState sta
       (void)ignored;
     }
     RETURN_IF_ERROR(txn.commit());
+    rev = ++revision_;
   }
-  notify({Change::Kind::kDeployment, app});
-  notify({Change::Kind::kAlias, app});
+  notify({Change::Kind::kDeployment, app, rev});
+  notify({Change::Kind::kAlias, app, rev});
   return Status::Ok();
 }
 
@@ -425,6 +527,7 @@ Result<std::vector<App>> SqliteMetadataStore::listApps() {
 }
 
 Status SqliteMetadataStore::deleteApp(std::string_view name) {
+  uint64_t rev = 0;
   {
     std::lock_guard lock(mu_);
     Txn txn(db_);
@@ -434,13 +537,15 @@ Status SqliteMetadataStore::deleteApp(std::string_view name) {
     RETURN_IF_ERROR(s.run());
     if (sqlite3_changes(db_) == 0) return NotFound("app " + std::string(name) + " not found");
     RETURN_IF_ERROR(txn.commit());
+    rev = ++revision_;
   }
-  notify({Change::Kind::kApp, std::string(name)});
+  notify({Change::Kind::kApp, std::string(name), rev});
   return Status::Ok();
 }
 
 Result<AliasEvent> SqliteMetadataStore::setAlias(std::string_view app, std::string_view alias,
                                                  std::string_view deployment_id, std::string_view actor) {
+  uint64_t rev = 0;
   AliasEvent e;
   {
     std::lock_guard lock(mu_);
@@ -456,13 +561,15 @@ Result<AliasEvent> SqliteMetadataStore::setAlias(std::string_view app, std::stri
     }
     ASSIGN_OR_RETURN(e, moveAliasLocked(app, alias, deployment_id, "set", actor));
     RETURN_IF_ERROR(txn.commit());
+    rev = ++revision_;
   }
-  notify({Change::Kind::kAlias, std::string(app)});
+  notify({Change::Kind::kAlias, std::string(app), rev});
   return e;
 }
 
 Result<AliasEvent> SqliteMetadataStore::rollbackAlias(std::string_view app, std::string_view alias,
                                                       std::string_view actor) {
+  uint64_t rev = 0;
   AliasEvent e;
   {
     std::lock_guard lock(mu_);
@@ -488,8 +595,9 @@ Result<AliasEvent> SqliteMetadataStore::rollbackAlias(std::string_view app, std:
     RETURN_IF_ERROR(mark.run());
     ASSIGN_OR_RETURN(e, moveAliasLocked(app, alias, undo.previous_id, "rollback", actor));
     RETURN_IF_ERROR(txn.commit());
+    rev = ++revision_;
   }
-  notify({Change::Kind::kAlias, std::string(app)});
+  notify({Change::Kind::kAlias, std::string(app), rev});
   return e;
 }
 
@@ -523,6 +631,7 @@ Result<std::vector<AliasEvent>> SqliteMetadataStore::aliasHistory(std::string_vi
 }
 
 Status SqliteMetadataStore::putToken(const TokenRecord& t) {
+  uint64_t rev = 0;
   {
     std::lock_guard lock(mu_);
     Stmt s(db_, "INSERT INTO tokens (id, name, hash, created_ms) VALUES (?, ?, ?, ?)");
@@ -532,8 +641,9 @@ Status SqliteMetadataStore::putToken(const TokenRecord& t) {
       return AlreadyExists("token " + t.id + " already exists");
     }
     RETURN_IF_ERROR(st);
+    rev = ++revision_;
   }
-  notify({Change::Kind::kToken, ""});
+  notify({Change::Kind::kToken, "", rev});
   return Status::Ok();
 }
 

@@ -44,8 +44,17 @@ class SqliteMetadataStore final : public MetadataStore {
   Status putToken(const TokenRecord& t) override;
   Result<TokenRecord> findTokenByHash(std::string_view hash) override;
   Result<size_t> countTokens() override;
+  uint64_t revision() override;
+  Result<std::optional<KeyValue>> getKey(std::string_view key) override;
+  Result<uint64_t> compareAndSwap(std::string_view key, uint64_t expected_version, std::string_view value) override;
+  Result<Lease> acquireLease(std::string_view name, std::string_view holder, std::chrono::milliseconds ttl) override;
+  Status releaseLease(std::string_view name, std::string_view holder) override;
   uint64_t watch(Watcher w) override;
   void unwatch(uint64_t id) override;
+
+  // Tells every watcher to reload everything (kResync): for when the
+  // database was written by someone else (another process, a restore).
+  void announceResync();
 
  private:
   SqliteMetadataStore(sqlite3* db, Clock& clock) : db_(db), clock_(clock) {}
@@ -62,6 +71,7 @@ class SqliteMetadataStore final : public MetadataStore {
   std::mutex mu_;
   sqlite3* db_;  // guarded by mu_
   Clock& clock_;
+  uint64_t revision_ = 0;  // guarded by mu_: counts the changes committed since open
 
   std::mutex watch_mu_;
   uint64_t next_watch_id_ = 1;             // guarded by watch_mu_

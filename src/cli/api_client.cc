@@ -1,0 +1,92 @@
+#include "cli/api_client.h"
+
+namespace nubo::cli {
+
+std::string escapeComponent(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                      c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+  return out;
+}
+
+namespace {
+std::string appPath(std::string_view app, std::string_view rest = "") {
+  return "/v1/apps/" + escapeComponent(app) + std::string(rest);
+}
+std::string deploymentPath(std::string_view id, std::string_view rest = "") {
+  return "/v1/deployments/" + escapeComponent(id) + std::string(rest);
+}
+}  // namespace
+
+Result<Json> ApiClient::negotiate(const Json& request) { return http_.call("POST", "/v1/negotiate", &request); }
+
+Status ApiClient::putObject(std::string_view kind, std::string_view hash, std::string_view body) {
+  if (kind != "blobs" && kind != "trees") return InvalidArgument("objects are blobs or trees");
+  ASSIGN_OR_RETURN(HttpResponse r, http_.send("PUT", "/v1/" + std::string(kind) + "/" + escapeComponent(hash), body));
+  return HttpClient::statusOf(r);
+}
+
+Result<Json> ApiClient::createDeployment(std::string_view app, const Json& request) {
+  return http_.call("POST", appPath(app, "/deployments"), &request);
+}
+
+Result<Json> ApiClient::redeploy(std::string_view deployment, const Json& request) {
+  return http_.call("POST", deploymentPath(deployment, "/redeploy"), &request);
+}
+
+Result<Json> ApiClient::buildLog(std::string_view deployment) {
+  return http_.call("GET", deploymentPath(deployment, "/build-log"));
+}
+
+std::string ApiClient::eventsPath(std::string_view deployment, std::string_view cursor) const {
+  return deploymentPath(deployment, "/events") + (cursor.empty() ? "" : "?after=" + escapeComponent(cursor));
+}
+
+Result<Json> ApiClient::listApps() { return http_.call("GET", "/v1/apps"); }
+
+Result<Json> ApiClient::deleteApp(std::string_view app) { return http_.call("DELETE", appPath(app)); }
+
+Result<Json> ApiClient::listDeployments(std::string_view app, size_t limit) {
+  return http_.call("GET", appPath(app, "/deployments?limit=" + std::to_string(limit)));
+}
+
+Result<Json> ApiClient::listAliases(std::string_view app) { return http_.call("GET", appPath(app, "/aliases")); }
+
+Result<Json> ApiClient::setAlias(std::string_view app, std::string_view alias, const Json& request) {
+  return http_.call("PUT", appPath(app, "/aliases/" + escapeComponent(alias)), &request);
+}
+
+Result<Json> ApiClient::promote(std::string_view app, const Json& request) {
+  return http_.call("POST", appPath(app, "/promote"), &request);
+}
+
+Result<Json> ApiClient::rollback(std::string_view app, const Json& request) {
+  return http_.call("POST", appPath(app, "/rollback"), &request);
+}
+
+Result<Json> ApiClient::collectGarbage(const Json& request) { return http_.call("POST", "/v1/gc", &request); }
+
+Result<Json> ApiClient::instances(std::string_view app) {
+  return http_.call("GET", app.empty() ? std::string("/v1/instances") : "/v1/instances?app=" + escapeComponent(app));
+}
+
+Result<Json> ApiClient::logs(std::string_view app, const LogQuery& q) {
+  std::string path = appPath(app, "/logs?limit=" + std::to_string(q.limit));
+  if (!q.deployment.empty()) path += "&deployment=" + escapeComponent(q.deployment);
+  if (q.after) path += "&after=" + std::to_string(*q.after);
+  if (q.wait_s > 0) path += "&wait=" + std::to_string(q.wait_s);
+  return http_.call("GET", path);
+}
+
+}  // namespace nubo::cli
