@@ -46,19 +46,32 @@ json_field() {  # json_field FIELD < json
   python3 -c 'import json,sys;print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
 
-# run_wrk URL -> "req/s p50_ms p99_ms non2xx" (wrk -t$THREADS -c$CONNS -d$DURATION)
+# cpu_ticks PID -> user+system clock ticks the process has used (0 if none).
+cpu_ticks() {
+  [[ -n ${1:-} && -r /proc/$1/stat ]] || { echo 0; return; }
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# run_wrk URL [PID] -> "req/s p50_ms p99_ms non2xx cpu_us" (wrk -t$THREADS -c$CONNS -d$DURATION);
+# cpu_us: the CPU time process PID spent per request, in microseconds (0 without PID).
 run_wrk() {
+  local before after
+  before=$(cpu_ticks "${2:-}")
   wrk -t"${THREADS:-2}" -c"${CONNS:-50}" -d"${DURATION:-10s}" --latency "$1" >"$BENCH_TMP/wrk.out"
-  python3 - "$BENCH_TMP/wrk.out" <<'PY'
+  after=$(cpu_ticks "${2:-}")
+  python3 - "$BENCH_TMP/wrk.out" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+total = float(re.search(r"(\d+) requests in", t).group(1))
 def lat(p):
     m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)" % p, t)
     v, u = float(m.group(1)), m.group(2)
     return v / 1000 if u == "us" else v * 1000 if u == "s" else v
 errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(f"{rps:.0f} {lat(50):.3f} {lat(99):.3f} {errs.group(1) if errs else 0}")
+ticks = float(sys.argv[3]) - float(sys.argv[2])
+cpu_us = ticks / float(sys.argv[4]) * 1e6 / total if total else 0
+print(f"{rps:.0f} {lat(50):.3f} {lat(99):.3f} {errs.group(1) if errs else 0} {cpu_us:.2f}")
 PY
 }
 
@@ -69,11 +82,12 @@ wait_for() {
   return 1
 }
 
-# measure_pair NUBO_URL REFERENCE_URL -> "n_rps n_p50 n_p99 n_err r_rps r_p50 r_p99 r_err"
+# measure_pair NUBO_URL REFERENCE_URL -> "n_rps n_p50 n_p99 n_err n_cpu r_rps r_p50 r_p99 r_err r_cpu"
 # Both must serve the same body; each is warmed, then measured with run_wrk
 # $ROUNDS times (default 3), taking turns, so that a slow spell of the
-# machine falls on both. Each figure is the median of its rounds; the rounds
-# go to stderr.
+# machine falls on both. n_cpu: the nubo server process's CPU per request
+# (the gateway's; instances are processes of their own). Each figure is the
+# median of its rounds; the rounds go to stderr.
 ROUNDS=${ROUNDS:-3}
 measure_pair() {
   [[ $(curl -sf "$1") == $(curl -sf "$2") ]] || { echo "bench: bodies differ" >&2; return 1; }
@@ -81,7 +95,7 @@ measure_pair() {
   wrk -t1 -c8 -d2s "$2" >/dev/null
   local rounds=() r n g
   for r in $(seq 1 "$ROUNDS"); do
-    n=$(run_wrk "$1")
+    n=$(run_wrk "$1" "${NUBO_PID:-}")
     g=$(run_wrk "$2")
     echo "  round $r: nubo ${n%% *} req/s, reference ${g%% *} req/s" >&2
     rounds+=("$n $g")
@@ -92,18 +106,19 @@ rows = [r.split() for r in sys.argv[1:]]
 cols = list(zip(*rows))
 def med(i):
     v = statistics.median(float(x) for x in cols[i])
-    return f"{v:.0f}" if i in (0, 3, 4, 7) else f"{v:.3f}"
-print(" ".join(med(i) for i in range(8)))
+    return f"{v:.0f}" if i in (0, 3, 5, 8) else f"{v:.3f}"
+print(" ".join(med(i) for i in range(10)))
 PY
 }
 
 # report_pair TITLE REFERENCE TARGET PAIR [NUBO_NOTE]: prints measure_pair's
 # figures under TITLE, and the ratio nubo/REFERENCE against TARGET ("0.7x").
 report_pair() {
-  local n_rps n_p50 n_p99 n_err r_rps r_p50 r_p99 r_err
-  read -r n_rps n_p50 n_p99 n_err r_rps r_p50 r_p99 r_err <<<"$4"
+  local n_rps n_p50 n_p99 n_err n_cpu r_rps r_p50 r_p99 r_err r_cpu
+  read -r n_rps n_p50 n_p99 n_err n_cpu r_rps r_p50 r_p99 r_err r_cpu <<<"$4"
   printf '%s, wrk -t%s -c%s -d%s, median of %s rounds (%s cores)\n' "$1" "$THREADS" "$CONNS" "$DURATION" "$ROUNDS" "$(nproc)"
-  printf '  %-10s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s%s\n' nubo "$n_rps" "$n_p50" "$n_p99" "$n_err" "${5:+   $5}"
+  printf '  %-10s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s   gateway CPU %s us/request%s\n' nubo "$n_rps" \
+    "$n_p50" "$n_p99" "$n_err" "$n_cpu" "${5:+   $5}"
   printf '  %-10s %10s req/s   p50 %7s ms   p99 %7s ms   errors %s\n' "$2" "$r_rps" "$r_p50" "$r_p99" "$r_err"
   printf '  ratio nubo/%s: %sx (target >= %s)\n' "${2%% *}" "$(python3 -c "print(f'{$n_rps/$r_rps:.2f}')")" "$3"
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A native (C++, nubo SDK) hello world through nubo vs nginx answering the
 # same JSON with `return 200`, measured in the same run with the same wrk load.
-# Target: nubo >= 0.7x nginx.
+# Target: nubo >= 0.85x nginx.
 source "$(dirname "$0")/lib.sh"
 require_wrk
 
@@ -15,5 +15,5 @@ CC
 start_nubo ${NUBO_ARGS:-}
 "$NUBO" deploy "$app" --app native --json >/dev/null
 
-against_nginx "native C++ hello world" 0.7x "$NUBO_DATA_URL/native/" / \
+against_nginx "native C++ hello world" 0.85x "$NUBO_DATA_URL/native/" / \
   'location / { default_type application/json; return 200 "{\"hello\":\"world\"}"; }'

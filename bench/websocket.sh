@@ -29,13 +29,30 @@ cat >"$app/nubo.json" <<'JSON'
 {"entry": "index.cjs", "limits": {"concurrency": 10000, "max_instances": 1, "memory_mb": 1024}}
 JSON
 
+# The same echo written with the runtime's own WebSocket (fetch style).
+fetch_app=$BENCH_TMP/echofetch
+mkdir -p "$fetch_app"
+cat >"$fetch_app/index.mjs" <<'JS'
+export default {
+  fetch(request) {
+    const { socket, response } = upgradeWebSocket(request);
+    socket.binaryType = 'nodebuffer';
+    socket.onmessage = (e) => socket.send(e.data);
+    return response;
+  }
+}
+JS
+echo '{"limits": {"concurrency": 10000, "max_instances": 1}}' >"$fetch_app/nubo.json"
+
 start_nubo --max-connections $((IDLE + 1000)) --max-connections-per-client 0
 "$NUBO" deploy "$app" --app echo --json >/dev/null
+"$NUBO" deploy "$fetch_app" --app echofetch --json >/dev/null
 port=$(free_port)
 PORT=$port node "$app/index.cjs" &
 PIDS+=($!)
 wait_for "http://127.0.0.1:$port/"
 ws_nubo=${NUBO_DATA_URL/http:/ws:}/echo/
+ws_fetch=${NUBO_DATA_URL/http:/ws:}/echofetch/
 ws_ref=ws://127.0.0.1:$port/
 
 # The client: SOCKETS sockets each sending a 32-byte message and waiting for
@@ -72,13 +89,15 @@ setTimeout(() => { console.error('client: did not finish'); process.exit(1); }, 
 JS
 run_client() { NODE_PATH=$WS_MODULES node "$BENCH_TMP/client.cjs" "$1" "$SOCKETS" "$SECONDS_EACH"; }
 run_client "$ws_nubo" >/dev/null  # warm: the instance starts, the JIT warms
+run_client "$ws_fetch" >/dev/null
 run_client "$ws_ref" >/dev/null
 rounds=()
 for r in $(seq 1 "$ROUNDS"); do
   n=$(run_client "$ws_nubo")
+  f=$(run_client "$ws_fetch")
   g=$(run_client "$ws_ref")
-  echo "  round $r: nubo ${n%% *} round trips/s, ws ${g%% *} round trips/s" >&2
-  rounds+=("$n $g")
+  echo "  round $r: nubo (ws) ${n%% *}, nubo (fetch) ${f%% *}, ws ${g%% *} round trips/s" >&2
+  rounds+=("$n $f $g")
 done
 python3 - "$SOCKETS" "$SECONDS_EACH" "$ROUNDS" "${rounds[@]}" <<'PY'
 import statistics, sys
@@ -86,9 +105,10 @@ sockets, secs, rounds = sys.argv[1:4]
 rows = [r.split() for r in sys.argv[4:]]
 med = [statistics.median(float(x) for x in col) for col in zip(*rows)]
 print(f"WebSocket echo, {sockets} sockets, 32-byte messages, {secs} s, median of {rounds} rounds")
-print(f"  nubo  {med[0]:10.0f} round trips/s   p50 {med[1]:7.3f} ms   p99 {med[2]:7.3f} ms")
-print(f"  ws    {med[3]:10.0f} round trips/s   p50 {med[4]:7.3f} ms   p99 {med[5]:7.3f} ms")
-print(f"  ratio nubo/ws: {med[0] / med[3]:.2f}x (target >= 1.0x)")
+print(f"  nubo, ws package      {med[0]:10.0f} round trips/s   p50 {med[1]:7.3f} ms   p99 {med[2]:7.3f} ms")
+print(f"  nubo, upgradeWebSocket {med[3]:9.0f} round trips/s   p50 {med[4]:7.3f} ms   p99 {med[5]:7.3f} ms")
+print(f"  ws directly           {med[6]:10.0f} round trips/s   p50 {med[7]:7.3f} ms   p99 {med[8]:7.3f} ms")
+print(f"  ratio nubo/ws: {med[0] / med[6]:.2f}x with the ws package, {med[3] / med[6]:.2f}x fetch style (target >= 1.0x)")
 PY
 
 # Idle sockets: IDLE open at once through nubo, held, then the memory of the

@@ -858,7 +858,17 @@ function streamLink(st) {
     onData: null,
     onCancel: null,
     sendHead(status, headers) { send(headFrame(T.RESPONSE, 0, st.id, responseHead(status, headers), null)); },
-    write(buf) { return st.sendData(buf, false); },
+    // undefined when sent at once (the window had room: the common case,
+    // no promise), else a promise settled once it is sent.
+    write(buf) {
+      if (st.cancelled) return undefined;
+      if (buf.length <= st.window && buf.length <= MAX_DATA) {
+        send(frame(T.DATA, 0, st.id, buf));
+        st.window -= buf.length;
+        return undefined;
+      }
+      return st.sendData(buf, false);
+    },
     end() {
       if (st.done || st.cancelled) return;
       send(frame(T.DATA, END, st.id, EMPTY));

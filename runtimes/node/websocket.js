@@ -16,7 +16,8 @@
 //
 // A stream link (made by instance.js from a protocol stream) is:
 //   sendHead(status, headerPairs)  the RESPONSE head, without END
-//   write(buf) -> Promise          DATA, under the stream's window
+//   write(buf) -> Promise or undefined  DATA, under the stream's window
+//                                  (undefined: sent at once)
 //   end()                          DATA with END: our side is done
 //   fail(error)                    ERROR (before the head) or END
 //   onData = (chunk, end) => ...   set by the socket: bytes from the client
@@ -76,7 +77,9 @@ class UpgradeSocket extends Duplex {
       this.link.sendHead(head.status, head.headers);
     }
     if (!data.length) return cb();
-    this.link.write(data).then(() => cb(), cb);
+    const pending = this.link.write(data);
+    if (!pending) return cb();
+    pending.then(() => cb(), cb);
   }
   _final(cb) {
     if (!this.headSent) this.link.fail(new Error('the upgrade handler ended the socket without answering'));
@@ -199,8 +202,10 @@ class ServerWebSocket extends EventTarget {
   }
 
   _write(frame) {
+    const pending = this._link.write(frame);
+    if (!pending) return;
     this.bufferedAmount += frame.length;
-    this._link.write(frame).then(() => { this.bufferedAmount -= frame.length; }, () => {});
+    pending.then(() => { this.bufferedAmount -= frame.length; }, () => {});
   }
 
   _attach(link) {

@@ -89,17 +89,10 @@ void LogStore::writeLoop() {
       dropped = dropped_;
     }
     written_cv_.notify_all();
-    std::vector<std::shared_ptr<Written>> watchers;
-    {
-      std::lock_guard lock(watch_mu_);
-      for (const auto& [id, w] : watchers_) watchers.push_back(w);
-    }
-    if (!watchers.empty()) {
+    if (!watchers_.empty()) {
       std::set<std::string> apps;
       for (const auto& [app, rec] : batch) apps.insert(app);
-      for (const auto& app : apps) {
-        for (const auto& w : watchers) (*w)(app);
-      }
+      for (const auto& app : apps) watchers_.notify(app);
     }
     if (dropped > reported_dropped_) {
       spdlog::warn("logs {}: {} line(s) dropped, written faster than the disk took them ({} in all)", dir_,
@@ -110,17 +103,9 @@ void LogStore::writeLoop() {
   }
 }
 
-uint64_t LogStore::watch(Written on_written) {
-  std::lock_guard lock(watch_mu_);
-  uint64_t id = next_watch_++;
-  watchers_[id] = std::make_shared<Written>(std::move(on_written));
-  return id;
-}
+uint64_t LogStore::watch(Written on_written) { return watchers_.add(std::move(on_written)); }
 
-void LogStore::unwatch(uint64_t id) {
-  std::lock_guard lock(watch_mu_);
-  watchers_.erase(id);
-}
+void LogStore::unwatch(uint64_t id) { watchers_.remove(id); }
 
 void LogStore::waitWritten() {
   std::unique_lock lock(q_mu_);

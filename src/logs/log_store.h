@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/watchers.h"
 
 namespace nubo::logs {
 
@@ -90,9 +91,7 @@ class LogStore {
   uint64_t dropped_ = 0;                                    // guarded by q_mu_
   bool stopping_ = false;                                   // guarded by q_mu_
   uint64_t reported_dropped_ = 0;                           // the writer thread's
-  std::mutex watch_mu_;
-  std::map<uint64_t, std::shared_ptr<Written>> watchers_;   // guarded by watch_mu_
-  uint64_t next_watch_ = 1;                                 // guarded by watch_mu_
+  Watchers<Written> watchers_;
   std::thread writer_;                                      // last: started once the rest is ready
 };
 

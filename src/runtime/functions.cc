@@ -28,12 +28,6 @@ namespace asio = boost::asio;
 using protocol::Frame;
 using protocol::FrameType;
 
-namespace {
-
-double msSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-}  // namespace
-
 Functions::Functions(asio::io_context& ioc, Launcher& launcher, CodeStore& code, Cgroups* cgroups,
                      logs::LogStore& logs, FunctionsOptions options, IsAliased is_aliased)
     : ioc_(ioc), launcher_(launcher), code_(code), cgroups_(cgroups), logs_(logs),

@@ -22,6 +22,11 @@ namespace nubo::runtime {
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
 
+// Milliseconds since `t`, for the notes of how long things took.
+inline double msSince(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
 // Frames for one stream, handed from the instance strand to one waiting
 // caller, and the stream's send window (body bytes the instance accepts).
 // Always owned by a shared_ptr: a wake-up posted to the caller keeps it alive.

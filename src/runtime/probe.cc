@@ -11,10 +11,6 @@ using protocol::Frame;
 using protocol::FrameType;
 
 namespace {
-double msSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-}  // namespace
-
-namespace {
 // The first `n` lines of what a deployment said (a stack trace's message
 // and its top frames), at most 2000 bytes, with control characters shown as
 // '?' (it is printed in terminals).

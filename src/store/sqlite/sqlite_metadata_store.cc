@@ -340,26 +340,11 @@ Status SqliteMetadataStore::releaseLease(std::string_view name, std::string_view
 
 void SqliteMetadataStore::announceResync() { notify({Change::Kind::kResync, "", revision()}); }
 
-void SqliteMetadataStore::notify(const Change& c) {
-  std::vector<std::shared_ptr<Watcher>> ws;
-  {
-    std::lock_guard lock(watch_mu_);
-    for (auto& [id, w] : watchers_) ws.push_back(w);
-  }
-  for (auto& w : ws) (*w)(c);
-}
+void SqliteMetadataStore::notify(const Change& c) { watchers_.notify(c); }
 
-uint64_t SqliteMetadataStore::watch(Watcher w) {
-  std::lock_guard lock(watch_mu_);
-  uint64_t id = next_watch_id_++;
-  watchers_[id] = std::make_shared<Watcher>(std::move(w));
-  return id;
-}
+uint64_t SqliteMetadataStore::watch(Watcher w) { return watchers_.add(std::move(w)); }
 
-void SqliteMetadataStore::unwatch(uint64_t id) {
-  std::lock_guard lock(watch_mu_);
-  watchers_.erase(id);
-}
+void SqliteMetadataStore::unwatch(uint64_t id) { watchers_.remove(id); }
 
 Result<Deployment> SqliteMetadataStore::getDeploymentLocked(std::string_view id) {
   Stmt s(db_, (std::string("SELECT ") + kDeploymentCols + " FROM deployments WHERE id = ?").c_str());

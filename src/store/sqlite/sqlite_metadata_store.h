@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/watchers.h"
 #include "store/metadata_store.h"
 
 struct sqlite3;
@@ -73,9 +74,7 @@ class SqliteMetadataStore final : public MetadataStore {
   Clock& clock_;
   uint64_t revision_ = 0;  // guarded by mu_: counts the changes committed since open
 
-  std::mutex watch_mu_;
-  uint64_t next_watch_id_ = 1;             // guarded by watch_mu_
-  std::map<uint64_t, std::shared_ptr<Watcher>> watchers_;  // guarded by watch_mu_
+  Watchers<Watcher> watchers_;
 };
 
 }  // namespace nubo::store
