@@ -2,7 +2,7 @@
 BUILD_DIR ?= build
 FUZZ_DIR := build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZERS := http protocol tree manifest api
+FUZZERS := http protocol tree manifest api websocket
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 

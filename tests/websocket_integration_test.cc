@@ -1,6 +1,8 @@
 // WebSockets end to end: the real `nubo serve`, real instances, and a real
 // WebSocket client (Beast's) on loopback.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -239,6 +241,46 @@ TEST_F(WebSocketTest, OverLimitMessageClosesWith1009AndIdleWith1001) {
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(idle.read(std::chrono::seconds(10)).substr(0, 11), "closed 1001");  // --ws-idle-timeout-s 2
   EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1500));
+}
+
+// A client that breaks the protocol (an unmasked frame, which RFC 6455
+// forbids from clients) is closed with 1002 by the gateway; its frame never
+// reaches the function.
+TEST_F(WebSocketTest, AFrameTheProtocolForbidsClosesWith1002) {
+  deployApp("ws-proto", {{"index.mjs", kFetchEcho}});
+  std::string url = server_->dataUrl();
+  int port = std::stoi(url.substr(url.rfind(':') + 1));
+  int fd = connectLoopback(port);
+  ASSERT_GE(fd, 0);
+  std::string hello = "GET /ws-proto/ HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+  ASSERT_EQ(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL), static_cast<ssize_t>(hello.size()));
+  std::string got;
+  char buf[4096];
+  // The 101 and the function's greeting (an unmasked server frame).
+  while (got.find("hello from fetch") == std::string::npos) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    ASSERT_GT(n, 0) << got;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(got.rfind("HTTP/1.1 101", 0), 0u) << got;
+  std::string unmasked = std::string("\x81\x05", 2) + "crash";  // would end the instance if it got through
+  ASSERT_EQ(::send(fd, unmasked.data(), unmasked.size(), MSG_NOSIGNAL), 7);
+  std::string close;
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    close.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  ASSERT_GE(close.size(), 4u);
+  EXPECT_EQ(static_cast<uint8_t>(close[0]), 0x88);
+  EXPECT_EQ((static_cast<uint8_t>(close[2]) << 8) | static_cast<uint8_t>(close[3]), 1002) << close.substr(4);
+  // The instance lives on: the next socket is served by it, no cold start.
+  WsClient next;
+  ASSERT_EQ(next.open(server_->dataUrl(), "/ws-proto/"), "");
+  EXPECT_EQ(next.read(), "hello from fetch");
+  EXPECT_TRUE(next.response()["x-nubo-cold-start"].empty()) << "the first instance was not crashed";
 }
 
 TEST_F(WebSocketTest, ACrashedInstanceClosesItsSocketsWith1011) {

@@ -259,7 +259,10 @@ asio::awaitable<void> WebSocketRelay::run(http::Upgraded& conn) {
   // the client ends its side (closing at once would reset its last frames).
   if (!shared->client_gone && !shared->client_ended) {
     auto until = Clock::now() + limits_.close_wait;
-    while (shared->reading && !shared->client_sent_close && Clock::now() < until) co_await shared->waitChange(until);
+    // (A client that broke the protocol is not waited for.)
+    while (code != 1002 && shared->reading && !shared->client_sent_close && Clock::now() < until) {
+      co_await shared->waitChange(until);
+    }
     conn.shutdownSend();
     while (shared->reading && Clock::now() < until) co_await shared->waitChange(until);
   }
