@@ -82,19 +82,27 @@ const started = Date.now();
 function report() {
   times.sort((a, b) => a - b);
   const q = (p) => times[Math.min(times.length - 1, Math.floor(times.length * p))].toFixed(3);
-  console.log(`${(times.length / ((Date.now() - started) / 1000)).toFixed(0)} ${q(0.5)} ${q(0.99)}`);
+  console.log(`${(times.length / ((Date.now() - started) / 1000)).toFixed(0)} ${q(0.5)} ${q(0.99)} ${times.length}`);
   process.exit(0);
 }
 setTimeout(() => { console.error('client: did not finish'); process.exit(1); }, (seconds + 20) * 1000);
 JS
-run_client() { NODE_PATH=$WS_MODULES node "$BENCH_TMP/client.cjs" "$1" "$SOCKETS" "$SECONDS_EACH"; }
+# run_client URL [PID] -> "rt/s p50 p99 cpu_us": cpu_us is PID's CPU per round trip (0 without PID).
+run_client() {
+  local before after out
+  before=$(cpu_ticks "${2:-}")
+  out=$(NODE_PATH=$WS_MODULES node "$BENCH_TMP/client.cjs" "$1" "$SOCKETS" "$SECONDS_EACH")
+  after=$(cpu_ticks "${2:-}")
+  python3 -c 'import sys; r, p50, p99, n = sys.argv[1].split(); t = (float(sys.argv[2]) - float(sys.argv[3])) / float(sys.argv[4]); print(r, p50, p99, f"{t * 1e6 / float(n):.2f}")' \
+    "$out" "$after" "$before" "$(getconf CLK_TCK)"
+}
 run_client "$ws_nubo" >/dev/null  # warm: the instance starts, the JIT warms
 run_client "$ws_fetch" >/dev/null
 run_client "$ws_ref" >/dev/null
 rounds=()
 for r in $(seq 1 "$ROUNDS"); do
-  n=$(run_client "$ws_nubo")
-  f=$(run_client "$ws_fetch")
+  n=$(run_client "$ws_nubo" "$NUBO_PID")
+  f=$(run_client "$ws_fetch" "$NUBO_PID")
   g=$(run_client "$ws_ref")
   echo "  round $r: nubo (ws) ${n%% *}, nubo (fetch) ${f%% *}, ws ${g%% *} round trips/s" >&2
   rounds+=("$n $f $g")
@@ -105,10 +113,10 @@ sockets, secs, rounds = sys.argv[1:4]
 rows = [r.split() for r in sys.argv[4:]]
 med = [statistics.median(float(x) for x in col) for col in zip(*rows)]
 print(f"WebSocket echo, {sockets} sockets, 32-byte messages, {secs} s, median of {rounds} rounds")
-print(f"  nubo, ws package      {med[0]:10.0f} round trips/s   p50 {med[1]:7.3f} ms   p99 {med[2]:7.3f} ms")
-print(f"  nubo, upgradeWebSocket {med[3]:9.0f} round trips/s   p50 {med[4]:7.3f} ms   p99 {med[5]:7.3f} ms")
-print(f"  ws directly           {med[6]:10.0f} round trips/s   p50 {med[7]:7.3f} ms   p99 {med[8]:7.3f} ms")
-print(f"  ratio nubo/ws: {med[0] / med[6]:.2f}x with the ws package, {med[3] / med[6]:.2f}x fetch style (target >= 1.0x)")
+print(f"  nubo, ws package      {med[0]:10.0f} round trips/s   p50 {med[1]:7.3f} ms   p99 {med[2]:7.3f} ms   gateway CPU {med[3]:.2f} us/round trip")
+print(f"  nubo, upgradeWebSocket {med[4]:9.0f} round trips/s   p50 {med[5]:7.3f} ms   p99 {med[6]:7.3f} ms   gateway CPU {med[7]:.2f} us/round trip")
+print(f"  ws directly           {med[8]:10.0f} round trips/s   p50 {med[9]:7.3f} ms   p99 {med[10]:7.3f} ms")
+print(f"  ratio nubo/ws: {med[0] / med[8]:.2f}x with the ws package, {med[4] / med[8]:.2f}x fetch style (target >= 1.0x)")
 PY
 
 # Idle sockets: IDLE open at once through nubo, held, then the memory of the

@@ -335,11 +335,22 @@ class UpgradedConnection final : public Upgraded {
       co_return std::string_view(pending_);
     }
     // An idle socket holds no read buffer: wait until it is readable, then
-    // read into this thread's buffer and keep only what came.
+    // read into this thread's buffer and keep only what came. (It is read
+    // at once only when the last read filled the buffer, so more may be
+    // there; otherwise a read would mostly find nothing yet.)
     thread_local std::array<char, 64 << 10> scratch;
+    bool read_first = more_;
     for (;;) {
+      if (!read_first) {
+        error_code ec;
+        co_await c_.socket.async_wait(tcp::socket::wait_read, kUseAwaitableEc(ec));
+        if (ec) co_return Unavailable("the client connection failed: " + ec.message());
+        if (closed_) co_return Unavailable("the connection is closed");
+      }
+      read_first = false;  // (nothing there: wait before the next read)
       ssize_t n = ::recv(c_.socket.native_handle(), scratch.data(), scratch.size(), MSG_DONTWAIT);
       if (n > 0) {
+        more_ = static_cast<size_t>(n) == scratch.size();
         if (pending_.capacity() > (256u << 10)) std::string().swap(pending_);
         pending_.assign(scratch.data(), static_cast<size_t>(n));
         co_return std::string_view(pending_);
@@ -348,10 +359,6 @@ class UpgradedConnection final : public Upgraded {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         co_return Unavailable(std::string("the client connection failed: ") + std::strerror(errno));
       }
-      error_code ec;
-      co_await c_.socket.async_wait(tcp::socket::wait_read, kUseAwaitableEc(ec));
-      if (ec) co_return Unavailable("the client connection failed: " + ec.message());
-      if (closed_) co_return Unavailable("the connection is closed");
     }
   }
 
@@ -393,6 +400,7 @@ class UpgradedConnection final : public Upgraded {
   HttpServer::Connection& c_;
   std::chrono::milliseconds write_timeout_;
   std::string pending_;  // the bytes read last
+  bool more_ = false;    // the last read filled the buffer: read before waiting
   bool closed_ = false;
 };
 
