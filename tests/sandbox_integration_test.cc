@@ -309,6 +309,42 @@ TEST_F(SandboxTest, AnExecServerThatExitsIs502AndIsReplaced) {
   EXPECT_EQ(server_->get("/pyexit/").status, 200) << "a new instance serves the next request";
 }
 
+// The exec proxy keeps connections to the program alive between bodiless
+// requests, and one the program closed without saying so is replaced: the
+// request is sent again, not failed.
+TEST_F(SandboxTest, ExecConnectionsAreKeptAliveAndAStaleOneIsReplaced) {
+  const char* server = R"(import http.server, os
+conns = 0
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def setup(self):
+        global conns
+        conns += 1
+        super().setup()
+    def do_GET(self):
+        body = str(conns).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        if self.path == "/drop":
+            self.close_connection = True  # closes it without saying so
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+)";
+  deployApp("pykeep", {{"server.py", server},
+                       {"nubo.json", R"({"runtime": "exec", "entry": "python3 server.py",
+                                         "limits": {"max_instances": 1}})"}});
+  auto first = server_->get("/pykeep/");
+  ASSERT_EQ(first.status, 200) << first.body;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(server_->get("/pykeep/").body, first.body) << "one connection, kept";
+  EXPECT_EQ(server_->get("/pykeep/drop").body, first.body);
+  auto after = server_->get("/pykeep/");
+  EXPECT_EQ(after.status, 200) << after.body;
+  EXPECT_EQ(after.body, std::to_string(std::stoi(first.body) + 1)) << "a new connection after the stale one";
+}
+
 TEST_F(SandboxTest, AnExecDeploymentWithoutACommandIsRefused) {
   std::string dir = tmp_->sub("apps/nocmd");
   writeFile(dir + "/nubo.json", R"({"runtime": "exec"})");

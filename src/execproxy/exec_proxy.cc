@@ -88,6 +88,7 @@ struct Exchange {
   bool tunnel = false;               // switched: bytes both ways
   bool response_decided = false;     // (upgrade) the program answered
   uint64_t credit = protocol::kInitialWindow;  // bytes the gateway accepts
+  bool pooled = false;               // no body: may use (and return) a kept-alive connection
   bool cancelled = false;
 };
 
@@ -367,19 +368,33 @@ class Proxy {
       out += name + ": " + value + "\r\n";
     }
     x->chunked = !has_length && !request.endStream();
+    // A request complete in its REQUEST frame with no body (GET, HEAD,
+    // DELETE) goes over a kept-alive connection: sent again on a fresh one
+    // if the kept one turns out closed before any answer came.
+    x->pooled = request.endStream() && first.empty() && !x->upgrade;
     if (x->upgrade) out += "Connection: Upgrade\r\nUpgrade: websocket\r\n";
-    else out += "Connection: close\r\n";
+    else if (!x->pooled) out += "Connection: close\r\n";
     if (x->chunked) out += "Transfer-Encoding: chunked\r\n";
     out += "\r\n";
-    error_code ec;
-    co_await x->sock.async_connect(tcp::endpoint(asio::ip::address_v4::loopback(), port_), withEc(ec));
-    if (!ec) co_await asio::async_write(x->sock, asio::buffer(out), withEc(ec));
-    if (ec) {
-      co_await failConnection(*x, "the deployment's server did not take the request: " + ec.message());
-      co_return finish(*x);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      bool reused = x->pooled && attempt == 0 && !idle_.empty();
+      error_code ec;
+      if (reused) {
+        x->sock = std::move(idle_.back());
+        idle_.pop_back();
+      } else {
+        x->sock = tcp::socket(ioc_);
+        co_await x->sock.async_connect(tcp::endpoint(asio::ip::address_v4::loopback(), port_), withEc(ec));
+      }
+      if (!ec) co_await asio::async_write(x->sock, asio::buffer(out), withEc(ec));
+      if (ec && reused && !x->cancelled) continue;
+      if (ec) {
+        co_await failConnection(*x, "the deployment's server did not take the request: " + ec.message());
+        co_return finish(*x);
+      }
+      if (!x->pooled) asio::co_spawn(ioc_, writeBody(x), asio::detached);  // (a pooled request has no body)
+      if (co_await readResponse(x, reused)) break;  // else the kept connection was stale: once more
     }
-    asio::co_spawn(ioc_, writeBody(x), asio::detached);
-    co_await readResponse(x);
     finish(*x);
   }
 
@@ -431,7 +446,9 @@ class Proxy {
     co_return true;
   }
 
-  asio::awaitable<void> readResponse(std::shared_ptr<Exchange> x) {
+  // False when `reused` (a kept-alive connection) turned out closed before
+  // any of an answer came: the caller sends the request again.
+  asio::awaitable<bool> readResponse(std::shared_ptr<Exchange> x, bool reused) {
     beast::flat_buffer buf;
     error_code ec;
     std::optional<bhttp::response_parser<bhttp::buffer_body>> parser;
@@ -440,9 +457,10 @@ class Proxy {
       parser->header_limit(64 << 10);
       parser->body_limit(std::numeric_limits<std::uint64_t>::max());
       co_await bhttp::async_read_header(x->sock, buf, *parser, withEc(ec));
+      if (ec && reused && !parser->got_some() && !x->cancelled) co_return false;
       if (ec) {
         co_await failConnection(*x, "the deployment's server sent no valid response: " + ec.message());
-        co_return;
+        co_return true;
       }
       int status = static_cast<int>(parser->get().result_int());
       if (status < 100 || status > 199 || (status == 101 && x->upgrade)) break;  // (an interim 1xx is skipped)
@@ -464,15 +482,15 @@ class Proxy {
       protocol::appendHeadFrame(f, FrameType::kResponse, 0, x->id, rhead, "");
       send(std::move(f));
       std::string rest(static_cast<const char*>(buf.data().data()), buf.size());
-      if (!co_await sendData(*x, rest)) co_return;
+      if (!co_await sendData(*x, rest)) co_return true;
       std::vector<char> chunk(64 << 10);
       for (;;) {
         size_t n = co_await x->sock.async_read_some(asio::buffer(chunk), withEc(ec));
         if (ec) break;
-        if (!co_await sendData(*x, std::string_view(chunk.data(), n))) co_return;
+        if (!co_await sendData(*x, std::string_view(chunk.data(), n))) co_return true;
       }
       if (!x->cancelled) sendFrame(FrameType::kData, protocol::kEndStream, x->id, "");
-      co_return;
+      co_return true;
     }
     x->poke();
     bool done = parser->is_done();
@@ -487,13 +505,19 @@ class Proxy {
       if (ec == bhttp::error::need_buffer) ec = {};
       if (ec) {
         co_await failConnection(*x, "the deployment's server broke off its response: " + ec.message());
-        co_return;
+        co_return true;
       }
       size_t n = chunk.size() - parser->get().body().size;
-      if (!co_await sendData(*x, std::string_view(chunk.data(), n))) co_return;
+      if (!co_await sendData(*x, std::string_view(chunk.data(), n))) co_return true;
       done = parser->is_done();
     }
     sendFrame(FrameType::kData, protocol::kEndStream, x->id, "");
+    // The connection is kept for the next bodiless request when both sides
+    // would keep it.
+    if (x->pooled && parser->keep_alive() && !parser->need_eof() && idle_.size() < kMaxIdle) {
+      idle_.push_back(std::move(x->sock));
+    }
+    co_return true;
   }
 
   asio::io_context ioc_;
@@ -504,6 +528,8 @@ class Proxy {
   bool ready_ = false;
   std::vector<Frame> early_;
   std::map<uint32_t, std::shared_ptr<Exchange>> exchanges_;
+  static constexpr size_t kMaxIdle = 32;
+  std::vector<tcp::socket> idle_;  // kept-alive connections to the program, the newest last
   pid_t child_ = -1;
   std::string name_;
   std::string child_exit_reason_;

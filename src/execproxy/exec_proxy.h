@@ -9,7 +9,9 @@
 // first is the error), and answers READY. Each REQUEST then becomes one
 // HTTP/1.1 exchange with the program over loopback: the request body
 // streamed to it (chunked when its length is unknown), the response
-// streamed back under the stream's window. A WebSocket handshake (UPGRADE)
+// streamed back under the stream's window. Bodiless requests share
+// kept-alive connections (up to 32 idle); one the program closed meanwhile
+// is replaced and the request sent again. A WebSocket handshake (UPGRADE)
 // the program accepts with 101 turns the exchange into a tunnel of the
 // connection's bytes both ways. CANCEL closes the exchange's connection.
 //

@@ -111,7 +111,8 @@ LaunchSpec LaunchRecipes::ownProgram(const std::string& app_dir_inside, const st
 LaunchSpec LaunchRecipes::execProxy() const {
   LaunchSpec spec;
   spec.argv = {self_, "__exec-proxy"};
-  spec.env = {kPath, "HOME=/tmp", "TZ=UTC", "NUBO_FD=3"};
+  // (NODE_ENV as node instances have it: a Node server run as exec behaves the same.)
+  spec.env = {kPath, "HOME=/tmp", "TZ=UTC", "NODE_ENV=production", "NUBO_FD=3"};
   spec.cwd = "/";
   return spec;
 }
