@@ -278,11 +278,6 @@ async function specialize(info) {
     for (const [k, v] of Object.entries(info.env || {})) process.env[k] = String(v);
     env = Object.freeze({ ...(info.env || {}) });
     process.chdir(info.dir);
-    if (info.runtime === 'exec') {
-      handler = await startExec(info);
-      sendJson(T.READY, 0, { ok: true, load_ms: performance.now() - t0 });
-      return finishLoading();
-    }
     const entry = path.resolve(info.dir, info.entry);
     captureListen();
     const mod = await load(entry);
@@ -334,119 +329,6 @@ function finishLoading() {
       process.stderr.write(`nubo instance: ${e && e.stack || e}\n`);
     }
   }
-}
-
-// ---- exec: any program serving HTTP on $PORT ---------------------------------
-
-// Starts the deployment's server (`entry` is its command line, run in the
-// deployment's folder with $PORT set) and proxies each request to it; ready
-// once it accepts a connection. If it exits, so does the instance (the
-// gateway answers 502 and starts another).
-async function startExec(info) {
-  const { spawn } = require('node:child_process');
-  const fs = require('node:fs');
-  const words = String(info.entry || '').split(/\s+/).filter(Boolean);
-  if (words.length === 0) throw new Error('entry: runtime "exec" needs the command that starts your server, e.g. "python3 server.py"');
-  let cmd = words[0];
-  const local = path.resolve(info.dir, cmd);
-  if (cmd.includes('/') || fs.existsSync(local)) cmd = local;
-  const port = await freePort();
-  const child = spawn(cmd, words.slice(1), {
-    cwd: info.dir,
-    env: { ...process.env, PORT: String(port) },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  let exited = null;
-  const gone = new Promise((resolve) => child.on('exit', () => resolve(true)));
-  child.on('error', (e) => { exited = `could not start ${words[0]}: ${e.message}`; });
-  child.on('exit', (code, signal) => {
-    exited = `the server ${words[0]} exited (${signal || `status ${code}`})`;
-    if (!loading) {
-      process.stderr.write(`${exited}\n`);
-      process.exit(1);
-    }
-  });
-  const deadline = Date.now() + 30000;
-  for (;;) {
-    if (exited) throw new Error(exited);
-    if (await accepts(port)) break;
-    if (Date.now() > deadline) throw new Error(`${words[0]} did not accept connections on $PORT (${port}) within 30 s`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
-  return { kind: 'node', fn: (req, res) => proxyTo(port, agent, gone, req, res),
-           upgrade: (req, socket) => proxyUpgrade(port, req, socket) };
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function accepts(port) {
-  return new Promise((resolve) => {
-    const c = net.connect({ host: '127.0.0.1', port });
-    c.on('connect', () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(false));
-  });
-}
-
-// `gone` settles when the server exits: a request it broke off then ends
-// with the instance (the gateway answers 502 and replaces it), not with an
-// answer from an instance that is about to go.
-function proxyTo(port, agent, gone, req, res) {
-  const out = http.request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers, agent },
-    (back) => {
-      res.writeHead(back.statusCode, back.statusMessage, back.rawHeaders);
-      back.pipe(res);
-    });
-  out.on('error', async (e) => {
-    const exiting = await Promise.race([gone, new Promise((r) => setTimeout(() => r(false), 200))]);
-    if (exiting) return;  // the exit handler ends the instance
-    if (!res.headersSent) {
-      res.statusCode = 502;
-      res.end(`the deployment's server failed: ${e.message}\n`);
-    } else {
-      res.destroy(e);
-    }
-  });
-  req.pipe(out);
-}
-
-// A WebSocket handshake goes to the server too; its answer (101 and the
-// frames after it, or a refusal) is written to the socket as it comes.
-function proxyUpgrade(port, req, socket) {
-  const out = http.request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers });
-  const headOf = (status, message, raw) => {
-    let text = `HTTP/1.1 ${status} ${message || ''}\r\n`;
-    for (let i = 0; i + 1 < raw.length; i += 2) text += `${raw[i]}: ${raw[i + 1]}\r\n`;
-    return `${text}\r\n`;
-  };
-  out.on('upgrade', (back, backSocket, backHead) => {
-    socket.write(headOf(101, back.statusMessage, back.rawHeaders));
-    if (backHead.length) socket.write(backHead);
-    backSocket.pipe(socket);
-    socket.pipe(backSocket);
-    backSocket.on('error', () => socket.destroy());
-    socket.on('error', () => backSocket.destroy());
-    socket.on('close', () => backSocket.destroy());
-  });
-  out.on('response', (back) => {
-    const raw = back.rawHeaders.filter((v, i, all) => !/^(transfer-encoding|connection)$/i.test(all[i - (i % 2)]));
-    socket.write(headOf(back.statusCode, back.statusMessage, raw));
-    back.pipe(socket);
-  });
-  out.on('error', (e) => {
-    if (socket.destroyed) return;
-    socket.end(`HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\n\r\nthe deployment's server failed: ${e.message}\n`);
-  });
-  out.end();
 }
 
 // ---- streams ----------------------------------------------------------------
