@@ -81,6 +81,13 @@ class UpgradeSocket extends Duplex {
     if (!pending) return cb();
     pending.then(() => cb(), cb);
   }
+  // What the code wrote while corked (ws writes a frame's header and its
+  // payload so) goes out as one DATA frame.
+  _writev(chunks, cb) {
+    if (chunks.length === 1) return this._write(chunks[0].chunk, chunks[0].encoding, cb);
+    const bufs = chunks.map(({ chunk, encoding }) => (typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk));
+    this._write(Buffer.concat(bufs), 'buffer', cb);
+  }
   _final(cb) {
     if (!this.headSent) this.link.fail(new Error('the upgrade handler ended the socket without answering'));
     else this.link.end();
