@@ -152,7 +152,8 @@ class ServerWebSocket extends EventTarget {
     this.bufferedAmount = 0;
     this.onopen = this.onmessage = this.onclose = this.onerror = null;
     this._link = null;
-    this._in = EMPTY;
+    this._in = [];  // the client's bytes not yet taken as frames
+    this._inLen = 0;
     this._parts = [];
     this._partsOpcode = 0;
     this._closeTimer = null;
@@ -227,11 +228,15 @@ class ServerWebSocket extends EventTarget {
     queueMicrotask(() => this.dispatchEvent(new Event('open')));
   }
 
+  // The client's bytes are kept as a list of chunks and joined only for a
+  // whole frame (joining on every chunk would copy a 16 MiB frame that
+  // arrives in 64 KiB pieces some 2 GiB over).
   _receive(chunk) {
-    this._in = this._in.length ? Buffer.concat([this._in, chunk]) : chunk;
+    this._in.push(chunk);
+    this._inLen += chunk.length;
     while (this.readyState !== CLOSED) {
-      const b = this._in;
-      if (b.length < 2) return;
+      if (this._inLen < 2) return;
+      const b = this._peek(Math.min(this._inLen, 14));
       const fin = (b[0] & 0x80) !== 0;
       const opcode = b[0] & 0x0f;
       const masked = (b[1] & 0x80) !== 0;
@@ -248,12 +253,49 @@ class ServerWebSocket extends EventTarget {
       }
       const mask = masked ? off : -1;
       if (masked) off += 4;
-      if (b.length < off + len) return;
-      const payload = Buffer.from(b.subarray(off, off + len));
-      if (masked) for (let i = 0; i < payload.length; i++) payload[i] ^= b[mask + (i & 3)];
-      this._in = b.subarray(off + len);
+      if (this._inLen < off + len) return;
+      const frame = this._take(off + len);
+      const payload = Buffer.from(frame.subarray(off));
+      if (masked) for (let i = 0; i < payload.length; i++) payload[i] ^= frame[mask + (i & 3)];
       this._frame(fin, opcode, payload);
     }
+  }
+
+  // The first `n` bytes kept (fewer if fewer are there), without taking them.
+  _peek(n) {
+    const first = this._in[0];
+    if (first.length >= n) return first;
+    return Buffer.concat(this._in, Math.min(n, this._inLen));
+  }
+
+  // Takes the first `n` bytes kept: one copy at most.
+  _take(n) {
+    let out;
+    if (this._in[0].length >= n) {
+      out = this._in[0].subarray(0, n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let at = 0;
+      for (const c of this._in) {
+        const k = Math.min(c.length, n - at);
+        c.copy(out, at, 0, k);
+        at += k;
+        if (at === n) break;
+      }
+    }
+    let left = n;
+    while (left > 0) {
+      const c = this._in[0];
+      if (c.length <= left) {
+        this._in.shift();
+        left -= c.length;
+      } else {
+        this._in[0] = c.subarray(left);
+        left = 0;
+      }
+    }
+    this._inLen -= n;
+    return out;
   }
 
   _frame(fin, opcode, payload) {
