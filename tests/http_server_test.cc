@@ -35,6 +35,29 @@ class TestHandler : public Handler {
       co_return r;
     }
     if (req.path == "/ignore-body") co_return Response::text(200, "ignored\n");
+    if (req.path == "/switch" || req.path == "/switch-anyway") {
+      // Upper-cases what the client sends until it sends "bye", then ends.
+      if (!req.upgrade && req.path == "/switch") co_return Response::text(426, "upgrade required\n");
+      struct Upper final : Takeover {
+        boost::asio::awaitable<void> run(Upgraded& conn) override {
+          (void)co_await conn.write("ready\n");
+          for (;;) {
+            Result<std::string_view> got = co_await conn.read();
+            if (!got.ok() || got->empty()) co_return;
+            std::string up(*got);
+            for (char& c : up) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+            if (!(co_await conn.write(up)).ok() || up.find("BYE") != std::string::npos) co_return;
+          }
+        }
+      };
+      Response r;
+      r.status = 101;
+      r.kind = Response::BodyKind::kUpgrade;
+      r.header("upgrade", "shout");
+      r.header("x-evil", "a\r\nInjected: yes");
+      r.takeover = std::make_shared<Upper>();
+      co_return r;
+    }
     Sha256 hash;
     uint64_t bytes = req.body.size();
     hash.update(req.body);
@@ -103,6 +126,41 @@ class HttpServerTest : public testing::Test {
   std::thread thread_;
   int port_ = 0;
 };
+
+// A GET asking to switch protocols is taken over after its 101 (bytes sent
+// right behind the head included); a switch answered to a request that did
+// not ask for one is refused as a server error, and the connection stays HTTP.
+TEST_F(HttpServerTest, ProtocolSwitchesHandTheConnectionOver) {
+  int fd = testing_util::connectLoopback(port_);
+  ASSERT_GE(fd, 0);
+  std::string req = "GET /switch HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: shout\r\n\r\nearly ";
+  ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  std::string got;
+  char buf[4096];
+  while (got.find("EARLY") == std::string::npos) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    ASSERT_GT(n, 0) << got;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(got.rfind("HTTP/1.1 101 Switching Protocols\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("Upgrade: shout\r\nConnection: Upgrade\r\n\r\nready\n"), std::string::npos) << got;
+  EXPECT_EQ(got.find("Injected"), std::string::npos) << got;
+  std::string more = "then bye";
+  ASSERT_EQ(::send(fd, more.data(), more.size(), MSG_NOSIGNAL), static_cast<ssize_t>(more.size()));
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
+  EXPECT_NE(got.find("THEN BYE"), std::string::npos) << got;  // and then the server closed
+  ::close(fd);
+
+  // Not asked for: a 500, and the next request on the connection is served.
+  std::string both = exchange("GET /switch-anyway HTTP/1.1\r\nHost: x\r\n\r\nGET /switch HTTP/1.1\r\nHost: x\r\n\r\n",
+                              "upgrade required");
+  EXPECT_EQ(both.rfind("HTTP/1.1 500", 0), 0u) << both;
+  EXPECT_NE(both.find("HTTP/1.1 426"), std::string::npos) << both;
+  // A POST with a body cannot switch.
+  std::string post = exchange("POST /switch HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: shout\r\n"
+                              "Content-Length: 2\r\n\r\nhi", "upgrade required");
+  EXPECT_NE(post.find("HTTP/1.1 426"), std::string::npos) << post;
+}
 
 TEST_F(HttpServerTest, SmallBodiesArriveWholeLargeOnesStream) {
   std::string small(1000, 's');
