@@ -10,7 +10,9 @@
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket.hpp>
+#include <csignal>
 #include <filesystem>
+#include <thread>
 
 #include "integration_util.h"
 
@@ -348,6 +350,24 @@ server.listen(Number(process.env.PORT), '127.0.0.1');
   ASSERT_TRUE(c.send("ping"));
   EXPECT_EQ(c.read(), "exec:ping");
   c.close(1000, "");
+}
+
+// A server shutting down closes open sockets with 1001 at once (their
+// clients reconnect elsewhere) instead of cutting them at the drain's end.
+TEST(WebSocketShutdownTest, AServerShuttingDownClosesSocketsWith1001) {
+  TempDir tmp;
+  NuboServer server(tmp);
+  std::string dir = tmp.sub("apps/ws-stop");
+  writeFile(dir + "/index.mjs", kFetchEcho);
+  server.deploy(dir, {"--app", "ws-stop"});
+  WsClient c;
+  ASSERT_EQ(c.open(server.dataUrl(), "/ws-stop/"), "");
+  EXPECT_EQ(c.read(), "hello from fetch");
+  int code = -1;
+  std::thread stopping([&] { code = server.stop(SIGTERM); });
+  EXPECT_EQ(c.read().substr(0, 11), "closed 1001");
+  stopping.join();
+  EXPECT_EQ(code, 0) << "the server finished its drain";
 }
 
 TEST_F(WebSocketTest, StaticDeploymentsAnswerAHandshakeAsAPlainGet) {

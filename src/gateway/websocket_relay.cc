@@ -182,9 +182,21 @@ asio::awaitable<void> WebSocketRelay::fromClient(http::Upgraded& conn, std::shar
   shared->changed.cancel();
 }
 
+void WebSocketRelay::serverDraining() {
+  draining_ = true;
+  auto shared = shared_.lock();
+  if (!shared || shared->stopped || shared->finished) return;
+  shared->close_code = 1001;
+  shared->close_reason = "the server is shutting down";
+  shared->stopped = true;
+  call_->abort(Unavailable("the server is shutting down"));
+}
+
 asio::awaitable<void> WebSocketRelay::run(http::Upgraded& conn) {
   auto ex = co_await asio::this_coro::executor;
   auto shared = std::make_shared<Shared>(ex);
+  shared_ = shared;
+  if (draining_) serverDraining();
   asio::co_spawn(ex, fromClient(conn, shared), asio::detached);
 
   FrameScanner scanner(/*from_client=*/false, 0);

@@ -11,6 +11,8 @@
 //   1002;
 // - no frame either way for `idle_timeout` closes with 1001;
 // - an instance that crashes, or a handler that fails, closes with 1011;
+// - a server shutting down closes with 1001 at once (clients reconnect to
+//   another server rather than being cut off at the end of the drain);
 // - such a close frame is only written between two of the function's
 //   frames (never into one); the function is told with CANCEL.
 // Ping, pong and close frames pass through untouched, so their codes and
@@ -82,9 +84,13 @@ class WebSocketRelay final : public http::Takeover {
   WebSocketRelay(std::unique_ptr<runtime::Lease> lease, std::shared_ptr<runtime::Call> call, std::string first,
                  WebSocketLimits limits, std::function<void(const std::string&)> note);
   boost::asio::awaitable<void> run(http::Upgraded& conn) override;
+  // Closes the socket with 1001 (the server is going away).
+  void serverDraining() override;
 
  private:
   struct Shared;
+  std::weak_ptr<Shared> shared_;  // run()'s, while it runs
+  bool draining_ = false;
   boost::asio::awaitable<void> fromClient(http::Upgraded& conn, std::shared_ptr<Shared> shared);
 
   std::unique_ptr<runtime::Lease> lease_;

@@ -82,6 +82,9 @@ class Takeover {
   // Called once the 101 head is written; the server closes the connection
   // when it returns.
   virtual boost::asio::awaitable<void> run(Upgraded& conn) = 0;
+  // The server is shutting down (draining): end the connection soon, the
+  // protocol's polite way (on the connection's executor, while run() runs).
+  virtual void serverDraining() {}
 };
 
 struct Request {

@@ -288,6 +288,7 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection>, Client
   std::string peer;                       // the client's address; set before serve() starts
   bool closing = false;                   // guarded by the server's mu_: chosen to make room
   std::string host;   // lowercased Host of the current request
+  std::shared_ptr<Takeover> takeover;  // the connection's owner after a 101 (its strand only)
 };
 
 namespace {
@@ -866,11 +867,14 @@ asio::awaitable<void> HttpServer::switchProtocols(Connection& c, Response& res, 
   c.disarm();
   if (ec) co_return;
   UpgradedConnection conn(c, limits_.write_timeout);
+  c.takeover = res.takeover;
+  if (draining_) c.takeover->serverDraining();
   try {
     co_await res.takeover->run(conn);
   } catch (const std::exception& e) {
     spdlog::error("{}: an upgraded connection failed: {}", name_, e.what());
   }
+  c.takeover.reset();
   conn.close();
 }
 
@@ -959,7 +963,9 @@ void HttpServer::drain(std::function<void()> on_idle) {
   });
   for (auto& c : conns) {
     asio::post(c->socket.get_executor(), [c] {
-      if (!c->busy) {
+      if (c->takeover) {
+        c->takeover->serverDraining();  // (a WebSocket: closed politely, not cut at the grace's end)
+      } else if (!c->busy) {
         error_code ec;
         c->socket.cancel(ec);
       }

@@ -24,7 +24,8 @@
 // - Protocol switches: a GET that asks for one (Request::upgrade) may be
 //   answered with a kUpgrade Response: the server writes its 101 head and
 //   hands the connection's bytes to the Response's Takeover until it
-//   returns, then closes the connection.
+//   returns, then closes the connection. drain() tells each such takeover
+//   (Takeover::serverDraining) instead of waiting for it.
 //
 // Threading: one io_context may run on many threads; each connection lives
 // on its own strand (on the context's own executor when `threads` says one
