@@ -115,6 +115,9 @@ TEST_F(EscapeApiTest, EveryEndpointInTheRouteTableDeclaresItsAccess) {
   }
   EXPECT_GE(checked, 20u);
   EXPECT_EQ(server_->get("/tabled/").body, "kept");
+  // The public path with another method says so (405), needing no token.
+  auto post = server_->control("POST", "/healthz", "{}", "nobody");
+  EXPECT_EQ(post.status, 405) << post.body;
 }
 
 // An upload without a valid token is refused from its head: none of its

@@ -462,6 +462,7 @@ ControlApi::Match ControlApi::match(std::string_view method, std::string_view pa
     if (!same) continue;
     if (!out.allowed.empty()) out.allowed += ", ";
     out.allowed += e.method;
+    if (!e.needs_token) out.path_public = true;
     if (e.method == method) {
       out.endpoint = &e;
       out.params = std::move(params);
@@ -477,7 +478,7 @@ http::BodyPlan ControlApi::planBody(const http::Request& head) {
   Match m = match(head.method, head.path);
   // Anything but a public endpoint needs the token before its body is read
   // (an unknown path too: it is refused before saying it is unknown).
-  if (!m.endpoint || m.endpoint->needs_token) {
+  if (m.needsToken()) {
     if (auto actor = auth_.authenticate(head.header("authorization")); !actor.ok()) {
       plan.answer = Response::error(actor.status());
       return plan;
@@ -497,7 +498,7 @@ http::BodyPlan ControlApi::planBody(const http::Request& head) {
 boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
   Match m = match(req.method, req.path);
   std::string actor;
-  if (!m.endpoint || m.endpoint->needs_token) {
+  if (m.needsToken()) {
     auto who = auth_.authenticate(req.header("authorization"));
     if (!who.ok()) co_return Response::error(who.status());
     actor = std::move(who).value();

@@ -83,6 +83,9 @@ class ControlApi final : public http::Handler {
     const Endpoint* endpoint = nullptr;  // null: none for this method and path
     std::vector<std::string> params;
     std::string allowed;  // the methods the path has (empty: no such path)
+    bool path_public = false;  // some endpoint of this path needs no token
+    // Whether the request must carry the token before anything is said.
+    bool needsToken() const { return endpoint ? endpoint->needs_token : !path_public; }
   };
   static Match match(std::string_view method, std::string_view path);
 
