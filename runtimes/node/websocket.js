@@ -379,4 +379,4 @@ function upgradeOf(response) {
   return upgrades.get(response);
 }
 
-module.exports = { UpgradeSocket, ServerWebSocket, upgradeWebSocket, upgradeOf, acceptKey };
+module.exports = { UpgradeSocket, upgradeWebSocket, upgradeOf };
