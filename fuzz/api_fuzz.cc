@@ -41,12 +41,15 @@ struct World {
     dir = ::mkdtemp(tmpl);
     store = std::move(store::SqliteMetadataStore::open(dir + "/meta.db", clock)).value();
     blobs = std::move(blob::LocalBlobStore::create(dir + "/blobs")).value();
-    auth = std::make_unique<api::Authenticator>(*store);
-    if (!auth->registerToken(kToken, "fuzz", 0).ok()) __builtin_trap();
+    auth = std::make_unique<api::Authenticator>(*store, clock);
+    store::TokenRecord rec;
+    rec.name = "fuzz";
+    rec.role = "admin";
+    if (!auth->registerToken(kToken, rec).ok()) __builtin_trap();
     deployer = std::make_unique<api::Deployer>(*store, *blobs, clock);
     logs = std::make_unique<logs::LogStore>(dir + "/logs");
     build_logs = std::make_unique<logs::LogStore>(dir + "/build-logs");
-    api = std::make_unique<api::ControlApi>(*store, *deployer, *auth, api::PublicUrls{}, nullptr, *logs,
+    api = std::make_unique<api::ControlApi>(*store, *deployer, *auth, clock, api::PublicUrls{}, nullptr, *logs,
                                             *build_logs);
     // Something to point at: one static deployment of an empty-ish site.
     std::string index = "<p>hi</p>";
@@ -93,6 +96,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       {"POST", "/v1/deployments/" + w.deployment + "/redeploy"},
       {"PUT", "/v1/trees/" + w.root},
       {"POST", "/v1/apps/other/deployments"},
+      {"POST", "/v1/tokens"},
+      {"POST", "/v1/domains"},
   };
   const auto& [method, path] = endpoints[data[0] % (sizeof endpoints / sizeof endpoints[0])];
   std::string body(reinterpret_cast<const char*>(data) + 1, size - 1);

@@ -83,6 +83,26 @@ TEST_F(EscapeApiTest, EveryEndpointNeedsTheToken) {
   EXPECT_EQ(server_->control("GET", "/healthz", "", "nobody").status, 200) << "the health check needs none";
 }
 
+// The path of endpoint `e` with its "{}" filled in: `app`, a deployment
+// id, an alias, a blob name or a token name.
+std::string filledPath(const api::ControlApi::Endpoint& e, const std::string& app, const std::string& deployment) {
+  std::string path(e.path);
+  for (size_t at = path.find("{}"); at != std::string::npos; at = path.find("{}")) {
+    std::string value = path.substr(0, at) == "/v1/apps/" ? app
+                        : path.find("/blobs/") != std::string::npos || path.find("/trees/") != std::string::npos
+                            ? sha256Hex("x")
+                        : path.find("/deployments/") != std::string::npos ? deployment
+                        : path.find("/tokens/") != std::string::npos      ? "no-such-token"
+                                                                          : "production";
+    path.replace(at, 2, value);
+  }
+  return path;
+}
+
+bool bodyless(const api::ControlApi::Endpoint& e) {
+  return e.method == "GET" || e.method == "DELETE" || e.method == "HEAD";
+}
+
 // The route table is the one place access is declared: only the health
 // check is public, and every endpoint in it (added later too) refuses a
 // request without the token or with a wrong one, before it does anything.
@@ -90,24 +110,14 @@ TEST_F(EscapeApiTest, EveryEndpointInTheRouteTableDeclaresItsAccess) {
   deployApp("tabled", {{"index.html", "kept"}});
   size_t checked = 0;
   for (const auto& e : api::ControlApi::endpoints()) {
-    if (!e.needs_token) {
+    if (e.access == api::ControlApi::Endpoint::Access::kPublic) {
       EXPECT_EQ(std::string(e.method) + " " + std::string(e.path), "GET /healthz") << "a public endpoint";
       continue;
     }
-    std::string path(e.path);
-    for (size_t at = path.find("{}"); at != std::string::npos; at = path.find("{}")) {
-      // The app that exists, a deployment id, an alias, a blob name.
-      std::string value = path.substr(0, at) == "/v1/apps/" ? "tabled"
-                          : path.find("/blobs/") != std::string::npos || path.find("/trees/") != std::string::npos
-                              ? sha256Hex("x")
-                          : path.find("/deployments/") != std::string::npos ? "d0000000000000"
-                                                                              : "production";
-      path.replace(at, 2, value);
-    }
+    std::string path = filledPath(e, "tabled", "d0000000000000");
     for (const std::string& token : {std::string(), std::string("not-the-token")}) {
       cli::HttpClient c(server_->controlUrl(), token);
-      bool bodyless = e.method == "GET" || e.method == "DELETE" || e.method == "HEAD";
-      auto r = c.send(std::string(e.method), path, bodyless ? "" : "{}");
+      auto r = c.send(std::string(e.method), path, bodyless(e) ? "" : "{}");
       ASSERT_TRUE(r.ok()) << e.method << " " << path;
       EXPECT_EQ(r->status, 401) << e.method << " " << path << ": " << r->body;
     }
@@ -118,6 +128,65 @@ TEST_F(EscapeApiTest, EveryEndpointInTheRouteTableDeclaresItsAccess) {
   // The public path with another method says so (405), needing no token.
   auto post = server_->control("POST", "/healthz", "{}", "nobody");
   EXPECT_EQ(post.status, 405) << post.body;
+}
+
+// Every endpoint against every role, as the table declares it: a viewer is
+// refused (403, naming its role) whatever changes anything; a deployer is
+// refused the admin's endpoints; a token scoped to one app is refused the
+// endpoints of another (403 naming the app, or 404 for a deployment of
+// it), all before the endpoint runs. Nothing refused changes anything.
+TEST_F(EscapeApiTest, EveryEndpointChecksTheRoleAndTheAppOfTheToken) {
+  Json other = deployApp("roles-other", {{"index.html", "untouched"}});
+  std::string other_deployment = other["deployment"];
+  auto token = [&](const std::string& name, const std::string& role, const std::string& app) {
+    Json req = {{"name", name}, {"role", role}};
+    if (!app.empty()) req["apps"] = Json::array({app});
+    auto r = server_->control("POST", "/v1/tokens", dumpJson(req));
+    EXPECT_EQ(r.status, 201) << r.body;
+    return parseJson(r.body, "token").value()["token"].get<std::string>();
+  };
+  std::string viewer = token("walk-viewer", "viewer", "");
+  std::string deployer = token("walk-deployer", "deployer", "");
+  std::string scoped = token("walk-scoped", "deployer", "roles-mine");
+  using A = api::ControlApi::Endpoint::Access;
+  using S = api::ControlApi::Endpoint::Scope;
+  size_t refused = 0;
+  for (const auto& e : api::ControlApi::endpoints()) {
+    if (e.access == A::kPublic) continue;
+    std::string what = std::string(e.method) + " " + std::string(e.path);
+    std::string path = filledPath(e, "roles-other", other_deployment);
+    auto send = [&](const std::string& t) {
+      cli::HttpClient c(server_->controlUrl(), t);
+      auto r = c.send(std::string(e.method), path, bodyless(e) ? "" : "{}");
+      EXPECT_TRUE(r.ok()) << what;
+      return r.ok() ? *r : cli::HttpResponse{};
+    };
+    if (e.access != A::kView) {
+      auto r = send(viewer);
+      EXPECT_EQ(r.status, 403) << what << ": " << r.body;
+      if (e.method != "HEAD") EXPECT_NE(r.body.find("viewer"), std::string::npos) << what << ": " << r.body;
+      ++refused;
+    } else {
+      EXPECT_NE(send(viewer).status, 403) << what << " is a read a viewer may make";
+    }
+    if (e.access == A::kAdmin) {
+      auto r = send(deployer);
+      EXPECT_EQ(r.status, 403) << what << ": " << r.body;
+      if (e.method != "HEAD") EXPECT_NE(r.body.find("admin"), std::string::npos) << what << ": " << r.body;
+    }
+    if (e.scope == S::kApp && e.access != A::kAdmin) {
+      auto r = send(scoped);
+      EXPECT_EQ(r.status, 403) << what << ": " << r.body;
+      EXPECT_NE(r.body.find("roles-other"), std::string::npos) << what << ": " << r.body;
+    }
+    if (e.scope == S::kDeployment) {
+      EXPECT_EQ(send(scoped).status, 404) << what << ": another app's deployment is not there for a scoped token";
+    }
+  }
+  EXPECT_GE(refused, 12u);
+  EXPECT_EQ(server_->get("/roles-other/").body, "untouched");
+  auto aliases = server_->control("GET", "/v1/apps/roles-other/aliases");
+  EXPECT_NE(aliases.body.find(other_deployment), std::string::npos) << aliases.body;
 }
 
 // An upload without a valid token is refused from its head: none of its

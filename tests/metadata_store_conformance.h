@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -262,6 +263,163 @@ TEST_P(MetadataStoreConformance, TokensAreFoundByHash) {
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->name, "admin");
   EXPECT_EQ(*store_->countTokens(), 1u);
+}
+
+TEST_P(MetadataStoreConformance, TokensKeepTheirRoleScopeAndExpiryAndAreRevokedByName) {
+  TokenRecord admin{"t1", "root", std::string(64, '1'), clock_.nowMillis()};
+  ASSERT_TRUE(store_->putToken(admin).ok());
+  TokenRecord ci{"t2", "ci", std::string(64, '2'), clock_.nowMillis(), "deployer", {"shop", "blog"},
+                 clock_.nowMillis() + 3600'000, 0, "root"};
+  ASSERT_TRUE(store_->putToken(ci).ok());
+  TokenRecord same_name = ci;
+  same_name.id = "t3";
+  same_name.hash = std::string(64, '3');
+  EXPECT_EQ(store_->putToken(same_name).code(), Code::kAlreadyExists) << "names are unique";
+
+  auto got = store_->findTokenByHash(ci.hash);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->role, "deployer");
+  EXPECT_EQ(got->apps, (std::vector<std::string>{"shop", "blog"}));
+  EXPECT_EQ(got->expires_ms, ci.expires_ms);
+  EXPECT_EQ(got->created_by, "root");
+  EXPECT_EQ(got->last_used_ms, 0);
+  ASSERT_TRUE(store_->touchToken("t2", 5000).ok());
+  ASSERT_TRUE(store_->touchToken("t2", 4000).ok());  // an older use does not go back
+  EXPECT_EQ(store_->findTokenByHash(ci.hash)->last_used_ms, 5000);
+
+  auto all = store_->listTokens();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].name, "ci");
+  EXPECT_EQ((*all)[1].name, "root");
+
+  // The last admin token stays: nobody could make another.
+  EXPECT_EQ(store_->deleteToken("root").code(), Code::kFailedPrecondition);
+  EXPECT_EQ(store_->deleteToken("nobody").code(), Code::kNotFound);
+  ASSERT_TRUE(store_->deleteToken("ci").ok());
+  EXPECT_EQ(store_->findTokenByHash(ci.hash).status().code(), Code::kNotFound);
+  TokenRecord second_admin{"t4", "root2", std::string(64, '4'), clock_.nowMillis()};
+  ASSERT_TRUE(store_->putToken(second_admin).ok());
+  EXPECT_TRUE(store_->deleteToken("root").ok()) << "another admin token is left";
+  EXPECT_EQ(*store_->countTokens(), 1u);
+}
+
+TEST_P(MetadataStoreConformance, AnAliasSplitsTrafficAndRollbackRestoresTheSplitExactly) {
+  std::string a = deploy("shop");
+  std::string b = deploy("shop", "");
+  std::string c = deploy("shop", "");
+  std::string other = deploy("blog", "");
+  auto e = store_->setAliasSplit("shop", "production", {{b, 10}, {a, 90}}, "ci");
+  ASSERT_TRUE(e.ok()) << e.status().toString();
+  EXPECT_EQ(e->deployment_id, a) << "the heaviest";
+  EXPECT_EQ(e->split, (Split{{a, 90}, {b, 10}}));
+  EXPECT_EQ(e->previous_split, (Split{{a, 100}}));
+  auto aliases = store_->listAliases("shop");
+  ASSERT_EQ(aliases->size(), 1u);
+  EXPECT_EQ((*aliases)[0].split, (Split{{a, 90}, {b, 10}}));
+
+  ASSERT_TRUE(store_->setAliasSplit("shop", "production", {{a, 50}, {b, 25}, {c, 25}}, "ci").ok());
+  ASSERT_TRUE(store_->setAlias("shop", "production", c, "ci").ok());
+  EXPECT_EQ((*store_->listAliases("shop"))[0].split, (Split{{c, 100}}));
+  ASSERT_TRUE(store_->rollbackAlias("shop", "production", "ci").ok());
+  EXPECT_EQ((*store_->listAliases("shop"))[0].split, (Split{{a, 50}, {b, 25}, {c, 25}}));
+  ASSERT_TRUE(store_->rollbackAlias("shop", "production", "ci").ok());
+  EXPECT_EQ((*store_->listAliases("shop"))[0].split, (Split{{a, 90}, {b, 10}}));
+  auto history = store_->aliasHistory("shop", "production", 1);
+  EXPECT_EQ((*history)[0].split, (Split{{a, 90}, {b, 10}}));
+
+  // Refused, leaving the split as it was.
+  EXPECT_EQ(store_->setAliasSplit("shop", "production", {{a, 90}, {b, 20}}, "ci").status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(store_->setAliasSplit("shop", "production", {{a, 50}, {a, 50}}, "ci").status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(store_->setAliasSplit("shop", "production", {{a, 0}, {b, 100}}, "ci").status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(store_->setAliasSplit("shop", "production", {{a, 50}, {other, 50}}, "ci").status().code(),
+            Code::kNotFound);
+  std::string d = deploy("shop", "");
+  std::string e5 = deploy("shop", "");
+  EXPECT_EQ(store_->setAliasSplit("shop", "production", {{a, 20}, {b, 20}, {c, 20}, {d, 20}, {e5, 20}}, "ci")
+                .status()
+                .code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ((*store_->listAliases("shop"))[0].split, (Split{{a, 90}, {b, 10}}));
+}
+
+TEST_P(MetadataStoreConformance, DomainsBindToOneAppAndGoWithIt) {
+  std::vector<Change> seen;
+  uint64_t id = store_->watch([&](const Change& c) { seen.push_back(c); });
+  EXPECT_EQ(store_->putDomain({"shop.example.com", "shop", "production", 1, "admin"}).code(), Code::kNotFound)
+      << "no such app yet";
+  deploy("shop");
+  deploy("blog");
+  ASSERT_TRUE(store_->putDomain({"shop.example.com", "shop", "production", 1, "admin"}).ok());
+  ASSERT_TRUE(store_->putDomain({"*.example.com", "blog", "production", 2, "admin"}).ok());
+  Status taken = store_->putDomain({"shop.example.com", "blog", "production", 3, "admin"});
+  EXPECT_EQ(taken.code(), Code::kAlreadyExists);
+  EXPECT_NE(taken.message().find("shop"), std::string::npos) << "names the app it is bound to: " << taken.message();
+  // The same app again: its alias changes.
+  ASSERT_TRUE(store_->putDomain({"shop.example.com", "shop", "preview", 4, "admin"}).ok());
+  auto all = store_->listDomains("");
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].host, "*.example.com");
+  EXPECT_EQ((*all)[1].alias, "preview");
+  EXPECT_EQ((*all)[1].created_ms, 1) << "an update keeps when it was bound";
+  EXPECT_EQ(store_->listDomains("blog")->size(), 1u);
+  EXPECT_TRUE(std::any_of(seen.begin(), seen.end(), [](const Change& c) {
+    return c.kind == Change::Kind::kDomain && c.app == "shop";
+  }));
+
+  EXPECT_EQ(store_->deleteDomain("nope.example.com").code(), Code::kNotFound);
+  ASSERT_TRUE(store_->deleteDomain("*.example.com").ok());
+  ASSERT_TRUE(store_->deleteApp("shop").ok());
+  EXPECT_TRUE(store_->listDomains("")->empty()) << "removing the app removed its domain";
+  store_->unwatch(id);
+}
+
+TEST_P(MetadataStoreConformance, TheAuditLogListsNewestFirstByAppAndPages) {
+  auto add = [&](const std::string& app, const std::string& action) {
+    AuditEntry e;
+    e.at_ms = clock_.nowMillis();
+    e.actor = "ci";
+    e.action = action;
+    e.app = app;
+    e.target = "production";
+    e.detail = R"({"deployment":"d1"})";
+    e.source = "127.0.0.1";
+    clock_.advance(10);
+    auto r = store_->appendAudit(e);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? r->seq : 0;
+  };
+  int64_t first = add("shop", "deploy");
+  add("blog", "deploy");
+  int64_t third = add("shop", "alias.set");
+  add("", "token.create");
+  EXPECT_LT(first, third);
+
+  auto all = store_->listAudit({});
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 4u);
+  EXPECT_EQ((*all)[0].action, "token.create");
+  EXPECT_EQ((*all)[3].seq, first);
+  EXPECT_EQ((*all)[3].detail, R"({"deployment":"d1"})");
+  EXPECT_EQ((*all)[3].source, "127.0.0.1");
+
+  auto shop = store_->listAudit({{"shop"}, 0, 100});
+  ASSERT_TRUE(shop.ok());
+  ASSERT_EQ(shop->size(), 2u);
+  EXPECT_EQ((*shop)[0].action, "alias.set");
+  auto older = store_->listAudit({{"shop", "blog"}, third, 1});
+  ASSERT_TRUE(older.ok());
+  ASSERT_EQ(older->size(), 1u);
+  EXPECT_EQ((*older)[0].app, "blog");
+
+  // Entries outlive their app.
+  deploy("shop");
+  ASSERT_TRUE(store_->deleteApp("shop").ok());
+  EXPECT_EQ(store_->listAudit({{"shop"}, 0, 100})->size(), 2u);
 }
 
 TEST_P(MetadataStoreConformance, WatchersHearEveryCommittedChangeAndMayReadTheStore) {

@@ -63,6 +63,44 @@ TEST_F(RouterTest, ResolvesEveryUrlForm) {
   EXPECT_TRUE(r->immutable);
 }
 
+TEST_F(RouterTest, BoundDomainsComeFirstAndExactBeatsWildcard) {
+  std::string shop = deploy("shop");
+  std::string shop_preview = deploy("shop", "preview");
+  std::string blog = deploy("blog");
+  std::string other = deploy("other");
+  ASSERT_TRUE(router_->start().ok());
+  auto bind = [&](const std::string& host, const std::string& app, const std::string& alias = "production") {
+    ASSERT_TRUE(store_->putDomain({host, app, alias, 0, "t"}).ok()) << host;
+  };
+  bind("shop.example.com", "shop");
+  bind("*.example.com", "blog");
+  bind("preview.shop.test", "shop", "preview");
+  bind("xn--bcher-kva.example.com", "other");
+  // Seen at once (a store change), with no restart.
+  EXPECT_EQ(resolvedId("shop.example.com", "/a"), shop);
+  EXPECT_EQ(resolvedId("shop.example.com.", "/a"), shop) << "a trailing dot is the same host";
+  EXPECT_EQ(resolvedId("anything.example.com", "/"), blog) << "the wildcard";
+  EXPECT_EQ(resolvedId("a.b.example.com", "/").substr(0, 6), "error:") << "one label only";
+  EXPECT_EQ(resolvedId("example.com", "/").substr(0, 6), "error:");
+  EXPECT_EQ(resolvedId("preview.shop.test", "/"), shop_preview) << "the binding's alias";
+  EXPECT_EQ(resolvedId("production--preview.shop.test", "/"), shop) << "an alias named in the host";
+  EXPECT_EQ(resolvedId("preview--shop.example.com", "/"), shop_preview);
+  EXPECT_EQ(resolvedId(shop + "--shop.example.com", "/"), shop);
+  EXPECT_EQ(resolvedId("preview--x.example.com", "/").substr(0, 6), "error:") << "blog has no preview alias";
+  EXPECT_EQ(resolvedId("xn--bcher-kva.example.com", "/"), other) << "punycode labels name no alias";
+  auto r = router_->resolve("shop.example.com", "/css/a.css");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->path, "/css/a.css") << "the whole path is the site's";
+  // The base domain still routes by app name.
+  EXPECT_EQ(resolvedId("blog.localhost", "/"), blog);
+
+  ASSERT_TRUE(store_->deleteDomain("shop.example.com").ok());
+  EXPECT_EQ(resolvedId("shop.example.com", "/"), blog) << "now only the wildcard matches";
+  ASSERT_TRUE(store_->deleteApp("blog").ok());
+  EXPECT_EQ(resolvedId("anything.example.com", "/").substr(0, 6), "error:") << "the app took its domains";
+  EXPECT_EQ(store_->listDomains("blog")->size(), 0u);
+}
+
 TEST_F(RouterTest, UnknownThingsAreNotFoundWithAReason) {
   std::string a = deploy("shop");
   deploy("draft", "");

@@ -72,6 +72,8 @@ TEST(SqliteMetadataStoreTest, AVersionOneDatabaseIsUpgraded) {
     INSERT INTO apps VALUES ('shop', 1, 'a');
     INSERT INTO deployments (id, app, root_tree, manifest, runtime, state, created_ms, creator, files, bytes)
       VALUES ('dold000000000', 'shop', 'aaaa', '{}', 'static', 'READY', 1, 'a', 1, 1);
+    INSERT INTO tokens VALUES ('t1', 'admin', 'h1', 1);
+    INSERT INTO tokens VALUES ('t2', 'admin', 'h2', 2);
     PRAGMA user_version = 1;
   )sql";
   ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
@@ -83,6 +85,14 @@ TEST(SqliteMetadataStoreTest, AVersionOneDatabaseIsUpgraded) {
   ASSERT_TRUE(old.ok()) << old.status().toString();
   EXPECT_EQ(old->servedTree(), "aaaa");
   EXPECT_EQ(old->error, "");
+  // The tokens made before roles were admin tokens; names became unique.
+  auto first = (*s)->findTokenByHash("h1");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->role, "admin");
+  EXPECT_TRUE(first->apps.empty());
+  EXPECT_EQ(first->name, "admin");
+  EXPECT_EQ((*s)->findTokenByHash("h2")->name, "admin-t2");
+  EXPECT_TRUE((*s)->listAudit({})->empty());
 }
 
 TEST(SqliteMetadataStoreTest, UnopenablePathIsAClearError) {

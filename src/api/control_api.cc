@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 
+#include "api/endpoint_util.h"
 #include "common/ids.h"
 #include "common/sha256.h"
 
@@ -19,8 +20,6 @@ namespace nubo::api {
 namespace {
 
 using http::Response;
-
-Response jsonResponse(int status, const Json& j) { return Response::json(status, dumpJson(j) + "\n"); }
 
 std::vector<std::string_view> splitPath(std::string_view path) {
   std::vector<std::string_view> parts;
@@ -35,35 +34,6 @@ std::vector<std::string_view> splitPath(std::string_view path) {
     path.remove_prefix(slash);
   }
   return parts;
-}
-
-std::string queryParam(std::string_view query, std::string_view key) {
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view kv = query.substr(0, amp);
-    size_t eq = kv.find('=');
-    if (kv.substr(0, eq) == key) return eq == std::string_view::npos ? "" : std::string(kv.substr(eq + 1));
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return "";
-}
-
-Result<Json> jsonBody(const http::Request& req) {
-  if (req.body.empty()) return Json::object();
-  ASSIGN_OR_RETURN(Json j, parseJson(req.body, "request body"));
-  if (!j.is_object()) return InvalidArgument("request body must be a JSON object");
-  return j;
-}
-
-// A string field of a JSON body; kInvalidArgument naming it when it has the wrong type.
-Result<std::string> stringField(const Json& j, const char* key, std::string fallback, bool required = false) {
-  if (!j.contains(key)) {
-    if (required) return InvalidArgument(std::string("field \"") + key + "\" is required");
-    return fallback;
-  }
-  if (!j[key].is_string()) return InvalidArgument(std::string("field \"") + key + "\" must be a string");
-  return j[key].get<std::string>();
 }
 
 Result<std::vector<std::string>> stringList(const Json& j, const char* key) {
@@ -176,10 +146,10 @@ std::string PublicUrls::aliasUrl(std::string_view app, std::string_view alias) c
   return url + "/";
 }
 
-ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls,
-                       runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs,
-                       AppRemoved app_removed, Served served)
-    : store_(store), deployer_(deployer), auth_(auth), urls_(std::move(urls)), functions_(functions), logs_(logs),
+ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, Clock& clock,
+                       PublicUrls urls, runtime::Functions* functions, logs::LogStore& logs,
+                       logs::LogStore& build_logs, AppRemoved app_removed, Served served)
+    : store_(store), deployer_(deployer), auth_(auth), clock_(clock), urls_(std::move(urls)), functions_(functions), logs_(logs),
       build_logs_(build_logs), app_removed_(std::move(app_removed)), served_(std::move(served)) {}
 
 boost::asio::awaitable<Response> ControlApi::putBlob(const Call& call) {
@@ -417,32 +387,52 @@ Json ControlApi::deploymentJson(const store::Deployment& d) {
 
 const std::vector<ControlApi::Endpoint>& ControlApi::endpoints() {
   using B = Endpoint::Body;
+  using A = Endpoint::Access;
+  using S = Endpoint::Scope;
   static const std::vector<Endpoint> table = {
-      {"GET", "/healthz", false, B::kNone, &ControlApi::healthz, nullptr},
-      {"POST", "/v1/negotiate", true, B::kJson, &ControlApi::negotiate, nullptr},
-      {"PUT", "/v1/blobs/{}", true, B::kBlob, nullptr, &ControlApi::putBlob},
-      {"GET", "/v1/blobs/{}", true, B::kNone, &ControlApi::hasObject, nullptr},
-      {"HEAD", "/v1/blobs/{}", true, B::kNone, &ControlApi::hasObject, nullptr},
-      {"PUT", "/v1/trees/{}", true, B::kTree, &ControlApi::putTree, nullptr},
-      {"GET", "/v1/trees/{}", true, B::kNone, &ControlApi::hasObject, nullptr},
-      {"HEAD", "/v1/trees/{}", true, B::kNone, &ControlApi::hasObject, nullptr},
-      {"POST", "/v1/gc", true, B::kJson, &ControlApi::collectGarbage, nullptr},
-      {"GET", "/v1/instances", true, B::kNone, &ControlApi::listInstances, nullptr},
-      {"GET", "/v1/deployments/{}", true, B::kNone, &ControlApi::getDeployment, nullptr},
-      {"GET", "/v1/deployments/{}/build-log", true, B::kNone, &ControlApi::buildLog, nullptr},
-      {"GET", "/v1/deployments/{}/events", true, B::kNone, &ControlApi::serveBuildEvents, nullptr},
-      {"POST", "/v1/deployments/{}/redeploy", true, B::kJson, nullptr, &ControlApi::redeploy},
-      {"GET", "/v1/apps", true, B::kNone, &ControlApi::listApps, nullptr},
-      {"GET", "/v1/apps/{}", true, B::kNone, &ControlApi::getApp, nullptr},
-      {"DELETE", "/v1/apps/{}", true, B::kNone, &ControlApi::deleteApp, nullptr},
-      {"GET", "/v1/apps/{}/deployments", true, B::kNone, &ControlApi::listDeployments, nullptr},
-      {"POST", "/v1/apps/{}/deployments", true, B::kJson, nullptr, &ControlApi::createDeployment},
-      {"GET", "/v1/apps/{}/logs", true, B::kNone, nullptr, &ControlApi::serveLogs},
-      {"GET", "/v1/apps/{}/aliases", true, B::kNone, &ControlApi::listAliases, nullptr},
-      {"PUT", "/v1/apps/{}/aliases/{}", true, B::kJson, &ControlApi::setAlias, nullptr},
-      {"GET", "/v1/apps/{}/aliases/{}/history", true, B::kNone, &ControlApi::aliasHistory, nullptr},
-      {"POST", "/v1/apps/{}/promote", true, B::kJson, &ControlApi::promote, nullptr},
-      {"POST", "/v1/apps/{}/rollback", true, B::kJson, &ControlApi::rollback, nullptr},
+      {"GET", "/healthz", A::kPublic, S::kNone, "", B::kNone, &ControlApi::healthz, nullptr},
+      {"GET", "/v1/whoami", A::kView, S::kNone, "", B::kNone, &ControlApi::whoami, nullptr},
+      // Uploads are content-addressed and shared: any deployer may add one.
+      {"POST", "/v1/negotiate", A::kDeploy, S::kNone, "uploading", B::kJson, &ControlApi::negotiate, nullptr},
+      {"PUT", "/v1/blobs/{}", A::kDeploy, S::kNone, "uploading", B::kBlob, nullptr, &ControlApi::putBlob},
+      {"GET", "/v1/blobs/{}", A::kDeploy, S::kNone, "uploading", B::kNone, &ControlApi::hasObject, nullptr},
+      {"HEAD", "/v1/blobs/{}", A::kDeploy, S::kNone, "uploading", B::kNone, &ControlApi::hasObject, nullptr},
+      {"PUT", "/v1/trees/{}", A::kDeploy, S::kNone, "uploading", B::kTree, &ControlApi::putTree, nullptr},
+      {"GET", "/v1/trees/{}", A::kDeploy, S::kNone, "uploading", B::kNone, &ControlApi::hasObject, nullptr},
+      {"HEAD", "/v1/trees/{}", A::kDeploy, S::kNone, "uploading", B::kNone, &ControlApi::hasObject, nullptr},
+      {"POST", "/v1/gc", A::kAdmin, S::kNone, "collecting garbage", B::kJson, &ControlApi::collectGarbage, nullptr},
+      {"GET", "/v1/instances", A::kView, S::kNone, "", B::kNone, &ControlApi::listInstances, nullptr},
+      {"GET", "/v1/deployments/{}", A::kView, S::kDeployment, "", B::kNone, &ControlApi::getDeployment, nullptr},
+      {"GET", "/v1/deployments/{}/build-log", A::kView, S::kDeployment, "", B::kNone, &ControlApi::buildLog,
+       nullptr},
+      {"GET", "/v1/deployments/{}/events", A::kView, S::kDeployment, "", B::kNone, &ControlApi::serveBuildEvents,
+       nullptr},
+      {"POST", "/v1/deployments/{}/redeploy", A::kDeploy, S::kDeployment, "redeploying", B::kJson, nullptr,
+       &ControlApi::redeploy},
+      {"GET", "/v1/apps", A::kView, S::kNone, "", B::kNone, &ControlApi::listApps, nullptr},
+      {"GET", "/v1/apps/{}", A::kView, S::kApp, "", B::kNone, &ControlApi::getApp, nullptr},
+      {"DELETE", "/v1/apps/{}", A::kAdmin, S::kApp, "removing an app", B::kNone, &ControlApi::deleteApp, nullptr},
+      {"GET", "/v1/apps/{}/deployments", A::kView, S::kApp, "", B::kNone, &ControlApi::listDeployments, nullptr},
+      {"POST", "/v1/apps/{}/deployments", A::kDeploy, S::kApp, "deploying", B::kJson, nullptr,
+       &ControlApi::createDeployment},
+      {"GET", "/v1/apps/{}/logs", A::kView, S::kApp, "", B::kNone, nullptr, &ControlApi::serveLogs},
+      {"GET", "/v1/apps/{}/aliases", A::kView, S::kApp, "", B::kNone, &ControlApi::listAliases, nullptr},
+      {"PUT", "/v1/apps/{}/aliases/{}", A::kDeploy, S::kApp, "moving an alias", B::kJson, &ControlApi::setAlias,
+       nullptr},
+      {"GET", "/v1/apps/{}/aliases/{}/history", A::kView, S::kApp, "", B::kNone, &ControlApi::aliasHistory,
+       nullptr},
+      {"POST", "/v1/apps/{}/promote", A::kDeploy, S::kApp, "promoting", B::kJson, &ControlApi::promote, nullptr},
+      {"POST", "/v1/apps/{}/rollback", A::kDeploy, S::kApp, "rolling back", B::kJson, &ControlApi::rollback,
+       nullptr},
+      {"GET", "/v1/tokens", A::kAdmin, S::kNone, "listing tokens", B::kNone, &ControlApi::listTokens, nullptr},
+      {"POST", "/v1/tokens", A::kAdmin, S::kNone, "creating tokens", B::kJson, &ControlApi::createToken, nullptr},
+      {"DELETE", "/v1/tokens/{}", A::kAdmin, S::kNone, "revoking tokens", B::kNone, &ControlApi::revokeToken,
+       nullptr},
+      {"GET", "/v1/audit", A::kView, S::kNone, "", B::kNone, &ControlApi::listAudit, nullptr},
+      {"GET", "/v1/domains", A::kView, S::kNone, "", B::kNone, &ControlApi::listDomains, nullptr},
+      {"POST", "/v1/domains", A::kAdmin, S::kNone, "binding domains", B::kJson, &ControlApi::addDomain, nullptr},
+      {"DELETE", "/v1/domains/{}", A::kAdmin, S::kNone, "removing domains", B::kNone, &ControlApi::removeDomain,
+       nullptr},
   };
   return table;
 }
@@ -456,13 +446,18 @@ ControlApi::Match ControlApi::match(std::string_view method, std::string_view pa
     std::vector<std::string> params;
     bool same = true;
     for (size_t i = 0; i < parts.size() && same; ++i) {
-      if (pattern[i] == "{}") params.emplace_back(parts[i]);
+      if (pattern[i] == "{}") {
+        // (A segment that does not decode stays as sent: the endpoint's
+        // checks refuse it by name.)
+        auto decoded = http::percentDecode(parts[i]);
+        params.push_back(decoded.ok() ? std::move(decoded).value() : std::string(parts[i]));
+      }
       else same = pattern[i] == parts[i];
     }
     if (!same) continue;
     if (!out.allowed.empty()) out.allowed += ", ";
     out.allowed += e.method;
-    if (!e.needs_token) out.path_public = true;
+    if (e.access == Endpoint::Access::kPublic) out.path_public = true;
     if (e.method == method) {
       out.endpoint = &e;
       out.params = std::move(params);
@@ -479,8 +474,8 @@ http::BodyPlan ControlApi::planBody(const http::Request& head) {
   // Anything but a public endpoint needs the token before its body is read
   // (an unknown path too: it is refused before saying it is unknown).
   if (m.needsToken()) {
-    if (auto actor = auth_.authenticate(head.header("authorization")); !actor.ok()) {
-      plan.answer = Response::error(actor.status());
+    if (auto who = authorize(head, m); !who.ok()) {
+      plan.answer = Response::error(who.status());
       return plan;
     }
   }
@@ -497,11 +492,11 @@ http::BodyPlan ControlApi::planBody(const http::Request& head) {
 
 boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
   Match m = match(req.method, req.path);
-  std::string actor;
+  Principal who;
   if (m.needsToken()) {
-    auto who = auth_.authenticate(req.header("authorization"));
-    if (!who.ok()) co_return Response::error(who.status());
-    actor = std::move(who).value();
+    auto authorized = authorize(req, m);
+    if (!authorized.ok()) co_return Response::error(authorized.status());
+    who = std::move(authorized).value();
   }
   if (!m.endpoint && m.allowed.empty()) {
     co_return Response::error(NotFound("no such endpoint " + std::string(req.method) + " " + std::string(req.path) +
@@ -514,11 +509,8 @@ boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
     r.header("allow", m.allowed);
     co_return r;
   }
-  // A name in the path is checked before anything looks it up.
-  if (m.endpoint->path.substr(0, 11) == "/v1/apps/{}") {
-    if (Status s = validateAppName(m.params[0], "app"); !s.ok()) co_return Response::error(s);
-  }
-  Call call{req, std::move(m.params), std::move(actor)};
+  std::string actor = who.name;
+  Call call{req, std::move(m.params), std::move(actor), std::move(who)};
   if (m.endpoint->answer_async) co_return co_await (this->*(m.endpoint->answer_async))(call);
   Result<Response> r = (this->*(m.endpoint->answer))(call);
   if (!r.ok()) {
@@ -528,6 +520,44 @@ boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
     co_return Response::error(r.status());
   }
   co_return std::move(r).value();
+}
+
+Result<Principal> ControlApi::authorize(const http::Request& req, const Match& m) {
+  ASSIGN_OR_RETURN(Principal who, auth_.authenticate(req.header("authorization")));
+  if (!m.endpoint) return who;
+  const Endpoint& e = *m.endpoint;
+  using A = Endpoint::Access;
+  if (e.access == A::kAdmin) RETURN_IF_ERROR(who.require(Role::kAdmin, e.what));
+  if (e.access == A::kDeploy) RETURN_IF_ERROR(who.require(Role::kDeployer, e.what));
+  if (e.scope == Endpoint::Scope::kApp) {
+    // A name in the path is checked before anything looks it up.
+    RETURN_IF_ERROR(validateAppName(m.params[0], "app"));
+    RETURN_IF_ERROR(who.requireApp(m.params[0]));
+  } else if (e.scope == Endpoint::Scope::kDeployment && !who.allApps()) {
+    ASSIGN_OR_RETURN(store::Deployment d, store_.getDeployment(m.params[0]));
+    if (!who.mayUse(d.app)) return NotFound("deployment " + m.params[0] + " not found");
+  }
+  return who;
+}
+
+std::optional<std::vector<std::string>> ControlApi::visibleApps(const Principal& who) {
+  if (who.allApps()) return std::nullopt;
+  return who.apps;
+}
+
+void ControlApi::audit(const Call& call, std::string_view action, std::string_view app, std::string_view target,
+                       Json detail) {
+  store::AuditEntry e;
+  e.at_ms = clock_.nowMillis();
+  e.actor = call.actor;
+  e.action = std::string(action);
+  e.app = std::string(app);
+  e.target = std::string(target);
+  e.detail = dumpJson(detail);
+  e.source = std::string(call.req.peer);
+  if (auto r = store_.appendAudit(e); !r.ok()) {
+    spdlog::error("audit: could not record {} of {} by {}: {}", e.action, e.app, e.actor, r.status().message());
+  }
 }
 
 Result<Response> ControlApi::healthz(const Call&) { return Response::text(200, "ok\n"); }
@@ -563,6 +593,7 @@ Result<Response> ControlApi::collectGarbage(const Call& call) {
     grace_s = std::min<int64_t>(body["grace_s"].get<int64_t>(), int64_t{30} * 86400);
   }
   ASSIGN_OR_RETURN(GcReport g, deployer_.collectGarbage(grace_s * 1000));
+  audit(call, "gc", "", "", {{"removed", g.removed}, {"removed_bytes", g.removed_bytes}});
   spdlog::info("gc ({}): removed {} of {} blobs ({} of {} bytes)", call.actor, g.removed, g.blobs, g.removed_bytes,
                g.bytes);
   return jsonResponse(200, {{"blobs", g.blobs}, {"bytes", g.bytes}, {"removed", g.removed},
@@ -572,11 +603,14 @@ Result<Response> ControlApi::collectGarbage(const Call& call) {
 // GET /v1/instances[?app=APP]
 Result<Response> ControlApi::listInstances(const Call& call) {
   std::string app = queryParam(call.req.query, "app");
-  if (!app.empty()) RETURN_IF_ERROR(validateAppName(app, "app"));
+  if (!app.empty()) {
+    RETURN_IF_ERROR(validateAppName(app, "app"));
+    RETURN_IF_ERROR(call.who.requireApp(app));
+  }
   Json list = Json::array();
   if (functions_) {
     for (const auto& i : functions_->describe()) {
-      if (!app.empty() && i.app != app) continue;
+      if ((!app.empty() && i.app != app) || !call.who.mayUse(i.app)) continue;
       list.push_back({{"app", i.app}, {"deployment", i.deployment}, {"pid", i.pid}, {"state", i.state},
                       {"inflight", i.inflight}, {"rss_bytes", i.rss_bytes}, {"age_s", i.age_s},
                       {"idle_s", i.idle_s}});
@@ -618,6 +652,7 @@ boost::asio::awaitable<Response> ControlApi::redeploy(const Call& call) {
     ASSIGN_OR_RETURN(store::Deployment d, deployer_.createDeployment(cr));
     Json j = deploymentJson(d);
     j["redeployed_from"] = from.id;
+    audit(call, "redeploy", d.app, d.id, {{"from", from.id}, {"alias", cr.promote ? Json(cr.alias) : Json(nullptr)}});
     return jsonResponse(201, j);
   }();
   if (!created.ok()) co_return Response::error(created.status());
@@ -629,10 +664,11 @@ Result<Response> ControlApi::getDeployment(const Call& call) {
   return jsonResponse(200, deploymentJson(d));
 }
 
-Result<Response> ControlApi::listApps(const Call&) {
+Result<Response> ControlApi::listApps(const Call& call) {
   ASSIGN_OR_RETURN(auto apps, store_.listApps());
   Json list = Json::array();
   for (const auto& a : apps) {
+    if (!call.who.mayUse(a.name)) continue;
     Json item = {{"name", a.name}, {"created_ms", a.created_ms}, {"created_by", a.created_by},
                  {"url", urls_.appUrl(a.name)}, {"production", nullptr}};
     ASSIGN_OR_RETURN(auto aliases, store_.listAliases(a.name));
@@ -658,6 +694,7 @@ Result<Response> ControlApi::deleteApp(const Call& call) {
   const std::string& app = call.params[0];
   auto deployments = store_.listDeployments(app, 0);
   RETURN_IF_ERROR(store_.deleteApp(app));
+  audit(call, "app.remove", app, app);
   if (app_removed_) app_removed_(app);
   logs_.removeApp(app);
   if (deployments.ok()) {
@@ -704,6 +741,7 @@ boost::asio::awaitable<Response> ControlApi::createDeployment(const Call& call) 
     RETURN_IF_ERROR(readPromotion(body, cr));
     ASSIGN_OR_RETURN(store::Deployment d, deployer_.createDeployment(cr));
     Json j = deploymentJson(d);
+    audit(call, "deploy", app, d.id, {{"alias", cr.promote ? Json(cr.alias) : Json(nullptr)}});
     j["promoted"] = cr.promote;
     j["alias"] = cr.alias;
     j["alias_url"] = urls_.aliasUrl(app, cr.alias == "production" ? "" : cr.alias);
@@ -733,6 +771,7 @@ Result<Response> ControlApi::setAlias(const Call& call) {
   ASSIGN_OR_RETURN(Json body, jsonBody(call.req));
   ASSIGN_OR_RETURN(std::string dep, stringField(body, "deployment", "", true));
   ASSIGN_OR_RETURN(store::AliasEvent e, store_.setAlias(call.params[0], alias, dep, call.actor));
+  audit(call, "alias.set", e.app, alias, {{"deployment", e.deployment_id}, {"previous", e.previous_id}});
   return jsonResponse(200, aliasEventJson(e));
 }
 
@@ -750,6 +789,7 @@ Result<Response> ControlApi::promote(const Call& call) {
   ASSIGN_OR_RETURN(std::string alias, stringField(body, "alias", "production"));
   RETURN_IF_ERROR(validateAliasName(alias, "alias"));
   ASSIGN_OR_RETURN(store::AliasEvent e, store_.setAlias(call.params[0], alias, dep, call.actor));
+  audit(call, "promote", e.app, alias, {{"deployment", e.deployment_id}, {"previous", e.previous_id}});
   return jsonResponse(200, aliasEventJson(e));
 }
 
@@ -759,6 +799,7 @@ Result<Response> ControlApi::rollback(const Call& call) {
   ASSIGN_OR_RETURN(std::string alias, stringField(body, "alias", "production"));
   RETURN_IF_ERROR(validateAliasName(alias, "alias"));
   ASSIGN_OR_RETURN(store::AliasEvent e, store_.rollbackAlias(call.params[0], alias, call.actor));
+  audit(call, "rollback", e.app, alias, {{"deployment", e.deployment_id}, {"previous", e.previous_id}});
   return jsonResponse(200, aliasEventJson(e));
 }
 

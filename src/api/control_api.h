@@ -3,13 +3,17 @@
 //
 // It parses and answers HTTP only; the work is done by Deployer and the
 // MetadataStore. Every request goes through one table of endpoints
-// (endpoints()), each declaring whether it needs a token: only
-// `GET /healthz` does not. Every error is {"error":{"code","message"}} with
-// the HTTP status mapped from the Status code (common/status.h); a path
-// with no such method is 405 with Allow.
+// (endpoints()), each declaring the role it needs (only `GET /healthz`
+// needs no token) and which app it acts on, checked against the token's
+// scope before the endpoint runs (and before a body is read); lists show a
+// scoped token only its apps. Every change is appended to the audit log.
+// Every error is {"error":{"code","message"}} with the HTTP status mapped
+// from the Status code (common/status.h); a path with no such method is
+// 405 with Allow.
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "api/auth.h"
@@ -42,7 +46,7 @@ class ControlApi final : public http::Handler {
   using Served = std::function<bool(const std::string& deployment)>;
 
   // `functions` may be null (no code runtimes: no instances to list).
-  ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, PublicUrls urls,
+  ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, Clock& clock, PublicUrls urls,
              runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs,
              AppRemoved app_removed = nullptr, Served served = nullptr);
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
@@ -61,16 +65,26 @@ class ControlApi final : public http::Handler {
     const http::Request& req;
     std::vector<std::string> params;
     std::string actor;
+    Principal who;
   };
   // The API, one entry per endpoint: every request is routed through this
   // table, and only the endpoints that say so are answered without a token
-  // (none authenticates by itself). A path under /v1/apps/{} has its app
-  // name checked before the endpoint runs.
+  // (none authenticates or authorizes by itself). A path under /v1/apps/{}
+  // has its app name checked before the endpoint runs.
   struct Endpoint {
     enum class Body { kNone, kJson, kTree, kBlob };
+    // The least role that may call it (kPublic: no token needed).
+    enum class Access { kPublic, kView, kDeploy, kAdmin };
+    // Which app a call acts on, checked against the token's apps: none
+    // (not about one app, or the endpoint shows only the token's apps), the
+    // path's first "{}" (an app), or the app of the deployment named there
+    // (a deployment of another app is "not found" to a scoped token).
+    enum class Scope { kNone, kApp, kDeployment };
     std::string_view method;
     std::string_view path;  // "{}": one segment
-    bool needs_token;
+    Access access;
+    Scope scope;
+    std::string_view what;  // for refusals: "deploying", "listing tokens", ...
     Body body;
     // One of the two is set.
     Result<http::Response> (ControlApi::*answer)(const Call&);
@@ -85,11 +99,25 @@ class ControlApi final : public http::Handler {
     std::string allowed;  // the methods the path has (empty: no such path)
     bool path_public = false;  // some endpoint of this path needs no token
     // Whether the request must carry the token before anything is said.
-    bool needsToken() const { return endpoint ? endpoint->needs_token : !path_public; }
+    bool needsToken() const {
+      return endpoint ? endpoint->access != Endpoint::Access::kPublic : !path_public;
+    }
   };
   static Match match(std::string_view method, std::string_view path);
+  // Who sent the request, when it may call the endpoint on its app:
+  // kUnauthenticated, kPermissionDenied (role or app), kNotFound (a
+  // deployment a scoped token may not see).
+  Result<Principal> authorize(const http::Request& req, const Match& m);
+
+  // Appends a change to the audit log (a failure is logged, not returned:
+  // the change itself was made).
+  void audit(const Call& call, std::string_view action, std::string_view app, std::string_view target,
+             Json detail = Json::object());
+  // The apps a list shows the caller: nullopt for every app.
+  static std::optional<std::vector<std::string>> visibleApps(const Principal& who);
 
   Json deploymentJson(const store::Deployment& d);
+  Json domainJson(const store::Domain& d) const;
   // A deployment just created STARTING (code checked before it goes live)
   // is answered once the check is over and the data plane serves it, or
   // as STARTING after kStartWait (the client then follows its /events).
@@ -124,10 +152,20 @@ class ControlApi final : public http::Handler {
   Result<http::Response> aliasHistory(const Call& call);
   Result<http::Response> promote(const Call& call);
   Result<http::Response> rollback(const Call& call);
+  // Tokens, the audit log and domains (team_endpoints.cc).
+  Result<http::Response> whoami(const Call& call);
+  Result<http::Response> createToken(const Call& call);
+  Result<http::Response> listTokens(const Call& call);
+  Result<http::Response> revokeToken(const Call& call);
+  Result<http::Response> listAudit(const Call& call);
+  Result<http::Response> addDomain(const Call& call);
+  Result<http::Response> listDomains(const Call& call);
+  Result<http::Response> removeDomain(const Call& call);
 
   store::MetadataStore& store_;
   Deployer& deployer_;
   Authenticator& auth_;
+  Clock& clock_;
   PublicUrls urls_;
   runtime::Functions* functions_;
   logs::LogStore& logs_;

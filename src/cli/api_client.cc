@@ -81,6 +81,32 @@ Result<Json> ApiClient::instances(std::string_view app) {
   return http_.call("GET", app.empty() ? std::string("/v1/instances") : "/v1/instances?app=" + escapeComponent(app));
 }
 
+Result<Json> ApiClient::whoami() { return http_.call("GET", "/v1/whoami"); }
+
+Result<Json> ApiClient::createToken(const Json& request) { return http_.call("POST", "/v1/tokens", &request); }
+
+Result<Json> ApiClient::listTokens() { return http_.call("GET", "/v1/tokens"); }
+
+Result<Json> ApiClient::revokeToken(std::string_view name) {
+  return http_.call("DELETE", "/v1/tokens/" + escapeComponent(name));
+}
+
+Result<Json> ApiClient::audit(std::string_view app, size_t limit) {
+  std::string path = "/v1/audit?limit=" + std::to_string(limit);
+  if (!app.empty()) path += "&app=" + escapeComponent(app);
+  return http_.call("GET", path);
+}
+
+Result<Json> ApiClient::addDomain(const Json& request) { return http_.call("POST", "/v1/domains", &request); }
+
+Result<Json> ApiClient::listDomains(std::string_view app) {
+  return http_.call("GET", app.empty() ? std::string("/v1/domains") : "/v1/domains?app=" + escapeComponent(app));
+}
+
+Result<Json> ApiClient::removeDomain(std::string_view host) {
+  return http_.call("DELETE", "/v1/domains/" + escapeComponent(host));
+}
+
 Result<Json> ApiClient::logs(std::string_view app, const LogQuery& q) {
   std::string path = appPath(app, "/logs?limit=" + std::to_string(q.limit));
   if (!q.deployment.empty()) path += "&deployment=" + escapeComponent(q.deployment);

@@ -42,6 +42,17 @@ class ApiClient {
   // Every instance, or one app's.
   Result<Json> instances(std::string_view app);
 
+  Result<Json> whoami();
+  Result<Json> createToken(const Json& request);
+  Result<Json> listTokens();
+  Result<Json> revokeToken(std::string_view name);
+  // The audit log, newest first: every app the token sees, or one.
+  Result<Json> audit(std::string_view app, size_t limit);
+
+  Result<Json> addDomain(const Json& request);
+  Result<Json> listDomains(std::string_view app);
+  Result<Json> removeDomain(std::string_view host);
+
   struct LogQuery {
     std::string deployment;         // only its lines (empty: all)
     std::optional<uint64_t> after;  // a cursor from an earlier page

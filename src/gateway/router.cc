@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/domain_name.h"
 #include "common/ids.h"
 #include "gateway/deployment_spec.h"
 #include "manifest/manifest.h"
@@ -9,7 +10,10 @@
 namespace nubo::gateway {
 
 Router::Router(store::MetadataStore& store, std::string base_domain)
-    : store_(store), base_(std::move(base_domain)), table_(std::make_shared<Table>()) {}
+    : store_(store),
+      base_(std::move(base_domain)),
+      table_(std::make_shared<Table>()),
+      domains_(std::make_shared<DomainTable>()) {}
 
 Router::~Router() {
   if (watch_id_) store_.unwatch(watch_id_);
@@ -18,7 +22,21 @@ Router::~Router() {
 Status Router::start() {
   watch_id_ = store_.watch([this](const store::Change& c) { onChange(c); });
   std::lock_guard reload(reload_mu_);
-  return reloadAllLocked();
+  RETURN_IF_ERROR(reloadAllLocked());
+  return reloadDomainsLocked();
+}
+
+Status Router::reloadDomainsLocked() {
+  ASSIGN_OR_RETURN(auto domains, store_.listDomains(""));
+  auto table = std::make_shared<DomainTable>();
+  for (const auto& d : domains) {
+    DomainBinding b{d.app, d.alias};
+    if (d.host.size() > 2 && d.host.compare(0, 2, "*.") == 0) table->wildcard[d.host.substr(2)] = std::move(b);
+    else table->exact[d.host] = std::move(b);
+  }
+  std::lock_guard lock(table_mu_);
+  domains_ = std::move(table);
+  return Status::Ok();
 }
 
 Status Router::reloadAllLocked() {
@@ -76,7 +94,13 @@ void Router::onChange(const store::Change& c) {
     // Changes may have been missed: the whole table again (unchanged
     // deployments keep their routes).
     if (Status s = reloadAllLocked(); !s.ok()) spdlog::error("router: reloading every app failed: {}", s.toString());
+    if (Status s = reloadDomainsLocked(); !s.ok()) spdlog::error("router: reloading domains failed: {}", s.toString());
     return;
+  }
+  // A removed app takes its domains with it.
+  if (c.kind == store::Change::Kind::kDomain || c.kind == store::Change::Kind::kApp) {
+    if (Status s = reloadDomainsLocked(); !s.ok()) spdlog::error("router: reloading domains failed: {}", s.toString());
+    if (c.kind == store::Change::Kind::kDomain) return;
   }
   auto exists = store_.getApp(c.app);
   std::shared_ptr<const AppRoutes> routes;
@@ -119,8 +143,51 @@ std::shared_ptr<const Router::Table> Router::snapshot() const {
   return table_;
 }
 
+const DomainBinding* Router::findDomain(const DomainTable& t, std::string_view host,
+                                       std::string_view& qualifier) const {
+  auto find = [](const auto& map, std::string_view key) -> const DomainBinding* {
+    auto it = map.find(std::string(key));
+    return it == map.end() ? nullptr : &it->second;
+  };
+  qualifier = {};
+  if (const DomainBinding* b = find(t.exact, host)) return b;
+  size_t dot = host.find('.');
+  if (dot == std::string_view::npos) return nullptr;
+  std::string_view first = host.substr(0, dot);
+  // (A punycode label, "xn--...", names no alias.)
+  size_t sep = first.substr(0, 4) == "xn--" ? std::string_view::npos : first.find("--");
+  if (sep != std::string_view::npos && sep > 0) {
+    // <alias>--<bound host>: the rest of the first label and the host after it.
+    std::string bound = std::string(first.substr(sep + 2)) + std::string(host.substr(dot));
+    if (const DomainBinding* b = find(t.exact, bound)) {
+      qualifier = first.substr(0, sep);
+      return b;
+    }
+  }
+  if (const DomainBinding* b = find(t.wildcard, host.substr(dot + 1))) {
+    if (sep != std::string_view::npos && sep > 0) qualifier = first.substr(0, sep);
+    return b;
+  }
+  return nullptr;
+}
+
+Result<Resolved> Router::resolveBound(const DomainBinding& b, std::string_view qualifier,
+                                      std::string_view path) const {
+  return resolveApp(b.app, qualifier, b.alias, path);
+}
+
 Result<Resolved> Router::resolve(std::string_view host, std::string_view path) const {
   if (path.empty() || path[0] != '/') return InvalidArgument("request target must start with '/'");
+  host = requestHostKey(host);
+  std::shared_ptr<const DomainTable> domains;
+  {
+    std::lock_guard lock(table_mu_);
+    domains = domains_;
+  }
+  if (!domains->empty()) {
+    std::string_view qualifier;
+    if (const DomainBinding* b = findDomain(*domains, host, qualifier)) return resolveBound(*b, qualifier, path);
+  }
   // Host-based: <label>.<base>
   if (host.size() > base_.size() + 1 && host.substr(host.size() - base_.size()) == base_ &&
       host[host.size() - base_.size() - 1] == '.') {
@@ -153,6 +220,11 @@ Result<Resolved> Router::resolveLabel(std::string_view label, std::string_view p
     qualifier = label.substr(0, sep);
     app = label.substr(sep + 2);
   }
+  return resolveApp(app, qualifier, "production", path);
+}
+
+Result<Resolved> Router::resolveApp(std::string_view app, std::string_view qualifier, std::string_view default_alias,
+                                    std::string_view path) const {
   auto table = snapshot();
   auto it = table->find(std::string(app));
   if (it == table->end()) return NotFound("app \"" + std::string(app) + "\" not found");
@@ -165,10 +237,10 @@ Result<Resolved> Router::resolveLabel(std::string_view label, std::string_view p
     deployment_id = std::string(qualifier);
     r.immutable = true;
   } else {
-    std::string alias = qualifier.empty() ? "production" : std::string(qualifier);
+    std::string alias = std::string(qualifier.empty() ? default_alias : qualifier);
     auto a = routes.aliases.find(alias);
     if (a == routes.aliases.end()) {
-      if (qualifier.empty()) {
+      if (qualifier.empty() && alias == "production") {
         return NotFound("app \"" + std::string(app) + "\" has no production deployment yet; promote one with `nubo promote`");
       }
       return NotFound("app \"" + std::string(app) + "\" has no alias \"" + alias + "\"");

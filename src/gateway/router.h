@@ -1,16 +1,24 @@
 // Router: maps a data-plane request (Host, path) to the deployment that
 // serves it, per DESIGN.md "URLs":
 //
+//   Host: a bound custom domain             -> its app's alias (default production)
+//   Host: <alias>--<bound domain>           -> that alias of the domain's app
+//                                              (or <deployment-id>--: that deployment)
+//   Host: <label>.<wildcard domain>         -> as a bound domain (*.example.com
+//                                              binds one label; an exact host wins;
+//                                              a label <alias>--<x> picks the alias)
 //   Host: <app>.<base>                      -> app's "production" alias
 //   Host: <alias>--<app>.<base>             -> that alias
 //   Host: <deployment-id>--<app>.<base>     -> that exact deployment
 //   any other Host: first path segment is the label above
 //                   (/<app>/..., /<alias>--<app>/..., /<deployment>--<app>/...)
 //
-// The routing table is an immutable snapshot swapped atomically; resolve()
-// never touches the store and never blocks on I/O. The snapshot of an app is
-// rebuilt from the MetadataStore whenever the store reports a change to it
-// (watch), so promote and rollback are visible as soon as they commit.
+// Custom domains are matched before the base domain, ignoring case, the port
+// and a trailing dot. The routing table is an immutable snapshot swapped
+// atomically; resolve() never touches the store and never blocks on I/O.
+// The snapshot of an app (and the domain table) is rebuilt from the
+// MetadataStore whenever the store reports a change to it (watch), so
+// promote, rollback and domain changes are visible as soon as they commit.
 //
 // Thread-safe.
 #pragma once
@@ -57,6 +65,18 @@ struct Resolved {
   std::string location;      // kRedirect: where to
 };
 
+// Where a custom domain sends requests.
+struct DomainBinding {
+  std::string app;
+  std::string alias;
+};
+
+struct DomainTable {
+  std::unordered_map<std::string, DomainBinding> exact;     // host -> binding
+  std::unordered_map<std::string, DomainBinding> wildcard;  // "example.com" for *.example.com
+  bool empty() const { return exact.empty() && wildcard.empty(); }
+};
+
 class Router {
  public:
   Router(store::MetadataStore& store, std::string base_domain);
@@ -86,6 +106,15 @@ class Router {
                                                 const std::shared_ptr<const AppRoutes>& previous = nullptr);
   // Loads every app's routes into a new table (reload_mu_ held).
   Status reloadAllLocked();
+  // Loads the domain table (reload_mu_ held).
+  Status reloadDomainsLocked();
+  // The deployment of a request to a bound domain: `qualifier` (an alias or
+  // a deployment id) when the host named one, else the binding's alias.
+  Result<Resolved> resolveBound(const DomainBinding& b, std::string_view qualifier, std::string_view path) const;
+  // A binding for `host`, and the qualifier its first label named.
+  const DomainBinding* findDomain(const DomainTable& t, std::string_view host, std::string_view& qualifier) const;
+  Result<Resolved> resolveApp(std::string_view app, std::string_view qualifier, std::string_view default_alias,
+                              std::string_view path) const;
   void onChange(const store::Change& c);
   Result<Resolved> resolveLabel(std::string_view label, std::string_view path) const;
   std::shared_ptr<const Table> snapshot() const;
@@ -96,8 +125,9 @@ class Router {
 
   std::mutex reload_mu_;  // serializes reload+swap so the newest reload wins
 
-  mutable std::mutex table_mu_;       // guards only the pointer swap/copy
+  mutable std::mutex table_mu_;       // guards only the pointer swaps/copies
   std::shared_ptr<const Table> table_;  // guarded by table_mu_
+  std::shared_ptr<const DomainTable> domains_;  // guarded by table_mu_
 };
 
 }  // namespace nubo::gateway

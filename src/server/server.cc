@@ -69,7 +69,12 @@ Status ensureAdminToken(const std::string& data_dir, store::MetadataStore& store
   std::string token = newToken();
   std::string path = data_dir + "/admin.token";
   RETURN_IF_ERROR(writeFileAtomic(path, token + "\n", 0600).withContext("write admin token"));
-  RETURN_IF_ERROR(auth.registerToken(token, "admin", clock.nowMillis()));
+  store::TokenRecord rec;
+  rec.name = "admin";
+  rec.role = "admin";
+  rec.created_ms = clock.nowMillis();
+  rec.created_by = "nubo serve";
+  RETURN_IF_ERROR(auth.registerToken(token, rec));
   spdlog::info("created the admin token: {} (mode 0600)", path);
   return Status::Ok();
 }
@@ -144,7 +149,7 @@ Status runServer(const ServerOptions& opts) {
   SystemClock clock;
   ASSIGN_OR_RETURN(auto store, store::SqliteMetadataStore::open(data_dir + "/meta.db", clock));
   ASSIGN_OR_RETURN(auto blobs, blob::LocalBlobStore::create(data_dir + "/blobs"));
-  api::Authenticator auth(*store);
+  api::Authenticator auth(*store, clock);
   RETURN_IF_ERROR(ensureAdminToken(data_dir, *store, auth, clock));
 
   ASSIGN_OR_RETURN(auto code, runtime::CodeStore::create(data_dir + "/instances", data_dir + "/app-files", *blobs));
@@ -286,7 +291,7 @@ Status runServer(const ServerOptions& opts) {
   api::PublicUrls urls;
   urls.base_domain = opts.base_domain;
   urls.port = portOf(data_addr);
-  api::ControlApi control_api(*store, deployer, auth, urls, functions.get(), logstore, build_logs,
+  api::ControlApi control_api(*store, deployer, auth, clock, urls, functions.get(), logstore, build_logs,
                               [&builds, &code, &functions](const std::string& app) {
                                 builds->removeApp(app);
                                 functions->removeApp(app);

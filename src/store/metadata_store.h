@@ -74,11 +74,29 @@ struct Deployment {
   RuntimeKind runtimeKind() const { return runtimeFromName(runtime).value_or(RuntimeKind::kStatic); }
 };
 
+// Where an alias sends requests: one deployment at 100, or a weighted
+// traffic split of up to kMaxSplit deployments whose weights (1-100) sum to
+// 100. Heaviest first.
+struct SplitPart {
+  std::string deployment_id;
+  int weight = 100;
+  bool operator==(const SplitPart&) const = default;
+};
+using Split = std::vector<SplitPart>;
+constexpr size_t kMaxSplit = 4;
+// OK, or kInvalidArgument naming what is wrong (count, weights, a repeat).
+Status validateSplit(const Split& split);
+// "d1=90,d2=10"; "d1" for one deployment at 100.
+std::string splitText(const Split& split);
+// The split sorted heaviest first (ties: as given).
+Split sortedSplit(Split split);
+
 struct Alias {
   std::string app;
   std::string name;
-  std::string deployment_id;
+  std::string deployment_id;  // the heaviest of the split
   int64_t updated_ms = 0;
+  Split split;  // never empty
 };
 
 // One move of an alias. "set" moves are a stack per alias: rollback undoes the
@@ -87,23 +105,63 @@ struct AliasEvent {
   int64_t seq = 0;
   std::string app;
   std::string alias;
-  std::string deployment_id;   // where the alias points after the move
+  std::string deployment_id;   // where the alias points after the move (the heaviest of a split)
   std::string previous_id;     // where it pointed before ("" if nowhere)
   std::string kind;            // "set" or "rollback"
   std::string actor;
   int64_t at_ms = 0;
   bool undone = false;
+  Split split;           // after the move
+  Split previous_split;  // before it (empty if nowhere): what rollback restores
 };
 
+// An API token. Roles: "admin" (everything), "deployer" (deploys, aliases,
+// env, logs of its apps), "viewer" (reads its apps); api/auth.h enforces them.
 struct TokenRecord {
   std::string id;
-  std::string name;
+  std::string name;  // unique
   std::string hash;  // sha256 hex of the token; the token itself is never stored
   int64_t created_ms = 0;
+  std::string role = "admin";
+  std::vector<std::string> apps;  // the apps it may act on; empty: every app
+  int64_t expires_ms = 0;         // 0: never
+  int64_t last_used_ms = 0;
+  std::string created_by;
+};
+
+// One change made through the API: who (the token's name), what (`action`,
+// e.g. "alias.set", on `app` and `target`, with `detail` a JSON object),
+// when, and from where (the client's address).
+struct AuditEntry {
+  int64_t seq = 0;  // assigned by the store, increasing
+  int64_t at_ms = 0;
+  std::string actor;
+  std::string action;
+  std::string app;  // empty: not about one app (tokens, gc)
+  std::string target;
+  std::string detail;  // a JSON object ("{}" when there is nothing to add)
+  std::string source;
+};
+
+// A custom domain: requests whose Host is `host` are served by `app`'s
+// `alias`. `host` is normalized (common/domain_name.h); "*.example.com"
+// binds every name one label below example.com.
+struct Domain {
+  std::string host;
+  std::string app;
+  std::string alias = "production";
+  int64_t created_ms = 0;
+  std::string created_by;
+};
+
+struct AuditQuery {
+  std::vector<std::string> apps;  // only entries of these apps; empty: every entry
+  int64_t before_seq = 0;         // only entries older than this one (0: from the newest)
+  size_t limit = 100;
 };
 
 struct Change {
-  enum class Kind { kApp, kDeployment, kAlias, kToken, kResync };
+  enum class Kind { kApp, kDeployment, kAlias, kToken, kDomain, kResync };
   Kind kind;
   std::string app;  // empty for kToken and kResync
   uint64_t revision = 0;
@@ -156,6 +214,11 @@ class MetadataStore {
   // Points app/alias at a READY deployment of the same app.
   virtual Result<AliasEvent> setAlias(std::string_view app, std::string_view alias,
                                       std::string_view deployment_id, std::string_view actor) = 0;
+  // Points app/alias at a traffic split of READY deployments of the app
+  // (validateSplit). A "set" move like setAlias: rollback restores the
+  // split before it exactly.
+  virtual Result<AliasEvent> setAliasSplit(std::string_view app, std::string_view alias, const Split& split,
+                                           std::string_view actor) = 0;
   // Moves app/alias back to where it pointed before its newest not-undone
   // "set"; repeated rollbacks walk further back.
   virtual Result<AliasEvent> rollbackAlias(std::string_view app, std::string_view alias,
@@ -165,9 +228,32 @@ class MetadataStore {
   virtual Result<std::vector<AliasEvent>> aliasHistory(std::string_view app, std::string_view alias,
                                                        size_t limit) = 0;
 
+  // kAlreadyExists when the id, the name or the hash is taken.
   virtual Status putToken(const TokenRecord& t) = 0;
   virtual Result<TokenRecord> findTokenByHash(std::string_view hash) = 0;
   virtual Result<size_t> countTokens() = 0;
+  // By name.
+  virtual Result<std::vector<TokenRecord>> listTokens() = 0;
+  // Removes the token named `name` (it authenticates no more);
+  // kFailedPrecondition when it is the last admin token, which nobody
+  // could then replace.
+  virtual Status deleteToken(std::string_view name) = 0;
+  // Records when the token was last used.
+  virtual Status touchToken(std::string_view id, int64_t used_ms) = 0;
+
+  // Binds `d.host` to its app (which must exist; kNotFound otherwise). A
+  // host bound to another app is kAlreadyExists naming that app; bound to
+  // the same app, its alias is updated. Removing the app removes its
+  // domains.
+  virtual Status putDomain(const Domain& d) = 0;
+  virtual Status deleteDomain(std::string_view host) = 0;  // kNotFound
+  // By host; `app` empty: every app's.
+  virtual Result<std::vector<Domain>> listDomains(std::string_view app) = 0;
+
+  // The audit log: append-only; entries outlive the apps they name.
+  virtual Result<AuditEntry> appendAudit(const AuditEntry& e) = 0;
+  // Newest first.
+  virtual Result<std::vector<AuditEntry>> listAudit(const AuditQuery& q) = 0;
 
   // The revision of the last committed change (0 before any).
   virtual uint64_t revision() = 0;

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <limits>
 #include <vector>
 
 namespace nubo::store {
@@ -110,7 +111,32 @@ Deployment readDeployment(const Stmt& s) {
 }
 
 constexpr const char* kEventCols =
-    "seq, app, alias, deployment_id, previous_id, kind, actor, at_ms, undone";
+    "seq, app, alias, deployment_id, previous_id, kind, actor, at_ms, undone, split, previous_split";
+
+// A split as stored: "d1=90,d2=10", or "" for `id` alone at 100 (nothing
+// when `id` is empty).
+std::string encodeSplit(const Split& split) {
+  return split.size() == 1 && split[0].weight == 100 ? std::string() : splitText(split);
+}
+
+Split decodeSplit(std::string_view text, std::string_view id) {
+  Split out;
+  if (text.empty()) {
+    if (!id.empty()) out.push_back({std::string(id), 100});
+    return out;
+  }
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view part = text.substr(0, comma);
+    size_t eq = part.find('=');
+    int weight = 0;
+    for (char c : part.substr(eq + 1)) weight = weight * 10 + (c - '0');
+    out.push_back({std::string(part.substr(0, eq)), weight});
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return out;
+}
 
 AliasEvent readEvent(const Stmt& s) {
   AliasEvent e;
@@ -123,7 +149,27 @@ AliasEvent readEvent(const Stmt& s) {
   e.actor = s.text(6);
   e.at_ms = s.integer(7);
   e.undone = s.integer(8) != 0;
+  e.split = decodeSplit(s.text(9), e.deployment_id);
+  e.previous_split = decodeSplit(s.text(10), e.previous_id);
   return e;
+}
+
+// App names (which have no commas) as one column.
+std::string joinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ",") + n;
+  return out;
+}
+
+std::vector<std::string> splitNames(std::string_view s) {
+  std::vector<std::string> out;
+  while (!s.empty()) {
+    size_t comma = s.find(',');
+    out.emplace_back(s.substr(0, comma));
+    if (comma == std::string_view::npos) break;
+    s.remove_prefix(comma + 1);
+  }
+  return out;
 }
 
 }  // namespace
@@ -163,9 +209,9 @@ Status SqliteMetadataStore::migrate() {
   Stmt v(db_, "PRAGMA user_version");
   ASSIGN_OR_RETURN(bool row, v.step());
   int64_t version = row ? v.integer(0) : 0;
-  if (version > 4) {
+  if (version > 7) {
     return FailedPrecondition("metadata database schema version " + std::to_string(version) +
-                              " is newer than this nubo understands (4); upgrade nubo");
+                              " is newer than this nubo understands (7); upgrade nubo");
   }
   if (version == 0) RETURN_IF_ERROR(createSchemaV1());
   if (version <= 1) {
@@ -197,6 +243,61 @@ Status SqliteMetadataStore::migrate() {
       CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL,
                            epoch INTEGER NOT NULL);
       PRAGMA user_version = 4;
+      COMMIT;
+    )sql"));
+  }
+  if (version <= 4) {
+    // v5: tokens with roles, app scopes and expiry (the tokens made before
+    // were admin tokens), unique names (revoked by name), the audit log.
+    RETURN_IF_ERROR(exec(R"sql(
+      BEGIN IMMEDIATE;
+      ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+      ALTER TABLE tokens ADD COLUMN apps TEXT NOT NULL DEFAULT '';
+      ALTER TABLE tokens ADD COLUMN expires_ms INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE tokens ADD COLUMN last_used_ms INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+      UPDATE tokens SET name = name || '-' || id
+        WHERE rowid NOT IN (SELECT MIN(rowid) FROM tokens GROUP BY name);
+      CREATE UNIQUE INDEX tokens_by_name ON tokens(name);
+      CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        app TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        source TEXT NOT NULL
+      );
+      CREATE INDEX audit_by_app ON audit(app, seq);
+      PRAGMA user_version = 5;
+      COMMIT;
+    )sql"));
+  }
+  if (version <= 5) {
+    // v6: custom domains.
+    RETURN_IF_ERROR(exec(R"sql(
+      BEGIN IMMEDIATE;
+      CREATE TABLE domains (
+        host TEXT PRIMARY KEY,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        alias TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        created_by TEXT NOT NULL
+      );
+      CREATE INDEX domains_by_app ON domains(app);
+      PRAGMA user_version = 6;
+      COMMIT;
+    )sql"));
+  }
+  if (version <= 6) {
+    // v7: weighted traffic splits ("" : the one deployment_id at 100).
+    RETURN_IF_ERROR(exec(R"sql(
+      BEGIN IMMEDIATE;
+      ALTER TABLE aliases ADD COLUMN split TEXT NOT NULL DEFAULT '';
+      ALTER TABLE alias_events ADD COLUMN split TEXT NOT NULL DEFAULT '';
+      ALTER TABLE alias_events ADD COLUMN previous_split TEXT NOT NULL DEFAULT '';
+      PRAGMA user_version = 7;
       COMMIT;
     )sql"));
   }
@@ -354,33 +455,54 @@ Result<Deployment> SqliteMetadataStore::getDeploymentLocked(std::string_view id)
   return readDeployment(s);
 }
 
+Status SqliteMetadataStore::checkSplitLocked(std::string_view app, const Split& split) {
+  RETURN_IF_ERROR(validateSplit(split));
+  for (const auto& part : split) {
+    ASSIGN_OR_RETURN(Deployment d, getDeploymentLocked(part.deployment_id));
+    if (d.app != app) {
+      return NotFound("deployment " + part.deployment_id + " does not belong to app " + std::string(app));
+    }
+    if (d.state != DeploymentState::kReady) {
+      return FailedPrecondition("deployment " + d.id + " is " + std::string(stateName(d.state)) +
+                                ", only READY deployments can be aliased");
+    }
+  }
+  return Status::Ok();
+}
+
 Result<AliasEvent> SqliteMetadataStore::moveAliasLocked(std::string_view app, std::string_view alias,
-                                                         std::string_view deployment_id,
-                                                         std::string_view kind, std::string_view actor) {
+                                                         const Split& split, std::string_view kind,
+                                                         std::string_view actor) {
+  RETURN_IF_ERROR(validateSplit(split));
   AliasEvent e;
   e.app = std::string(app);
   e.alias = std::string(alias);
-  e.deployment_id = std::string(deployment_id);
+  e.split = sortedSplit(split);
+  e.deployment_id = e.split[0].deployment_id;
   e.kind = std::string(kind);
   e.actor = std::string(actor);
   e.at_ms = clock_.nowMillis();
   {
-    Stmt cur(db_, "SELECT deployment_id FROM aliases WHERE app = ? AND name = ?");
+    Stmt cur(db_, "SELECT deployment_id, split FROM aliases WHERE app = ? AND name = ?");
     cur.bind(1, app).bind(2, alias);
     ASSIGN_OR_RETURN(bool row, cur.step());
-    if (row) e.previous_id = cur.text(0);
+    if (row) {
+      e.previous_id = cur.text(0);
+      e.previous_split = decodeSplit(cur.text(1), e.previous_id);
+    }
   }
+  std::string encoded = encodeSplit(e.split);
   Stmt up(db_,
-          "INSERT INTO aliases (app, name, deployment_id, updated_ms) VALUES (?, ?, ?, ?) "
+          "INSERT INTO aliases (app, name, deployment_id, updated_ms, split) VALUES (?, ?, ?, ?, ?) "
           "ON CONFLICT (app, name) DO UPDATE SET deployment_id = excluded.deployment_id, "
-          "updated_ms = excluded.updated_ms");
-  up.bind(1, app).bind(2, alias).bind(3, deployment_id).bind(4, e.at_ms);
+          "updated_ms = excluded.updated_ms, split = excluded.split");
+  up.bind(1, app).bind(2, alias).bind(3, e.deployment_id).bind(4, e.at_ms).bind(5, encoded);
   RETURN_IF_ERROR(up.run());
   Stmt ev(db_,
-          "INSERT INTO alias_events (app, alias, deployment_id, previous_id, kind, actor, at_ms) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?)");
-  ev.bind(1, app).bind(2, alias).bind(3, deployment_id).bind(4, e.previous_id).bind(5, kind).bind(6, actor).bind(
-      7, e.at_ms);
+          "INSERT INTO alias_events (app, alias, deployment_id, previous_id, kind, actor, at_ms, split, "
+          "previous_split) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  ev.bind(1, app).bind(2, alias).bind(3, e.deployment_id).bind(4, e.previous_id).bind(5, kind).bind(6, actor);
+  ev.bind(7, e.at_ms).bind(8, encoded).bind(9, e.previous_split.empty() ? "" : encodeSplit(e.previous_split));
   RETURN_IF_ERROR(ev.run());
   e.seq = sqlite3_last_insert_rowid(db_);
   return e;
@@ -410,7 +532,7 @@ Status SqliteMetadataStore::createDeployment(const Deployment& d, std::string_vi
     ins.bind(13, d.error);
     RETURN_IF_ERROR(ins.run());
     if (!promote_alias.empty() && d.state == DeploymentState::kReady) {
-      ASSIGN_OR_RETURN(AliasEvent ignored, moveAliasLocked(d.app, promote_alias, d.id, "set", actor));
+      ASSIGN_OR_RETURN(AliasEvent ignored, moveAliasLocked(d.app, promote_alias, {{d.id, 100}}, "set", actor));
       (void)ignored;
     }
     RETURN_IF_ERROR(txn.commit());
@@ -459,7 +581,7 @@ Status SqliteMetadataStore::finishBuild(std::string_view id, DeploymentState sta
     s.bind(5, int64_t{state == DeploymentState::kStarting ? 1 : 0}).bind(6, id);
     RETURN_IF_ERROR(s.run());
     if (state == DeploymentState::kReady && !d.promote_alias.empty()) {
-      ASSIGN_OR_RETURN(AliasEvent ignored, moveAliasLocked(d.app, d.promote_alias, d.id, "set", actor));
+      ASSIGN_OR_RETURN(AliasEvent ignored, moveAliasLocked(d.app, d.promote_alias, {{d.id, 100}}, "set", actor));
       (void)ignored;
     }
     RETURN_IF_ERROR(txn.commit());
@@ -530,21 +652,19 @@ Status SqliteMetadataStore::deleteApp(std::string_view name) {
 
 Result<AliasEvent> SqliteMetadataStore::setAlias(std::string_view app, std::string_view alias,
                                                  std::string_view deployment_id, std::string_view actor) {
+  return setAliasSplit(app, alias, {{std::string(deployment_id), 100}}, actor);
+}
+
+Result<AliasEvent> SqliteMetadataStore::setAliasSplit(std::string_view app, std::string_view alias,
+                                                      const Split& split, std::string_view actor) {
   uint64_t rev = 0;
   AliasEvent e;
   {
     std::lock_guard lock(mu_);
     Txn txn(db_);
     RETURN_IF_ERROR(txn.begin());
-    ASSIGN_OR_RETURN(Deployment d, getDeploymentLocked(deployment_id));
-    if (d.app != app) {
-      return NotFound("deployment " + std::string(deployment_id) + " does not belong to app " + std::string(app));
-    }
-    if (d.state != DeploymentState::kReady) {
-      return FailedPrecondition("deployment " + d.id + " is " + std::string(stateName(d.state)) +
-                                ", only READY deployments can be aliased");
-    }
-    ASSIGN_OR_RETURN(e, moveAliasLocked(app, alias, deployment_id, "set", actor));
+    RETURN_IF_ERROR(checkSplitLocked(app, split));
+    ASSIGN_OR_RETURN(e, moveAliasLocked(app, alias, split, "set", actor));
     RETURN_IF_ERROR(txn.commit());
     rev = ++revision_;
   }
@@ -566,7 +686,7 @@ Result<AliasEvent> SqliteMetadataStore::rollbackAlias(std::string_view app, std:
                        .c_str());
     last.bind(1, app).bind(2, alias);
     ASSIGN_OR_RETURN(bool row, last.step());
-    if (!row || last.text(4).empty()) {
+    if (!row || last.text(4).empty()) {  // (previous_id: nowhere before)
       Stmt exists(db_, "SELECT 1 FROM aliases WHERE app = ? AND name = ?");
       exists.bind(1, app).bind(2, alias);
       ASSIGN_OR_RETURN(bool has_alias, exists.step());
@@ -578,7 +698,7 @@ Result<AliasEvent> SqliteMetadataStore::rollbackAlias(std::string_view app, std:
     Stmt mark(db_, "UPDATE alias_events SET undone = 1 WHERE seq = ?");
     mark.bind(1, undo.seq);
     RETURN_IF_ERROR(mark.run());
-    ASSIGN_OR_RETURN(e, moveAliasLocked(app, alias, undo.previous_id, "rollback", actor));
+    ASSIGN_OR_RETURN(e, moveAliasLocked(app, alias, undo.previous_split, "rollback", actor));
     RETURN_IF_ERROR(txn.commit());
     rev = ++revision_;
   }
@@ -588,13 +708,13 @@ Result<AliasEvent> SqliteMetadataStore::rollbackAlias(std::string_view app, std:
 
 Result<std::vector<Alias>> SqliteMetadataStore::listAliases(std::string_view app) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT app, name, deployment_id, updated_ms FROM aliases WHERE app = ? ORDER BY name");
+  Stmt s(db_, "SELECT app, name, deployment_id, updated_ms, split FROM aliases WHERE app = ? ORDER BY name");
   s.bind(1, app);
   std::vector<Alias> out;
   for (;;) {
     ASSIGN_OR_RETURN(bool row, s.step());
     if (!row) break;
-    out.push_back(Alias{s.text(0), s.text(1), s.text(2), s.integer(3)});
+    out.push_back(Alias{s.text(0), s.text(1), s.text(2), s.integer(3), decodeSplit(s.text(4), s.text(2))});
   }
   return out;
 }
@@ -619,11 +739,13 @@ Status SqliteMetadataStore::putToken(const TokenRecord& t) {
   uint64_t rev = 0;
   {
     std::lock_guard lock(mu_);
-    Stmt s(db_, "INSERT INTO tokens (id, name, hash, created_ms) VALUES (?, ?, ?, ?)");
-    s.bind(1, t.id).bind(2, t.name).bind(3, t.hash).bind(4, t.created_ms);
+    Stmt s(db_, "INSERT INTO tokens (id, name, hash, created_ms, role, apps, expires_ms, last_used_ms, created_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    s.bind(1, t.id).bind(2, t.name).bind(3, t.hash).bind(4, t.created_ms).bind(5, t.role);
+    s.bind(6, joinNames(t.apps)).bind(7, t.expires_ms).bind(8, t.last_used_ms).bind(9, t.created_by);
     Status st = s.run();
     if (!st.ok() && (sqlite3_extended_errcode(db_) & 0xff) == SQLITE_CONSTRAINT) {
-      return AlreadyExists("token " + t.id + " already exists");
+      return AlreadyExists("a token named " + t.name + " (or with its id or secret) already exists");
     }
     RETURN_IF_ERROR(st);
     rev = ++revision_;
@@ -632,13 +754,31 @@ Status SqliteMetadataStore::putToken(const TokenRecord& t) {
   return Status::Ok();
 }
 
+namespace {
+constexpr const char* kTokenCols = "id, name, hash, created_ms, role, apps, expires_ms, last_used_ms, created_by";
+
+TokenRecord readToken(const Stmt& s) {
+  TokenRecord t;
+  t.id = s.text(0);
+  t.name = s.text(1);
+  t.hash = s.text(2);
+  t.created_ms = s.integer(3);
+  t.role = s.text(4);
+  t.apps = splitNames(s.text(5));
+  t.expires_ms = s.integer(6);
+  t.last_used_ms = s.integer(7);
+  t.created_by = s.text(8);
+  return t;
+}
+}  // namespace
+
 Result<TokenRecord> SqliteMetadataStore::findTokenByHash(std::string_view hash) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT id, name, hash, created_ms FROM tokens WHERE hash = ?");
+  Stmt s(db_, (std::string("SELECT ") + kTokenCols + " FROM tokens WHERE hash = ?").c_str());
   s.bind(1, hash);
   ASSIGN_OR_RETURN(bool row, s.step());
   if (!row) return NotFound("no such token");
-  return TokenRecord{s.text(0), s.text(1), s.text(2), s.integer(3)};
+  return readToken(s);
 }
 
 Result<size_t> SqliteMetadataStore::countTokens() {
@@ -646,6 +786,148 @@ Result<size_t> SqliteMetadataStore::countTokens() {
   Stmt s(db_, "SELECT COUNT(*) FROM tokens");
   ASSIGN_OR_RETURN(bool row, s.step());
   return row ? static_cast<size_t>(s.integer(0)) : 0;
+}
+
+Result<std::vector<TokenRecord>> SqliteMetadataStore::listTokens() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, (std::string("SELECT ") + kTokenCols + " FROM tokens ORDER BY name").c_str());
+  std::vector<TokenRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    out.push_back(readToken(s));
+  }
+  return out;
+}
+
+Status SqliteMetadataStore::deleteToken(std::string_view name) {
+  uint64_t rev = 0;
+  {
+    std::lock_guard lock(mu_);
+    Txn txn(db_);
+    RETURN_IF_ERROR(txn.begin());
+    Stmt q(db_, "SELECT role, (SELECT COUNT(*) FROM tokens WHERE role = 'admin') FROM tokens WHERE name = ?");
+    q.bind(1, name);
+    ASSIGN_OR_RETURN(bool row, q.step());
+    if (!row) return NotFound("no token named " + std::string(name));
+    if (q.text(0) == "admin" && q.integer(1) <= 1) {
+      return FailedPrecondition("token " + std::string(name) +
+                                " is the last admin token; create another admin token before revoking it");
+    }
+    Stmt d(db_, "DELETE FROM tokens WHERE name = ?");
+    d.bind(1, name);
+    RETURN_IF_ERROR(d.run());
+    RETURN_IF_ERROR(txn.commit());
+    rev = ++revision_;
+  }
+  notify({Change::Kind::kToken, "", rev});
+  return Status::Ok();
+}
+
+Status SqliteMetadataStore::touchToken(std::string_view id, int64_t used_ms) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "UPDATE tokens SET last_used_ms = MAX(last_used_ms, ?) WHERE id = ?");
+  s.bind(1, used_ms).bind(2, id);
+  return s.run();
+}
+
+Status SqliteMetadataStore::putDomain(const Domain& d) {
+  uint64_t rev = 0;
+  {
+    std::lock_guard lock(mu_);
+    Txn txn(db_);
+    RETURN_IF_ERROR(txn.begin());
+    Stmt app(db_, "SELECT 1 FROM apps WHERE name = ?");
+    app.bind(1, d.app);
+    ASSIGN_OR_RETURN(bool exists, app.step());
+    if (!exists) return NotFound("app " + d.app + " not found; deploy it before binding a domain to it");
+    Stmt cur(db_, "SELECT app FROM domains WHERE host = ?");
+    cur.bind(1, d.host);
+    ASSIGN_OR_RETURN(bool bound, cur.step());
+    if (bound && cur.text(0) != d.app) {
+      return AlreadyExists("domain " + d.host + " is bound to app " + cur.text(0) +
+                           "; remove it there first (nubo domains rm " + d.host + ")");
+    }
+    Stmt w(db_, "INSERT INTO domains (host, app, alias, created_ms, created_by) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(host) DO UPDATE SET alias = excluded.alias");
+    w.bind(1, d.host).bind(2, d.app).bind(3, d.alias).bind(4, d.created_ms).bind(5, d.created_by);
+    RETURN_IF_ERROR(w.run());
+    RETURN_IF_ERROR(txn.commit());
+    rev = ++revision_;
+  }
+  notify({Change::Kind::kDomain, d.app, rev});
+  return Status::Ok();
+}
+
+Status SqliteMetadataStore::deleteDomain(std::string_view host) {
+  uint64_t rev = 0;
+  std::string app;
+  {
+    std::lock_guard lock(mu_);
+    Txn txn(db_);
+    RETURN_IF_ERROR(txn.begin());
+    Stmt cur(db_, "SELECT app FROM domains WHERE host = ?");
+    cur.bind(1, host);
+    ASSIGN_OR_RETURN(bool bound, cur.step());
+    if (!bound) return NotFound("domain " + std::string(host) + " is not bound to any app");
+    app = cur.text(0);
+    Stmt d(db_, "DELETE FROM domains WHERE host = ?");
+    d.bind(1, host);
+    RETURN_IF_ERROR(d.run());
+    RETURN_IF_ERROR(txn.commit());
+    rev = ++revision_;
+  }
+  notify({Change::Kind::kDomain, app, rev});
+  return Status::Ok();
+}
+
+Result<std::vector<Domain>> SqliteMetadataStore::listDomains(std::string_view app) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT host, app, alias, created_ms, created_by FROM domains WHERE ? = '' OR app = ? ORDER BY host");
+  s.bind(1, app).bind(2, app);
+  std::vector<Domain> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    out.push_back(Domain{s.text(0), s.text(1), s.text(2), s.integer(3), s.text(4)});
+  }
+  return out;
+}
+
+Result<AuditEntry> SqliteMetadataStore::appendAudit(const AuditEntry& e) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "INSERT INTO audit (at_ms, actor, action, app, target, detail, source) VALUES (?, ?, ?, ?, ?, ?, ?)");
+  s.bind(1, e.at_ms).bind(2, e.actor).bind(3, e.action).bind(4, e.app).bind(5, e.target);
+  s.bind(6, e.detail.empty() ? std::string_view("{}") : std::string_view(e.detail)).bind(7, e.source);
+  RETURN_IF_ERROR(s.run());
+  AuditEntry out = e;
+  out.seq = sqlite3_last_insert_rowid(db_);
+  if (out.detail.empty()) out.detail = "{}";
+  return out;
+}
+
+Result<std::vector<AuditEntry>> SqliteMetadataStore::listAudit(const AuditQuery& q) {
+  std::lock_guard lock(mu_);
+  std::string sql = "SELECT seq, at_ms, actor, action, app, target, detail, source FROM audit WHERE seq < ?";
+  if (!q.apps.empty()) {
+    sql += " AND app IN (";
+    for (size_t i = 0; i < q.apps.size(); ++i) sql += i ? ", ?" : "?";
+    sql += ")";
+  }
+  sql += " ORDER BY seq DESC LIMIT ?";
+  Stmt s(db_, sql.c_str());
+  int i = 1;
+  s.bind(i++, q.before_seq > 0 ? q.before_seq : std::numeric_limits<int64_t>::max());
+  for (const auto& app : q.apps) s.bind(i++, app);
+  s.bind(i, q.limit == 0 ? int64_t{-1} : static_cast<int64_t>(q.limit));
+  std::vector<AuditEntry> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    out.push_back(AuditEntry{s.integer(0), s.integer(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6),
+                             s.text(7)});
+  }
+  return out;
 }
 
 }  // namespace nubo::store

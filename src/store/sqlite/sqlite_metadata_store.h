@@ -35,6 +35,8 @@ class SqliteMetadataStore final : public MetadataStore {
   Result<App> getApp(std::string_view name) override;
   Result<std::vector<App>> listApps() override;
   Status deleteApp(std::string_view name) override;
+  Result<AliasEvent> setAliasSplit(std::string_view app, std::string_view alias, const Split& split,
+                                   std::string_view actor) override;
   Result<AliasEvent> setAlias(std::string_view app, std::string_view alias,
                               std::string_view deployment_id, std::string_view actor) override;
   Result<AliasEvent> rollbackAlias(std::string_view app, std::string_view alias,
@@ -45,6 +47,14 @@ class SqliteMetadataStore final : public MetadataStore {
   Status putToken(const TokenRecord& t) override;
   Result<TokenRecord> findTokenByHash(std::string_view hash) override;
   Result<size_t> countTokens() override;
+  Result<std::vector<TokenRecord>> listTokens() override;
+  Status deleteToken(std::string_view name) override;
+  Status touchToken(std::string_view id, int64_t used_ms) override;
+  Status putDomain(const Domain& d) override;
+  Status deleteDomain(std::string_view host) override;
+  Result<std::vector<Domain>> listDomains(std::string_view app) override;
+  Result<AuditEntry> appendAudit(const AuditEntry& e) override;
+  Result<std::vector<AuditEntry>> listAudit(const AuditQuery& q) override;
   uint64_t revision() override;
   Result<std::optional<KeyValue>> getKey(std::string_view key) override;
   Result<uint64_t> compareAndSwap(std::string_view key, uint64_t expected_version, std::string_view value) override;
@@ -63,9 +73,11 @@ class SqliteMetadataStore final : public MetadataStore {
   Status createSchemaV1();
   Status exec(const char* sql);
   // Both require mu_ held.
-  Result<AliasEvent> moveAliasLocked(std::string_view app, std::string_view alias,
-                                     std::string_view deployment_id, std::string_view kind,
-                                     std::string_view actor);
+  // Moves app/alias to `split` (validated), recording the move.
+  Result<AliasEvent> moveAliasLocked(std::string_view app, std::string_view alias, const Split& split,
+                                     std::string_view kind, std::string_view actor);
+  // Checks every deployment of `split` is a READY one of `app`.
+  Status checkSplitLocked(std::string_view app, const Split& split);
   Result<Deployment> getDeploymentLocked(std::string_view id);
   void notify(const Change& c);
 

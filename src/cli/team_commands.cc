@@ -1,0 +1,191 @@
+#include "cli/team_commands.h"
+
+#include <cstdio>
+#include <memory>
+
+#include "cli/api_client.h"
+#include "cli/cli_util.h"
+#include "common/ids.h"
+
+namespace nubo::cli {
+
+Result<int64_t> parseDuration(std::string_view s) {
+  if (s.size() < 2) return InvalidArgument("duration \"" + std::string(s) + "\" must be a number and a unit: 90m, 12h, 30d");
+  int64_t unit = 0;
+  switch (s.back()) {
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    case 'd': unit = 86400; break;
+    case 'w': unit = 7 * 86400; break;
+    default:
+      return InvalidArgument("duration \"" + std::string(s) + "\" needs a unit: s, m, h, d or w (e.g. 30d)");
+  }
+  int64_t n = 0;
+  for (char c : s.substr(0, s.size() - 1)) {
+    if (c < '0' || c > '9' || n > 1'000'000'000) {
+      return InvalidArgument("duration \"" + std::string(s) + "\" must be a whole number and a unit, e.g. 30d");
+    }
+    n = n * 10 + (c - '0');
+  }
+  if (n == 0) return InvalidArgument("duration \"" + std::string(s) + "\" must be more than zero");
+  return n * unit;
+}
+
+void addTeamCommands(CLI::App& app, int* exit_code) {
+  // whoami
+  auto* whoami = app.add_subcommand("whoami", "Show the token in use: its name, role and apps");
+  whoami->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).whoami());
+      std::string apps;
+      for (const auto& a : r["apps"]) apps += (apps.empty() ? "" : ",") + a.get<std::string>();
+      std::printf("%s (%s) on %s apps\n", str(r, "name").c_str(), str(r, "role").c_str(),
+                  apps.empty() ? "all" : apps.c_str());
+      return Status::Ok();
+    });
+  });
+
+  // tokens create / ls / revoke
+  auto* tokens = app.add_subcommand("tokens", "Create, list or revoke API tokens (admin)");
+  tokens->require_subcommand(1);
+  struct CreateOpts {
+    std::string name, role, expires;
+    std::vector<std::string> apps;
+    bool json = false;
+  };
+  auto co = std::make_shared<CreateOpts>();
+  auto* create = tokens->add_subcommand("create", "Create a token; it is printed this once");
+  create->add_option("name", co->name, "Token name (who its changes are recorded as)")->required();
+  create->add_option("--role", co->role, "admin, deployer or viewer")
+      ->required()
+      ->check(CLI::IsMember({"admin", "deployer", "viewer"}));
+  create->add_option("--app", co->apps, "Only this app (repeatable; default: every app)");
+  create->add_option("--expires", co->expires, "Lifetime, e.g. 90m, 12h, 30d (default: never)");
+  create->add_flag("--json", co->json, "Print JSON");
+  create->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      Json req = {{"name", co->name}, {"role", co->role}, {"apps", co->apps}};
+      for (const auto& a : co->apps) RETURN_IF_ERROR(validateAppName(a, "--app"));
+      if (!co->expires.empty()) {
+        ASSIGN_OR_RETURN(int64_t secs, parseDuration(co->expires));
+        req["expires_s"] = secs;
+      }
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).createToken(req));
+      if (co->json) return printJson(r), Status::Ok();
+      std::printf("%s\n", str(r, "token").c_str());
+      std::fprintf(stderr, "Created token %s (%s%s%s); it is shown only this once\n", co->name.c_str(),
+                   co->role.c_str(), r["expires_ms"].is_null() ? "" : ", expires ",
+                   r["expires_ms"].is_null() ? "" : utcTime(r["expires_ms"].get<int64_t>()).c_str());
+      return Status::Ok();
+    });
+  });
+  auto ls_json = std::make_shared<bool>(false);
+  auto* ls = tokens->add_subcommand("ls", "List tokens (never the tokens themselves)");
+  ls->add_flag("--json", *ls_json, "Print JSON");
+  ls->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).listTokens());
+      if (*ls_json) return printJson(r["tokens"]), Status::Ok();
+      std::vector<std::vector<std::string>> rows{{"NAME", "ROLE", "APPS", "CREATED", "LAST USED", "EXPIRES"}};
+      for (const auto& t : r["tokens"]) {
+        std::string apps;
+        for (const auto& a : t["apps"]) apps += (apps.empty() ? "" : ",") + a.get<std::string>();
+        rows.push_back({str(t, "name"), str(t, "role"), apps.empty() ? "all" : apps,
+                        age(t.value("created_ms", int64_t{0})),
+                        t["last_used_ms"].is_null() ? "never" : age(t["last_used_ms"].get<int64_t>()),
+                        t["expires_ms"].is_null() ? "never" : utcTime(t["expires_ms"].get<int64_t>())});
+      }
+      printTable(rows);
+      return Status::Ok();
+    });
+  });
+  auto revoke_name = std::make_shared<std::string>();
+  auto* revoke = tokens->add_subcommand("revoke", "Revoke a token: refused from its next request on");
+  revoke->add_option("name", *revoke_name, "Token name")->required();
+  revoke->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).revokeToken(*revoke_name));
+      std::printf("Revoked token %s\n", revoke_name->c_str());
+      return Status::Ok();
+    });
+  });
+
+  // domains add / ls / rm
+  auto* domains = app.add_subcommand("domains", "Bind custom domains to apps");
+  domains->require_subcommand(1);
+  struct DomainOpts {
+    std::string host, app, alias = "production";
+    bool json = false;
+  };
+  auto dom = std::make_shared<DomainOpts>();
+  auto* dadd = domains->add_subcommand("add", "Serve APP (its production alias, or --alias) at HOST (admin)");
+  dadd->add_option("host", dom->host, "Host name, or *.example.com for every name one label below")->required();
+  dadd->add_option("--app", dom->app, "App to serve")->required();
+  dadd->add_option("--alias", dom->alias, "Alias to serve (default: production)");
+  dadd->add_flag("--json", dom->json, "Print JSON");
+  dadd->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      RETURN_IF_ERROR(validateAppName(dom->app, "--app"));
+      RETURN_IF_ERROR(validateAliasName(dom->alias, "--alias"));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).addDomain({{"host", dom->host}, {"app", dom->app}, {"alias", dom->alias}}));
+      if (dom->json) return printJson(r), Status::Ok();
+      std::printf("%s now serves %s of %s\n", str(r, "host").c_str(), str(r, "alias").c_str(), str(r, "app").c_str());
+      return Status::Ok();
+    });
+  });
+  auto* dls = domains->add_subcommand("ls", "List bound domains");
+  dls->add_option("app", dom->app, "Only this app's");
+  dls->add_flag("--json", dom->json, "Print JSON");
+  dls->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      if (!dom->app.empty()) RETURN_IF_ERROR(validateAppName(dom->app));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).listDomains(dom->app));
+      if (dom->json) return printJson(r["domains"]), Status::Ok();
+      std::vector<std::vector<std::string>> rows{{"HOST", "APP", "ALIAS", "ADDED", "BY"}};
+      for (const auto& d : r["domains"]) {
+        rows.push_back({str(d, "host"), str(d, "app"), str(d, "alias"), age(d.value("created_ms", int64_t{0})),
+                        str(d, "created_by")});
+      }
+      printTable(rows);
+      return Status::Ok();
+    });
+  });
+  auto* drm = domains->add_subcommand("rm", "Unbind HOST (admin)");
+  drm->add_option("host", dom->host, "Host name as bound")->required();
+  drm->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).removeDomain(dom->host));
+      std::printf("Removed domain %s\n", str(r, "removed").c_str());
+      return Status::Ok();
+    });
+  });
+
+  // audit [APP]
+  struct AuditOpts {
+    std::string app;
+    int limit = 50;
+    bool json = false;
+  };
+  auto ao = std::make_shared<AuditOpts>();
+  auto* audit = app.add_subcommand("audit", "Show who changed what, when and from where, newest first");
+  audit->add_option("app", ao->app, "Only this app's changes");
+  audit->add_option("-n,--limit", ao->limit, "How many (default 50, at most 1000)")->check(CLI::Range(1, 1000));
+  audit->add_flag("--json", ao->json, "Print JSON");
+  audit->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      if (!ao->app.empty()) RETURN_IF_ERROR(validateAppName(ao->app));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).audit(ao->app, static_cast<size_t>(ao->limit)));
+      if (ao->json) return printJson(r["entries"]), Status::Ok();
+      std::vector<std::vector<std::string>> rows{{"WHEN", "ACTOR", "ACTION", "APP", "TARGET", "DETAIL", "FROM"}};
+      for (const auto& e : r["entries"]) {
+        rows.push_back({utcTime(e.value("at_ms", int64_t{0})), str(e, "actor"), str(e, "action"), str(e, "app"),
+                        str(e, "target"), e["detail"].empty() ? "-" : e["detail"].dump(), str(e, "source")});
+      }
+      printTable(rows);
+      return Status::Ok();
+    });
+  });
+}
+
+}  // namespace nubo::cli
