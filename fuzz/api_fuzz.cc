@@ -20,6 +20,7 @@
 #include "blob/tree.h"
 #include "common/sha256.h"
 #include "common/clock.h"
+#include "common/secret_box.h"
 #include "logs/log_store.h"
 #include "store/sqlite/sqlite_metadata_store.h"
 
@@ -49,7 +50,7 @@ struct World {
     deployer = std::make_unique<api::Deployer>(*store, *blobs, clock);
     logs = std::make_unique<logs::LogStore>(dir + "/logs");
     build_logs = std::make_unique<logs::LogStore>(dir + "/build-logs");
-    api = std::make_unique<api::ControlApi>(*store, *deployer, *auth, clock, api::PublicUrls{}, nullptr, *logs,
+    api = std::make_unique<api::ControlApi>(*store, *deployer, *auth, clock, secrets, api::PublicUrls{}, nullptr, nullptr, *logs,
                                             *build_logs);
     // Something to point at: one static deployment of an empty-ish site.
     std::string index = "<p>hi</p>";
@@ -73,6 +74,7 @@ struct World {
     std::filesystem::remove_all(dir, ec);  // the fuzzer exits through exit(): this runs
   }
   SystemClock clock;
+  SecretBox secrets = std::move(SecretBox::fromKeys(std::string(32, 'k'))).value();
   std::string dir, root, deployment;
   std::unique_ptr<store::SqliteMetadataStore> store;
   std::unique_ptr<blob::LocalBlobStore> blobs;
@@ -98,6 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       {"POST", "/v1/apps/other/deployments"},
       {"POST", "/v1/tokens"},
       {"POST", "/v1/domains"},
+      {"PUT", "/v1/apps/fz/env"},
   };
   const auto& [method, path] = endpoints[data[0] % (sizeof endpoints / sizeof endpoints[0])];
   std::string body(reinterpret_cast<const char*>(data) + 1, size - 1);

@@ -94,6 +94,11 @@ int main(int argc, char** argv) {
   serve->add_option("--sandbox", serve_opts.sandbox,
                     "Instance isolation: auto (every layer the kernel allows, default), strict (all or refuse), off")
       ->check(CLI::IsMember({"auto", "strict", "off"}));
+  serve->add_option("--secret-key-file", serve_opts.secret_key_file,
+                    "The key secrets are encrypted with (default DATA/secret.key, made on first start, mode 0600); "
+                    "keep it outside the data dir so backups need not carry it");
+  serve->add_flag("--rotate-secret-key", serve_opts.rotate_secret_key,
+                  "Before serving, re-encrypt every secret under a new key, which replaces the key file");
   serve->add_option("--trust-proxy", serve_opts.trust_proxy,
                     "Addresses of front proxies whose X-Forwarded-For/-Proto/-Host/-Prefix functions may believe "
                     "(others' are replaced)")

@@ -346,6 +346,52 @@ TEST_P(MetadataStoreConformance, AnAliasSplitsTrafficAndRollbackRestoresTheSplit
   EXPECT_EQ((*store_->listAliases("shop"))[0].split, (Split{{a, 90}, {b, 10}}));
 }
 
+TEST_P(MetadataStoreConformance, EnvValuesAreSetTogetherSnapshottedAndResealed) {
+  EXPECT_EQ(store_->putEnv({{"shop", "", "A", "1", false, 1, "ci"}}).code(), Code::kNotFound) << "no app yet";
+  deploy("shop");
+  ASSERT_TRUE(store_->putEnv({{"shop", "", "A", "1", false, 1, "ci"},
+                              {"shop", "", "KEY", "sealed-1", true, 1, "ci"},
+                              {"shop", "preview", "A", "2", false, 1, "ci"}})
+                  .ok());
+  ASSERT_TRUE(store_->putEnv({{"shop", "", "A", "3", false, 2, "admin"}}).ok());
+  auto env = store_->listEnv("shop");
+  ASSERT_TRUE(env.ok());
+  ASSERT_EQ(env->size(), 3u);
+  EXPECT_EQ((*env)[0].name, "A");
+  EXPECT_EQ((*env)[0].value, "3");
+  EXPECT_EQ((*env)[0].updated_by, "admin");
+  EXPECT_TRUE((*env)[1].secret);
+  EXPECT_EQ((*env)[2].alias, "preview");
+
+  Deployment d = makeDeployment("shop");
+  d.env = {{"A", "3", false}, {"KEY", "sealed-1", true}};
+  ASSERT_TRUE(store_->createDeployment(d, "", "ci").ok());
+  EXPECT_EQ(store_->getDeployment(d.id)->env, d.env);
+
+  // Re-sealing touches secrets only, in the app's values and the snapshots.
+  auto n = store_->resealSecrets([](std::string_view app, std::string_view name, std::string_view sealed)
+                                     -> Result<std::string> {
+    return std::string(app) + "/" + std::string(name) + "/" + std::string(sealed);
+  });
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 2u);
+  EXPECT_EQ((*store_->listEnv("shop"))[1].value, "shop/KEY/sealed-1");
+  EXPECT_EQ(store_->getDeployment(d.id)->env[1].value, "shop/KEY/sealed-1");
+  EXPECT_EQ(store_->getDeployment(d.id)->env[0].value, "3");
+  // A failure changes nothing.
+  auto failed = store_->resealSecrets([](std::string_view, std::string_view, std::string_view) -> Result<std::string> {
+    return Internal("no key");
+  });
+  EXPECT_FALSE(failed.ok());
+  EXPECT_EQ((*store_->listEnv("shop"))[1].value, "shop/KEY/sealed-1");
+
+  EXPECT_EQ(store_->deleteEnv("shop", "", "NOPE").code(), Code::kNotFound);
+  ASSERT_TRUE(store_->deleteEnv("shop", "preview", "A").ok());
+  EXPECT_EQ(store_->listEnv("shop")->size(), 2u);
+  ASSERT_TRUE(store_->deleteApp("shop").ok());
+  EXPECT_TRUE(store_->listEnv("shop")->empty());
+}
+
 TEST_P(MetadataStoreConformance, DomainsBindToOneAppAndGoWithIt) {
   std::vector<Change> seen;
   uint64_t id = store_->watch([&](const Change& c) { seen.push_back(c); });

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/ids.h"
+#include "gateway/deployment_spec.h"
 #include "store/sqlite/sqlite_metadata_store.h"
 #include "test_util.h"
 
@@ -99,6 +100,31 @@ TEST_F(RouterTest, BoundDomainsComeFirstAndExactBeatsWildcard) {
   ASSERT_TRUE(store_->deleteApp("blog").ok());
   EXPECT_EQ(resolvedId("anything.example.com", "/").substr(0, 6), "error:") << "the app took its domains";
   EXPECT_EQ(store_->listDomains("blog")->size(), 0u);
+}
+
+TEST(DeploymentSpecTest, SecretsOpenIntoTheEnvAndATamperedOneIsAClearError) {
+  auto box = SecretBox::fromKeys(std::string(32, 'z'));
+  store::Deployment d;
+  d.id = "dspec000000000";
+  d.app = "shop";
+  d.runtime = "node";
+  d.manifest_json = R"({"runtime": "node", "entry": "index.js", "env": {"A": "manifest", "B": "manifest"}})";
+  d.env = {{"B", "app", false}, {"KEY", box->seal("hunter2-value", "shop", "KEY"), true}};
+  auto spec = deploymentSpec(d, &*box);
+  ASSERT_TRUE(spec.ok()) << spec.status().toString();
+  EXPECT_EQ(spec->env["A"], "manifest");
+  EXPECT_EQ(spec->env["B"], "app") << "the app's env over the manifest's";
+  EXPECT_EQ(spec->env["KEY"], "hunter2-value");
+  ASSERT_TRUE(spec->redact);
+  EXPECT_EQ(*spec->redact, std::vector<std::string>{"hunter2-value"});
+
+  std::string& sealed = d.env[1].value;
+  sealed[sealed.size() - 3] = sealed[sealed.size() - 3] == 'A' ? 'B' : 'A';
+  auto tampered = deploymentSpec(d, &*box);
+  ASSERT_FALSE(tampered.ok());
+  EXPECT_NE(tampered.status().message().find("secret KEY of app shop does not decrypt"), std::string::npos)
+      << tampered.status().message();
+  EXPECT_FALSE(deploymentSpec(d, nullptr).ok()) << "no key, no secrets";
 }
 
 TEST_F(RouterTest, UnknownThingsAreNotFoundWithAReason) {

@@ -2,6 +2,7 @@
 // tokens with roles and app scopes, revoking and expiry, the audit log.
 #include <gtest/gtest.h>
 
+#include "cron/loopback_fire.h"
 #include "integration_util.h"
 
 namespace nubo::testing_util {
@@ -196,6 +197,129 @@ TEST_F(TeamTest, BoundDomainsServeTheirAppsAndExactBeatsWildcard) {
   EXPECT_EQ(host("shop.example.com").body, "blog") << "now the wildcard's";
   ProcResult audit = server_->nubo({"audit", "dom-shop", "--json"});
   EXPECT_NE(audit.out.find("domain.remove"), std::string::npos) << audit.out;
+}
+
+std::string headerOf(const cli::HttpResponse& r, const std::string& name) {
+  for (const auto& [k, v] : r.headers) {
+    if (k == name) return v;
+  }
+  return "";
+}
+
+TEST_F(TeamTest, ASplitSendsTrafficByWeightAndACookieKeepsAClient) {
+  Json one = deployApp("split-app", {{"index.html", "one"}});
+  ProcResult two_run = server_->nubo({"deploy", appDir("split-app", "two"), "--app", "split-app", "--no-promote",
+                                      "--json"});
+  ASSERT_EQ(two_run.exit_code, 0) << two_run.err;
+  std::string d1 = one["deployment"], d2 = (*parseJson(two_run.out, "deploy"))["deployment"];
+  ProcResult set = server_->nubo({"alias", "set", "split-app", "production", d1 + "=90", d2 + "=10"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+
+  int ones = 0, twos = 0;
+  constexpr int kRequests = 2000;
+  for (int i = 0; i < kRequests; ++i) {
+    auto r = server_->get("/split-app/");
+    ASSERT_EQ(r.status, 200);
+    std::string served = headerOf(r, "x-nubo-deployment");
+    if (r.body == "one") {
+      ++ones;
+      EXPECT_EQ(served, d1);
+    } else {
+      ++twos;
+      EXPECT_EQ(served, d2);
+    }
+    if (i == 0) EXPECT_NE(headerOf(r, "set-cookie").find("HttpOnly"), std::string::npos);
+  }
+  double share = 100.0 * ones / kRequests;
+  EXPECT_NEAR(share, 90.0, 3.0) << ones << " of " << kRequests << " to the 90% deployment";
+
+  // A client that sends the cookie back stays on one deployment.
+  for (int client = 0; client < 5; ++client) {
+    auto first = server_->get("/split-app/");
+    std::string cookie = headerOf(first, "set-cookie");
+    cookie = cookie.substr(0, cookie.find(';'));
+    ASSERT_FALSE(cookie.empty());
+    for (int i = 0; i < 100; ++i) {
+      auto r = server_->get("/split-app/", {"Cookie: other=1; " + cookie});
+      ASSERT_EQ(r.body, first.body) << "request " << i << " of client " << client;
+      EXPECT_EQ(headerOf(r, "set-cookie"), "") << "nothing new to keep";
+    }
+  }
+  // A cookie naming a deployment outside the split is ignored; a pin picks one.
+  EXPECT_EQ(server_->get("/split-app/", {"Cookie: nubo-split-production--split-app=dforged000000"}).status, 200);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(server_->get("/split-app/", {"X-Nubo-Pin: " + d2}).body, "two");
+
+  ProcResult ls = server_->nubo({"alias", "ls", "split-app", "--json"});
+  EXPECT_NE(ls.out.find("\"weight\": 10"), std::string::npos) << ls.out;
+
+  // A canary: 10% to a third deployment, the rest keeping its proportions.
+  ProcResult three_run = server_->nubo({"deploy", appDir("split-app", "three"), "--app", "split-app",
+                                        "--no-promote", "--json"});
+  ASSERT_EQ(three_run.exit_code, 0) << three_run.err;
+  std::string d3 = (*parseJson(three_run.out, "deploy"))["deployment"];
+  ProcResult canary = server_->nubo({"promote", "split-app", d3, "--percent", "10"});
+  ASSERT_EQ(canary.exit_code, 0) << canary.err;
+  EXPECT_NE(canary.out.find(d1 + " (81%)"), std::string::npos) << canary.out;
+  EXPECT_NE(canary.out.find(d2 + " (9%)"), std::string::npos) << canary.out;
+  EXPECT_NE(canary.out.find(d3 + " (10%)"), std::string::npos) << canary.out;
+  // Rollback restores the split before it exactly.
+  ProcResult back = server_->nubo({"rollback", "split-app"});
+  ASSERT_EQ(back.exit_code, 0) << back.err;
+  auto aliases = parseJson(server_->nubo({"alias", "ls", "split-app", "--json"}).out, "aliases");
+  ASSERT_TRUE(aliases.ok());
+  EXPECT_EQ((*aliases)[0]["split"], Json::parse("[{\"deployment\":\"" + d1 + "\",\"weight\":90},"
+                                                "{\"deployment\":\"" + d2 + "\",\"weight\":10}]"));
+  // 100%: the split ends and no cookie is set.
+  ASSERT_EQ(server_->nubo({"promote", "split-app", d2}).exit_code, 0);
+  auto r = server_->get("/split-app/");
+  EXPECT_EQ(r.body, "two");
+  EXPECT_EQ(headerOf(r, "set-cookie"), "");
+  ProcResult bad = server_->nubo({"alias", "set", "split-app", "production", d1 + "=90", d2 + "=20"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("sum to 110"), std::string::npos) << bad.err;
+}
+
+TEST_F(TeamTest, CronSchedulesAreListedAndOnlyTheServerMaySendXNuboCron) {
+  std::string dir = tmp_->sub("apps/cron-app");
+  writeFile(dir + "/nubo.json", R"({"cron": [{"schedule": "*/5 * * * *", "path": "/tasks/sweep"},
+                                              {"schedule": "@daily", "path": "/tasks/report"}]})");
+  writeFile(dir + "/index.js", R"(export default {
+  fetch(request) { return new Response('cron:' + (request.headers.get('x-nubo-cron') || 'none') +
+                                       ' key:' + (request.headers.get('x-nubo-cron-key') || 'none')); }
+})");
+  Json d = server_->deploy(dir, {"--app", "cron-app"});
+  ProcResult ls = server_->nubo({"cron", "ls", "cron-app", "--json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  auto list = parseJson(ls.out, "cron ls");
+  ASSERT_TRUE(list.ok()) << ls.out;
+  ASSERT_EQ(list->size(), 2u) << ls.out;
+  EXPECT_EQ((*list)[0]["schedule"], "*/5 * * * *");
+  EXPECT_EQ((*list)[0]["deployment"], d["deployment"]);
+  int64_t next = (*list)[0]["next_ms"].get<int64_t>();
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_GT(next, now - 1000);
+  EXPECT_LE(next, now + 5 * 60'000);
+  EXPECT_EQ(next % (5 * 60'000), 0);
+  EXPECT_TRUE((*list)[0]["last_run"].is_null());
+  ProcResult table = server_->nubo({"cron", "ls", "cron-app"});
+  EXPECT_NE(table.out.find("/tasks/report"), std::string::npos) << table.out;
+
+  // A client cannot make a request look like the server's cron.
+  auto forged = server_->get("/cron-app/tasks/sweep", {"X-Nubo-Cron: */5 * * * *", "X-Nubo-Cron-Key: guess"});
+  EXPECT_EQ(forged.body, "cron:none key:none");
+  // The server's way of firing, with a key that is not the server's: the
+  // request is served, without X-Nubo-Cron.
+  std::atomic<bool> cancel{false};
+  cron::CronRun run{"cron-app", d["deployment"], "*/5 * * * *", "/tasks/sweep", 0};
+  cron::CronResult r = cron::loopbackFire(server_->dataUrl(), "not-the-key", 10)(run, cancel);
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.request_id.size(), 16u);
+  // A manifest with a bad schedule is refused naming it.
+  writeFile(dir + "/nubo.json", R"({"cron": [{"schedule": "*/5 * * *", "path": "/x"}]})");
+  ProcResult bad = server_->nubo({"deploy", dir, "--app", "cron-app"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("five fields"), std::string::npos) << bad.err;
 }
 
 }  // namespace

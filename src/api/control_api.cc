@@ -47,10 +47,75 @@ Result<std::vector<std::string>> stringList(const Json& j, const char* key) {
   return out;
 }
 
+Json splitJson(const store::Split& split) {
+  Json out = Json::array();
+  for (const auto& p : split) out.push_back({{"deployment", p.deployment_id}, {"weight", p.weight}});
+  return out;
+}
+
 Json aliasEventJson(const store::AliasEvent& e) {
   return {{"app", e.app},         {"alias", e.alias},   {"deployment", e.deployment_id},
           {"previous", e.previous_id}, {"kind", e.kind}, {"actor", e.actor},
-          {"at_ms", e.at_ms},     {"undone", e.undone}};
+          {"at_ms", e.at_ms},     {"undone", e.undone}, {"split", splitJson(e.split)},
+          {"previous_split", splitJson(e.previous_split)}};
+}
+
+// {"split": [{"deployment": id, "weight": 90}, ...]} or {"deployment": id}.
+Result<store::Split> readSplit(const Json& body) {
+  if (!body.contains("split")) {
+    ASSIGN_OR_RETURN(std::string dep, stringField(body, "deployment", "", true));
+    return store::Split{{dep, 100}};
+  }
+  const Json& list = body["split"];
+  if (!list.is_array() || list.empty() || list.size() > store::kMaxSplit) {
+    return InvalidArgument("field \"split\" must be a list of 1 to 4 {\"deployment\", \"weight\"} objects");
+  }
+  store::Split split;
+  for (const auto& part : list) {
+    if (!part.is_object() || !part.contains("deployment") || !part["deployment"].is_string() ||
+        !part.contains("weight") || !part["weight"].is_number_integer()) {
+      return InvalidArgument("each part of \"split\" must be {\"deployment\": ID, \"weight\": 1-100}");
+    }
+    int64_t w = part["weight"].get<int64_t>();
+    if (w < 1 || w > 100) return InvalidArgument("split weights are whole numbers from 1 to 100");
+    split.push_back({part["deployment"].get<std::string>(), static_cast<int>(w)});
+  }
+  RETURN_IF_ERROR(store::validateSplit(split));
+  return split;
+}
+
+// `current` with `deployment` at `percent` and the others keeping their
+// proportions in what is left (whole weights by largest remainder; a part
+// that would get none drops out).
+Result<store::Split> promotedSplit(const store::Split& current, const std::string& deployment, int percent) {
+  if (percent == 100) return store::Split{{deployment, 100}};
+  store::Split others;
+  int total = 0;
+  for (const auto& p : current) {
+    if (p.deployment_id == deployment) continue;
+    others.push_back(p);
+    total += p.weight;
+  }
+  if (others.empty()) {
+    return FailedPrecondition("the alias sends nothing to another deployment, so " + deployment +
+                              " cannot have only " + std::to_string(percent) + "%; promote it at 100%");
+  }
+  int left = 100 - percent;
+  std::vector<std::pair<int, size_t>> remainders;  // remainder, index
+  int given = 0;
+  for (size_t i = 0; i < others.size(); ++i) {
+    int exact = others[i].weight * left;
+    others[i].weight = exact / total;
+    given += others[i].weight;
+    remainders.emplace_back(exact % total, i);
+  }
+  std::stable_sort(remainders.begin(), remainders.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t k = 0; given < left; ++k, ++given) others[remainders[k % remainders.size()].second].weight += 1;
+  store::Split out{{deployment, percent}};
+  for (const auto& p : others) {
+    if (p.weight > 0) out.push_back(p);
+  }
+  return out;
 }
 
 // Wakes the coroutine that follows something (a log, a deployment's state)
@@ -147,10 +212,21 @@ std::string PublicUrls::aliasUrl(std::string_view app, std::string_view alias) c
 }
 
 ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, Clock& clock,
-                       PublicUrls urls, runtime::Functions* functions, logs::LogStore& logs,
-                       logs::LogStore& build_logs, AppRemoved app_removed, Served served)
-    : store_(store), deployer_(deployer), auth_(auth), clock_(clock), urls_(std::move(urls)), functions_(functions), logs_(logs),
-      build_logs_(build_logs), app_removed_(std::move(app_removed)), served_(std::move(served)) {}
+                       const SecretBox& secrets, PublicUrls urls, runtime::Functions* functions,
+                       cron::CronScheduler* cron, logs::LogStore& logs, logs::LogStore& build_logs,
+                       AppRemoved app_removed, Served served)
+    : store_(store),
+      deployer_(deployer),
+      auth_(auth),
+      clock_(clock),
+      secrets_(secrets),
+      urls_(std::move(urls)),
+      functions_(functions),
+      cron_(cron),
+      logs_(logs),
+      build_logs_(build_logs),
+      app_removed_(std::move(app_removed)),
+      served_(std::move(served)) {}
 
 boost::asio::awaitable<Response> ControlApi::putBlob(const Call& call) {
   const http::Request& req = call.req;
@@ -355,7 +431,7 @@ Result<Response> ControlApi::serveBuildEvents(const Call& call) {
 
 // "alias" (default production) and "promote" (default true) of a request
 // that creates a deployment.
-static Status readPromotion(const Json& body, CreateRequest& cr) {
+Status readPromotion(const Json& body, CreateRequest& cr) {
   ASSIGN_OR_RETURN(cr.alias, stringField(body, "alias", "production"));
   if (body.contains("promote")) {
     if (!body["promote"].is_boolean()) return InvalidArgument("field \"promote\" must be true or false");
@@ -423,6 +499,11 @@ const std::vector<ControlApi::Endpoint>& ControlApi::endpoints() {
        nullptr},
       {"POST", "/v1/apps/{}/promote", A::kDeploy, S::kApp, "promoting", B::kJson, &ControlApi::promote, nullptr},
       {"POST", "/v1/apps/{}/rollback", A::kDeploy, S::kApp, "rolling back", B::kJson, &ControlApi::rollback,
+       nullptr},
+      {"GET", "/v1/apps/{}/env", A::kView, S::kApp, "", B::kNone, &ControlApi::listEnv, nullptr},
+      {"GET", "/v1/apps/{}/cron", A::kView, S::kApp, "", B::kNone, &ControlApi::listCron, nullptr},
+      {"PUT", "/v1/apps/{}/env", A::kDeploy, S::kApp, "setting env", B::kJson, nullptr, &ControlApi::setEnv},
+      {"DELETE", "/v1/apps/{}/env/{}", A::kDeploy, S::kApp, "removing env", B::kNone, &ControlApi::removeEnv,
        nullptr},
       {"GET", "/v1/tokens", A::kAdmin, S::kNone, "listing tokens", B::kNone, &ControlApi::listTokens, nullptr},
       {"POST", "/v1/tokens", A::kAdmin, S::kNone, "creating tokens", B::kJson, &ControlApi::createToken, nullptr},
@@ -649,9 +730,14 @@ boost::asio::awaitable<Response> ControlApi::redeploy(const Call& call) {
     cr.root = from.root_tree;
     ASSIGN_OR_RETURN(cr.manifest, parseJson(from.manifest_json, "manifest"));
     RETURN_IF_ERROR(readPromotion(body, cr));
+    if (body.contains("env_only")) {
+      if (!body["env_only"].is_boolean()) return InvalidArgument("field \"env_only\" must be true or false");
+      if (body["env_only"].get<bool>()) cr.same_build_as = from;
+    }
     ASSIGN_OR_RETURN(store::Deployment d, deployer_.createDeployment(cr));
     Json j = deploymentJson(d);
     j["redeployed_from"] = from.id;
+    j["env_only"] = cr.same_build_as.has_value();
     audit(call, "redeploy", d.app, d.id, {{"from", from.id}, {"alias", cr.promote ? Json(cr.alias) : Json(nullptr)}});
     return jsonResponse(201, j);
   }();
@@ -721,7 +807,10 @@ Result<Response> ControlApi::listDeployments(const Call& call) {
     j.erase("manifest");
     Json names = Json::array();
     for (const auto& x : aliases) {
-      if (x.deployment_id == d.id) names.push_back(x.name);
+      for (const auto& part : x.split) {
+        if (part.deployment_id != d.id) continue;
+        names.push_back(part.weight == 100 ? x.name : x.name + " (" + std::to_string(part.weight) + "%)");
+      }
     }
     j["aliases"] = names;
     list.push_back(std::move(j));
@@ -758,7 +847,8 @@ Result<Response> ControlApi::listAliases(const Call& call) {
   ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
   Json list = Json::array();
   for (const auto& x : aliases) {
-    list.push_back({{"name", x.name}, {"deployment", x.deployment_id}, {"updated_ms", x.updated_ms},
+    list.push_back({{"name", x.name}, {"deployment", x.deployment_id}, {"split", splitJson(x.split)},
+                    {"updated_ms", x.updated_ms},
                     {"url", urls_.aliasUrl(app, x.name == "production" ? "" : x.name)}});
   }
   return jsonResponse(200, {{"aliases", list}});
@@ -769,9 +859,10 @@ Result<Response> ControlApi::setAlias(const Call& call) {
   const std::string& alias = call.params[1];
   RETURN_IF_ERROR(validateAliasName(alias, "alias"));
   ASSIGN_OR_RETURN(Json body, jsonBody(call.req));
-  ASSIGN_OR_RETURN(std::string dep, stringField(body, "deployment", "", true));
-  ASSIGN_OR_RETURN(store::AliasEvent e, store_.setAlias(call.params[0], alias, dep, call.actor));
-  audit(call, "alias.set", e.app, alias, {{"deployment", e.deployment_id}, {"previous", e.previous_id}});
+  ASSIGN_OR_RETURN(store::Split split, readSplit(body));
+  ASSIGN_OR_RETURN(store::AliasEvent e, store_.setAliasSplit(call.params[0], alias, split, call.actor));
+  audit(call, "alias.set", e.app, alias,
+        {{"split", store::splitText(e.split)}, {"previous", store::splitText(e.previous_split)}});
   return jsonResponse(200, aliasEventJson(e));
 }
 
@@ -782,14 +873,29 @@ Result<Response> ControlApi::aliasHistory(const Call& call) {
   return jsonResponse(200, {{"history", list}});
 }
 
-// POST /v1/apps/{app}/promote {"deployment": id, "alias": "production"}
+// POST /v1/apps/{app}/promote {"deployment": id, "alias": "production", "percent": 100}
 Result<Response> ControlApi::promote(const Call& call) {
   ASSIGN_OR_RETURN(Json body, jsonBody(call.req));
   ASSIGN_OR_RETURN(std::string dep, stringField(body, "deployment", "", true));
   ASSIGN_OR_RETURN(std::string alias, stringField(body, "alias", "production"));
   RETURN_IF_ERROR(validateAliasName(alias, "alias"));
-  ASSIGN_OR_RETURN(store::AliasEvent e, store_.setAlias(call.params[0], alias, dep, call.actor));
-  audit(call, "promote", e.app, alias, {{"deployment", e.deployment_id}, {"previous", e.previous_id}});
+  int percent = 100;
+  if (body.contains("percent")) {
+    if (!body["percent"].is_number_integer() || body["percent"].get<int64_t>() < 1 ||
+        body["percent"].get<int64_t>() > 100) {
+      return InvalidArgument("field \"percent\" must be a whole number from 1 to 100");
+    }
+    percent = static_cast<int>(body["percent"].get<int64_t>());
+  }
+  store::Split current;
+  ASSIGN_OR_RETURN(auto aliases, store_.listAliases(call.params[0]));
+  for (const auto& a : aliases) {
+    if (a.name == alias) current = a.split;
+  }
+  ASSIGN_OR_RETURN(store::Split split, promotedSplit(current, dep, percent));
+  ASSIGN_OR_RETURN(store::AliasEvent e, store_.setAliasSplit(call.params[0], alias, split, call.actor));
+  audit(call, "promote", e.app, alias,
+        {{"split", store::splitText(e.split)}, {"previous", store::splitText(e.previous_split)}});
   return jsonResponse(200, aliasEventJson(e));
 }
 
@@ -799,7 +905,9 @@ Result<Response> ControlApi::rollback(const Call& call) {
   ASSIGN_OR_RETURN(std::string alias, stringField(body, "alias", "production"));
   RETURN_IF_ERROR(validateAliasName(alias, "alias"));
   ASSIGN_OR_RETURN(store::AliasEvent e, store_.rollbackAlias(call.params[0], alias, call.actor));
-  audit(call, "rollback", e.app, alias, {{"deployment", e.deployment_id}, {"previous", e.previous_id}});
+  audit(call, "rollback", e.app, alias,
+        {{"deployment", e.deployment_id}, {"split", store::splitText(e.split)},
+         {"previous", store::splitText(e.previous_split)}});
   return jsonResponse(200, aliasEventJson(e));
 }
 

@@ -18,6 +18,8 @@
 
 #include "api/auth.h"
 #include "api/deployer.h"
+#include "common/secret_box.h"
+#include "cron/cron_scheduler.h"
 #include "http/server.h"
 #include "logs/log_store.h"
 #include "runtime/functions.h"
@@ -45,10 +47,13 @@ class ControlApi final : public http::Handler {
   // READY is served the new deployment.
   using Served = std::function<bool(const std::string& deployment)>;
 
-  // `functions` may be null (no code runtimes: no instances to list).
-  ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, Clock& clock, PublicUrls urls,
-             runtime::Functions* functions, logs::LogStore& logs, logs::LogStore& build_logs,
-             AppRemoved app_removed = nullptr, Served served = nullptr);
+  // `functions` may be null (no code runtimes: no instances to list), and
+  // `cron` (no schedules to show). `secrets` seals the secret env values
+  // the API is given.
+  ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, Clock& clock,
+             const SecretBox& secrets, PublicUrls urls, runtime::Functions* functions, cron::CronScheduler* cron,
+             logs::LogStore& logs, logs::LogStore& build_logs, AppRemoved app_removed = nullptr,
+             Served served = nullptr);
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
   // Authenticates from the head, before any body is read, when the
   // endpoint (or an unknown path) needs a token; JSON bodies get
@@ -161,13 +166,20 @@ class ControlApi final : public http::Handler {
   Result<http::Response> addDomain(const Call& call);
   Result<http::Response> listDomains(const Call& call);
   Result<http::Response> removeDomain(const Call& call);
+  // Env and secrets (env_endpoints.cc).
+  Result<http::Response> listEnv(const Call& call);
+  boost::asio::awaitable<http::Response> setEnv(const Call& call);
+  Result<http::Response> removeEnv(const Call& call);
+  Result<http::Response> listCron(const Call& call);
 
   store::MetadataStore& store_;
   Deployer& deployer_;
   Authenticator& auth_;
   Clock& clock_;
+  const SecretBox& secrets_;
   PublicUrls urls_;
   runtime::Functions* functions_;
+  cron::CronScheduler* cron_;
   logs::LogStore& logs_;
   logs::LogStore& build_logs_;
   AppRemoved app_removed_;

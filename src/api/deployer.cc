@@ -1,5 +1,7 @@
 #include "api/deployer.h"
 
+#include <map>
+
 #include "blob/tree.h"
 #include "build/build_queue.h"
 #include "common/ids.h"
@@ -224,10 +226,27 @@ Result<bool> Deployer::needsNodeBuild(const std::string& root, const manifest::M
   return deps != pkg->end() && deps->is_object() && !deps->empty();
 }
 
+// The app's env for a deployment to `alias`: every app-wide value, then the
+// alias's own over them.
+Result<std::vector<store::EnvValue>> Deployer::envSnapshot(const std::string& app, const std::string& alias) {
+  ASSIGN_OR_RETURN(auto vars, store_.listEnv(app));
+  std::map<std::string, store::EnvValue> merged;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& v : vars) {
+      if (pass == 0 ? !v.alias.empty() : v.alias != alias) continue;
+      merged[v.name] = {v.name, v.value, v.secret};
+    }
+  }
+  std::vector<store::EnvValue> out;
+  for (auto& [name, v] : merged) out.push_back(std::move(v));
+  return out;
+}
+
 Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   std::lock_guard create_lock(create_mu_);
   RETURN_IF_ERROR(validateAppName(req.app, "app"));
   if (req.promote) RETURN_IF_ERROR(validateAliasName(req.alias, "alias"));
+  if (req.same_build_as) return createSameBuild(req);
   if (!isSha256Hex(req.root)) return InvalidArgument("root must be the SHA-256 hex digest of the root tree");
   ASSIGN_OR_RETURN(manifest::Manifest m, manifest::parseManifest(req.manifest));
   ASSIGN_OR_RETURN(TreeStats stats, verifyTree(req.root));
@@ -297,6 +316,35 @@ Result<store::Deployment> Deployer::createDeployment(const CreateRequest& req) {
   d.creator = req.actor;
   d.files = stats.files;
   d.bytes = stats.bytes;
+  ASSIGN_OR_RETURN(d.env, envSnapshot(req.app, req.alias));
+  return persist(std::move(d), req, needs_build, check);
+}
+
+Result<store::Deployment> Deployer::createSameBuild(const CreateRequest& req) {
+  const store::Deployment& from = *req.same_build_as;
+  if (from.app != req.app) return InvalidArgument("deployment " + from.id + " is not of app " + req.app);
+  if (from.state != store::DeploymentState::kReady) {
+    return FailedPrecondition("deployment " + from.id + " is " + std::string(store::stateName(from.state)) +
+                              "; only a READY deployment's build can be reused (redeploy without --env-only)");
+  }
+  store::Deployment d;
+  d.app = from.app;
+  d.root_tree = from.root_tree;
+  d.output_tree = from.output_tree;
+  d.manifest_json = from.manifest_json;
+  d.runtime = from.runtime;
+  d.files = from.files;
+  d.bytes = from.bytes;
+  d.created_ms = clock_.nowMillis();
+  d.creator = req.actor;
+  bool check = runtimeTraits(from.runtimeKind()).runsCode() && submit_start_;
+  d.state = check ? store::DeploymentState::kStarting : store::DeploymentState::kReady;
+  ASSIGN_OR_RETURN(d.env, envSnapshot(req.app, req.alias));
+  return persist(std::move(d), req, false, check);
+}
+
+Result<store::Deployment> Deployer::persist(store::Deployment d, const CreateRequest& req, bool needs_build,
+                                          bool check) {
   for (int attempt = 0;; ++attempt) {
     d.id = newDeploymentId();
     Status s = store_.createDeployment(d, req.promote ? req.alias : "", req.actor);

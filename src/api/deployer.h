@@ -54,6 +54,10 @@ struct CreateRequest {
   std::string alias = "production";  // moved to the new deployment when promote
   bool promote = true;
   std::string actor;
+  // Set: a new deployment of this one's source and build output with the
+  // app's env as it is now; nothing is verified or built again (root and
+  // manifest are ignored).
+  std::optional<store::Deployment> same_build_as;
 };
 
 // What one deployment may hold, counted as it expands: a tree may name one
@@ -118,6 +122,11 @@ class Deployer {
   Result<TreeStats> verifyTree(const std::string& root, int depth = 0);
 
  private:
+  Result<std::vector<store::EnvValue>> envSnapshot(const std::string& app, const std::string& alias);
+  Result<store::Deployment> createSameBuild(const CreateRequest& req);
+  // Stores `d` (a fresh id), moving req.alias when promoting, and hands it
+  // to its build or start check.
+  Result<store::Deployment> persist(store::Deployment d, const CreateRequest& req, bool needs_build, bool check);
   // Whether `path` ("a/b.js") is a file in the tree `root`; its blob hash.
   Result<bool> hasFile(const std::string& root, std::string_view path);
   Result<std::optional<std::string>> findFile(const std::string& root, std::string_view path);

@@ -44,4 +44,8 @@ inline Result<std::string> stringField(const Json& j, const char* key, std::stri
   return j[key].get<std::string>();
 }
 
+struct CreateRequest;
+// "alias" and "promote" of a create or redeploy body into `cr`.
+Status readPromotion(const Json& body, CreateRequest& cr);
+
 }  // namespace nubo::api

@@ -107,6 +107,19 @@ Result<Json> ApiClient::removeDomain(std::string_view host) {
   return http_.call("DELETE", "/v1/domains/" + escapeComponent(host));
 }
 
+Result<Json> ApiClient::listCron(std::string_view app) { return http_.call("GET", appPath(app, "/cron")); }
+
+Result<Json> ApiClient::listEnv(std::string_view app) { return http_.call("GET", appPath(app, "/env")); }
+
+Result<Json> ApiClient::setEnv(std::string_view app, const Json& request) {
+  return http_.call("PUT", appPath(app, "/env"), &request);
+}
+
+Result<Json> ApiClient::removeEnv(std::string_view app, std::string_view name, std::string_view alias) {
+  return http_.call("DELETE", appPath(app, "/env/" + escapeComponent(name)) +
+                                  (alias.empty() ? "" : "?alias=" + escapeComponent(alias)));
+}
+
 Result<Json> ApiClient::logs(std::string_view app, const LogQuery& q) {
   std::string path = appPath(app, "/logs?limit=" + std::to_string(q.limit));
   if (!q.deployment.empty()) path += "&deployment=" + escapeComponent(q.deployment);

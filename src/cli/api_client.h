@@ -53,6 +53,11 @@ class ApiClient {
   Result<Json> listDomains(std::string_view app);
   Result<Json> removeDomain(std::string_view host);
 
+  Result<Json> listCron(std::string_view app);
+  Result<Json> listEnv(std::string_view app);
+  Result<Json> setEnv(std::string_view app, const Json& request);
+  Result<Json> removeEnv(std::string_view app, std::string_view name, std::string_view alias);
+
   struct LogQuery {
     std::string deployment;         // only its lines (empty: all)
     std::optional<uint64_t> after;  // a cursor from an earlier page

@@ -41,6 +41,36 @@ std::string appNameFromDir(const std::string& dir) {
   return out.substr(0, 63);
 }
 
+// "d1 (90%), d2 (10%)", or "d1" alone, from a "split" list.
+std::string splitLine(const Json& j, const char* key = "split") {
+  if (!j.contains(key) || !j[key].is_array() || j[key].empty()) return str(j, "deployment");
+  std::string out;
+  for (const auto& p : j[key]) {
+    int w = p.value("weight", 100);
+    out += (out.empty() ? "" : ", ") + str(p, "deployment") + (w == 100 ? "" : " (" + std::to_string(w) + "%)");
+  }
+  return out;
+}
+
+// "D" or "D1=90 D2=10" as the API's split list.
+Result<Json> parseSplitArgs(const std::vector<std::string>& args) {
+  Json split = Json::array();
+  for (const auto& a : args) {
+    size_t eq = a.find('=');
+    if (eq == std::string::npos) {
+      if (args.size() > 1) return InvalidArgument("give each deployment of a split its weight: D1=90 D2=10");
+      split.push_back({{"deployment", a}, {"weight", 100}});
+      continue;
+    }
+    std::string w = a.substr(eq + 1);
+    if (w.empty() || w.size() > 3 || w.find_first_not_of("0123456789") != std::string::npos) {
+      return InvalidArgument("weight \"" + w + "\" of " + a.substr(0, eq) + " must be a whole number from 1 to 100");
+    }
+    split.push_back({{"deployment", a.substr(0, eq)}, {"weight", std::stoi(w)}});
+  }
+  return split;
+}
+
 // ---- deploy -----------------------------------------------------------------
 
 struct DeployOptions {
@@ -368,7 +398,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   // redeploy DEPLOYMENT: the same source built again as a new deployment
   struct RedeployOptions {
     std::string id, alias = "production";
-    bool no_promote = false, json = false;
+    bool no_promote = false, json = false, env_only = false;
   };
   auto ro = std::make_shared<RedeployOptions>();
   auto* redeploy = app.add_subcommand("redeploy", "Build a deployment's source again as a new deployment");
@@ -376,9 +406,11 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   redeploy->add_option("--alias", ro->alias, "Alias to point at the new deployment (default: production)");
   redeploy->add_flag("--no-promote", ro->no_promote, "Do not move any alias");
   redeploy->add_flag("--json", ro->json, "Print the new deployment as JSON");
+  redeploy->add_flag("--env-only", ro->env_only,
+                     "Reuse its build output as it is, with the app's env as it is now (no build)");
   redeploy->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
-      Json req = {{"alias", ro->alias}, {"promote", !ro->no_promote}};
+      Json req = {{"alias", ro->alias}, {"promote", !ro->no_promote}, {"env_only", ro->env_only}};
       ASSIGN_OR_RETURN(Json d, ApiClient(c).redeploy(ro->id, req));
       if (!ro->json) std::printf("Redeploying %s as %s:\n", ro->id.c_str(), str(d, "id").c_str());
       if (unfinished(d)) {
@@ -504,26 +536,31 @@ void addClientCommands(CLI::App& app, int* exit_code) {
       if (*alias_json) return printJson(r["aliases"]), Status::Ok();
       std::vector<std::vector<std::string>> rows{{"ALIAS", "DEPLOYMENT", "UPDATED", "URL"}};
       for (const auto& a : r["aliases"]) {
-        rows.push_back({str(a, "name"), str(a, "deployment"), age(a.value("updated_ms", int64_t{0})), str(a, "url")});
+        rows.push_back({str(a, "name"), splitLine(a), age(a.value("updated_ms", int64_t{0})), str(a, "url")});
       }
       printTable(rows);
       return Status::Ok();
     });
   });
-  auto set_args = std::make_shared<std::array<std::string, 3>>();
-  auto* alias_set = alias->add_subcommand("set", "Point ALIAS at DEPLOYMENT");
-  alias_set->add_option("app", (*set_args)[0], "App name")->required();
-  alias_set->add_option("alias", (*set_args)[1], "Alias name")->required();
-  alias_set->add_option("deployment", (*set_args)[2], "Deployment id")->required();
+  struct SetOpts {
+    std::string app, alias;
+    std::vector<std::string> targets;
+  };
+  auto so = std::make_shared<SetOpts>();
+  auto* alias_set = alias->add_subcommand(
+      "set", "Point ALIAS at DEPLOYMENT, or split its traffic: D1=90 D2=10 (up to 4, weights summing to 100)");
+  alias_set->add_option("app", so->app, "App name")->required();
+  alias_set->add_option("alias", so->alias, "Alias name")->required();
+  alias_set->add_option("deployments", so->targets, "DEPLOYMENT, or DEPLOYMENT=WEIGHT for each part of a split")
+      ->required();
   alias_set->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
-      auto& [a, al, d] = *set_args;
-      RETURN_IF_ERROR(validateAppName(a));
-      RETURN_IF_ERROR(validateAliasName(al));
-      Json body = {{"deployment", d}};
-      ASSIGN_OR_RETURN(Json r, ApiClient(c).setAlias(a, al, body));
-      std::printf("%s of %s now points at %s (was %s)\n", al.c_str(), a.c_str(), d.c_str(),
-                  str(r, "previous").empty() ? "nothing" : str(r, "previous").c_str());
+      RETURN_IF_ERROR(validateAppName(so->app));
+      RETURN_IF_ERROR(validateAliasName(so->alias));
+      ASSIGN_OR_RETURN(Json split, parseSplitArgs(so->targets));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).setAlias(so->app, so->alias, {{"split", split}}));
+      std::printf("%s of %s now sends traffic to %s (was %s)\n", so->alias.c_str(), so->app.c_str(),
+                  splitLine(r).c_str(), r["previous_split"].empty() ? "nothing" : splitLine(r, "previous_split").c_str());
       return Status::Ok();
     });
   });
@@ -531,19 +568,23 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   // promote APP DEPLOYMENT [--alias A]
   auto promote_args = std::make_shared<std::array<std::string, 3>>();
   (*promote_args)[2] = "production";
+  auto promote_percent = std::make_shared<int>(100);
   auto* promote = app.add_subcommand("promote", "Point the production alias (or --alias) at DEPLOYMENT");
   promote->add_option("app", (*promote_args)[0], "App name")->required();
   promote->add_option("deployment", (*promote_args)[1], "Deployment id")->required();
   promote->add_option("--alias", (*promote_args)[2], "Alias to move (default: production)");
+  promote->add_option("--percent", *promote_percent,
+                      "Send only this share of the traffic to DEPLOYMENT (a canary); the rest stays where it was")
+      ->check(CLI::Range(1, 100));
   promote->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
       auto& [a, d, al] = *promote_args;
       RETURN_IF_ERROR(validateAppName(a));
       RETURN_IF_ERROR(validateAliasName(al, "--alias"));
-      Json body = {{"deployment", d}, {"alias", al}};
+      Json body = {{"deployment", d}, {"alias", al}, {"percent", *promote_percent}};
       ASSIGN_OR_RETURN(Json r, ApiClient(c).promote(a, body));
-      std::printf("Promoted %s to %s of %s (was %s)\n", d.c_str(), al.c_str(), a.c_str(),
-                  str(r, "previous").empty() ? "nothing" : str(r, "previous").c_str());
+      std::printf("Promoted %s to %s of %s: %s (was %s)\n", d.c_str(), al.c_str(), a.c_str(), splitLine(r).c_str(),
+                  r["previous_split"].empty() ? "nothing" : splitLine(r, "previous_split").c_str());
       return Status::Ok();
     });
   });
@@ -659,8 +700,8 @@ void addClientCommands(CLI::App& app, int* exit_code) {
       RETURN_IF_ERROR(validateAliasName(al, "--alias"));
       Json body = {{"alias", al}};
       ASSIGN_OR_RETURN(Json r, ApiClient(c).rollback(a, body));
-      std::printf("Rolled back %s of %s to %s (from %s)\n", al.c_str(), a.c_str(), str(r, "deployment").c_str(),
-                  str(r, "previous").c_str());
+      std::printf("Rolled back %s of %s to %s (from %s)\n", al.c_str(), a.c_str(), splitLine(r).c_str(),
+                  splitLine(r, "previous_split").c_str());
       return Status::Ok();
     });
   });

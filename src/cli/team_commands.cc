@@ -1,6 +1,8 @@
 #include "cli/team_commands.h"
 
 #include <cstdio>
+#include <iostream>
+#include <iterator>
 #include <memory>
 
 #include "cli/api_client.h"
@@ -157,6 +159,109 @@ void addTeamCommands(CLI::App& app, int* exit_code) {
     *exit_code = withClient([&](HttpClient& c) -> Status {
       ASSIGN_OR_RETURN(Json r, ApiClient(c).removeDomain(dom->host));
       std::printf("Removed domain %s\n", str(r, "removed").c_str());
+      return Status::Ok();
+    });
+  });
+
+  // env set / ls / rm
+  auto* env = app.add_subcommand("env", "An app's env vars and encrypted secrets (each deployment keeps a snapshot)");
+  env->require_subcommand(1);
+  struct EnvOpts {
+    std::string app, alias, name;
+    std::vector<std::string> pairs;
+    bool secret = false, redeploy = false, json = false;
+  };
+  auto eo = std::make_shared<EnvOpts>();
+  auto* eset = env->add_subcommand("set", "Set KEY=VALUE pairs (KEY alone: its value is read from stdin)");
+  eset->add_option("app", eo->app, "App name")->required();
+  eset->add_option("pairs", eo->pairs, "KEY=VALUE, or KEY to read the value from stdin")->required();
+  eset->add_flag("--secret", eo->secret, "Encrypt the values; they are never shown again, nor given to builds");
+  eset->add_option("--alias", eo->alias, "Only for deployments to this alias (over the app's values)");
+  eset->add_flag("--redeploy", eo->redeploy,
+                 "Then redeploy the alias's deployment (production by default) with the new env, without a build");
+  eset->add_flag("--json", eo->json, "Print JSON");
+  eset->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      RETURN_IF_ERROR(validateAppName(eo->app));
+      if (!eo->alias.empty()) RETURN_IF_ERROR(validateAliasName(eo->alias, "--alias"));
+      Json vars = Json::object();
+      for (const auto& p : eo->pairs) {
+        size_t eq = p.find('=');
+        if (eq != std::string::npos) {
+          vars[p.substr(0, eq)] = p.substr(eq + 1);
+          continue;
+        }
+        std::string value((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+        while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+        vars[p] = value;
+      }
+      Json req = {{"vars", vars}, {"secret", eo->secret}, {"redeploy", eo->redeploy}, {"alias", eo->alias}};
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).setEnv(eo->app, req));
+      if (eo->json) return printJson(r), Status::Ok();
+      std::printf("Set %zu %s of %s%s\n", vars.size(), eo->secret ? "secrets" : "values", eo->app.c_str(),
+                  eo->alias.empty() ? "" : (" for " + eo->alias).c_str());
+      if (r.contains("redeployed_from")) {
+        std::printf("Redeployed %s as %s (%s)\n", str(r, "redeployed_from").c_str(), str(r, "id").c_str(),
+                    str(r, "state").c_str());
+        if (str(r, "state") == "FAILED") return FailedPrecondition("the redeployment failed: " + str(r, "error"));
+      }
+      return Status::Ok();
+    });
+  });
+  auto* els = env->add_subcommand("ls", "List env values (secrets: name, when and by whom only)");
+  els->add_option("app", eo->app, "App name")->required();
+  els->add_flag("--json", eo->json, "Print JSON");
+  els->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      RETURN_IF_ERROR(validateAppName(eo->app));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).listEnv(eo->app));
+      if (eo->json) return printJson(r["env"]), Status::Ok();
+      std::vector<std::vector<std::string>> rows{{"NAME", "ALIAS", "VALUE", "UPDATED", "BY"}};
+      for (const auto& e : r["env"]) {
+        rows.push_back({str(e, "name"), e["alias"].is_null() ? "(all)" : str(e, "alias"),
+                        e.value("secret", false) ? "(secret)" : str(e, "value"), age(e.value("updated_ms", int64_t{0})),
+                        str(e, "updated_by")});
+      }
+      printTable(rows);
+      return Status::Ok();
+    });
+  });
+  auto* erm = env->add_subcommand("rm", "Remove an env value (deployments made before keep theirs)");
+  erm->add_option("app", eo->app, "App name")->required();
+  erm->add_option("name", eo->name, "Name")->required();
+  erm->add_option("--alias", eo->alias, "The alias's own value (default: the app-wide one)");
+  erm->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      RETURN_IF_ERROR(validateAppName(eo->app));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).removeEnv(eo->app, eo->name, eo->alias));
+      std::printf("Removed %s of %s\n", eo->name.c_str(), eo->app.c_str());
+      return Status::Ok();
+    });
+  });
+
+  // cron ls APP
+  auto* cron = app.add_subcommand("cron", "The production deployment's schedules");
+  cron->require_subcommand(1);
+  auto cron_app = std::make_shared<std::string>();
+  auto cron_json = std::make_shared<bool>(false);
+  auto* cls = cron->add_subcommand("ls", "Schedules (UTC) with their last run and next time");
+  cls->add_option("app", *cron_app, "App name")->required();
+  cls->add_flag("--json", *cron_json, "Print JSON");
+  cls->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      RETURN_IF_ERROR(validateAppName(*cron_app));
+      ASSIGN_OR_RETURN(Json r, ApiClient(c).listCron(*cron_app));
+      if (*cron_json) return printJson(r["cron"]), Status::Ok();
+      std::vector<std::vector<std::string>> rows{{"SCHEDULE", "PATH", "LAST RUN", "LAST STATUS", "NEXT RUN"}};
+      for (const auto& e : r["cron"]) {
+        const Json& last = e["last_run"];
+        std::string status = last.is_null() ? "-" : last.value("status", 0) ? std::to_string(last.value("status", 0))
+                                                                            : "failed: " + str(last, "error");
+        rows.push_back({str(e, "schedule"), str(e, "path"),
+                        last.is_null() ? "never" : utcTime(last.value("at_ms", int64_t{0})), status,
+                        e["next_ms"].is_null() ? "never" : utcTime(e["next_ms"].get<int64_t>())});
+      }
+      printTable(rows);
       return Status::Ok();
     });
   });

@@ -2,6 +2,8 @@
 // tests can control time. SystemClock is the only real one; src/server wires it.
 #pragma once
 
+#include <atomic>
+
 #include <chrono>
 #include <cstdint>
 
@@ -28,9 +30,10 @@ class FakeClock final : public Clock {
   explicit FakeClock(int64_t start_ms = 1'700'000'000'000) : now_(start_ms) {}
   int64_t nowMillis() override { return now_; }
   void advance(int64_t ms) { now_ += ms; }
+  void set(int64_t ms) { now_ = ms; }
 
  private:
-  int64_t now_;
+  std::atomic<int64_t> now_;  // (read from other threads than the test's)
 };
 
 }  // namespace nubo

@@ -5,13 +5,18 @@
 // its probe.
 #pragma once
 
+#include "common/secret_box.h"
 #include "common/status.h"
 #include "runtime/pool.h"
 #include "store/metadata_store.h"
 
 namespace nubo::gateway {
 
-// kInvalidArgument when the stored manifest no longer parses.
-Result<runtime::DeploymentSpec> deploymentSpec(const store::Deployment& d);
+// Its env: the manifest's, then the deployment's snapshot of the app's env
+// over it, secrets opened with `secrets` (and listed in `redact`).
+// kInvalidArgument when the stored manifest no longer parses; kInternal
+// naming the secret when one does not open (changed, or another key), or
+// when there are secrets and no box.
+Result<runtime::DeploymentSpec> deploymentSpec(const store::Deployment& d, const SecretBox* secrets);
 
 }  // namespace nubo::gateway

@@ -63,12 +63,13 @@ bool hopByHop(std::string_view name, bool response) {
 
 // Whether a client's header reaches the function: not hop-by-hop, not named
 // in the client's Connection header (RFC 9110 7.6.1), and not one the
-// gateway sets itself (the request id, which a client must not choose, and
-// X-Forwarded-*).
+// gateway sets itself (the request id, which a client must not choose,
+// X-Forwarded-*, and X-Nubo-Cron, which only the server's cron may send).
 bool forwarded(std::string_view name, std::string_view connection) {
   if (hopByHop(name, false) || sameName(name, "x-nubo-request-id")) return false;
   // The gateway says where the request came from (a client could claim anything).
-  for (std::string_view own : {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-prefix"}) {
+  for (std::string_view own : {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-prefix",
+                               "x-nubo-cron", "x-nubo-cron-key"}) {
     if (sameName(name, own)) return false;
   }
   while (!connection.empty()) {

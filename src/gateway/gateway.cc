@@ -41,8 +41,9 @@ boost::asio::awaitable<Response> Gateway::handle(const http::Request& req) {
     auto target = routed.function;  // keeps the route alive across the call
     Forwarded fwd = forwarded(req, routed.path);
     r = co_await proxy_->serve(target->spec, routed.path, req, rid, fwd.list());
-    r.header("x-nubo-deployment", target->id);
   }
+  if (!routed.deployment.empty()) r.header("x-nubo-deployment", std::move(routed.deployment));
+  if (!routed.set_cookie.empty()) r.header("set-cookie", std::move(routed.set_cookie));
   r.header("x-nubo-request-id", std::move(rid));
   co_return r;
 }
@@ -53,6 +54,13 @@ Gateway::Forwarded Gateway::forwarded(const http::Request& req, std::string_view
   auto sent = [&](std::string_view name) { return trusted ? req.header(name) : std::string_view(); };
   f.for_ = sent("x-forwarded-for").empty() ? std::string(req.peer)
                                            : std::string(sent("x-forwarded-for")) + ", " + std::string(req.peer);
+  if (!cron_key_.empty()) {
+    std::string_view key = req.header("x-nubo-cron-key");
+    // (Compared in time independent of where they differ.)
+    unsigned char diff = key.size() != cron_key_.size();
+    for (size_t i = 0; i < key.size() && i < cron_key_.size(); ++i) diff |= static_cast<unsigned char>(key[i] ^ cron_key_[i]);
+    if (diff == 0) f.cron = std::string(req.header("x-nubo-cron"));
+  }
   f.proto = sent("x-forwarded-proto").empty() ? "http" : std::string(sent("x-forwarded-proto"));
   f.host = sent("x-forwarded-host").empty() ? std::string(req.header("host")) : std::string(sent("x-forwarded-host"));
   // Path routing: "/shop/cart" reached the app as "/cart".
@@ -68,6 +76,7 @@ runtime::protocol::HeaderList Gateway::Forwarded::list() const {
   runtime::protocol::HeaderList l = {{"x-forwarded-for", for_}, {"x-forwarded-proto", proto}};
   if (!host.empty()) l.emplace_back("x-forwarded-host", host);
   if (!prefix.empty()) l.emplace_back("x-forwarded-prefix", prefix);
+  if (!cron.empty()) l.emplace_back("x-nubo-cron", cron);
   return l;
 }
 
@@ -78,7 +87,10 @@ Gateway::Routed Gateway::route(const http::Request& req) {
     else out.response = Response::text(404, "not found: /_nubo/ is reserved by the platform\n");
     return out;
   }
-  auto resolved = router_.resolve(req.host, req.path);
+  SplitHints hints{&req, [](const void* r, std::string_view name) {
+                      return static_cast<const http::Request*>(r)->header(name);
+                    }};
+  auto resolved = router_.resolve(req.host, req.path, hints);
   if (!resolved.ok()) {
     out.response = Response::text(httpStatusFor(resolved.status().code()), resolved.status().message() + "\n");
     return out;
@@ -88,6 +100,8 @@ Gateway::Routed Gateway::route(const http::Request& req) {
     return out;
   }
   const DeploymentRoute& d = *resolved->deployment;
+  out.deployment = d.id;
+  out.set_cookie = std::move(resolved->set_cookie);
   if (!runtimeTraits(d.kind).runsCode()) {
     out.response = site_.serve(d, resolved->path, resolved->immutable, req);
     return out;

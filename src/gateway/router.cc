@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <random>
+
 #include "common/domain_name.h"
 #include "common/ids.h"
 #include "gateway/deployment_spec.h"
@@ -9,9 +11,10 @@
 
 namespace nubo::gateway {
 
-Router::Router(store::MetadataStore& store, std::string base_domain)
+Router::Router(store::MetadataStore& store, std::string base_domain, const SecretBox* secrets)
     : store_(store),
       base_(std::move(base_domain)),
+      secrets_(secrets),
       table_(std::make_shared<Table>()),
       domains_(std::make_shared<DomainTable>()) {}
 
@@ -70,7 +73,7 @@ Result<std::shared_ptr<const AppRoutes>> Router::load(const std::string& app,
       auto m = manifest::parseManifestText(d.manifest_json);
       if (m.ok()) route.site = std::make_shared<const manifest::StaticOptions>(std::move(m->static_site));
     } else {
-      auto spec = deploymentSpec(d);
+      auto spec = deploymentSpec(d, secrets_);
       if (!spec.ok()) {
         spdlog::error("router: deployment {} of {} cannot run: {}", d.id, app, spec.status().message());
         continue;
@@ -81,14 +84,21 @@ Result<std::shared_ptr<const AppRoutes>> Router::load(const std::string& app,
   }
   ASSIGN_OR_RETURN(auto aliases, store_.listAliases(app));
   for (const auto& a : aliases) {
-    routes->aliases[a.name] = a.deployment_id;
-    routes->aliased.insert(a.deployment_id);
+    AliasRoute route;
+    int sum = 0;
+    for (const auto& part : a.split) {
+      sum += part.weight;
+      route.parts.emplace_back(part.deployment_id, sum);
+      routes->aliased.insert(part.deployment_id);
+    }
+    if (route.parts.size() > 1) route.cookie = "nubo-split-" + a.name + "--" + app;
+    routes->aliases[a.name] = std::move(route);
   }
   return std::shared_ptr<const AppRoutes>(std::move(routes));
 }
 
 void Router::onChange(const store::Change& c) {
-  if (c.kind == store::Change::Kind::kToken) return;
+  if (c.kind == store::Change::Kind::kToken || c.kind == store::Change::Kind::kEnv) return;
   std::lock_guard reload(reload_mu_);
   if (c.kind == store::Change::Kind::kResync) {
     // Changes may have been missed: the whole table again (unchanged
@@ -171,12 +181,12 @@ const DomainBinding* Router::findDomain(const DomainTable& t, std::string_view h
   return nullptr;
 }
 
-Result<Resolved> Router::resolveBound(const DomainBinding& b, std::string_view qualifier,
-                                      std::string_view path) const {
-  return resolveApp(b.app, qualifier, b.alias, path);
+Result<Resolved> Router::resolveBound(const DomainBinding& b, std::string_view qualifier, std::string_view path,
+                                      const SplitHints& hints) const {
+  return resolveApp(b.app, qualifier, b.alias, path, hints);
 }
 
-Result<Resolved> Router::resolve(std::string_view host, std::string_view path) const {
+Result<Resolved> Router::resolve(std::string_view host, std::string_view path, const SplitHints& hints) const {
   if (path.empty() || path[0] != '/') return InvalidArgument("request target must start with '/'");
   host = requestHostKey(host);
   std::shared_ptr<const DomainTable> domains;
@@ -186,13 +196,15 @@ Result<Resolved> Router::resolve(std::string_view host, std::string_view path) c
   }
   if (!domains->empty()) {
     std::string_view qualifier;
-    if (const DomainBinding* b = findDomain(*domains, host, qualifier)) return resolveBound(*b, qualifier, path);
+    if (const DomainBinding* b = findDomain(*domains, host, qualifier)) {
+      return resolveBound(*b, qualifier, path, hints);
+    }
   }
   // Host-based: <label>.<base>
   if (host.size() > base_.size() + 1 && host.substr(host.size() - base_.size()) == base_ &&
       host[host.size() - base_.size() - 1] == '.') {
     std::string_view label = host.substr(0, host.size() - base_.size() - 1);
-    if (label.find('.') == std::string_view::npos) return resolveLabel(label, path);
+    if (label.find('.') == std::string_view::npos) return resolveLabel(label, path, hints);
   }
   // Path-based: /<label>/<rest>
   std::string_view rest = path.substr(1);
@@ -203,28 +215,83 @@ Result<Resolved> Router::resolve(std::string_view host, std::string_view path) c
   }
   if (slash == std::string_view::npos) {
     // "/<app>" -> "/<app>/" so that relative links inside the site resolve.
-    Result<Resolved> target = resolveLabel(label, "/");
+    Result<Resolved> target = resolveLabel(label, "/", hints);
     if (!target.ok()) return target;
     Resolved r;
     r.kind = Resolved::Kind::kRedirect;
     r.location = std::string(path) + "/";
     return r;
   }
-  return resolveLabel(label, rest.substr(slash));
+  return resolveLabel(label, rest.substr(slash), hints);
 }
 
-Result<Resolved> Router::resolveLabel(std::string_view label, std::string_view path) const {
+Result<Resolved> Router::resolveLabel(std::string_view label, std::string_view path, const SplitHints& hints) const {
   std::string_view qualifier;
   std::string_view app = label;
   if (auto sep = label.find("--"); sep != std::string_view::npos) {
     qualifier = label.substr(0, sep);
     app = label.substr(sep + 2);
   }
-  return resolveApp(app, qualifier, "production", path);
+  return resolveApp(app, qualifier, "production", path, hints);
+}
+
+namespace {
+
+// The value of cookie `name` in a Cookie header, or empty.
+std::string_view cookieValue(std::string_view cookies, std::string_view name) {
+  while (!cookies.empty()) {
+    size_t semi = cookies.find(';');
+    std::string_view pair = cookies.substr(0, semi);
+    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+    if (pair.size() > name.size() && pair.substr(0, name.size()) == name && pair[name.size()] == '=') {
+      return pair.substr(name.size() + 1);
+    }
+    if (semi == std::string_view::npos) break;
+    cookies.remove_prefix(semi + 1);
+  }
+  return {};
+}
+
+// 0..99, from a generator of the calling thread's own (no lock).
+int percentile() {
+  thread_local std::mt19937 rng([] {
+    std::string seed = randomBytes(4);
+    uint32_t v = 0;
+    for (char c : seed) v = (v << 8) | static_cast<uint8_t>(c);
+    return v;
+  }());
+  return static_cast<int>(std::uniform_int_distribution<int>(0, 99)(rng));
+}
+
+}  // namespace
+
+std::string Router::pick(const AliasRoute& route, const SplitHints& hints, std::string& set_cookie) {
+  if (route.parts.size() == 1) return route.parts[0].first;
+  auto member = [&](std::string_view id) {
+    for (const auto& [d, sum] : route.parts) {
+      if (d == id) return true;
+    }
+    return false;
+  };
+  std::string_view pin = hints.get("x-nubo-pin");
+  if (!pin.empty() && member(pin)) return std::string(pin);
+  std::string_view kept = cookieValue(hints.get("cookie"), route.cookie);
+  if (!kept.empty() && member(kept)) return std::string(kept);
+  int p = percentile();
+  std::string chosen = route.parts.back().first;
+  for (const auto& [d, sum] : route.parts) {
+    if (p < sum) {
+      chosen = d;
+      break;
+    }
+  }
+  // Host-only (no Domain), for a week or until the split ends.
+  set_cookie = route.cookie + "=" + chosen + "; Path=/; Max-Age=604800; HttpOnly; SameSite=Lax";
+  return chosen;
 }
 
 Result<Resolved> Router::resolveApp(std::string_view app, std::string_view qualifier, std::string_view default_alias,
-                                    std::string_view path) const {
+                                    std::string_view path, const SplitHints& hints) const {
   auto table = snapshot();
   auto it = table->find(std::string(app));
   if (it == table->end()) return NotFound("app \"" + std::string(app) + "\" not found");
@@ -245,7 +312,7 @@ Result<Resolved> Router::resolveApp(std::string_view app, std::string_view quali
       }
       return NotFound("app \"" + std::string(app) + "\" has no alias \"" + alias + "\"");
     }
-    deployment_id = a->second;
+    deployment_id = pick(a->second, hints, r.set_cookie);
   }
   auto d = routes.deployments.find(deployment_id);
   if (d == routes.deployments.end()) {

@@ -30,10 +30,12 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "manifest/manifest.h"
 #include "runtime/pool.h"
 
+#include "common/secret_box.h"
 #include "common/status.h"
 #include "store/metadata_store.h"
 
@@ -50,10 +52,27 @@ struct DeploymentRoute {
   std::shared_ptr<const runtime::DeploymentSpec> spec;
 };
 
+// An alias's deployments with the running sum of their weights (a split of
+// one: {id, 100}).
+struct AliasRoute {
+  std::vector<std::pair<std::string, int>> parts;  // deployment id, cumulative weight (the last is 100)
+  std::string cookie;                              // the name of the cookie that keeps a client on one
+};
+
 struct AppRoutes {
-  std::unordered_map<std::string, std::string> aliases;  // alias -> deployment id
+  std::unordered_map<std::string, AliasRoute> aliases;  // alias -> where it points
   std::unordered_map<std::string, std::shared_ptr<const DeploymentRoute>> deployments;  // READY only
   std::unordered_set<std::string> aliased;  // deployments some alias points at
+};
+
+// What a request says about which deployment of a traffic split it wants:
+// the X-Nubo-Pin header (a deployment id, for trying a canary) and its
+// Cookie header (the gateway's cookie from an earlier response). Read only
+// when the alias has a split: `header(ctx, name)` looks one up.
+struct SplitHints {
+  const void* ctx = nullptr;
+  std::string_view (*header)(const void* ctx, std::string_view name) = nullptr;
+  std::string_view get(std::string_view name) const { return header ? header(ctx, name) : std::string_view(); }
 };
 
 struct Resolved {
@@ -63,6 +82,9 @@ struct Resolved {
   std::string_view path;     // path within the deployment, starts with '/'
   bool immutable = false;    // addressed by deployment id: never changes
   std::string location;      // kRedirect: where to
+  // Set when an alias's traffic split chose the deployment afresh: the
+  // Set-Cookie value that keeps the client on it while the split lasts.
+  std::string set_cookie;
 };
 
 // Where a custom domain sends requests.
@@ -79,7 +101,9 @@ struct DomainTable {
 
 class Router {
  public:
-  Router(store::MetadataStore& store, std::string base_domain);
+  // `secrets` opens the secrets of deployments' env (may be null: then a
+  // deployment with secrets cannot run).
+  Router(store::MetadataStore& store, std::string base_domain, const SecretBox* secrets = nullptr);
   ~Router();
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
@@ -89,7 +113,9 @@ class Router {
 
   // kNotFound with a message naming what was not found (app, alias,
   // deployment) and how URLs look.
-  Result<Resolved> resolve(std::string_view host, std::string_view path) const;
+  // An alias with a traffic split picks one of its deployments by weight,
+  // unless `hints` pin one of them or carry the split's cookie naming one.
+  Result<Resolved> resolve(std::string_view host, std::string_view path, const SplitHints& hints = {}) const;
 
   // True when some alias of `app` points at the deployment (its pool keeps
   // min_instances).
@@ -110,17 +136,22 @@ class Router {
   Status reloadDomainsLocked();
   // The deployment of a request to a bound domain: `qualifier` (an alias or
   // a deployment id) when the host named one, else the binding's alias.
-  Result<Resolved> resolveBound(const DomainBinding& b, std::string_view qualifier, std::string_view path) const;
+  Result<Resolved> resolveBound(const DomainBinding& b, std::string_view qualifier, std::string_view path,
+                                const SplitHints& hints) const;
   // A binding for `host`, and the qualifier its first label named.
   const DomainBinding* findDomain(const DomainTable& t, std::string_view host, std::string_view& qualifier) const;
+  // The deployment of `route` this request goes to; `set_cookie` set when
+  // a split chose it afresh.
+  static std::string pick(const AliasRoute& route, const SplitHints& hints, std::string& set_cookie);
   Result<Resolved> resolveApp(std::string_view app, std::string_view qualifier, std::string_view default_alias,
-                              std::string_view path) const;
+                              std::string_view path, const SplitHints& hints) const;
   void onChange(const store::Change& c);
-  Result<Resolved> resolveLabel(std::string_view label, std::string_view path) const;
+  Result<Resolved> resolveLabel(std::string_view label, std::string_view path, const SplitHints& hints) const;
   std::shared_ptr<const Table> snapshot() const;
 
   store::MetadataStore& store_;
   const std::string base_;
+  const SecretBox* secrets_;
   uint64_t watch_id_ = 0;
 
   std::mutex reload_mu_;  // serializes reload+swap so the newest reload wins

@@ -1,5 +1,7 @@
 #include "manifest/manifest.h"
 
+#include "common/cron_schedule.h"
+
 #include <algorithm>
 #include <set>
 
@@ -115,24 +117,6 @@ bool validEnvKey(const std::string& k) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
   }
   return true;
-}
-
-// Five fields of digits, '*', ',', '-', '/' (or names like MON/JAN).
-bool validCron(const std::string& s) {
-  int fields = 0;
-  bool in_field = false;
-  for (char c : s) {
-    if (c == ' ' || c == '\t') {
-      in_field = false;
-      continue;
-    }
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '*' || c == ',' || c == '-' || c == '/')) return false;
-    if (!in_field) {
-      ++fields;
-      in_field = true;
-    }
-  }
-  return fields == 5;
 }
 
 bool validPath(const std::string& p) { return !p.empty() && p[0] == '/' && p.find_first_of(" \t\r\n") == std::string::npos; }
@@ -355,7 +339,9 @@ Result<Manifest> parseManifest(const Json& j) {
         CronJob cj;
         c.string(job, "schedule", prefix, &cj.schedule);
         c.string(job, "path", prefix, &cj.path);
-        if (!validCron(cj.schedule)) c.add(prefix + "schedule", "must be a five-field cron expression like \"*/5 * * * *\"");
+        if (auto sched = CronSchedule::parse(cj.schedule); !sched.ok()) {
+          c.add(prefix + "schedule", sched.status().message() + " (UTC, e.g. \"*/5 * * * *\" or \"@hourly\")");
+        }
         if (cj.path.empty() || cj.path[0] != '/') c.add(prefix + "path", "must start with '/'");
         m.cron.push_back(std::move(cj));
       }

@@ -155,6 +155,12 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const StemProfile& p
       cgroups_ && cgroups_->available() ? kStemMemory : static_cast<uint64_t>(memory_mb) << 20;
   spec.isolation.background = background;
   auto target = std::make_shared<LogTarget>();
+  if (own) {
+    // (Its output is the deployment's from the start.)
+    target->app = own->app;
+    target->deployment = own->id;
+    target->redact = own->redact;
+  }
   {
     std::lock_guard lock(mu_);
     log_targets_[id] = target;
@@ -170,17 +176,27 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const StemProfile& p
       }
     }
     std::string app, deployment;
+    std::shared_ptr<const std::vector<std::string>> redact;
     {
       std::lock_guard lock(target->mu);
       if (target->gone) return;
       app = target->app;
       deployment = target->deployment;
+      redact = target->redact;
     }
     if (app.empty()) {
       spdlog::info("instance {} {}: {}", id, stream, std::string(line));
       return;
     }
-    store->append(app, {nowMs(), deployment, std::string(stream), request_id, std::string(line)});
+    std::string text(line);
+    if (redact) {
+      for (const auto& secret : *redact) {
+        for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 8)) {
+          text.replace(at, secret.size(), "[secret]");
+        }
+      }
+    }
+    store->append(app, {nowMs(), deployment, std::string(stream), request_id, std::move(text)});
   };
   auto inst = Instance::launch(shard, opts_.threads, launcher_, std::move(spec), id, sink);
   if (!inst.ok()) {
@@ -275,6 +291,7 @@ asio::awaitable<Result<std::shared_ptr<Instance>>> Functions::create(const Deplo
       std::lock_guard target_lock(it->second->mu);
       it->second->app = spec.app;
       it->second->deployment = spec.id;
+      it->second->redact = spec.redact;
     }
   }
   SpecializeInfo info{spec.id, spec.app, launcher_.appDirInside(dir), spec.entry, spec.env,

@@ -147,6 +147,7 @@ class Functions final : public InstanceFactory {
   struct LogTarget {
     std::mutex mu;
     std::string app, deployment;  // guarded by mu
+    std::shared_ptr<const std::vector<std::string>> redact;  // guarded by mu
     bool gone = false;            // guarded by mu; its app was removed: output is dropped
   };
   FunctionsOptions opts_;

@@ -52,6 +52,9 @@ struct DeploymentSpec {
   std::string root_tree;
   std::string entry;
   std::map<std::string, std::string> env;
+  // Values its functions must not be seen printing (its secrets): in the
+  // logs each becomes "[secret]".
+  std::shared_ptr<const std::vector<std::string>> redact;
   PoolLimits limits;
   bool network = false;
   int tmp_mb = 16;

@@ -8,6 +8,11 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -26,6 +31,10 @@
 #include "common/fs.h"
 #include "common/ids.h"
 #include "common/json.h"
+#include "common/secret_box.h"
+#include "common/sha256.h"
+#include "cron/cron_scheduler.h"
+#include "cron/loopback_fire.h"
 #include "gateway/file_cache.h"
 #include "gateway/gateway.h"
 #include "gateway/router.h"
@@ -77,6 +86,33 @@ Status ensureAdminToken(const std::string& data_dir, store::MetadataStore& store
   RETURN_IF_ERROR(auth.registerToken(token, rec));
   spdlog::info("created the admin token: {} (mode 0600)", path);
   return Status::Ok();
+}
+
+// The key secrets are sealed with. A rotation writes the next key beside
+// it, re-seals every secret in one transaction, then renames the next key
+// over the old: a crash at any point leaves every secret readable (a box
+// opens values under either key while both are there), and the next start
+// finishes the rotation.
+Result<SecretBox> openSecrets(const std::string& key_path, bool rotate, store::MetadataStore& store) {
+  std::string next_path = key_path + ".next";
+  struct stat st {};
+  bool unfinished = ::stat(next_path.c_str(), &st) == 0;
+  if (rotate && !unfinished) RETURN_IF_ERROR(SecretBox::createKeyFile(next_path));
+  ASSIGN_OR_RETURN(SecretBox box, SecretBox::open(key_path, next_path));
+  if (!box.rotating()) return box;
+  ASSIGN_OR_RETURN(size_t resealed,
+                   store.resealSecrets([&box](std::string_view app, std::string_view name,
+                                              std::string_view sealed) -> Result<std::string> {
+                     if (box.sealedWithNewest(sealed)) return std::string(sealed);
+                     ASSIGN_OR_RETURN(std::string plain, box.unseal(sealed, app, name));
+                     return box.seal(plain, app, name);
+                   }));
+  if (::rename(next_path.c_str(), key_path.c_str()) != 0) {
+    return Internal("rotating the secret key: rename " + next_path + ": " + std::strerror(errno));
+  }
+  RETURN_IF_ERROR(syncDir(std::filesystem::path(key_path).parent_path().string()));
+  spdlog::info("secrets: re-encrypted {} values under a new key ({})", resealed, key_path);
+  return SecretBox::open(key_path, "");
 }
 
 int portOf(const std::string& host_port) { return std::stoi(host_port.substr(host_port.rfind(':') + 1)); }
@@ -151,6 +187,9 @@ Status runServer(const ServerOptions& opts) {
   ASSIGN_OR_RETURN(auto blobs, blob::LocalBlobStore::create(data_dir + "/blobs"));
   api::Authenticator auth(*store, clock);
   RETURN_IF_ERROR(ensureAdminToken(data_dir, *store, auth, clock));
+  ASSIGN_OR_RETURN(SecretBox secrets,
+                   openSecrets(opts.secret_key_file.empty() ? data_dir + "/secret.key" : opts.secret_key_file,
+                               opts.rotate_secret_key, *store));
 
   ASSIGN_OR_RETURN(auto code, runtime::CodeStore::create(data_dir + "/instances", data_dir + "/app-files", *blobs));
 
@@ -220,7 +259,7 @@ Status runServer(const ServerOptions& opts) {
   for (auto& sh : more_shards) shards.push_back(sh.get());
   asio::io_context control_ioc;
 
-  gateway::Router router(*store, opts.base_domain);
+  gateway::Router router(*store, opts.base_domain, &secrets);
   RETURN_IF_ERROR(router.start());
   gateway::FileCache cache(*blobs, opts.cache_mb << 20, std::min<uint64_t>(opts.cache_mb << 20, 1 << 20));
   gateway::StaticSite site(*blobs, cache, 256);
@@ -241,7 +280,10 @@ Status runServer(const ServerOptions& opts) {
   gateway::WebSocketLimits ws_limits;
   ws_limits.max_message_bytes = opts.max_ws_message_mb << 20;
   ws_limits.idle_timeout = opts.ws_idle_timeout;
-  gateway::Gateway gw(router, site, functions.get(), opts.trust_proxy, ws_limits);
+  // What the server's own cron requests carry, so that only they reach a
+  // function with X-Nubo-Cron.
+  std::string cron_key = sha256Hex(randomBytes(32));
+  gateway::Gateway gw(router, site, functions.get(), opts.trust_proxy, ws_limits, cron_key);
   // Builds: the built-in builders (and any an operator adds) in DATA/builders.
   std::string builders_dir = data_dir + "/builders";
   RETURN_IF_ERROR(build::installBuiltinBuilders(builders_dir));
@@ -259,8 +301,8 @@ Status runServer(const ServerOptions& opts) {
   build::BuildRunner build_runner(*launcher, *blobs, *code, instance_cgroups, bopts);
   // Code goes live once it has started: probed on the data plane's shards.
   runtime::StartCheck starts(*store, build_logs, shards,
-                             [&functions](store::Deployment d) -> asio::awaitable<Result<std::string>> {
-                               auto spec = gateway::deploymentSpec(d);
+                             [&functions, &secrets](store::Deployment d) -> asio::awaitable<Result<std::string>> {
+                               auto spec = gateway::deploymentSpec(d, &secrets);
                                if (!spec.ok()) co_return spec.status();
                                co_return co_await functions->probe(std::move(*spec));
                              });
@@ -288,10 +330,19 @@ Status runServer(const ServerOptions& opts) {
   if (shards.size() > 1) data_server.spreadConnections(shards);
   ASSIGN_OR_RETURN(std::string data_addr, data_server.listen(opts.listen));
 
+  // Cron: requests to the data plane itself, over loopback when it listens
+  // on every address.
+  std::string data_host = data_addr.substr(0, data_addr.rfind(':'));
+  if (data_host == "0.0.0.0" || data_host == "[::]" || data_host == "::") data_host = "127.0.0.1";
+  cron::CronScheduler cron(*store, logstore, clock,
+                           cron::loopbackFire("http://" + data_host + ":" + std::to_string(portOf(data_addr)),
+                                              cron_key, 900));
+
   api::PublicUrls urls;
   urls.base_domain = opts.base_domain;
   urls.port = portOf(data_addr);
-  api::ControlApi control_api(*store, deployer, auth, clock, urls, functions.get(), logstore, build_logs,
+  api::ControlApi control_api(*store, deployer, auth, clock, secrets, urls, functions.get(), &cron, logstore,
+                              build_logs,
                               [&builds, &code, &functions](const std::string& app) {
                                 builds->removeApp(app);
                                 functions->removeApp(app);
@@ -360,6 +411,7 @@ Status runServer(const ServerOptions& opts) {
   int pending = 2;
   bool stopping = false;
   auto finish = [&] {
+    cron.stop();
     builds->shutdown();
     starts.shutdown();
     functions->shutdown();
@@ -404,6 +456,7 @@ Status runServer(const ServerOptions& opts) {
   functions->start();
   starts.start();
   builds->start();
+  cron.start();
   std::vector<std::thread> threads;
   for (auto* sh : shards) runThreads(*sh, 1, threads);
   runThreads(control_ioc, 3, threads);

@@ -50,6 +50,8 @@ struct ServerOptions {
   int sandbox_max_connections = 256;          // per sandbox, at a time
   double max_app_cpu = 4;                     // the largest limits.cpu granted
   std::vector<std::string> trust_proxy;       // front proxies whose X-Forwarded-* headers are kept
+  std::string secret_key_file;                // the key secrets are sealed with ("": DATA/secret.key)
+  bool rotate_secret_key = false;             // re-seal every secret under a new key at start
   bool write_client_config = true;            // write ~/.config/nubo/config.json if absent
 };
 

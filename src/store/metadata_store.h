@@ -50,6 +50,15 @@ struct App {
   std::string created_by;
 };
 
+// One value of a deployment's environment, as snapshotted when it was
+// created (a secret's value still sealed: common/secret_box.h).
+struct EnvValue {
+  std::string name;
+  std::string value;
+  bool secret = false;
+  bool operator==(const EnvValue&) const = default;
+};
+
 struct Deployment {
   std::string id;
   std::string app;
@@ -67,6 +76,9 @@ struct Deployment {
   std::string promote_alias;
   std::string error;
   int build_attempts = 0;  // times its build started (each setDeploymentState(kBuilding))
+  // The app's env when it was created (app-wide values, then its alias's):
+  // what its functions get over the manifest's env. Never changes.
+  std::vector<EnvValue> env;
 
   // The tree the deployment runs or serves.
   const std::string& servedTree() const { return output_tree.empty() ? root_tree : output_tree; }
@@ -154,6 +166,18 @@ struct Domain {
   std::string created_by;
 };
 
+// An app's configuration value: for every alias of the app (`alias` empty)
+// or for one, which then wins. A secret's value is sealed.
+struct EnvVar {
+  std::string app;
+  std::string alias;
+  std::string name;
+  std::string value;
+  bool secret = false;
+  int64_t updated_ms = 0;
+  std::string updated_by;
+};
+
 struct AuditQuery {
   std::vector<std::string> apps;  // only entries of these apps; empty: every entry
   int64_t before_seq = 0;         // only entries older than this one (0: from the newest)
@@ -161,7 +185,7 @@ struct AuditQuery {
 };
 
 struct Change {
-  enum class Kind { kApp, kDeployment, kAlias, kToken, kDomain, kResync };
+  enum class Kind { kApp, kDeployment, kAlias, kToken, kDomain, kEnv, kResync };
   Kind kind;
   std::string app;  // empty for kToken and kResync
   uint64_t revision = 0;
@@ -249,6 +273,18 @@ class MetadataStore {
   virtual Status deleteDomain(std::string_view host) = 0;  // kNotFound
   // By host; `app` empty: every app's.
   virtual Result<std::vector<Domain>> listDomains(std::string_view app) = 0;
+
+  // Sets every value of `vars` (all of one app, which must exist) in one
+  // transaction, replacing values of the same app, alias and name.
+  virtual Status putEnv(const std::vector<EnvVar>& vars) = 0;
+  virtual Status deleteEnv(std::string_view app, std::string_view alias, std::string_view name) = 0;  // kNotFound
+  // By alias ("" first), then name.
+  virtual Result<std::vector<EnvVar>> listEnv(std::string_view app) = 0;
+  // Re-seals every secret (the apps' values and the deployments' snapshots)
+  // with `reseal(app, name, sealed)` in one transaction: all or nothing.
+  using Reseal = std::function<Result<std::string>(std::string_view app, std::string_view name,
+                                                   std::string_view sealed)>;
+  virtual Result<size_t> resealSecrets(const Reseal& reseal) = 0;
 
   // The audit log: append-only; entries outlive the apps they name.
   virtual Result<AuditEntry> appendAudit(const AuditEntry& e) = 0;

@@ -2,6 +2,9 @@
 
 #include <sqlite3.h>
 
+#include "common/json.h"
+
+#include <array>
 #include <limits>
 #include <vector>
 
@@ -89,7 +92,26 @@ class Txn {
 
 constexpr const char* kDeploymentCols =
     "id, app, root_tree, manifest, runtime, state, created_ms, creator, files, bytes, output_tree, promote_alias, "
-    "error, build_attempts";
+    "error, build_attempts, env";
+
+// A deployment's env snapshot as a column: [{"n": name, "v": value, "s": secret}].
+std::string encodeEnv(const std::vector<EnvValue>& env) {
+  if (env.empty()) return "";
+  Json list = Json::array();
+  for (const auto& e : env) list.push_back({{"n", e.name}, {"v", e.value}, {"s", e.secret}});
+  return dumpJson(list);
+}
+
+std::vector<EnvValue> decodeEnv(std::string_view text) {
+  std::vector<EnvValue> out;
+  if (text.empty()) return out;
+  auto list = parseJson(text, "env");
+  if (!list.ok() || !list->is_array()) return out;
+  for (const auto& e : *list) {
+    out.push_back({e.value("n", std::string()), e.value("v", std::string()), e.value("s", false)});
+  }
+  return out;
+}
 
 Deployment readDeployment(const Stmt& s) {
   Deployment d;
@@ -107,6 +129,7 @@ Deployment readDeployment(const Stmt& s) {
   d.promote_alias = s.text(11);
   d.error = s.text(12);
   d.build_attempts = static_cast<int>(s.integer(13));
+  d.env = decodeEnv(s.text(14));
   return d;
 }
 
@@ -209,9 +232,9 @@ Status SqliteMetadataStore::migrate() {
   Stmt v(db_, "PRAGMA user_version");
   ASSIGN_OR_RETURN(bool row, v.step());
   int64_t version = row ? v.integer(0) : 0;
-  if (version > 7) {
+  if (version > 8) {
     return FailedPrecondition("metadata database schema version " + std::to_string(version) +
-                              " is newer than this nubo understands (7); upgrade nubo");
+                              " is newer than this nubo understands (8); upgrade nubo");
   }
   if (version == 0) RETURN_IF_ERROR(createSchemaV1());
   if (version <= 1) {
@@ -298,6 +321,25 @@ Status SqliteMetadataStore::migrate() {
       ALTER TABLE alias_events ADD COLUMN split TEXT NOT NULL DEFAULT '';
       ALTER TABLE alias_events ADD COLUMN previous_split TEXT NOT NULL DEFAULT '';
       PRAGMA user_version = 7;
+      COMMIT;
+    )sql"));
+  }
+  if (version <= 7) {
+    // v8: env vars and secrets; each deployment's snapshot of them.
+    RETURN_IF_ERROR(exec(R"sql(
+      BEGIN IMMEDIATE;
+      CREATE TABLE env (
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        alias TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        secret INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        updated_by TEXT NOT NULL,
+        PRIMARY KEY (app, alias, name)
+      );
+      ALTER TABLE deployments ADD COLUMN env TEXT NOT NULL DEFAULT '';
+      PRAGMA user_version = 8;
       COMMIT;
     )sql"));
   }
@@ -524,12 +566,12 @@ Status SqliteMetadataStore::createDeployment(const Deployment& d, std::string_vi
     if (dup) return AlreadyExists("deployment " + d.id + " already exists");
     Stmt ins(db_,
              "INSERT INTO deployments (id, app, root_tree, manifest, runtime, state, created_ms, creator, "
-             "files, bytes, output_tree, promote_alias, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+             "files, bytes, output_tree, promote_alias, error, env) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     ins.bind(1, d.id).bind(2, d.app).bind(3, d.root_tree).bind(4, d.manifest_json).bind(5, d.runtime);
     ins.bind(6, stateName(d.state)).bind(7, d.created_ms).bind(8, d.creator);
     ins.bind(9, static_cast<int64_t>(d.files)).bind(10, static_cast<int64_t>(d.bytes));
     ins.bind(11, d.output_tree).bind(12, d.state == DeploymentState::kReady ? std::string() : std::string(promote_alias));
-    ins.bind(13, d.error);
+    ins.bind(13, d.error).bind(14, encodeEnv(d.env));
     RETURN_IF_ERROR(ins.run());
     if (!promote_alias.empty() && d.state == DeploymentState::kReady) {
       ASSIGN_OR_RETURN(AliasEvent ignored, moveAliasLocked(d.app, promote_alias, {{d.id, 100}}, "set", actor));
@@ -892,6 +934,114 @@ Result<std::vector<Domain>> SqliteMetadataStore::listDomains(std::string_view ap
     out.push_back(Domain{s.text(0), s.text(1), s.text(2), s.integer(3), s.text(4)});
   }
   return out;
+}
+
+Status SqliteMetadataStore::putEnv(const std::vector<EnvVar>& vars) {
+  if (vars.empty()) return Status::Ok();
+  uint64_t rev = 0;
+  {
+    std::lock_guard lock(mu_);
+    Txn txn(db_);
+    RETURN_IF_ERROR(txn.begin());
+    Stmt app(db_, "SELECT 1 FROM apps WHERE name = ?");
+    app.bind(1, vars[0].app);
+    ASSIGN_OR_RETURN(bool exists, app.step());
+    if (!exists) return NotFound("app " + vars[0].app + " not found; deploy it before setting its env");
+    for (const auto& v : vars) {
+      if (v.app != vars[0].app) return InvalidArgument("env values set together belong to one app");
+      Stmt w(db_, "INSERT INTO env (app, alias, name, value, secret, updated_ms, updated_by) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app, alias, name) DO UPDATE SET "
+                  "value = excluded.value, secret = excluded.secret, updated_ms = excluded.updated_ms, "
+                  "updated_by = excluded.updated_by");
+      w.bind(1, v.app).bind(2, v.alias).bind(3, v.name).bind(4, v.value).bind(5, int64_t{v.secret});
+      w.bind(6, v.updated_ms).bind(7, v.updated_by);
+      RETURN_IF_ERROR(w.run());
+    }
+    RETURN_IF_ERROR(txn.commit());
+    rev = ++revision_;
+  }
+  notify({Change::Kind::kEnv, vars[0].app, rev});
+  return Status::Ok();
+}
+
+Status SqliteMetadataStore::deleteEnv(std::string_view app, std::string_view alias, std::string_view name) {
+  uint64_t rev = 0;
+  {
+    std::lock_guard lock(mu_);
+    Stmt d(db_, "DELETE FROM env WHERE app = ? AND alias = ? AND name = ?");
+    d.bind(1, app).bind(2, alias).bind(3, name);
+    RETURN_IF_ERROR(d.run());
+    if (sqlite3_changes(db_) == 0) {
+      return NotFound("app " + std::string(app) + " has no env value " + std::string(name) +
+                      (alias.empty() ? std::string() : " for alias " + std::string(alias)));
+    }
+    rev = ++revision_;
+  }
+  notify({Change::Kind::kEnv, std::string(app), rev});
+  return Status::Ok();
+}
+
+Result<std::vector<EnvVar>> SqliteMetadataStore::listEnv(std::string_view app) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT app, alias, name, value, secret, updated_ms, updated_by FROM env WHERE app = ? "
+              "ORDER BY alias, name");
+  s.bind(1, app);
+  std::vector<EnvVar> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    out.push_back(EnvVar{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4) != 0, s.integer(5), s.text(6)});
+  }
+  return out;
+}
+
+Result<size_t> SqliteMetadataStore::resealSecrets(const Reseal& reseal) {
+  std::lock_guard lock(mu_);
+  Txn txn(db_);
+  RETURN_IF_ERROR(txn.begin());
+  size_t count = 0;
+  {
+    std::vector<std::array<std::string, 4>> rows;  // app, alias, name, value
+    Stmt s(db_, "SELECT app, alias, name, value FROM env WHERE secret = 1");
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, s.step());
+      if (!row) break;
+      rows.push_back({s.text(0), s.text(1), s.text(2), s.text(3)});
+    }
+    for (const auto& [app, alias, name, value] : rows) {
+      ASSIGN_OR_RETURN(std::string resealed, reseal(app, name, value));
+      Stmt w(db_, "UPDATE env SET value = ? WHERE app = ? AND alias = ? AND name = ?");
+      w.bind(1, resealed).bind(2, app).bind(3, alias).bind(4, name);
+      RETURN_IF_ERROR(w.run());
+      ++count;
+    }
+  }
+  std::vector<std::array<std::string, 3>> deployments;  // id, app, env
+  {
+    Stmt s(db_, "SELECT id, app, env FROM deployments WHERE env != ''");
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, s.step());
+      if (!row) break;
+      deployments.push_back({s.text(0), s.text(1), s.text(2)});
+    }
+  }
+  for (const auto& [id, app, text] : deployments) {
+    std::vector<EnvValue> env = decodeEnv(text);
+    bool changed = false;
+    for (auto& e : env) {
+      if (!e.secret) continue;
+      ASSIGN_OR_RETURN(e.value, reseal(app, e.name, e.value));
+      changed = true;
+      ++count;
+    }
+    if (!changed) continue;
+    Stmt w(db_, "UPDATE deployments SET env = ? WHERE id = ?");
+    w.bind(1, encodeEnv(env)).bind(2, id);
+    RETURN_IF_ERROR(w.run());
+  }
+  RETURN_IF_ERROR(txn.commit());
+  ++revision_;
+  return count;
 }
 
 Result<AuditEntry> SqliteMetadataStore::appendAudit(const AuditEntry& e) {

@@ -53,6 +53,10 @@ class SqliteMetadataStore final : public MetadataStore {
   Status putDomain(const Domain& d) override;
   Status deleteDomain(std::string_view host) override;
   Result<std::vector<Domain>> listDomains(std::string_view app) override;
+  Status putEnv(const std::vector<EnvVar>& vars) override;
+  Status deleteEnv(std::string_view app, std::string_view alias, std::string_view name) override;
+  Result<std::vector<EnvVar>> listEnv(std::string_view app) override;
+  Result<size_t> resealSecrets(const Reseal& reseal) override;
   Result<AuditEntry> appendAudit(const AuditEntry& e) override;
   Result<std::vector<AuditEntry>> listAudit(const AuditQuery& q) override;
   uint64_t revision() override;
