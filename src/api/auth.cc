@@ -1,21 +1,10 @@
 #include "api/auth.h"
 
-#include <ctime>
-
 #include "common/ids.h"
 #include "common/sha256.h"
 
 namespace nubo::api {
 namespace {
-
-std::string utcTime(int64_t ms) {
-  time_t secs = static_cast<time_t>(ms / 1000);
-  struct tm tm {};
-  ::gmtime_r(&secs, &tm);
-  char out[32];
-  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return out;
-}
 
 std::string appList(const std::vector<std::string>& apps) {
   std::string out;
@@ -81,7 +70,7 @@ Result<Principal> Authenticator::authenticate(std::string_view header) {
   }
   int64_t now = clock_.nowMillis();
   if (rec->expires_ms > 0 && rec->expires_ms <= now) {
-    return Unauthenticated("token " + rec->name + " expired at " + utcTime(rec->expires_ms) +
+    return Unauthenticated("token " + rec->name + " expired at " + formatUtc(rec->expires_ms) +
                            "; ask an admin for a new one (nubo tokens create)");
   }
   auto role = roleFromName(rec->role);

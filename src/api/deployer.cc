@@ -344,7 +344,7 @@ Result<store::Deployment> Deployer::createSameBuild(const CreateRequest& req) {
 }
 
 Result<store::Deployment> Deployer::persist(store::Deployment d, const CreateRequest& req, bool needs_build,
-                                          bool check) {
+                                            bool check) {
   for (int attempt = 0;; ++attempt) {
     d.id = newDeploymentId();
     Status s = store_.createDeployment(d, req.promote ? req.alias : "", req.actor);

@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "common/client_config.h"
+#include "common/clock.h"
 
 namespace nubo::cli {
 
@@ -82,13 +83,6 @@ int withClient(const std::function<Status(HttpClient&)>& fn) {
 
 void printJson(const Json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
-std::string utcTime(int64_t ms) {
-  time_t secs = static_cast<time_t>(ms / 1000);
-  struct tm tm {};
-  ::gmtime_r(&secs, &tm);
-  char out[32];
-  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M UTC", &tm);
-  return out;
-}
+std::string utcTime(int64_t ms) { return formatUtc(ms, false); }
 
 }  // namespace nubo::cli

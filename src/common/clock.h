@@ -2,10 +2,12 @@
 // tests can control time. SystemClock is the only real one; src/server wires it.
 #pragma once
 
-#include <atomic>
+#include <time.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace nubo {
 
@@ -35,5 +37,16 @@ class FakeClock final : public Clock {
  private:
   std::atomic<int64_t> now_;  // (read from other threads than the test's)
 };
+
+// A wall-clock time for people: "2026-12-06 14:03:07 UTC" (without the
+// seconds when `seconds` is false).
+inline std::string formatUtc(int64_t ms, bool seconds = true) {
+  time_t secs = static_cast<time_t>(ms / 1000);
+  struct tm tm {};
+  ::gmtime_r(&secs, &tm);
+  char out[32];
+  std::strftime(out, sizeof out, seconds ? "%Y-%m-%d %H:%M:%S UTC" : "%Y-%m-%d %H:%M UTC", &tm);
+  return out;
+}
 
 }  // namespace nubo
