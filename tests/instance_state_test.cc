@@ -54,13 +54,14 @@ TEST(InstanceStateTest, AnInstanceThatDiesRightAfterReadyStaysDead) {
 
   std::optional<Result<double>> loaded;
   SpecializeInfo info{"d1", "app", "/", "index.js", {}, "node"};
-  std::function<void()> after_send;
+  bool sent = false;
+  std::function<void()> after_send = [&sent] { sent = true; };
   asio::co_spawn(caller, [&]() -> asio::awaitable<void> {
     loaded = co_await (*inst)->specialize(info, Clock::now() + std::chrono::seconds(10), after_send);
   }, asio::detached);
-  // SPECIALIZE sent; the caller now waits for READY.
-  for (int i = 0; i < 100 && caller.poll_one() > 0; ++i) {
-  }
+  // The caller runs until SPECIALIZE is sent and no further: READY (which
+  // may already be back) is not taken before the exit is seen.
+  while (!sent) caller.run_one_for(std::chrono::milliseconds(10));
   // The instance's thread sees READY and then the exit before the caller
   // resumes.
   ASSERT_TRUE(waitUntil([&] { return (*inst)->state() == Instance::State::kDead; }));
