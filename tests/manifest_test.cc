@@ -56,6 +56,22 @@ TEST(ManifestTest, EveryProblemIsListedAtOnceNamingTheField) {
   EXPECT_NE(msg.find("12 problems"), std::string::npos) << msg;
 }
 
+TEST(ManifestTest, CronEntriesAreBoundedAndTheirPathsPlain) {
+  std::string many = R"({"cron": [)";
+  for (int i = 0; i < 21; ++i) many += std::string(i ? "," : "") + R"({"schedule": "@hourly", "path": "/t"})";
+  many += "]}";
+  auto m = parseManifestText(many);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("at most 20"), std::string::npos) << m.status().message();
+  auto ctl = parseManifestText("{\"cron\": [{\"schedule\": \"@hourly\", \"path\": \"/t\\u0001x\"}]}");
+  ASSERT_FALSE(ctl.ok());
+  EXPECT_NE(ctl.status().message().find("cron[0].path"), std::string::npos) << ctl.status().message();
+  auto bad = parseManifestText(R"({"cron": [{"schedule": "61 * * * *", "path": "/t"}]})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("the minute has 61"), std::string::npos) << bad.status().message();
+  EXPECT_TRUE(parseManifestText(R"({"cron": [{"schedule": "@daily", "path": "/t?x=1"}]})").ok());
+}
+
 TEST(ManifestTest, CpuIsAWeightInCpus) {
   auto m = parseManifestText(R"({"limits": {"cpu": 0.5}})");
   ASSERT_TRUE(m.ok()) << m.status().message();

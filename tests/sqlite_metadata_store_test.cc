@@ -95,6 +95,25 @@ TEST(SqliteMetadataStoreTest, AVersionOneDatabaseIsUpgraded) {
   EXPECT_TRUE((*s)->listAudit({})->empty());
 }
 
+TEST(SqliteMetadataStoreTest, TheAuditLogKeepsItsNewestEntries) {
+  testing_util::TempDir dir;
+  FakeClock clock;
+  auto s = SqliteMetadataStore::open(dir.sub("m.db"), clock, /*audit_kept=*/20);
+  ASSERT_TRUE(s.ok());
+  for (int i = 0; i < 50; ++i) {
+    AuditEntry e;
+    e.actor = "ci";
+    e.action = "alias.set";
+    e.target = std::to_string(i);
+    ASSERT_TRUE((*s)->appendAudit(e).ok());
+  }
+  auto kept = (*s)->listAudit({{}, 0, 0});
+  ASSERT_TRUE(kept.ok());
+  ASSERT_EQ(kept->size(), 20u);
+  EXPECT_EQ(kept->front().target, "49");
+  EXPECT_EQ(kept->back().target, "30");
+}
+
 TEST(SqliteMetadataStoreTest, UnopenablePathIsAClearError) {
   FakeClock clock;
   auto s = SqliteMetadataStore::open("/nonexistent-dir/x/meta.db", clock);

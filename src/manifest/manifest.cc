@@ -327,6 +327,9 @@ Result<Manifest> parseManifest(const Json& j) {
     const Json& cron = j["cron"];
     if (!cron.is_array()) {
       c.add("cron", std::string("must be an array, got ") + cron.type_name());
+    } else if (cron.size() > 20) {
+      c.add("cron", "has " + std::to_string(cron.size()) + " entries; a deployment may schedule at most 20 "
+                    "(route several tasks through one path)");
     } else {
       for (size_t i = 0; i < cron.size(); ++i) {
         std::string prefix = "cron[" + std::to_string(i) + "].";
@@ -342,7 +345,13 @@ Result<Manifest> parseManifest(const Json& j) {
         if (auto sched = CronSchedule::parse(cj.schedule); !sched.ok()) {
           c.add(prefix + "schedule", sched.status().message() + " (UTC, e.g. \"*/5 * * * *\" or \"@hourly\")");
         }
-        if (cj.path.empty() || cj.path[0] != '/') c.add(prefix + "path", "must start with '/'");
+        bool printable = std::all_of(cj.path.begin(), cj.path.end(), [](char ch) {
+          return static_cast<unsigned char>(ch) > 0x20 && static_cast<unsigned char>(ch) < 0x7f && ch != '#';
+        });
+        if (cj.path.empty() || cj.path[0] != '/' || cj.path.size() > 1024 || !printable) {
+          c.add(prefix + "path", "must be a request path starting with '/' of printable ASCII without spaces or '#', "
+                                 "at most 1024 characters");
+        }
         m.cron.push_back(std::move(cj));
       }
     }

@@ -286,7 +286,9 @@ class MetadataStore {
                                                    std::string_view sealed)>;
   virtual Result<size_t> resealSecrets(const Reseal& reseal) = 0;
 
-  // The audit log: append-only; entries outlive the apps they name.
+  // The audit log: append-only; entries outlive the apps they name. The
+  // newest kAuditKept are kept (older ones may be dropped).
+  static constexpr size_t kAuditKept = 100'000;
   virtual Result<AuditEntry> appendAudit(const AuditEntry& e) = 0;
   // Newest first.
   virtual Result<std::vector<AuditEntry>> listAudit(const AuditQuery& q) = 0;

@@ -4,6 +4,7 @@
 
 #include "common/json.h"
 
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <vector>
@@ -197,7 +198,8 @@ std::vector<std::string> splitNames(std::string_view s) {
 
 }  // namespace
 
-Result<std::unique_ptr<SqliteMetadataStore>> SqliteMetadataStore::open(const std::string& path, Clock& clock) {
+Result<std::unique_ptr<SqliteMetadataStore>> SqliteMetadataStore::open(const std::string& path, Clock& clock,
+                                                                       size_t audit_kept) {
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                            nullptr);
@@ -207,7 +209,7 @@ Result<std::unique_ptr<SqliteMetadataStore>> SqliteMetadataStore::open(const std
     return Internal("open metadata database " + path + ": " + msg);
   }
   sqlite3_busy_timeout(db, 5000);
-  std::unique_ptr<SqliteMetadataStore> store(new SqliteMetadataStore(db, clock));
+  std::unique_ptr<SqliteMetadataStore> store(new SqliteMetadataStore(db, clock, std::max<size_t>(audit_kept, 1)));
   RETURN_IF_ERROR(store->migrate());
   return store;
 }
@@ -1052,6 +1054,12 @@ Result<AuditEntry> SqliteMetadataStore::appendAudit(const AuditEntry& e) {
   RETURN_IF_ERROR(s.run());
   AuditEntry out = e;
   out.seq = sqlite3_last_insert_rowid(db_);
+  if (out.seq % static_cast<int64_t>(std::max<size_t>(audit_kept_ / 100, 1)) == 0) {
+    // Bounded: the newest audit_kept_ entries stay (trimmed now and then).
+    Stmt trim(db_, "DELETE FROM audit WHERE seq <= ?");
+    trim.bind(1, out.seq - static_cast<int64_t>(audit_kept_));
+    RETURN_IF_ERROR(trim.run());
+  }
   if (out.detail.empty()) out.detail = "{}";
   return out;
 }

@@ -22,7 +22,9 @@ class SqliteMetadataStore final : public MetadataStore {
  public:
   // Opens or creates the database at `path` (":memory:" for tests) and
   // migrates its schema.
-  static Result<std::unique_ptr<SqliteMetadataStore>> open(const std::string& path, Clock& clock);
+  // `audit_kept`: how many of the newest audit entries are kept.
+  static Result<std::unique_ptr<SqliteMetadataStore>> open(const std::string& path, Clock& clock,
+                                                           size_t audit_kept = kAuditKept);
   ~SqliteMetadataStore() override;
 
   Status createDeployment(const Deployment& d, std::string_view promote_alias,
@@ -72,7 +74,8 @@ class SqliteMetadataStore final : public MetadataStore {
   void announceResync();
 
  private:
-  SqliteMetadataStore(sqlite3* db, Clock& clock) : db_(db), clock_(clock) {}
+  SqliteMetadataStore(sqlite3* db, Clock& clock, size_t audit_kept)
+      : db_(db), clock_(clock), audit_kept_(audit_kept) {}
   Status migrate();
   Status createSchemaV1();
   Status exec(const char* sql);
@@ -88,6 +91,7 @@ class SqliteMetadataStore final : public MetadataStore {
   std::mutex mu_;
   sqlite3* db_;  // guarded by mu_
   Clock& clock_;
+  const size_t audit_kept_;
   uint64_t revision_ = 0;  // guarded by mu_: counts the changes committed since open
 
   Watchers<Watcher> watchers_;
