@@ -99,6 +99,16 @@ TEST_F(EnvTest, SecretsAreServedSnapshottedAndNeverShown) {
   EXPECT_EQ(served(), std::string("from the app|") + kSecret + "|" + kSecret);
   db = slurp(server_->dataDir() + "/meta.db") + slurp(server_->dataDir() + "/meta.db-wal");
   EXPECT_EQ(db.find(kSecret), std::string::npos);
+
+  // A rotation cut off after the next key was written (the state a crash
+  // leaves): the next start finishes it, and the secret still serves.
+  ASSERT_EQ(server_->stop(), 0);
+  std::string next_key(32, '\x5a');
+  ASSERT_TRUE(writeFileAtomic(tmp_.sub("keys/s.key.next"), next_key, 0600).ok());
+  server_ = std::make_unique<NuboServer>(tmp_, std::vector<std::string>{"--secret-key-file", tmp_.sub("keys/s.key")});
+  EXPECT_EQ(slurp(tmp_.sub("keys/s.key")), next_key);
+  EXPECT_FALSE(std::filesystem::exists(tmp_.sub("keys/s.key.next")));
+  EXPECT_EQ(served(), std::string("from the app|") + kSecret + "|" + kSecret);
 }
 
 TEST_F(EnvTest, BadEnvInputIsRefusedByName) {
@@ -112,6 +122,14 @@ TEST_F(EnvTest, BadEnvInputIsRefusedByName) {
   ProcResult big = server_->nubo({"env", "set", "envapp", "BIG=" + std::string(40000, 'x')});
   EXPECT_EQ(big.exit_code, 2);
   EXPECT_NE(big.err.find("32 KiB"), std::string::npos) << big.err;
+  // Each deployment copies its env: an app's env is bounded in all.
+  std::vector<std::string> five = {"env", "set", "envapp"};
+  for (int i = 0; i < 5; ++i) five.push_back("BULK_" + std::to_string(i) + "=" + std::string(30000, 'x'));
+  ProcResult bulk = server_->nubo(five);
+  EXPECT_EQ(bulk.exit_code, 7) << bulk.err;  // resource exhausted
+  EXPECT_NE(bulk.err.find("128 KiB"), std::string::npos) << bulk.err;
+  EXPECT_EQ(server_->nubo({"env", "ls", "envapp", "--json"}).out.find("BULK_"), std::string::npos)
+      << "nothing of it was set";
   ProcResult none = server_->nubo({"env", "set", "no-such-app", "A=1"});
   EXPECT_EQ(none.exit_code, 5) << none.err;
   ProcResult rm = server_->nubo({"env", "rm", "envapp", "NOT_SET"});

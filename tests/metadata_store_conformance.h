@@ -417,8 +417,10 @@ TEST_P(MetadataStoreConformance, DomainsBindToOneAppAndGoWithIt) {
     return c.kind == Change::Kind::kDomain && c.app == "shop";
   }));
 
-  EXPECT_EQ(store_->deleteDomain("nope.example.com").code(), Code::kNotFound);
-  ASSERT_TRUE(store_->deleteDomain("*.example.com").ok());
+  EXPECT_EQ(store_->deleteDomain("nope.example.com").status().code(), Code::kNotFound);
+  auto removed = store_->deleteDomain("*.example.com");
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, "blog") << "the app it was bound to";
   ASSERT_TRUE(store_->deleteApp("shop").ok());
   EXPECT_TRUE(store_->listDomains("")->empty()) << "removing the app removed its domain";
   store_->unwatch(id);

@@ -166,7 +166,7 @@ class ControlApi final : public http::Handler {
   Result<http::Response> addDomain(const Call& call);
   Result<http::Response> listDomains(const Call& call);
   Result<http::Response> removeDomain(const Call& call);
-  // Env and secrets (env_endpoints.cc).
+  // Env, secrets and cron schedules (env_endpoints.cc).
   Result<http::Response> listEnv(const Call& call);
   boost::asio::awaitable<http::Response> setEnv(const Call& call);
   Result<http::Response> removeEnv(const Call& call);

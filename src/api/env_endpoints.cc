@@ -1,6 +1,7 @@
 // The control API's endpoints for an app's env vars and secrets, and its cron schedules
 // (docs/api.md): secret values are sealed as they arrive and never leave
 // the server again, in any answer or in the audit log.
+#include <algorithm>
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp needs std::exchange
 
 #include "api/control_api.h"
@@ -12,6 +13,9 @@ namespace {
 
 constexpr size_t kMaxValueBytes = 32 << 10;
 constexpr size_t kMaxVarsPerApp = 500;
+// Every deployment keeps a copy of its env and the router holds each
+// served one's: what an app's env may hold in all, as stored.
+constexpr size_t kMaxEnvBytesPerApp = 128 << 10;
 
 Status validateEnvName(std::string_view name) {
   if (name.empty() || name.size() > 256) return InvalidArgument("an env name has 1 to 256 characters");
@@ -87,6 +91,18 @@ boost::asio::awaitable<Response> ControlApi::setEnv(const Call& call) {
       e.updated_by = call.actor;
       vars.push_back(std::move(e));
       names.push_back(name);
+    }
+    size_t total = 0;
+    for (const auto& v : existing) {
+      bool replaced = std::any_of(vars.begin(), vars.end(),
+                                  [&](const store::EnvVar& n) { return n.alias == v.alias && n.name == v.name; });
+      if (!replaced) total += v.name.size() + v.value.size();
+    }
+    for (const auto& v : vars) total += v.name.size() + v.value.size();
+    if (total > kMaxEnvBytesPerApp) {
+      return ResourceExhausted("app " + app + "'s env would hold " + std::to_string(total >> 10) +
+                               " KiB; an app's env may hold at most 128 KiB in all (secrets count encrypted, about "
+                               "a third larger): keep large values in files or a store the function reads");
     }
     RETURN_IF_ERROR(store_.putEnv(vars));
     audit(call, "env.set", app, alias.empty() ? "*" : alias, {{"names", names}, {"secret", secret}});

@@ -190,12 +190,7 @@ Result<Response> ControlApi::listDomains(const Call& call) {
 // DELETE /v1/domains/{host}
 Result<Response> ControlApi::removeDomain(const Call& call) {
   ASSIGN_OR_RETURN(DomainName name, normalizeDomain(call.params[0]));
-  ASSIGN_OR_RETURN(auto bound, store_.listDomains(""));
-  std::string app;
-  for (const auto& d : bound) {
-    if (d.host == name.host) app = d.app;
-  }
-  RETURN_IF_ERROR(store_.deleteDomain(name.host));
+  ASSIGN_OR_RETURN(std::string app, store_.deleteDomain(name.host));
   audit(call, "domain.remove", app, name.host);
   return jsonResponse(200, {{"removed", name.host}});
 }

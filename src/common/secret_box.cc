@@ -31,6 +31,9 @@ std::optional<std::string> unbase64(std::string_view in) {
   if (n < 0) return std::nullopt;
   size_t pad = in.empty() ? 0 : (in.back() == '=') + (in.size() > 1 && in[in.size() - 2] == '=');
   out.resize(static_cast<size_t>(n) - pad);
+  // Only the one encoding of these bytes: a character changed in the bits
+  // base64 leaves unused is a change too.
+  if (base64(out) != in) return std::nullopt;
   return out;
 }
 

@@ -156,7 +156,7 @@ std::shared_ptr<const Router::Table> Router::snapshot() const {
 const DomainBinding* Router::findDomain(const DomainTable& t, std::string_view host,
                                        std::string_view& qualifier) const {
   auto find = [](const auto& map, std::string_view key) -> const DomainBinding* {
-    auto it = map.find(std::string(key));
+    auto it = map.find(key);
     return it == map.end() ? nullptr : &it->second;
   };
   qualifier = {};
@@ -181,30 +181,33 @@ const DomainBinding* Router::findDomain(const DomainTable& t, std::string_view h
   return nullptr;
 }
 
-Result<Resolved> Router::resolveBound(const DomainBinding& b, std::string_view qualifier, std::string_view path,
-                                      const SplitHints& hints) const {
-  return resolveApp(b.app, qualifier, b.alias, path, hints);
+Result<Resolved> Router::resolveBound(const Table& table, const DomainBinding& b, std::string_view qualifier,
+                                      std::string_view path, const SplitHints& hints) const {
+  return resolveApp(table, b.app, qualifier, b.alias, path, hints);
 }
 
 Result<Resolved> Router::resolve(std::string_view host, std::string_view path, const SplitHints& hints) const {
   if (path.empty() || path[0] != '/') return InvalidArgument("request target must start with '/'");
   host = requestHostKey(host);
+  std::shared_ptr<const Table> apps;
   std::shared_ptr<const DomainTable> domains;
   {
-    std::lock_guard lock(table_mu_);
+    std::lock_guard lock(table_mu_);  // (once per request: both tables)
+    apps = table_;
     domains = domains_;
   }
+  const Table& table = *apps;
   if (!domains->empty()) {
     std::string_view qualifier;
     if (const DomainBinding* b = findDomain(*domains, host, qualifier)) {
-      return resolveBound(*b, qualifier, path, hints);
+      return resolveBound(table, *b, qualifier, path, hints);
     }
   }
   // Host-based: <label>.<base>
   if (host.size() > base_.size() + 1 && host.substr(host.size() - base_.size()) == base_ &&
       host[host.size() - base_.size() - 1] == '.') {
     std::string_view label = host.substr(0, host.size() - base_.size() - 1);
-    if (label.find('.') == std::string_view::npos) return resolveLabel(label, path, hints);
+    if (label.find('.') == std::string_view::npos) return resolveLabel(table, label, path, hints);
   }
   // Path-based: /<label>/<rest>
   std::string_view rest = path.substr(1);
@@ -215,24 +218,25 @@ Result<Resolved> Router::resolve(std::string_view host, std::string_view path, c
   }
   if (slash == std::string_view::npos) {
     // "/<app>" -> "/<app>/" so that relative links inside the site resolve.
-    Result<Resolved> target = resolveLabel(label, "/", hints);
+    Result<Resolved> target = resolveLabel(table, label, "/", hints);
     if (!target.ok()) return target;
     Resolved r;
     r.kind = Resolved::Kind::kRedirect;
     r.location = std::string(path) + "/";
     return r;
   }
-  return resolveLabel(label, rest.substr(slash), hints);
+  return resolveLabel(table, label, rest.substr(slash), hints);
 }
 
-Result<Resolved> Router::resolveLabel(std::string_view label, std::string_view path, const SplitHints& hints) const {
+Result<Resolved> Router::resolveLabel(const Table& table, std::string_view label, std::string_view path,
+                                      const SplitHints& hints) const {
   std::string_view qualifier;
   std::string_view app = label;
   if (auto sep = label.find("--"); sep != std::string_view::npos) {
     qualifier = label.substr(0, sep);
     app = label.substr(sep + 2);
   }
-  return resolveApp(app, qualifier, "production", path, hints);
+  return resolveApp(table, app, qualifier, "production", path, hints);
 }
 
 namespace {
@@ -290,11 +294,11 @@ std::string Router::pick(const AliasRoute& route, const SplitHints& hints, std::
   return chosen;
 }
 
-Result<Resolved> Router::resolveApp(std::string_view app, std::string_view qualifier, std::string_view default_alias,
-                                    std::string_view path, const SplitHints& hints) const {
-  auto table = snapshot();
-  auto it = table->find(std::string(app));
-  if (it == table->end()) return NotFound("app \"" + std::string(app) + "\" not found");
+Result<Resolved> Router::resolveApp(const Table& table, std::string_view app, std::string_view qualifier,
+                                    std::string_view default_alias, std::string_view path,
+                                    const SplitHints& hints) const {
+  auto it = table.find(app);
+  if (it == table.end()) return NotFound("app \"" + std::string(app) + "\" not found");
   const AppRoutes& routes = *it->second;
 
   Resolved r;

@@ -87,6 +87,15 @@ struct Resolved {
   std::string set_cookie;
 };
 
+// Hashes std::string keys so that a map looks them up by string_view (no
+// string made per request).
+struct NameHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+template <class V>
+using NameMap = std::unordered_map<std::string, V, NameHash, std::equal_to<>>;
+
 // Where a custom domain sends requests.
 struct DomainBinding {
   std::string app;
@@ -94,8 +103,8 @@ struct DomainBinding {
 };
 
 struct DomainTable {
-  std::unordered_map<std::string, DomainBinding> exact;     // host -> binding
-  std::unordered_map<std::string, DomainBinding> wildcard;  // "example.com" for *.example.com
+  NameMap<DomainBinding> exact;     // host -> binding
+  NameMap<DomainBinding> wildcard;  // "example.com" for *.example.com
   bool empty() const { return exact.empty() && wildcard.empty(); }
 };
 
@@ -124,7 +133,7 @@ class Router {
   bool has(const std::string& deployment) const;
 
  private:
-  using Table = std::unordered_map<std::string, std::shared_ptr<const AppRoutes>>;
+  using Table = NameMap<std::shared_ptr<const AppRoutes>>;
 
   // The app's routes from the store; `previous` routes of deployments
   // already loaded are kept (a deployment never changes once READY).
@@ -136,17 +145,18 @@ class Router {
   Status reloadDomainsLocked();
   // The deployment of a request to a bound domain: `qualifier` (an alias or
   // a deployment id) when the host named one, else the binding's alias.
-  Result<Resolved> resolveBound(const DomainBinding& b, std::string_view qualifier, std::string_view path,
-                                const SplitHints& hints) const;
+  Result<Resolved> resolveBound(const Table& table, const DomainBinding& b, std::string_view qualifier,
+                                std::string_view path, const SplitHints& hints) const;
   // A binding for `host`, and the qualifier its first label named.
   const DomainBinding* findDomain(const DomainTable& t, std::string_view host, std::string_view& qualifier) const;
   // The deployment of `route` this request goes to; `set_cookie` set when
   // a split chose it afresh.
   static std::string pick(const AliasRoute& route, const SplitHints& hints, std::string& set_cookie);
-  Result<Resolved> resolveApp(std::string_view app, std::string_view qualifier, std::string_view default_alias,
-                              std::string_view path, const SplitHints& hints) const;
+  Result<Resolved> resolveApp(const Table& table, std::string_view app, std::string_view qualifier,
+                              std::string_view default_alias, std::string_view path, const SplitHints& hints) const;
   void onChange(const store::Change& c);
-  Result<Resolved> resolveLabel(std::string_view label, std::string_view path, const SplitHints& hints) const;
+  Result<Resolved> resolveLabel(const Table& table, std::string_view label, std::string_view path,
+                                const SplitHints& hints) const;
   std::shared_ptr<const Table> snapshot() const;
 
   store::MetadataStore& store_;

@@ -270,7 +270,8 @@ class MetadataStore {
   // the same app, its alias is updated. Removing the app removes its
   // domains.
   virtual Status putDomain(const Domain& d) = 0;
-  virtual Status deleteDomain(std::string_view host) = 0;  // kNotFound
+  // The app it was bound to; kNotFound.
+  virtual Result<std::string> deleteDomain(std::string_view host) = 0;
   // By host; `app` empty: every app's.
   virtual Result<std::vector<Domain>> listDomains(std::string_view app) = 0;
 

@@ -903,7 +903,7 @@ Status SqliteMetadataStore::putDomain(const Domain& d) {
   return Status::Ok();
 }
 
-Status SqliteMetadataStore::deleteDomain(std::string_view host) {
+Result<std::string> SqliteMetadataStore::deleteDomain(std::string_view host) {
   uint64_t rev = 0;
   std::string app;
   {
@@ -922,7 +922,7 @@ Status SqliteMetadataStore::deleteDomain(std::string_view host) {
     rev = ++revision_;
   }
   notify({Change::Kind::kDomain, app, rev});
-  return Status::Ok();
+  return app;
 }
 
 Result<std::vector<Domain>> SqliteMetadataStore::listDomains(std::string_view app) {

@@ -53,7 +53,7 @@ class SqliteMetadataStore final : public MetadataStore {
   Status deleteToken(std::string_view name) override;
   Status touchToken(std::string_view id, int64_t used_ms) override;
   Status putDomain(const Domain& d) override;
-  Status deleteDomain(std::string_view host) override;
+  Result<std::string> deleteDomain(std::string_view host) override;
   Result<std::vector<Domain>> listDomains(std::string_view app) override;
   Status putEnv(const std::vector<EnvVar>& vars) override;
   Status deleteEnv(std::string_view app, std::string_view alias, std::string_view name) override;
