@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
 
   CLI::App app{"nubo: deploy a folder, get an immutable URL.\n"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "nubo 0.1.0");
+  app.set_version_flag("--version", "nubo " NUBO_VERSION);
   int exit_code = 0;
 
   nubo::server::ServerOptions serve_opts;
@@ -110,6 +110,22 @@ int main(int argc, char** argv) {
             return ip ? std::string() : "\"" + s + "\" is not an IP address (name each proxy's address)";
           },
           "IP"));
+  serve->add_option("--metrics-token", serve_opts.metrics_token,
+                    "A token GET /metrics then needs (Authorization: Bearer); without one /metrics is open. "
+                    "Also read from $NUBO_METRICS_TOKEN (not seen in the process list)")
+      ->envname("NUBO_METRICS_TOKEN")
+      ->check(CLI::Validator(
+          [](std::string& s) {
+            if (s.size() < 16) return std::string("a metrics token needs at least 16 characters");
+            for (char c : s) {
+              if (c <= ' ' || c > '~') return std::string("a metrics token is printable ASCII without spaces");
+            }
+            return std::string();
+          },
+          "TOKEN"));
+  serve->add_option("--metrics-max-apps", serve_opts.metrics_max_apps,
+                    "Apps named in metrics labels; requests to any further app count as app=\"(other)\" (default 1000)")
+      ->check(CLI::Range(size_t{1}, size_t{100'000}));
   serve->add_option("--max-app-cpu", serve_opts.max_app_cpu,
                     "The largest limits.cpu (an app's CPU weight, in CPUs) a deployment may ask for (default 4)")
       ->check(CLI::Range(0.1, 16.0));

@@ -59,6 +59,16 @@ class MetadataStoreConformance : public testing::TestWithParam<MetadataStoreFact
   std::unique_ptr<MetadataStore> store_;
 };
 
+// A token record with only what identifies it set.
+inline TokenRecord tokenRecord(std::string id, std::string name, std::string hash, int64_t created_ms) {
+  TokenRecord t;
+  t.id = std::move(id);
+  t.name = std::move(name);
+  t.hash = std::move(hash);
+  t.created_ms = created_ms;
+  return t;
+}
+
 TEST_P(MetadataStoreConformance, CreateDeploymentCreatesTheAppAndKeepsEveryField) {
   Deployment d = makeDeployment("shop");
   ASSERT_TRUE(store_->createDeployment(d, "", "alice").ok());
@@ -256,7 +266,7 @@ TEST_P(MetadataStoreConformance, DeleteAppRemovesEverythingOfItOnly) {
 
 TEST_P(MetadataStoreConformance, TokensAreFoundByHash) {
   EXPECT_EQ(*store_->countTokens(), 0u);
-  TokenRecord t{"admin", "admin", std::string(64, 'c'), clock_.nowMillis()};
+  TokenRecord t = tokenRecord("admin", "admin", std::string(64, 'c'), clock_.nowMillis());
   ASSERT_TRUE(store_->putToken(t).ok());
   EXPECT_EQ(store_->putToken(t).code(), Code::kAlreadyExists);
   auto got = store_->findTokenByHash(t.hash);
@@ -266,7 +276,7 @@ TEST_P(MetadataStoreConformance, TokensAreFoundByHash) {
 }
 
 TEST_P(MetadataStoreConformance, TokensKeepTheirRoleScopeAndExpiryAndAreRevokedByName) {
-  TokenRecord admin{"t1", "root", std::string(64, '1'), clock_.nowMillis()};
+  TokenRecord admin = tokenRecord("t1", "root", std::string(64, '1'), clock_.nowMillis());
   ASSERT_TRUE(store_->putToken(admin).ok());
   TokenRecord ci{"t2", "ci", std::string(64, '2'), clock_.nowMillis(), "deployer", {"shop", "blog"},
                  clock_.nowMillis() + 3600'000, 0, "root"};
@@ -298,7 +308,7 @@ TEST_P(MetadataStoreConformance, TokensKeepTheirRoleScopeAndExpiryAndAreRevokedB
   EXPECT_EQ(store_->deleteToken("nobody").code(), Code::kNotFound);
   ASSERT_TRUE(store_->deleteToken("ci").ok());
   EXPECT_EQ(store_->findTokenByHash(ci.hash).status().code(), Code::kNotFound);
-  TokenRecord second_admin{"t4", "root2", std::string(64, '4'), clock_.nowMillis()};
+  TokenRecord second_admin = tokenRecord("t4", "root2", std::string(64, '4'), clock_.nowMillis());
   ASSERT_TRUE(store_->putToken(second_admin).ok());
   EXPECT_TRUE(store_->deleteToken("root").ok()) << "another admin token is left";
   EXPECT_EQ(*store_->countTokens(), 1u);

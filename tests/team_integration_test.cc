@@ -228,7 +228,9 @@ TEST_F(TeamTest, ASplitSendsTrafficByWeightAndACookieKeepsAClient) {
       ++twos;
       EXPECT_EQ(served, d2);
     }
-    if (i == 0) EXPECT_NE(headerOf(r, "set-cookie").find("HttpOnly"), std::string::npos);
+    if (i == 0) {
+      EXPECT_NE(headerOf(r, "set-cookie").find("HttpOnly"), std::string::npos);
+    }
   }
   double share = 100.0 * ones / kRequests;
   EXPECT_NEAR(share, 90.0, 3.0) << ones << " of " << kRequests << " to the 90% deployment";

@@ -214,7 +214,7 @@ std::string PublicUrls::aliasUrl(std::string_view app, std::string_view alias) c
 ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, Clock& clock,
                        const SecretBox& secrets, PublicUrls urls, runtime::Functions* functions,
                        cron::CronScheduler* cron, logs::LogStore& logs, logs::LogStore& build_logs,
-                       AppRemoved app_removed, Served served)
+                       AppRemoved app_removed, Served served, Observability observability)
     : store_(store),
       deployer_(deployer),
       auth_(auth),
@@ -226,7 +226,8 @@ ControlApi::ControlApi(store::MetadataStore& store, Deployer& deployer, Authenti
       logs_(logs),
       build_logs_(build_logs),
       app_removed_(std::move(app_removed)),
-      served_(std::move(served)) {}
+      served_(std::move(served)),
+      observability_(std::move(observability)) {}
 
 boost::asio::awaitable<Response> ControlApi::putBlob(const Call& call) {
   const http::Request& req = call.req;
@@ -234,6 +235,7 @@ boost::asio::awaitable<Response> ControlApi::putBlob(const Call& call) {
   if (!req.body_stream) {
     // (A body small enough to have been read ahead.)
     if (Status s = deployer_.putBlob(hash, req.body); !s.ok()) co_return Response::error(s);
+    if (observability_.metrics) observability_.metrics->uploaded(req.body.size());
     co_return jsonResponse(201, {{"hash", hash}, {"size", req.body.size()}});
   }
   if (!isSha256Hex(hash)) {
@@ -251,6 +253,7 @@ boost::asio::awaitable<Response> ControlApi::putBlob(const Call& call) {
   uint64_t size = (*writer)->size();
   auto stored = (*writer)->commit(hash);
   if (!stored.ok()) co_return Response::error(stored.status());
+  if (observability_.metrics) observability_.metrics->uploaded(size);
   co_return jsonResponse(201, {{"hash", hash}, {"size", size}});
 }
 
@@ -278,6 +281,52 @@ boost::asio::awaitable<Response> ControlApi::answerWhenStarted(Response created)
   co_return jsonResponse(201, *j);
 }
 
+namespace {
+
+// The search a logs request asks for (docs/api.md), every parameter checked.
+Result<logs::LogFilter> logFilter(std::string_view query) {
+  logs::LogFilter f;
+  std::string kind = queryParam(query, "kind");
+  if (kind == "requests") f.kind = logs::LogFilter::Kind::kRequests;
+  else if (kind == "output") f.kind = logs::LogFilter::Kind::kOutput;
+  else if (!kind.empty() && kind != "all") {
+    return InvalidArgument("kind must be all, requests (access records) or output (what functions wrote), not \"" +
+                           kind.substr(0, 40) + "\"");
+  }
+  f.deployment = queryParam(query, "deployment");
+  f.request_id = queryParam(query, "request");
+  f.grep = queryParam(query, "grep");
+  if (f.deployment.size() > 64 || f.request_id.size() > 128) {
+    return InvalidArgument("deployment and request must be ids (up to 64 and 128 characters)");
+  }
+  if (f.grep.size() > 1024) return InvalidArgument("grep is longer than 1024 characters");
+  for (auto [key, out] : {std::pair<const char*, int64_t*>{"since", &f.since_ms}, {"until", &f.until_ms}}) {
+    std::string v = queryParam(query, key);
+    if (v.empty()) continue;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), *out);
+    if (ec != std::errc() || p != v.data() + v.size() || *out < 0) {
+      return InvalidArgument(std::string(key) + " must be a time in milliseconds since the Unix epoch, not \"" +
+                             v.substr(0, 40) + "\"");
+    }
+  }
+  if (f.since_ms && f.until_ms && f.until_ms < f.since_ms) return InvalidArgument("until is before since");
+  if (std::string st = queryParam(query, "status"); !st.empty()) {
+    bool cls = st.size() == 3 && st[0] >= '1' && st[0] <= '5' && (st.substr(1) == "xx" || st.substr(1) == "XX");
+    int exact = 0;
+    auto [p, ec] = std::from_chars(st.data(), st.data() + st.size(), exact);
+    if (cls) {
+      f.status_class = st[0] - '0';
+    } else if (ec == std::errc() && p == st.data() + st.size() && exact >= 100 && exact <= 599) {
+      f.status = exact;
+    } else {
+      return InvalidArgument("status must be a class like 5xx or a status like 503, not \"" + st.substr(0, 40) + "\"");
+    }
+  }
+  return f;
+}
+
+}  // namespace
+
 boost::asio::awaitable<Response> ControlApi::serveLogs(const Call& call) {
   const http::Request& req = call.req;
   const std::string& app = call.params[0];
@@ -300,13 +349,14 @@ boost::asio::awaitable<Response> ControlApi::serveLogs(const Call& call) {
   }
   std::optional<uint64_t> after;
   if (!queryParam(req.query, "after").empty()) after = *after_n;
-  std::string deployment = queryParam(req.query, "deployment");
+  auto filter = logFilter(req.query);
+  if (!filter.ok()) co_return Response::error(filter.status());
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(*wait);
   // Woken when the app's lines are written: a follower costs nothing while
   // the app is quiet.
   Follow follow(store_, logs_, "", app);
   for (;;) {
-    logs::LogStore::Page page = logs_.read(app, after, deployment, *limit);
+    logs::LogStore::Page page = logs_.read(app, after, *filter, *limit);
     if (!page.lines.empty() || std::chrono::steady_clock::now() >= until) {
       Json lines = Json::array();
       for (const auto& l : page.lines) {
@@ -467,6 +517,9 @@ const std::vector<ControlApi::Endpoint>& ControlApi::endpoints() {
   using S = Endpoint::Scope;
   static const std::vector<Endpoint> table = {
       {"GET", "/healthz", A::kPublic, S::kNone, "", B::kNone, &ControlApi::healthz, nullptr},
+      {"GET", "/_nubo/healthz", A::kPublic, S::kNone, "", B::kNone, &ControlApi::healthz, nullptr},
+      {"GET", "/_nubo/readyz", A::kPublic, S::kNone, "", B::kNone, &ControlApi::readyz, nullptr},
+      {"GET", "/metrics", A::kPublic, S::kNone, "", B::kNone, &ControlApi::serveMetrics, nullptr},
       {"GET", "/v1/whoami", A::kView, S::kNone, "", B::kNone, &ControlApi::whoami, nullptr},
       // Uploads are content-addressed and shared: any deployer may add one.
       {"POST", "/v1/negotiate", A::kDeploy, S::kNone, "uploading", B::kJson, &ControlApi::negotiate, nullptr},
@@ -642,6 +695,33 @@ void ControlApi::audit(const Call& call, std::string_view action, std::string_vi
 }
 
 Result<Response> ControlApi::healthz(const Call&) { return Response::text(200, "ok\n"); }
+
+Result<Response> ControlApi::readyz(const Call&) {
+  if (!observability_.readiness) return Response::text(200, "ready\n");
+  auto r = observability_.readiness->report();
+  return Response::text(r.ready ? 200 : 503, r.text);
+}
+
+Result<Response> ControlApi::serveMetrics(const Call& call) {
+  if (!observability_.metrics) return NotFound("this server keeps no metrics");
+  if (const std::string& want = observability_.metrics_token; !want.empty()) {
+    std::string_view got = call.req.header("authorization");
+    std::string_view scheme = "Bearer ";
+    got = got.substr(0, scheme.size()) == scheme ? got.substr(scheme.size()) : std::string_view();
+    // (Compared in time independent of where they differ.)
+    unsigned char diff = got.size() != want.size();
+    for (size_t i = 0; i < got.size() && i < want.size(); ++i) diff |= static_cast<unsigned char>(got[i] ^ want[i]);
+    if (diff != 0) {
+      Response r = Response::error(Unauthenticated(
+          "GET /metrics needs the metrics token (--metrics-token): send \"Authorization: Bearer <token>\""));
+      r.header("www-authenticate", "Bearer realm=\"nubo metrics\"");
+      return r;
+    }
+  }
+  Response r = Response::text(200, observability_.metrics->render(), "text/plain; version=0.0.4; charset=utf-8");
+  r.header("cache-control", "no-store");
+  return r;
+}
 
 Result<Response> ControlApi::negotiate(const Call& call) {
   ASSIGN_OR_RETURN(Json body, jsonBody(call.req));

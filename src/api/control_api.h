@@ -3,8 +3,8 @@
 //
 // It parses and answers HTTP only; the work is done by Deployer and the
 // MetadataStore. Every request goes through one table of endpoints
-// (endpoints()), each declaring the role it needs (only `GET /healthz`
-// needs no token) and which app it acts on, checked against the token's
+// (endpoints()), each declaring the role it needs (only the health checks
+// and, unless --metrics-token is set, `GET /metrics` need no token) and which app it acts on, checked against the token's
 // scope before the endpoint runs (and before a body is read); lists show a
 // scoped token only its apps. Every change is appended to the audit log.
 // Every error is {"error":{"code","message"}} with the HTTP status mapped
@@ -18,10 +18,12 @@
 
 #include "api/auth.h"
 #include "api/deployer.h"
+#include "common/readiness.h"
 #include "common/secret_box.h"
 #include "cron/cron_scheduler.h"
 #include "http/server.h"
 #include "logs/log_store.h"
+#include "metrics/metrics.h"
 #include "runtime/functions.h"
 
 namespace nubo::api {
@@ -35,6 +37,14 @@ struct PublicUrls {
   std::string appUrl(std::string_view app) const;
   std::string deploymentUrl(std::string_view app, std::string_view id) const;
   std::string aliasUrl(std::string_view app, std::string_view alias) const;
+};
+
+// What the control plane says of the server's health and counts.
+struct Observability {
+  metrics::Metrics* metrics = nullptr;  // GET /metrics (null: 404)
+  // When set, GET /metrics needs "Authorization: Bearer <metrics_token>".
+  std::string metrics_token;
+  const Readiness* readiness = nullptr;  // GET /_nubo/readyz (null: always ready)
 };
 
 class ControlApi final : public http::Handler {
@@ -53,7 +63,7 @@ class ControlApi final : public http::Handler {
   ControlApi(store::MetadataStore& store, Deployer& deployer, Authenticator& auth, Clock& clock,
              const SecretBox& secrets, PublicUrls urls, runtime::Functions* functions, cron::CronScheduler* cron,
              logs::LogStore& logs, logs::LogStore& build_logs, AppRemoved app_removed = nullptr,
-             Served served = nullptr);
+             Served served = nullptr, Observability observability = {});
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
   // Authenticates from the head, before any body is read, when the
   // endpoint (or an unknown path) needs a token; JSON bodies get
@@ -131,6 +141,8 @@ class ControlApi final : public http::Handler {
 
   // The endpoints (docs/api.md).
   Result<http::Response> healthz(const Call& call);
+  Result<http::Response> readyz(const Call& call);
+  Result<http::Response> serveMetrics(const Call& call);
   Result<http::Response> negotiate(const Call& call);
   // PUT /v1/blobs/{hash} with a streamed body: written to the store as it
   // arrives, checked against its name at the end.
@@ -184,6 +196,7 @@ class ControlApi final : public http::Handler {
   logs::LogStore& build_logs_;
   AppRemoved app_removed_;
   Served served_;
+  const Observability observability_;
 };
 
 }  // namespace nubo::api

@@ -25,9 +25,10 @@ Status checkHashes(const std::vector<std::string>& hs, std::string_view field) {
 }  // namespace
 
 Deployer::Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock, SubmitBuild submit_build,
-                   CanDetect can_detect, DeployLimits limits, SubmitStart submit_start)
+                   CanDetect can_detect, DeployLimits limits, SubmitStart submit_start, metrics::Metrics* metrics)
     : store_(store), blobs_(blobs), clock_(clock), submit_build_(std::move(submit_build)),
-      can_detect_(std::move(can_detect)), limits_(limits), submit_start_(std::move(submit_start)) {}
+      can_detect_(std::move(can_detect)), limits_(limits), submit_start_(std::move(submit_start)),
+      metrics_(metrics) {}
 
 Result<NegotiateResult> Deployer::negotiate(const std::vector<std::string>& trees,
                                             const std::vector<std::string>& files) {
@@ -351,6 +352,7 @@ Result<store::Deployment> Deployer::persist(store::Deployment d, const CreateReq
     if (s.ok()) break;
     if (s.code() != Code::kAlreadyExists || attempt == 3) return s;
   }
+  if (metrics_) metrics_->deployed();
   if (needs_build || check) {
     if (req.promote) d.promote_alias = req.alias;
     if (Status s = needs_build ? submit_build_(d) : submit_start_(d); !s.ok()) {

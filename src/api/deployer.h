@@ -38,6 +38,7 @@
 #include "common/clock.h"
 #include "common/json.h"
 #include "manifest/manifest.h"
+#include "metrics/metrics.h"
 #include "store/metadata_store.h"
 
 namespace nubo::api {
@@ -100,8 +101,10 @@ class Deployer {
   // build queue, which runs the detectors).
   using CanDetect = std::function<bool()>;
 
+  // `metrics` (may be null): where deployments created count.
   Deployer(store::MetadataStore& store, blob::BlobStore& blobs, Clock& clock, SubmitBuild submit_build = nullptr,
-           CanDetect can_detect = nullptr, DeployLimits limits = {}, SubmitStart submit_start = nullptr);
+           CanDetect can_detect = nullptr, DeployLimits limits = {}, SubmitStart submit_start = nullptr,
+           metrics::Metrics* metrics = nullptr);
 
   Result<NegotiateResult> negotiate(const std::vector<std::string>& trees, const std::vector<std::string>& files);
   Status putBlob(std::string_view hash, std::string_view bytes);
@@ -152,6 +155,7 @@ class Deployer {
   CanDetect can_detect_;
   DeployLimits limits_;
   SubmitStart submit_start_;
+  metrics::Metrics* metrics_;
 
   // Marks `tree` and everything below it in `live` (trees already in it are
   // not walked again).

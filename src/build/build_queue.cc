@@ -5,16 +5,9 @@
 #include <algorithm>
 #include <chrono>
 
+#include "common/clock.h"
+
 namespace nubo::build {
-
-namespace {
-
-int64_t nowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
 
 std::string builderFor(const manifest::Manifest& m) {
   if (!m.build.builder.empty()) return m.build.builder;
@@ -66,7 +59,7 @@ void BuildQueue::start() {
       if (queued) continue;
       std::string text = "the server restarted during this build: it starts over";
       if (!d.promote_alias.empty()) text += ", and " + d.promote_alias + " moves to it when it is READY";
-      logs_.append(d.id, {nowMs(), d.id, "nubo", "", text});
+      logs_.append(d.id, {wallMillis(), d.id, "nubo", "", text});
       waiting_.push_back(d);
     }
   }
@@ -122,7 +115,7 @@ size_t BuildQueue::queued() const {
 }
 
 void BuildQueue::note(const std::string& deployment, const std::string& text) {
-  logs_.append(deployment, {nowMs(), deployment, "nubo", "", text});
+  logs_.append(deployment, {wallMillis(), deployment, "nubo", "", text});
 }
 
 void BuildQueue::work() {
@@ -177,18 +170,35 @@ void BuildQueue::build(const store::Deployment& d) {
   }
   BuildJob job{d.id, d.app, builderFor(*parsed), d.root_tree, d.manifest_json};
   Result<BuildOutput> out = Internal("no build ran");
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string_view outcome = "failed";
+  struct Count {  // the build's outcome and time, however it ends
+    metrics::Metrics* m;
+    const std::string_view& outcome;
+    std::chrono::steady_clock::time_point t0;
+    void now() {
+      if (m) m->build(outcome, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      m = nullptr;
+    }
+    ~Count() { now(); }
+  } count{opts_.metrics, outcome, t0};
   auto reused = reuse_ ? reuse_->outputFor(d, *parsed, job.builder) : Result<std::optional<Reused>>(std::nullopt);
   if (!reused.ok()) spdlog::warn("build {}: could not look for dependencies to reuse: {}", d.id, reused.status().message());
   if (reused.ok() && *reused) {
     note(d.id, "the dependencies are those deployment " + (*reused)->from + " installed (package.json, "
                "package-lock.json, .npmrc and local packages unchanged): its node_modules is reused, no build runs");
     out = BuildOutput{(*reused)->tree};
+    outcome = "reused";
   } else {
     out = runner_.run(job, [this, &d](std::string_view stream, std::string_view line) {
-      logs_.append(d.id, {nowMs(), d.id, std::string(stream), "", std::string(line)});
+      logs_.append(d.id, {wallMillis(), d.id, std::string(stream), "", std::string(line)});
     });
   }
-  if (!out.ok() && runner_.cancelled()) return;  // shutting down: it starts over at the next start
+  if (!out.ok() && runner_.cancelled()) {
+    count.m = nullptr;  // shutting down: it starts over at the next start
+    return;
+  }
+  if (!out.ok() && out.status().code() == Code::kDeadlineExceeded) outcome = "timed_out";
   if (!out.ok() && out.status().code() == Code::kNotFound && !store_.getDeployment(d.id).ok()) return;  // app removed
   if (!out.ok()) return fail(out.status().message());
   if (verify_) {
@@ -202,6 +212,8 @@ void BuildQueue::build(const store::Deployment& d) {
     spdlog::error("build {}: could not record its result: {}", d.id, s.message());
     return;
   }
+  if (outcome != "reused") outcome = "succeeded";
+  count.now();  // (not counting the start check)
   if (!check) return note(d.id, "READY");
   store::Deployment built = d;
   built.state = store::DeploymentState::kStarting;

@@ -39,6 +39,7 @@
 #include "build/dependency_reuse.h"
 #include "logs/log_store.h"
 #include "manifest/manifest.h"
+#include "metrics/metrics.h"
 #include "store/metadata_store.h"
 
 namespace nubo::build {
@@ -51,6 +52,7 @@ struct QueueOptions {
   int concurrency = 2;
   size_t max_queued = 64;
   int max_attempts = 3;  // starts of one build before an interrupted one is FAILED
+  metrics::Metrics* metrics = nullptr;  // where builds count by outcome (may be null)
 };
 
 class BuildQueue {

@@ -123,6 +123,12 @@ Result<Json> ApiClient::removeEnv(std::string_view app, std::string_view name, s
 Result<Json> ApiClient::logs(std::string_view app, const LogQuery& q) {
   std::string path = appPath(app, "/logs?limit=" + std::to_string(q.limit));
   if (!q.deployment.empty()) path += "&deployment=" + escapeComponent(q.deployment);
+  if (!q.kind.empty()) path += "&kind=" + escapeComponent(q.kind);
+  if (!q.request_id.empty()) path += "&request=" + escapeComponent(q.request_id);
+  if (!q.grep.empty()) path += "&grep=" + escapeComponent(q.grep);
+  if (!q.status.empty()) path += "&status=" + escapeComponent(q.status);
+  if (q.since_ms) path += "&since=" + std::to_string(q.since_ms);
+  if (q.until_ms) path += "&until=" + std::to_string(q.until_ms);
   if (q.after) path += "&after=" + std::to_string(*q.after);
   if (q.wait_s > 0) path += "&wait=" + std::to_string(q.wait_s);
   return http_.call("GET", path);

@@ -60,6 +60,9 @@ class ApiClient {
 
   struct LogQuery {
     std::string deployment;         // only its lines (empty: all)
+    std::string kind;               // "requests", "output" or "" (all)
+    std::string request_id, grep, status;
+    int64_t since_ms = 0, until_ms = 0;  // 0: no bound
     std::optional<uint64_t> after;  // a cursor from an earlier page
     size_t limit = 100;
     int wait_s = 0;  // with `after`: wait up to this long for new lines

@@ -22,6 +22,7 @@
 #include "common/client_config.h"
 #include "common/fs.h"
 #include "common/ids.h"
+#include "common/clock.h"
 #include "common/json.h"
 #include "manifest/manifest.h"
 
@@ -636,15 +637,25 @@ void addClientCommands(CLI::App& app, int* exit_code) {
     });
   });
 
-  // logs APP [--deployment D] [-f]
+  // logs APP [--requests|--all] [--since T] [--until T] [--status S] [--grep T] [--request ID] [--deployment D] [-f]
   struct LogsOpts {
-    std::string app, deployment;
-    bool follow = false, json = false;
+    std::string app, deployment, since, until, status, grep, request;
+    bool follow = false, json = false, requests = false, all = false;
     int lines = 100;
   };
   auto lo = std::make_shared<LogsOpts>();
-  auto* logs = app.add_subcommand("logs", "Show what an app's functions wrote (stdout/stderr) and the platform's notes");
+  auto* logs = app.add_subcommand(
+      "logs", "Show what an app's functions wrote (stdout/stderr), the platform's notes, and (--requests) one "
+              "access record per request; search them with the filters");
   logs->add_option("app", lo->app, "App name")->required();
+  logs->add_flag("--requests", lo->requests,
+                 "Access records only: time, deployment, request id, method, path, status, duration, bytes, cold/warm");
+  logs->add_flag("--all", lo->all, "Access records and what functions wrote, together");
+  logs->add_option("--since", lo->since, "Only lines since then: a duration back (90m, 1h, 2d) or a UTC time");
+  logs->add_option("--until", lo->until, "Only lines until then: a duration back or a UTC time");
+  logs->add_option("--status", lo->status, "Only requests with this status or class (503, 5xx); implies --requests");
+  logs->add_option("--grep", lo->grep, "Only lines containing TEXT (ignoring case)");
+  logs->add_option("--request", lo->request, "Only the lines of one request (its X-Nubo-Request-Id); implies --all");
   logs->add_option("--deployment", lo->deployment, "Only this deployment's lines");
   logs->add_flag("-f,--follow", lo->follow, "Keep printing new lines as they are written (Ctrl-C to stop)");
   logs->add_option("-n,--lines", lo->lines, "How many recent lines first (default 100)")->check(CLI::Range(0, 100000));
@@ -652,10 +663,24 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   logs->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
       RETURN_IF_ERROR(validateAppName(lo->app));
+      if (lo->requests && lo->all) return InvalidArgument("--requests and --all: choose one");
       ApiClient api(c);
       ApiClient::LogQuery query;
       query.deployment = lo->deployment;
       query.limit = static_cast<size_t>(lo->lines);
+      query.kind = lo->requests || (!lo->status.empty() && !lo->all) ? "requests"
+                   : lo->all || !lo->request.empty()                  ? ""
+                                                                      : "output";
+      query.status = lo->status;
+      query.grep = lo->grep;
+      query.request_id = lo->request;
+      int64_t now = wallMillis();
+      if (!lo->since.empty()) {
+        ASSIGN_OR_RETURN(query.since_ms, parseTimeArg(lo->since, now, "--since"));
+      }
+      if (!lo->until.empty()) {
+        ASSIGN_OR_RETURN(query.until_ms, parseTimeArg(lo->until, now, "--until"));
+      }
       auto print = [&](const Json& page) {
         for (const auto& l : page["lines"]) {
           if (lo->json) {
@@ -668,7 +693,7 @@ void addClientCommands(CLI::App& app, int* exit_code) {
           char when[32];
           std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
           std::string rid = l.value("request_id", std::string());
-          std::printf("%s.%03d %s %s %-6s %s\n", when, static_cast<int>(l.value("ts_ms", int64_t{0}) % 1000),
+          std::printf("%s.%03d %s %s %-7s %s\n", when, static_cast<int>(l.value("ts_ms", int64_t{0}) % 1000),
                       str(l, "deployment").c_str(), rid.empty() ? "-" : rid.c_str(), str(l, "stream").c_str(),
                       str(l, "text").c_str());
         }

@@ -34,6 +34,32 @@ Result<int64_t> parseDuration(std::string_view s) {
   return n * unit;
 }
 
+Result<int64_t> parseTimeArg(std::string_view s, int64_t now_ms, std::string_view flag) {
+  if (!s.empty() && s.back() != 'Z' && s.find('-') == std::string_view::npos) {
+    auto d = parseDuration(s);
+    if (!d.ok()) {
+      return InvalidArgument(std::string(flag) + ": " + d.status().message() +
+                             ", or a UTC time like 2026-12-06T10:00:00Z");
+    }
+    return now_ms - *d * 1000;
+  }
+  std::string t(s);
+  if (!t.empty() && t.back() == 'Z') t.pop_back();
+  struct tm tm {};
+  const char* end = nullptr;
+  for (const char* format : {"%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"}) {
+    tm = {};
+    end = ::strptime(t.c_str(), format, &tm);
+    if (end && *end == '\0') break;
+    end = nullptr;
+  }
+  if (!end) {
+    return InvalidArgument(std::string(flag) + " \"" + std::string(s) +
+                           "\" is neither a duration (90m, 1h, 2d) nor a UTC time like 2026-12-06T10:00:00Z");
+  }
+  return static_cast<int64_t>(::timegm(&tm)) * 1000;
+}
+
 void addTeamCommands(CLI::App& app, int* exit_code) {
   // whoami
   auto* whoami = app.add_subcommand("whoami", "Show the token in use: its name, role and apps");

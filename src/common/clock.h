@@ -11,6 +11,13 @@
 
 namespace nubo {
 
+// Wall-clock milliseconds since the Unix epoch, for stamping records where
+// no Clock is passed in (log lines).
+inline int64_t wallMillis() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
 class Clock {
  public:
   virtual ~Clock() = default;
@@ -20,10 +27,7 @@ class Clock {
 
 class SystemClock final : public Clock {
  public:
-  int64_t nowMillis() override {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-  }
+  int64_t nowMillis() override { return wallMillis(); }
 };
 
 // A clock tests set by hand. Not thread-safe.

@@ -33,4 +33,9 @@ Result<std::shared_ptr<const std::string>> FileCache::get(const std::string& has
   return shared;
 }
 
+FileCache::Usage FileCache::usage() const {
+  std::lock_guard lock(mu_);
+  return {bytes_, entries_.size(), capacity_};
+}
+
 }  // namespace nubo::gateway

@@ -28,6 +28,11 @@ class FileCache {
   // The blob's bytes, from memory or read (and cached) now.
   Result<std::shared_ptr<const std::string>> get(const std::string& hash);
 
+  struct Usage {
+    uint64_t bytes = 0, entries = 0, capacity = 0;
+  };
+  Usage usage() const;
+
  private:
   struct Entry {
     std::shared_ptr<const std::string> bytes;

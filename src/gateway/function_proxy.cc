@@ -235,14 +235,19 @@ asio::awaitable<Response> FunctionProxy::serve(std::shared_ptr<const DeploymentS
     if (c.ok()) early_call = *c;
   };
   EarlyOpen early = open_early;
+  auto count = [this](metrics::Failure why) {
+    if (metrics_) metrics_->failed(why);
+  };
   auto lease = co_await functions_.acquire(spec, deadline, early);
   if (!lease.ok()) {
     const Status& s = lease.status();
     if (s.code() == Code::kResourceExhausted) {
+      count(metrics::Failure::kQueueFull);
       Response r = failure(503, s.message());
       r.header("retry-after", "1");
       co_return r;
     }
+    count(metrics::Failure::kStartFailed);
     if (s.code() == Code::kFailedPrecondition) {
       spdlog::error("deployment {} of {} failed to load: {}", spec.id, spec.app, s.message());
       functions_.note(spec, request_id, "the code failed to load: " + s.message());
@@ -255,7 +260,10 @@ asio::awaitable<Response> FunctionProxy::serve(std::shared_ptr<const DeploymentS
   // A cold start by this request opened the call already, on this instance.
   Result<std::shared_ptr<Call>> call = early_call;
   if (!early_call) call = inst.open(ex, head, req.body, body_complete, websocket);
-  if (!call.ok()) co_return failure(502, call.status().message());
+  if (!call.ok()) {
+    count(metrics::Failure::kCrash);
+    co_return failure(502, call.status().message());
+  }
   // A large upload flows to the instance while the request runs; the pump
   // stops when the response no longer needs it (a streamed response takes it along).
   std::shared_ptr<BodyPump> pump;
@@ -301,11 +309,14 @@ asio::awaitable<Response> FunctionProxy::serve(std::shared_ptr<const DeploymentS
         spdlog::warn("request {} to {} exceeded {} ms; killing instance pid {}", request_id, spec.id,
                      spec.limits.timeout.count(), inst.pid());
         inst.kill();
+        count(metrics::Failure::kTimeout);
         functions_.note(spec, request_id, "over limits.timeout_ms (" + std::to_string(spec.limits.timeout.count()) +
                                    " ms): the instance was stopped");
         co_return failure(504, "the function did not finish within limits.timeout_ms (" +
                                    std::to_string(spec.limits.timeout.count()) + " ms)");
       }
+      bool oom = f.status().message().find("out of memory") != std::string::npos;
+      count(oom ? metrics::Failure::kOutOfMemory : metrics::Failure::kCrash);
       functions_.note(spec, request_id, "the instance failed during the request: " + f.status().message());
       co_return failure(502, "the function's instance failed: " + f.status().message());
     }
@@ -323,6 +334,7 @@ asio::awaitable<Response> FunctionProxy::serve(std::shared_ptr<const DeploymentS
       protocol::ResponseHead rh;
       if (!protocol::splitHead(f->payload, &head_bytes, &body).ok() ||
           !protocol::parseResponseHead(head_bytes, &rh).ok()) {
+        count(metrics::Failure::kCrash);
         co_return failure(502, "the function's instance sent a malformed response head");
       }
       if (websocket && rh.status == 101) {

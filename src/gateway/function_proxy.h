@@ -28,6 +28,7 @@
 #include <string_view>
 
 #include "http/message.h"
+#include "metrics/metrics.h"
 #include "gateway/websocket_relay.h"
 #include "runtime/functions.h"
 
@@ -35,8 +36,9 @@ namespace nubo::gateway {
 
 class FunctionProxy {
  public:
-  FunctionProxy(runtime::Functions& functions, WebSocketLimits websocket)
-      : functions_(functions), websocket_(websocket) {}
+  // `metrics` (may be null): where failures count, by reason.
+  FunctionProxy(runtime::Functions& functions, WebSocketLimits websocket, metrics::Metrics* metrics = nullptr)
+      : functions_(functions), websocket_(websocket), metrics_(metrics) {}
 
   // `path`: within the deployment. `forwarded`: the X-Forwarded-* headers
   // the function gets in place of any the client sent.
@@ -47,6 +49,7 @@ class FunctionProxy {
  private:
   runtime::Functions& functions_;
   const WebSocketLimits websocket_;
+  metrics::Metrics* metrics_;
 };
 
 }  // namespace nubo::gateway

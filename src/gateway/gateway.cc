@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <random>
 
+#include "common/clock.h"
 #include "common/ids.h"
 
 namespace nubo::gateway {
@@ -29,6 +30,7 @@ std::string requestId() {
 }  // namespace
 
 boost::asio::awaitable<Response> Gateway::handle(const http::Request& req) {
+  const auto t0 = std::chrono::steady_clock::now();
   std::string rid = requestId();
   Routed routed = route(req);
   Response r;
@@ -42,23 +44,36 @@ boost::asio::awaitable<Response> Gateway::handle(const http::Request& req) {
     Forwarded fwd = forwarded(req, routed.path);
     r = co_await proxy_->serve(target->spec, routed.path, req, rid, fwd.list());
   }
+  const auto took = std::chrono::steady_clock::now() - t0;
+  if (opts_.access_log && routed.route) record(req, r, *routed.route, rid, took);
   if (!routed.deployment.empty()) r.header("x-nubo-deployment", std::move(routed.deployment));
   if (!routed.set_cookie.empty()) r.header("set-cookie", std::move(routed.set_cookie));
   r.header("x-nubo-request-id", std::move(rid));
+  if (opts_.metrics) opts_.metrics->request(routed.metrics_app, r.status, took);
   co_return r;
+}
+
+void Gateway::record(const http::Request& req, const Response& r, const DeploymentRoute& d, const std::string& rid,
+                     std::chrono::steady_clock::duration took) {
+  bool cold = false;
+  for (const auto& [name, value] : r.headers) cold |= name == "x-nubo-cold-start";
+  std::optional<uint64_t> bytes;
+  if (r.lengthKnown() && r.kind != Response::BodyKind::kUpgrade) bytes = r.contentLength();
+  double ms = std::chrono::duration<double, std::milli>(took).count();
+  opts_.access_log->appendAccess(d.app, wallMillis(), d.id, rid, req.method, req.path, r.status, ms, bytes, cold);
 }
 
 Gateway::Forwarded Gateway::forwarded(const http::Request& req, std::string_view routed_path) const {
   Forwarded f;
-  bool trusted = std::find(trusted_proxies_.begin(), trusted_proxies_.end(), req.peer) != trusted_proxies_.end();
+  bool trusted = std::find(opts_.trusted_proxies.begin(), opts_.trusted_proxies.end(), req.peer) != opts_.trusted_proxies.end();
   auto sent = [&](std::string_view name) { return trusted ? req.header(name) : std::string_view(); };
   f.for_ = sent("x-forwarded-for").empty() ? std::string(req.peer)
                                            : std::string(sent("x-forwarded-for")) + ", " + std::string(req.peer);
-  if (!cron_key_.empty()) {
+  if (!opts_.cron_key.empty()) {
     std::string_view key = req.header("x-nubo-cron-key");
     // (Compared in time independent of where they differ.)
-    unsigned char diff = key.size() != cron_key_.size();
-    for (size_t i = 0; i < key.size() && i < cron_key_.size(); ++i) diff |= static_cast<unsigned char>(key[i] ^ cron_key_[i]);
+    unsigned char diff = key.size() != opts_.cron_key.size();
+    for (size_t i = 0; i < key.size() && i < opts_.cron_key.size(); ++i) diff |= static_cast<unsigned char>(key[i] ^ opts_.cron_key[i]);
     if (diff == 0) f.cron = std::string(req.header("x-nubo-cron"));
   }
   f.proto = sent("x-forwarded-proto").empty() ? "http" : std::string(sent("x-forwarded-proto"));
@@ -83,8 +98,14 @@ runtime::protocol::HeaderList Gateway::Forwarded::list() const {
 Gateway::Routed Gateway::route(const http::Request& req) {
   Routed out;
   if (req.path.substr(0, 7) == "/_nubo/") {
-    if (req.path == "/_nubo/healthz") out.response = Response::text(200, "ok\n");
-    else out.response = Response::text(404, "not found: /_nubo/ is reserved by the platform\n");
+    if (req.path == "/_nubo/healthz") {
+      out.response = Response::text(200, "ok\n");
+    } else if (req.path == "/_nubo/readyz") {
+      auto r = opts_.readiness ? opts_.readiness->report() : Readiness::Report{true, "ready\n"};
+      out.response = Response::text(r.ready ? 200 : 503, r.text);
+    } else {
+      out.response = Response::text(404, "not found: /_nubo/ is reserved by the platform\n");
+    }
     return out;
   }
   SplitHints hints{&req, [](const void* r, std::string_view name) {
@@ -101,6 +122,8 @@ Gateway::Routed Gateway::route(const http::Request& req) {
   }
   const DeploymentRoute& d = *resolved->deployment;
   out.deployment = d.id;
+  out.metrics_app = d.metrics_app;
+  out.route = resolved->deployment;
   out.set_cookie = std::move(resolved->set_cookie);
   if (!runtimeTraits(d.kind).runsCode()) {
     out.response = site_.serve(d, resolved->path, resolved->immutable, req);

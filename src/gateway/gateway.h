@@ -1,34 +1,47 @@
-// Gateway: the data-plane Handler. Serves /_nubo/healthz for every host,
+// Gateway: the data-plane Handler. Serves /_nubo/healthz (alive) and
+// /_nubo/readyz (the server's Readiness: 200, or 503 naming what it waits
+// for) for every host,
 // resolves everything else with the Router and hands it to the runtime of
 // the deployment it lands on: `static` is served here, code runtimes by
 // runtime::Functions. Every response carries X-Nubo-Request-Id, and every
 // response of a deployment X-Nubo-Deployment (which one served it); when an
 // alias's traffic split chose the deployment, a cookie keeps the client on
-// it (Router::resolve).
+// it (Router::resolve). Each request is counted in the metrics, and each
+// one a deployment answered is recorded in its app's log (an access record).
 #pragma once
 
 #include <optional>
 
+#include "common/readiness.h"
 #include "gateway/router.h"
+#include "logs/log_store.h"
 #include "gateway/static_site.h"
 #include "gateway/function_proxy.h"
 #include "http/server.h"
 
 namespace nubo::gateway {
 
+struct GatewayOptions {
+  // Addresses of front proxies whose X-Forwarded-* headers are kept (and
+  // extended); anyone else's are replaced.
+  std::vector<std::string> trusted_proxies;
+  WebSocketLimits websocket;  // of WebSockets to functions
+  // What the server's own cron requests carry in X-Nubo-Cron-Key; only a
+  // request with it passes X-Nubo-Cron to a function (empty: none does).
+  std::string cron_key;
+  metrics::Metrics* metrics = nullptr;     // where requests and failures count (may be null)
+  const Readiness* readiness = nullptr;    // what /_nubo/readyz reports (null: always ready)
+  // Where each request to a deployment is recorded (stream "request", with
+  // the app's function output; null: nowhere).
+  logs::LogStore* access_log = nullptr;
+};
+
 class Gateway final : public http::Handler {
  public:
   // `functions` may be null (no code runtimes: such deployments answer 501).
-  // `trusted_proxies`: addresses of front proxies whose X-Forwarded-*
-  // headers are kept (and extended); anyone else's are replaced.
-  // `websocket`: the limits of WebSockets to functions.
-  // `cron_key`: what the server's own cron requests carry in
-  // X-Nubo-Cron-Key; only a request with it passes X-Nubo-Cron to a
-  // function (empty: none does).
-  Gateway(Router& router, StaticSite& site, runtime::Functions* functions,
-          std::vector<std::string> trusted_proxies = {}, WebSocketLimits websocket = {}, std::string cron_key = "")
-      : router_(router), site_(site), trusted_proxies_(std::move(trusted_proxies)), cron_key_(std::move(cron_key)) {
-    if (functions) proxy_.emplace(*functions, websocket);
+  Gateway(Router& router, StaticSite& site, runtime::Functions* functions, GatewayOptions options = {})
+      : router_(router), site_(site), opts_(std::move(options)) {
+    if (functions) proxy_.emplace(*functions, opts_.websocket, opts_.metrics);
   }
   boost::asio::awaitable<http::Response> handle(const http::Request& req) override;
 
@@ -36,9 +49,11 @@ class Gateway final : public http::Handler {
   struct Routed {
     std::optional<http::Response> response;
     std::shared_ptr<const DeploymentRoute> function;
+    std::shared_ptr<const DeploymentRoute> route;  // the deployment that answers, if one does
     std::string_view path;
     std::string deployment;  // the deployment that answers ("" when none does)
     std::string set_cookie;  // from a traffic split
+    uint32_t metrics_app = metrics::Metrics::kNoApp;
   };
   Routed route(const http::Request& req);
 
@@ -56,9 +71,12 @@ class Gateway final : public http::Handler {
  private:
   Router& router_;
   StaticSite& site_;
+  // Appends the access record of a request `d` answered.
+  void record(const http::Request& req, const http::Response& r, const DeploymentRoute& d, const std::string& rid,
+              std::chrono::steady_clock::duration took);
+
+  const GatewayOptions opts_;
   std::optional<FunctionProxy> proxy_;
-  std::vector<std::string> trusted_proxies_;
-  std::string cron_key_;
 };
 
 }  // namespace nubo::gateway

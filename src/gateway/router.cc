@@ -11,10 +11,12 @@
 
 namespace nubo::gateway {
 
-Router::Router(store::MetadataStore& store, std::string base_domain, const SecretBox* secrets)
+Router::Router(store::MetadataStore& store, std::string base_domain, const SecretBox* secrets,
+               metrics::Metrics* metrics)
     : store_(store),
       base_(std::move(base_domain)),
       secrets_(secrets),
+      metrics_(metrics),
       table_(std::make_shared<Table>()),
       domains_(std::make_shared<DomainTable>()) {}
 
@@ -68,7 +70,8 @@ Result<std::shared_ptr<const AppRoutes>> Router::load(const std::string& app,
         continue;
       }
     }
-    DeploymentRoute route{d.id, d.app, d.servedTree(), d.runtimeKind(), nullptr, nullptr};
+    DeploymentRoute route{d.id, d.app, d.servedTree(), d.runtimeKind(), nullptr, nullptr,
+                          metrics_ ? metrics_->app(d.app) : metrics::Metrics::kNoApp};
     if (!runtimeTraits(route.kind).runsCode()) {
       auto m = manifest::parseManifestText(d.manifest_json);
       if (m.ok()) route.site = std::make_shared<const manifest::StaticOptions>(std::move(m->static_site));

@@ -37,6 +37,7 @@
 
 #include "common/secret_box.h"
 #include "common/status.h"
+#include "metrics/metrics.h"
 #include "store/metadata_store.h"
 
 namespace nubo::gateway {
@@ -50,6 +51,8 @@ struct DeploymentRoute {
   std::shared_ptr<const manifest::StaticOptions> site;
   // code: how it runs (gateway/deployment_spec.h).
   std::shared_ptr<const runtime::DeploymentSpec> spec;
+  // The app's id in the metrics (metrics::Metrics::app()).
+  uint32_t metrics_app = 0;
 };
 
 // An alias's deployments with the running sum of their weights (a split of
@@ -111,8 +114,10 @@ struct DomainTable {
 class Router {
  public:
   // `secrets` opens the secrets of deployments' env (may be null: then a
-  // deployment with secrets cannot run).
-  Router(store::MetadataStore& store, std::string base_domain, const SecretBox* secrets = nullptr);
+  // deployment with secrets cannot run). `metrics` (may be null) names the
+  // ids routes count their requests under.
+  Router(store::MetadataStore& store, std::string base_domain, const SecretBox* secrets = nullptr,
+         metrics::Metrics* metrics = nullptr);
   ~Router();
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
@@ -162,6 +167,7 @@ class Router {
   store::MetadataStore& store_;
   const std::string base_;
   const SecretBox* secrets_;
+  metrics::Metrics* metrics_;
   uint64_t watch_id_ = 0;
 
   std::mutex reload_mu_;  // serializes reload+swap so the newest reload wins

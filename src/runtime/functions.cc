@@ -14,6 +14,7 @@
 #include <span>
 #include <sstream>
 
+#include "common/clock.h"
 #include "common/fs.h"
 #include "common/json.h"
 
@@ -33,15 +34,9 @@ Functions::Functions(asio::io_context& ioc, Launcher& launcher, CodeStore& code,
     : ioc_(ioc), launcher_(launcher), code_(code), cgroups_(cgroups), logs_(logs),
       opts_(std::move(options)), is_aliased_(std::move(is_aliased)) {}
 
-namespace {
-int64_t nowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
 
 void Functions::note(const DeploymentSpec& spec, const std::string& request_id, const std::string& text) {
-  logs_.append(spec.app, {nowMs(), spec.id, "nubo", request_id, text});
+  logs_.append(spec.app, {wallMillis(), spec.id, "nubo", request_id, text});
 }
 
 Functions::~Functions() { shutdown(); }
@@ -196,7 +191,7 @@ Result<std::shared_ptr<Instance>> Functions::launchInstance(const StemProfile& p
         }
       }
     }
-    store->append(app, {nowMs(), deployment, std::string(stream), request_id, std::move(text)});
+    store->append(app, {wallMillis(), deployment, std::string(stream), request_id, std::move(text)});
   };
   auto inst = Instance::launch(shard, opts_.threads, launcher_, std::move(spec), id, sink);
   if (!inst.ok()) {
@@ -359,6 +354,10 @@ void Functions::noteColdStart(const std::unique_ptr<Lease>& lease, const Deploym
                               const std::string& request_id, Clock::time_point t0) {
   const auto& cold = lease->coldStart();
   if (!cold) return;
+  if (opts_.metrics) {
+    opts_.metrics->coldStart(spec.kind, {cold->from_stem, cold->acquire_ms, cold->files_ms, cold->specialize_ms,
+                                         cold->load_ms});
+  }
   char text[256];
   std::snprintf(text, sizeof text,
                 "cold start: %s %.1f ms, files %.1f ms, specialize %.1f ms (load %.1f ms), first byte %.1f ms",
@@ -434,6 +433,18 @@ std::vector<InstanceInfo> Functions::describe() {
     out.insert(out.end(), v.begin(), v.end());
   }
   return out;
+}
+
+PoolLoad Functions::load() {
+  std::vector<std::shared_ptr<Pool>> pools;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, p] : pools_) pools.push_back(p);
+  }
+  PoolLoad l;
+  for (auto& p : pools) l.add(p->load());
+  l.stems = static_cast<int>(stems_->readyCount());
+  return l;
 }
 
 size_t Functions::stemCount() { return stems_->readyCount(); }

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "logs/log_store.h"
+#include "metrics/metrics.h"
 #include "runtime/cgroups.h"
 #include "runtime/code_store.h"
 #include "runtime/launch_recipes.h"
@@ -50,6 +51,7 @@ struct FunctionsOptions {
   // to create()). Instances are spread over them; a cold start's instance
   // runs on the shard of the request that caused it.
   std::vector<boost::asio::io_context*> shards;
+  metrics::Metrics* metrics = nullptr;  // where cold starts count (may be null)
 };
 
 class Functions final : public InstanceFactory {
@@ -101,6 +103,8 @@ class Functions final : public InstanceFactory {
   void removeApp(const std::string& app);
 
   std::vector<InstanceInfo> describe();
+  // Every pool's load, and the stems.
+  PoolLoad load();
   size_t stemCount();
   size_t stemsStarting();
   // Deployments with a pool (instances, or a request) on this node.

@@ -234,6 +234,23 @@ void Pool::stopAll(bool kill) {
   }
 }
 
+PoolLoad Pool::load() {
+  std::lock_guard lock(mu_);
+  PoolLoad l;
+  l.starting = starting_;
+  l.queued = static_cast<int>(waiters_.size());
+  for (const auto& e : entries_) {
+    switch (e.inst->state()) {
+      case Instance::State::kReady: (e.leases ? l.busy : l.idle)++; break;
+      case Instance::State::kStopping: l.stopping++; break;
+      case Instance::State::kDead: break;
+      default: l.starting++; break;
+    }
+    l.inflight += e.leases;
+  }
+  return l;
+}
+
 namespace {
 // Resident memory of a process, from /proc (0 when it is gone).
 uint64_t rssOf(pid_t pid) {

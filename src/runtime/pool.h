@@ -118,6 +118,21 @@ struct InstanceInfo {
   uint64_t rss_bytes = 0;
 };
 
+// How busy instances are, summed (for metrics).
+struct PoolLoad {
+  int starting = 0;   // being started for requests
+  int idle = 0;       // ready, no request
+  int busy = 0;       // ready, with requests
+  int stopping = 0;   // finishing before they stop
+  int stems = 0;      // pre-started, not yet any deployment's (Functions only)
+  int inflight = 0;   // requests on instances
+  int queued = 0;     // requests waiting for a slot
+  void add(const PoolLoad& o) {
+    starting += o.starting, idle += o.idle, busy += o.busy, stopping += o.stopping, stems += o.stems;
+    inflight += o.inflight, queued += o.queued;
+  }
+};
+
 class Pool : public std::enable_shared_from_this<Pool> {
  public:
   Pool(DeploymentSpec spec, InstanceFactory& factory) : spec_(std::move(spec)), factory_(factory) {}
@@ -141,6 +156,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // the caller asks its owner for the deployment's pool again.
   bool retired();
   std::vector<InstanceInfo> describe();
+  PoolLoad load();
   const DeploymentSpec& spec() const { return spec_; }
 
  private:

@@ -8,16 +8,12 @@
 #include <boost/asio/post.hpp>
 #include <chrono>
 
+#include "common/clock.h"
+
 namespace nubo::runtime {
 
 namespace asio = boost::asio;
 
-namespace {
-int64_t nowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
 
 StartCheck::StartCheck(store::MetadataStore& store, logs::LogStore& build_logs,
                        std::vector<asio::io_context*> shards, Probe probe, StartCheckOptions options)
@@ -136,7 +132,7 @@ void StartCheck::finish(const store::Deployment& d, const Result<std::string>& o
 }
 
 void StartCheck::note(const std::string& deployment, const std::string& text) {
-  logs_.append(deployment, {nowMs(), deployment, "nubo", "", text});
+  logs_.append(deployment, {wallMillis(), deployment, "nubo", "", text});
 }
 
 }  // namespace nubo::runtime

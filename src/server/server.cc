@@ -31,6 +31,7 @@
 #include "common/fs.h"
 #include "common/ids.h"
 #include "common/json.h"
+#include "common/readiness.h"
 #include "common/secret_box.h"
 #include "common/sha256.h"
 #include "cron/cron_scheduler.h"
@@ -47,7 +48,8 @@
 #include "runtime/launcher.h"
 #include "runtime/sandbox.h"
 #include "logs/log_store.h"
-#include "common/sha256.h"
+#include "metrics/metrics.h"
+#include "metrics/process_stats.h"
 #include "server/data_dir.h"
 #include "store/sqlite/sqlite_metadata_store.h"
 
@@ -170,6 +172,67 @@ void logEgress(const ServerOptions& opts, const runtime::EgressOptions& e) {
   else spdlog::warn("sandbox: {}; --sandbox=strict refuses them", what);
 }
 
+// The gauges other components keep, for GET /metrics.
+void addCollectors(metrics::Metrics& m, runtime::Functions& functions, gateway::FileCache& cache,
+                   blob::BlobStore& blobs, logs::LogStore& logstore) {
+  m.addCollector([&functions](metrics::Exposition& out) {
+    runtime::PoolLoad l = functions.load();
+    out.family("nubo_instances", "gauge",
+               "Function instances by state (busy: serving requests; stem: pre-started, not yet any deployment's).");
+    for (auto [state, n] : {std::pair<std::string_view, int>{"starting", l.starting}, {"idle", l.idle},
+                            {"busy", l.busy}, {"stopping", l.stopping}, {"stem", l.stems}}) {
+      out.sample("nubo_instances", {{"state", state}}, n);
+    }
+    out.family("nubo_inflight_requests", "gauge", "Requests instances are serving.");
+    out.sample("nubo_inflight_requests", {}, l.inflight);
+    out.family("nubo_queued_requests", "gauge", "Requests waiting for a free instance slot.");
+    out.sample("nubo_queued_requests", {}, l.queued);
+  });
+  m.addCollector([&cache](metrics::Exposition& out) {
+    auto u = cache.usage();
+    out.family("nubo_file_cache_bytes", "gauge", "Static file bytes held in memory.");
+    out.sample("nubo_file_cache_bytes", {}, static_cast<double>(u.bytes));
+    out.family("nubo_file_cache_capacity_bytes", "gauge", "The most static file bytes held in memory (--cache-mb).");
+    out.sample("nubo_file_cache_capacity_bytes", {}, static_cast<double>(u.capacity));
+    out.family("nubo_file_cache_entries", "gauge", "Static files held in memory.");
+    out.sample("nubo_file_cache_entries", {}, static_cast<double>(u.entries));
+  });
+  // The blob store is walked at most once a minute (a scrape every few
+  // seconds must not list a large store each time).
+  struct BlobUsage {
+    std::mutex mu;
+    std::chrono::steady_clock::time_point at{};
+    uint64_t blobs = 0, bytes = 0;
+  };
+  auto usage = std::make_shared<BlobUsage>();
+  m.addCollector([&blobs, usage](metrics::Exposition& out) {
+    std::lock_guard lock(usage->mu);
+    if (usage->at == std::chrono::steady_clock::time_point{} || std::chrono::steady_clock::now() - usage->at > std::chrono::minutes(1)) {
+      uint64_t n = 0, b = 0;
+      Status s = blobs.list([&](const blob::BlobStore::Listed& l) {
+        ++n, b += l.size;
+        return true;
+      });
+      if (s.ok()) usage->blobs = n, usage->bytes = b;
+      usage->at = std::chrono::steady_clock::now();
+    }
+    out.family("nubo_blob_store_bytes", "gauge", "Bytes in the blob store (counted at most once a minute).");
+    out.sample("nubo_blob_store_bytes", {}, static_cast<double>(usage->bytes));
+    out.family("nubo_blob_store_blobs", "gauge", "Blobs in the blob store (counted at most once a minute).");
+    out.sample("nubo_blob_store_blobs", {}, static_cast<double>(usage->blobs));
+  });
+  m.addCollector([&logstore](metrics::Exposition& out) {
+    out.family("nubo_log_lines_dropped_total", "counter",
+               "Function log lines dropped because the log writer was behind.");
+    out.sample("nubo_log_lines_dropped_total", {}, static_cast<double>(logstore.dropped()));
+  });
+  m.addCollector([](metrics::Exposition& out) {
+    out.family("nubo_build_info", "gauge", "The server's version (always 1).");
+    out.sample("nubo_build_info", {{"version", NUBO_VERSION}}, 1);
+    metrics::collectProcess(out);
+  });
+}
+
 void runThreads(asio::io_context& ioc, int n, std::vector<std::thread>& threads) {
   for (int i = 0; i < n; ++i) threads.emplace_back([&ioc] { ioc.run(); });
 }
@@ -259,8 +322,15 @@ Status runServer(const ServerOptions& opts) {
   for (auto& sh : more_shards) shards.push_back(sh.get());
   asio::io_context control_ioc;
 
-  gateway::Router router(*store, opts.base_domain, &secrets);
+  // What /_nubo/readyz waits for, on both planes.
+  Readiness readiness;
+  readiness.require("store");
+  readiness.set("store", true);  // (opened above; a fleet's store says when its watch has synced)
+  readiness.require("routes");
+  metrics::Metrics metrics(opts.metrics_max_apps);
+  gateway::Router router(*store, opts.base_domain, &secrets, &metrics);
   RETURN_IF_ERROR(router.start());
+  readiness.set("routes", true);
   gateway::FileCache cache(*blobs, opts.cache_mb << 20, std::min<uint64_t>(opts.cache_mb << 20, 1 << 20));
   gateway::StaticSite site(*blobs, cache, 256);
   logs::LogStore logstore(data_dir + "/logs");
@@ -271,6 +341,7 @@ Status runServer(const ServerOptions& opts) {
   fopts.wait_until = opts.wait_until;
   fopts.threads = 1;
   fopts.shards = shards;
+  fopts.metrics = &metrics;
   runtime::Cgroups* instance_cgroups = launcher == &sandbox_launcher ? &cgroups : nullptr;
   ASSIGN_OR_RETURN(auto functions,
                    runtime::Functions::create(data_ioc, *launcher, *code, instance_cgroups, logstore, fopts,
@@ -283,7 +354,14 @@ Status runServer(const ServerOptions& opts) {
   // What the server's own cron requests carry, so that only they reach a
   // function with X-Nubo-Cron.
   std::string cron_key = sha256Hex(randomBytes(32));
-  gateway::Gateway gw(router, site, functions.get(), opts.trust_proxy, ws_limits, cron_key);
+  gateway::Gateway gw(router, site, functions.get(),
+                      gateway::GatewayOptions{opts.trust_proxy, ws_limits, cron_key, &metrics, &readiness, &logstore});
+  readiness.check("stems", [&functions, want = static_cast<size_t>(std::max(0, opts.stems))]() -> std::string {
+    size_t ready = functions->stemCount();
+    if (ready >= want) return "";
+    return std::to_string(ready) + " of " + std::to_string(want) + " stems started";
+  });
+  addCollectors(metrics, *functions, cache, *blobs, logstore);
   // Builds: the built-in builders (and any an operator adds) in DATA/builders.
   std::string builders_dir = data_dir + "/builders";
   RETURN_IF_ERROR(build::installBuiltinBuilders(builders_dir));
@@ -314,11 +392,11 @@ Status runServer(const ServerOptions& opts) {
       [&builders_dir] { return !build::operatorBuilders(builders_dir).empty(); },
       api::DeployLimits{opts.max_deployment_files, opts.max_deployment_mb << 20,
                         opts.sandbox == "strict" && !host_isolated, opts.max_app_cpu},
-      start_check);
+      start_check, &metrics);
   builds = std::make_unique<build::BuildQueue>(
       *store, build_runner, build_logs,
       [&deployer](const store::Deployment& d, const std::string& tree) { return deployer.checkRunnable(d, tree); },
-      build::QueueOptions{opts.build_concurrency, 64}, start_check, &reuse);
+      build::QueueOptions{opts.build_concurrency, 64, 3, &metrics}, start_check, &reuse);
 
   http::ServerLimits data_limits;
   data_limits.body_bytes = opts.max_body_mb << 20;
@@ -348,7 +426,8 @@ Status runServer(const ServerOptions& opts) {
                                 functions->removeApp(app);
                                 code->removeApp(app);
                               },
-                              [&router](const std::string& deployment) { return router.has(deployment); });
+                              [&router](const std::string& deployment) { return router.has(deployment); },
+                              api::Observability{&metrics, opts.metrics_token, &readiness});
   http::ServerLimits control_limits;
   control_limits.body_bytes = opts.max_upload_mb << 20;
   control_limits.body_limit_hint = "the largest file a deploy may upload; a server operator can raise it with --max-upload-mb";

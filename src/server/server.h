@@ -53,6 +53,8 @@ struct ServerOptions {
   std::string secret_key_file;                // the key secrets are sealed with ("": DATA/secret.key)
   bool rotate_secret_key = false;             // re-seal every secret under a new key at start
   bool write_client_config = true;            // write ~/.config/nubo/config.json if absent
+  std::string metrics_token;                  // GET /metrics needs it as a Bearer token ("": open)
+  size_t metrics_max_apps = 1000;             // apps named in metrics labels; the rest count as "(other)"
 };
 
 // Runs the server; returns when it has shut down. Errors at start-up
