@@ -104,7 +104,8 @@ bool bodyless(const api::ControlApi::Endpoint& e) {
 }
 
 // The route table is the one place access is declared: only the health
-// checks and the metrics (which check their own token when one is set) are
+// checks, the metrics (which check their own token when one is set), the
+// console's files and its sign-in (which checks the token it is given) are
 // public, and every other endpoint in it (added later too) refuses a
 // request without the token or with a wrong one, before it does anything.
 TEST_F(EscapeApiTest, EveryEndpointInTheRouteTableDeclaresItsAccess) {
@@ -114,7 +115,8 @@ TEST_F(EscapeApiTest, EveryEndpointInTheRouteTableDeclaresItsAccess) {
     if (e.access == api::ControlApi::Endpoint::Access::kPublic) {
       std::string what = std::string(e.method) + " " + std::string(e.path);
       EXPECT_TRUE(what == "GET /healthz" || what == "GET /_nubo/healthz" || what == "GET /_nubo/readyz" ||
-                  what == "GET /metrics")
+                  what == "GET /metrics" || what == "POST /v1/session" || what == "DELETE /v1/session" ||
+                  what == "GET /" || what == "GET /console/{}")
           << what << " is public";
       continue;
     }
@@ -172,6 +174,10 @@ TEST_F(EscapeApiTest, EveryEndpointChecksTheRoleAndTheAppOfTheToken) {
         EXPECT_NE(r.body.find("viewer"), std::string::npos) << what << ": " << r.body;
       }
       ++refused;
+    } else if (path.ends_with("/logs/events")) {
+      // (A stream that goes on: its first bytes say it was not refused.)
+      cli::HttpClient c(server_->controlUrl(), viewer);
+      EXPECT_TRUE(c.stream(path, [](std::string_view) { return false; }).ok()) << what << " is a read a viewer may make";
     } else {
       EXPECT_NE(send(viewer).status, 403) << what << " is a read a viewer may make";
     }

@@ -6,6 +6,7 @@
 
 #include "common/readiness.h"
 #include "metrics/exposition.h"
+#include "metrics/history.h"
 #include "metrics/metrics.h"
 
 namespace nubo::metrics {
@@ -111,6 +112,48 @@ TEST(MetricsTest, CollectorsAddTheirFamiliesAndEveryFamilyIsDeclaredOnce) {
     EXPECT_EQ(text.find("# HELP " + name + " ", help + 1), std::string::npos) << name;
     EXPECT_NE(text.find("# TYPE " + name + " "), std::string::npos) << name;
   }
+}
+
+TEST(HistoryTest, EachMinuteGetsWhatChangedInItWithItsQuantiles) {
+  Metrics m;
+  History h(m, 60);
+  auto shop = m.app("shop");
+  const int64_t t0 = 1'700'000'000'000 - 1'700'000'000'000 % 60'000;  // a minute's start
+  h.sample(t0);  // (nothing yet)
+  for (int i = 0; i < 90; ++i) m.request(shop, 200, std::chrono::microseconds(700));   // 0.5-1 ms
+  for (int i = 0; i < 10; ++i) m.request(shop, 503, std::chrono::milliseconds(40));    // 25-50 ms
+  m.coldStart(RuntimeKind::kNode, {}, shop);
+  h.sample(t0 + 20'000);
+  for (int i = 0; i < 5; ++i) m.request(shop, 200, std::chrono::microseconds(700));
+  h.sample(t0 + 65'000);  // the next minute
+  auto points = h.series("shop", t0 + 70'000, 3);
+  ASSERT_EQ(points.size(), 3u);
+  EXPECT_EQ(points[0].minute_ms, t0 - 60'000);
+  EXPECT_EQ(points[0].requests, 0u);
+  EXPECT_EQ(points[1].minute_ms, t0);
+  EXPECT_EQ(points[1].requests, 100u);
+  EXPECT_EQ(points[1].errors, 10u);
+  EXPECT_EQ(points[1].cold, 1u);
+  EXPECT_GT(points[1].p50_s, 0.0005);
+  EXPECT_LE(points[1].p50_s, 0.001);
+  EXPECT_GT(points[1].p99_s, 0.025);
+  EXPECT_LE(points[1].p99_s, 0.05);
+  EXPECT_EQ(points[2].requests, 5u);
+  EXPECT_EQ(points[2].errors, 0u);
+  // An hour later the ring has moved on: old minutes read as zeros.
+  auto later = h.series("shop", t0 + 2 * 3'600'000, 60);
+  for (const auto& p : later) EXPECT_EQ(p.requests, 0u);
+  EXPECT_EQ(h.series("never-served", t0, 5).size(), 5u);
+}
+
+TEST(HistoryTest, QuantilesInterpolateWithinTheirBucket) {
+  std::vector<uint64_t> buckets(Metrics::kLatencyBounds.size() + 1);
+  EXPECT_EQ(History::quantile(buckets, 0.5), 0);
+  buckets[0] = 100;  // all at or under 0.5 ms
+  EXPECT_NEAR(History::quantile(buckets, 0.5), 0.00025, 1e-9);
+  buckets[0] = 0;
+  buckets.back() = 4;  // above the last bound
+  EXPECT_EQ(History::quantile(buckets, 0.99), Metrics::kLatencyBounds.back());
 }
 
 TEST(ExpositionTest, EscapesLabelValuesAndHelpAndWritesNumbersAsPrometheusReadsThem) {

@@ -223,6 +223,67 @@ TEST_F(ObservabilityTest, EachRequestHasAnAccessRecordAndTheLogsAreSearchable) {
   EXPECT_NE(when.err.find("--since"), std::string::npos) << when.err;
 }
 
+TEST_F(ObservabilityTest, StatsGiveEachAppItsLastMinutes) {
+  deployApp("charted", {{"index.js", R"(export default { fetch(req) {
+      return new URL(req.url).pathname === '/bad' ? new Response('x', { status: 502 }) : new Response('ok');
+    } })"}});
+  for (int i = 0; i < 6; ++i) server_->get("/charted/");
+  for (int i = 0; i < 2; ++i) server_->get("/charted/bad");
+  // The server samples its counters every few seconds.
+  Json stats;
+  EXPECT_TRUE(waitFor(
+      [&] {
+        auto r = server_->control("GET", "/v1/apps/charted/stats?minutes=5");
+        auto j = parseJson(r.body, "stats");
+        if (!j.ok()) return false;
+        stats = *j;
+        uint64_t n = 0;
+        for (const auto& p : stats["points"]) n += p["requests"].get<uint64_t>();
+        return n == 8;
+      },
+      std::chrono::seconds(20)))
+      << stats;
+  ASSERT_EQ(stats["points"].size(), 5u);
+  uint64_t errors = 0;
+  for (const auto& p : stats["points"]) errors += p["errors"].get<uint64_t>();
+  EXPECT_EQ(errors, 2u);
+  EXPECT_GT(stats["points"][4]["p99_ms"].get<double>() + stats["points"][3]["p99_ms"].get<double>(), 0);
+  auto all = parseJson(server_->control("GET", "/v1/stats?minutes=5").body, "stats");
+  ASSERT_TRUE(all.ok());
+  bool found = false;
+  for (const auto& a : (*all)["apps"]) {
+    if (a["app"] != "charted") continue;
+    found = true;
+    EXPECT_EQ(a["requests"], 8);
+    EXPECT_EQ(a["errors"], 2);
+    EXPECT_EQ(a["requests_per_minute"].size(), 5u);
+  }
+  EXPECT_TRUE(found) << *all;
+  EXPECT_EQ(server_->control("GET", "/v1/apps/charted/stats?minutes=0").status, 400);
+}
+
+TEST_F(ObservabilityTest, LogLinesArriveLiveAsServerSentEvents) {
+  deployApp("live", {{"index.js", R"(export default { fetch(req) {
+      console.log('live line ' + new URL(req.url).pathname);
+      return new Response('ok');
+    } })"}});
+  cli::HttpClient c(server_->controlUrl(), server_->token());
+  std::string seen;
+  bool asked = false;
+  Status s = c.stream("/v1/apps/live/logs/events?kind=output&grep=live+line", [&](std::string_view data) {
+    seen.append(data);
+    if (!asked) {  // following now: a request writes a line
+      asked = true;
+      std::thread([&] { server_->get("/live/now"); }).join();
+    }
+    return seen.find("live line /now") == std::string::npos;
+  });
+  EXPECT_TRUE(s.ok()) << s.toString();
+  EXPECT_NE(seen.find("event: log"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("\"cursor\""), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("\"stream\":\"request\""), std::string::npos) << "access records were filtered out: " << seen;
+}
+
 TEST_F(ObservabilityTest, HealthAndReadinessAnswerOnBothPlanes) {
   EXPECT_TRUE(waitFor([&] { return server_->get("/_nubo/readyz").status == 200; }));
   auto data = server_->get("/_nubo/readyz");

@@ -1,5 +1,7 @@
 #include "api/control_api.h"
 
+#include "console/console_assets.h"
+
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -463,7 +465,70 @@ class BuildEvents final : public http::BodyStream {
   bool cancelled_ = false;
 };
 
+// An app's log lines that match a search, as server-sent events, from a
+// cursor on until the client goes. Woken by the log's writes; a comment
+// every 15 s of quiet keeps proxies from closing the stream.
+class LogEvents final : public http::BodyStream {
+ public:
+  LogEvents(store::MetadataStore& store, logs::LogStore& logs, std::string app, logs::LogFilter filter,
+            uint64_t after)
+      : logs_(logs), app_(app), filter_(std::move(filter)), after_(after), follow_(store, logs, "", std::move(app)) {}
+
+  boost::asio::awaitable<Result<std::optional<std::string>>> next() override {
+    if (!opened_) {
+      opened_ = true;  // said at once: the client knows it is following
+      co_return std::optional<std::string>(": following\n\n");
+    }
+    auto quiet_since = std::chrono::steady_clock::now();
+    for (;;) {
+      if (cancelled_) co_return std::optional<std::string>();
+      logs::LogStore::Page page = logs_.read(app_, after_, filter_, 1000);
+      after_ = page.cursor;
+      if (!page.lines.empty()) {
+        std::string out;
+        for (const auto& l : page.lines) {
+          out += sseEvent("log", {{"ts_ms", l.ts_ms}, {"deployment", l.deployment}, {"stream", l.stream},
+                                  {"request_id", l.request_id}, {"text", l.text}, {"cursor", page.cursor}});
+        }
+        co_return std::optional<std::string>(std::move(out));
+      }
+      auto now = std::chrono::steady_clock::now();
+      if (now - quiet_since >= std::chrono::seconds(15)) co_return std::optional<std::string>(": quiet\n\n");
+      co_await follow_.signal().wait(quiet_since + std::chrono::seconds(15));
+    }
+  }
+  void cancel() override {
+    cancelled_ = true;
+    follow_.signal().fire();
+  }
+
+ private:
+  logs::LogStore& logs_;
+  std::string app_;
+  logs::LogFilter filter_;
+  uint64_t after_;
+  Follow follow_;
+  bool opened_ = false;
+  bool cancelled_ = false;
+};
+
 }  // namespace
+
+// GET /v1/apps/{app}/logs/events[?after=CURSOR&<filters>]: the lines that
+// match, live (from the end of the log without a cursor).
+Result<Response> ControlApi::serveLogEvents(const Call& call) {
+  const std::string& app = call.params[0];
+  RETURN_IF_ERROR(store_.getApp(app).status());
+  ASSIGN_OR_RETURN(logs::LogFilter filter, logFilter(call.req.query));
+  ASSIGN_OR_RETURN(std::optional<uint64_t> after, afterCursor(call.req));
+  if (!after) after = logs_.read(app, std::nullopt, std::string(), 0).cursor;  // (the end, as things stand)
+  Response r;
+  r.kind = Response::BodyKind::kStream;
+  r.header("content-type", "text/event-stream");
+  r.header("cache-control", "no-cache");
+  r.stream = std::make_shared<LogEvents>(store_, logs_, app, std::move(filter), *after);
+  return r;
+}
 
 Result<Response> ControlApi::serveBuildEvents(const Call& call) {
   const http::Request& req = call.req;
@@ -516,10 +581,16 @@ const std::vector<ControlApi::Endpoint>& ControlApi::endpoints() {
   using A = Endpoint::Access;
   using S = Endpoint::Scope;
   static const std::vector<Endpoint> table = {
+      {"GET", "/", A::kPublic, S::kNone, "", B::kNone, &ControlApi::consolePage, nullptr},
+      {"GET", "/console/{}", A::kPublic, S::kNone, "", B::kNone, &ControlApi::consolePage, nullptr},
       {"GET", "/healthz", A::kPublic, S::kNone, "", B::kNone, &ControlApi::healthz, nullptr},
       {"GET", "/_nubo/healthz", A::kPublic, S::kNone, "", B::kNone, &ControlApi::healthz, nullptr},
       {"GET", "/_nubo/readyz", A::kPublic, S::kNone, "", B::kNone, &ControlApi::readyz, nullptr},
       {"GET", "/metrics", A::kPublic, S::kNone, "", B::kNone, &ControlApi::serveMetrics, nullptr},
+      {"POST", "/v1/session", A::kPublic, S::kNone, "", B::kJson, &ControlApi::openSession, nullptr},
+      {"GET", "/v1/stats", A::kView, S::kNone, "", B::kNone, &ControlApi::allStats, nullptr},
+      {"GET", "/v1/apps/{}/stats", A::kView, S::kApp, "", B::kNone, &ControlApi::appStats, nullptr},
+      {"DELETE", "/v1/session", A::kPublic, S::kNone, "", B::kNone, &ControlApi::closeSession, nullptr},
       {"GET", "/v1/whoami", A::kView, S::kNone, "", B::kNone, &ControlApi::whoami, nullptr},
       // Uploads are content-addressed and shared: any deployer may add one.
       {"POST", "/v1/negotiate", A::kDeploy, S::kNone, "uploading", B::kJson, &ControlApi::negotiate, nullptr},
@@ -545,6 +616,7 @@ const std::vector<ControlApi::Endpoint>& ControlApi::endpoints() {
       {"POST", "/v1/apps/{}/deployments", A::kDeploy, S::kApp, "deploying", B::kJson, nullptr,
        &ControlApi::createDeployment},
       {"GET", "/v1/apps/{}/logs", A::kView, S::kApp, "", B::kNone, nullptr, &ControlApi::serveLogs},
+      {"GET", "/v1/apps/{}/logs/events", A::kView, S::kApp, "", B::kNone, &ControlApi::serveLogEvents, nullptr},
       {"GET", "/v1/apps/{}/aliases", A::kView, S::kApp, "", B::kNone, &ControlApi::listAliases, nullptr},
       {"PUT", "/v1/apps/{}/aliases/{}", A::kDeploy, S::kApp, "moving an alias", B::kJson, &ControlApi::setAlias,
        nullptr},
@@ -657,7 +729,16 @@ boost::asio::awaitable<Response> ControlApi::handle(const http::Request& req) {
 }
 
 Result<Principal> ControlApi::authorize(const http::Request& req, const Match& m) {
-  ASSIGN_OR_RETURN(Principal who, auth_.authenticate(req.header("authorization")));
+  std::string_view authorization = req.header("authorization");
+  std::string from_console;
+  if (authorization.empty()) {
+    if (std::string_view session = http::cookieValue(req.header("cookie"), http::kConsoleCookie); !session.empty()) {
+      RETURN_IF_ERROR(checkConsoleRequest(req));
+      from_console = "Bearer " + std::string(session);
+      authorization = from_console;
+    }
+  }
+  ASSIGN_OR_RETURN(Principal who, auth_.authenticate(authorization));
   if (!m.endpoint) return who;
   const Endpoint& e = *m.endpoint;
   using A = Endpoint::Access;
@@ -672,6 +753,26 @@ Result<Principal> ControlApi::authorize(const http::Request& req, const Match& m
     if (!who.mayUse(d.app)) return NotFound("deployment " + m.params[0] + " not found");
   }
   return who;
+}
+
+Status ControlApi::checkConsoleRequest(const http::Request& req) {
+  // A page of another origin can make a browser send the cookie (a form, an
+  // image), but not a header of its own without asking first (CORS, which
+  // this API never allows): changes need it.
+  if (req.method != "GET" && req.method != "HEAD" && req.header("x-nubo-console") != "1") {
+    return PermissionDenied("a change made with the console's session needs the X-Nubo-Console: 1 header "
+                            "(it keeps other sites from acting with your session); scripts send a Bearer token");
+  }
+  // And a browser says where a request comes from: the console's own origin only.
+  if (std::string_view origin = req.header("origin"); !origin.empty()) {
+    size_t scheme = origin.find("://");
+    std::string_view host = scheme == std::string_view::npos ? origin : origin.substr(scheme + 3);
+    if (host != req.header("host")) {
+      return PermissionDenied("the console's session is not accepted from " + std::string(origin.substr(0, 100)) +
+                              " (only from the console's own address)");
+    }
+  }
+  return Status::Ok();
 }
 
 std::optional<std::vector<std::string>> ControlApi::visibleApps(const Principal& who) {
@@ -695,6 +796,102 @@ void ControlApi::audit(const Call& call, std::string_view action, std::string_vi
 }
 
 Result<Response> ControlApi::healthz(const Call&) { return Response::text(200, "ok\n"); }
+
+// GET / and /console/{file}: the web console (no token: it signs in itself).
+Result<Response> ControlApi::consolePage(const Call& call) {
+  const console::Asset* a = console::asset(call.params.empty() ? "index.html" : call.params[0]);
+  if (!a) return NotFound("the console has no file " + (call.params.empty() ? "" : call.params[0].substr(0, 80)));
+  bool gzip = a->gzipped && call.req.header("accept-encoding").find("gzip") != std::string_view::npos;
+  Response r = Response::text(200, gzip ? *a->gzipped : *a->bytes, a->content_type);
+  if (gzip) r.header("content-encoding", "gzip");
+  if (a->gzipped) r.header("vary", "accept-encoding");
+  r.header("cache-control", "no-cache");
+  r.header("x-content-type-options", "nosniff");
+  // Its own scripts and styles only, never framed (no clickjacking).
+  r.header("content-security-policy",
+           "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+           "frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+  r.header("referrer-policy", "no-referrer");
+  return r;
+}
+
+// POST /v1/session {"token"}: the console signs in; the token is kept in
+// an HttpOnly, SameSite=Strict cookie its script cannot read.
+Result<Response> ControlApi::openSession(const Call& call) {
+  // (Another site's form could otherwise sign a browser in with its token.)
+  RETURN_IF_ERROR(checkConsoleRequest(call.req));
+  ASSIGN_OR_RETURN(Json body, jsonBody(call.req));
+  ASSIGN_OR_RETURN(std::string token, stringField(body, "token", "", true));
+  if (token.empty() || token.size() > 512 || token.find_first_of(" ;,\t\r\n\"\\") != std::string::npos) {
+    return Unauthenticated("that is not a nubo token (tokens are printed by `nubo tokens create`)");
+  }
+  ASSIGN_OR_RETURN(Principal who, auth_.authenticate("Bearer " + token));
+  Response r = jsonResponse(200, {{"name", who.name}, {"role", std::string(roleName(who.role))}, {"apps", who.apps}});
+  r.header("set-cookie", std::string(http::kConsoleCookie) + "=" + token +
+                             "; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict");
+  r.header("cache-control", "no-store");
+  return r;
+}
+
+namespace {
+// The `minutes` query parameter: 1..60, default 60.
+Result<size_t> statMinutes(std::string_view query) {
+  std::string v = queryParam(query, "minutes");
+  if (v.empty()) return size_t{60};
+  size_t n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || p != v.data() + v.size() || n < 1 || n > 60) {
+    return InvalidArgument("minutes must be a whole number from 1 to 60, not \"" + v.substr(0, 20) + "\"");
+  }
+  return n;
+}
+}  // namespace
+
+// GET /v1/apps/{app}/stats[?minutes=N]: the app's last minutes, one point each.
+Result<Response> ControlApi::appStats(const Call& call) {
+  const std::string& app = call.params[0];
+  RETURN_IF_ERROR(store_.getApp(app).status());
+  ASSIGN_OR_RETURN(size_t minutes, statMinutes(call.req.query));
+  Json points = Json::array();
+  if (observability_.history) {
+    for (const auto& p : observability_.history->series(app, clock_.nowMillis(), minutes)) {
+      points.push_back({{"minute_ms", p.minute_ms}, {"requests", p.requests}, {"errors", p.errors},
+                        {"cold_starts", p.cold}, {"p50_ms", p.p50_s * 1000}, {"p99_ms", p.p99_s * 1000}});
+    }
+  }
+  return jsonResponse(200, {{"app", app}, {"points", points}});
+}
+
+// GET /v1/stats[?minutes=N]: every visible app's requests and errors per minute.
+Result<Response> ControlApi::allStats(const Call& call) {
+  ASSIGN_OR_RETURN(size_t minutes, statMinutes(call.req.query));
+  ASSIGN_OR_RETURN(auto apps, store_.listApps());
+  auto visible = visibleApps(call.who);
+  int64_t now = clock_.nowMillis();
+  Json out = Json::array();
+  for (const auto& a : apps) {
+    if (visible && std::find(visible->begin(), visible->end(), a.name) == visible->end()) continue;
+    Json requests = Json::array(), errors = Json::array();
+    uint64_t total = 0, failed = 0;
+    if (observability_.history) {
+      for (const auto& p : observability_.history->series(a.name, now, minutes)) {
+        requests.push_back(p.requests);
+        errors.push_back(p.errors);
+        total += p.requests, failed += p.errors;
+      }
+    }
+    out.push_back({{"app", a.name}, {"requests", total}, {"errors", failed}, {"requests_per_minute", requests},
+                   {"errors_per_minute", errors}});
+  }
+  return jsonResponse(200, {{"minutes", minutes}, {"apps", out}});
+}
+
+// DELETE /v1/session: signs the console out.
+Result<Response> ControlApi::closeSession(const Call&) {
+  Response r = jsonResponse(200, {{"signed_out", true}});
+  r.header("set-cookie", std::string(http::kConsoleCookie) + "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict");
+  return r;
+}
 
 Result<Response> ControlApi::readyz(const Call&) {
   if (!observability_.readiness) return Response::text(200, "ready\n");
@@ -841,6 +1038,8 @@ Result<Response> ControlApi::listApps(const Call& call) {
     for (const auto& al : aliases) {
       if (al.name == "production") item["production"] = al.deployment_id;
     }
+    ASSIGN_OR_RETURN(auto newest, store_.listDeployments(a.name, 1));
+    item["last_deploy_ms"] = newest.empty() ? Json(nullptr) : Json(newest[0].created_ms);
     list.push_back(std::move(item));
   }
   return jsonResponse(200, {{"apps", list}});

@@ -23,6 +23,7 @@
 #include "cron/cron_scheduler.h"
 #include "http/server.h"
 #include "logs/log_store.h"
+#include "metrics/history.h"
 #include "metrics/metrics.h"
 #include "runtime/functions.h"
 
@@ -45,6 +46,7 @@ struct Observability {
   // When set, GET /metrics needs "Authorization: Bearer <metrics_token>".
   std::string metrics_token;
   const Readiness* readiness = nullptr;  // GET /_nubo/readyz (null: always ready)
+  metrics::History* history = nullptr;   // GET /v1/stats, /v1/apps/{app}/stats (null: empty)
 };
 
 class ControlApi final : public http::Handler {
@@ -122,7 +124,11 @@ class ControlApi final : public http::Handler {
   // Who sent the request, when it may call the endpoint on its app:
   // kUnauthenticated, kPermissionDenied (role or app), kNotFound (a
   // deployment a scoped token may not see).
+  // A request authenticated by the console's session cookie (no
+  // Authorization header) must show it comes from the console: kPermissionDenied
+  // for a change without X-Nubo-Console, or from another Origin.
   Result<Principal> authorize(const http::Request& req, const Match& m);
+  static Status checkConsoleRequest(const http::Request& req);
 
   // Appends a change to the audit log (a failure is logged, not returned:
   // the change itself was made).
@@ -142,6 +148,12 @@ class ControlApi final : public http::Handler {
   // The endpoints (docs/api.md).
   Result<http::Response> healthz(const Call& call);
   Result<http::Response> readyz(const Call& call);
+  Result<http::Response> consolePage(const Call& call);
+  Result<http::Response> serveLogEvents(const Call& call);
+  Result<http::Response> openSession(const Call& call);
+  Result<http::Response> appStats(const Call& call);
+  Result<http::Response> allStats(const Call& call);
+  Result<http::Response> closeSession(const Call& call);
   Result<http::Response> serveMetrics(const Call& call);
   Result<http::Response> negotiate(const Call& call);
   // PUT /v1/blobs/{hash} with a streamed body: written to the store as it

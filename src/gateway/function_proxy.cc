@@ -7,6 +7,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <algorithm>
 #include <optional>
+#include <deque>
 #include <span>
 
 #include "common/json.h"
@@ -205,9 +206,17 @@ asio::awaitable<Response> FunctionProxy::serve(std::shared_ptr<const DeploymentS
     headers.emplace_back("connection", "upgrade");
     headers.emplace_back("upgrade", "websocket");
   }
+  std::deque<std::string> kept_cookies;  // (the header list points into them)
   for (const auto& kv : all) {
     if (websocket && sameName(kv.first, "sec-websocket-extensions")) continue;
-    if (forwarded(kv.first, connection)) headers.push_back(kv);
+    if (!forwarded(kv.first, connection)) continue;
+    if (sameName(kv.first, "cookie") && !http::cookieValue(kv.second, http::kConsoleCookie).empty()) {
+      // The console's session holds an API token: never a function's to see.
+      kept_cookies.push_back(http::withoutCookie(kv.second, http::kConsoleCookie));
+      if (!kept_cookies.back().empty()) headers.emplace_back(kv.first, kept_cookies.back());
+      continue;
+    }
+    headers.push_back(kv);
   }
   headers.insert(headers.end(), forwarded_by_gateway.begin(), forwarded_by_gateway.end());
   headers.emplace_back("x-nubo-request-id", request_id);

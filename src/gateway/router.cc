@@ -1,5 +1,7 @@
 #include "gateway/router.h"
 
+#include "http/message.h"
+
 #include <spdlog/spdlog.h>
 
 #include <random>
@@ -81,6 +83,7 @@ Result<std::shared_ptr<const AppRoutes>> Router::load(const std::string& app,
         spdlog::error("router: deployment {} of {} cannot run: {}", d.id, app, spec.status().message());
         continue;
       }
+      spec->metrics_app = route.metrics_app;
       route.spec = std::make_shared<const runtime::DeploymentSpec>(std::move(*spec));
     }
     routes->deployments[d.id] = std::make_shared<const DeploymentRoute>(std::move(route));
@@ -244,21 +247,6 @@ Result<Resolved> Router::resolveLabel(const Table& table, std::string_view label
 
 namespace {
 
-// The value of cookie `name` in a Cookie header, or empty.
-std::string_view cookieValue(std::string_view cookies, std::string_view name) {
-  while (!cookies.empty()) {
-    size_t semi = cookies.find(';');
-    std::string_view pair = cookies.substr(0, semi);
-    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
-    if (pair.size() > name.size() && pair.substr(0, name.size()) == name && pair[name.size()] == '=') {
-      return pair.substr(name.size() + 1);
-    }
-    if (semi == std::string_view::npos) break;
-    cookies.remove_prefix(semi + 1);
-  }
-  return {};
-}
-
 // 0..99, from a generator of the calling thread's own (no lock).
 int percentile() {
   thread_local std::mt19937 rng([] {
@@ -282,7 +270,7 @@ std::string Router::pick(const AliasRoute& route, const SplitHints& hints, std::
   };
   std::string_view pin = hints.get("x-nubo-pin");
   if (!pin.empty() && member(pin)) return std::string(pin);
-  std::string_view kept = cookieValue(hints.get("cookie"), route.cookie);
+  std::string_view kept = http::cookieValue(hints.get("cookie"), route.cookie);
   if (!kept.empty() && member(kept)) return std::string(kept);
   int p = percentile();
   std::string chosen = route.parts.back().first;

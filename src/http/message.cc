@@ -78,4 +78,38 @@ Result<std::string> percentDecode(std::string_view s) {
   return out;
 }
 
+namespace {
+// Calls `each(pair, name_of_pair)` for each "name=value" of a Cookie header.
+template <class F>
+void eachCookie(std::string_view cookies, F each) {
+  while (!cookies.empty()) {
+    size_t semi = cookies.find(';');
+    std::string_view pair = cookies.substr(0, semi);
+    while (!pair.empty() && (pair.front() == ' ' || pair.front() == '\t')) pair.remove_prefix(1);
+    while (!pair.empty() && (pair.back() == ' ' || pair.back() == '\t')) pair.remove_suffix(1);
+    if (!pair.empty()) each(pair, pair.substr(0, pair.find('=')));
+    if (semi == std::string_view::npos) break;
+    cookies.remove_prefix(semi + 1);
+  }
+}
+}  // namespace
+
+std::string_view cookieValue(std::string_view cookies, std::string_view name) {
+  std::string_view found;
+  eachCookie(cookies, [&](std::string_view pair, std::string_view n) {
+    if (found.empty() && n == name && pair.size() > name.size()) found = pair.substr(name.size() + 1);
+  });
+  return found;
+}
+
+std::string withoutCookie(std::string_view cookies, std::string_view name) {
+  std::string out;
+  eachCookie(cookies, [&](std::string_view pair, std::string_view n) {
+    if (n == name) return;
+    if (!out.empty()) out += "; ";
+    out.append(pair);
+  });
+  return out;
+}
+
 }  // namespace nubo::http

@@ -189,6 +189,16 @@ struct Response {
 // 413, 400 or 408, naming the problem.
 Response bodyReadError(const Status& s);
 
+// The value of cookie `name` in a Cookie header, or empty.
+std::string_view cookieValue(std::string_view cookies, std::string_view name);
+// A Cookie header without cookie `name` (empty when nothing else is left).
+std::string withoutCookie(std::string_view cookies, std::string_view name);
+
+// The web console's session cookie (it holds an API token): the gateway
+// never passes it to a function, though a browser sends the control port's
+// cookies to the data plane's port on the same host too.
+inline constexpr std::string_view kConsoleCookie = "nubo_console";
+
 // Percent-decodes a path; kInvalidArgument on malformed escapes or NUL.
 Result<std::string> percentDecode(std::string_view s);
 

@@ -62,8 +62,9 @@ void Metrics::request(AppId app, int status, std::chrono::steady_clock::duration
 
 void Metrics::failed(Failure why) { mine().failures[static_cast<size_t>(why)].add(); }
 
-void Metrics::coldStart(RuntimeKind kind, const ColdStartPhases& p) {
+void Metrics::coldStart(RuntimeKind kind, const ColdStartPhases& p, AppId app) {
   Block& b = mine();
+  b.apps[app <= max_apps_ + 1 ? app : kOtherApp].cold.add();
   b.cold[static_cast<size_t>(kind)][p.from_stem ? 1 : 0].add();
   const double ms[kPhases] = {p.acquire_ms, p.files_ms, p.specialize_ms, p.load_ms};
   for (size_t i = 0; i < kPhases; ++i) {
@@ -71,6 +72,21 @@ void Metrics::coldStart(RuntimeKind kind, const ColdStartPhases& p) {
     b.phase[i][bucketOf(kColdBounds, v / 1000)].add();
     b.phase_ns[i].add(static_cast<uint64_t>(v * 1e6));
   }
+}
+
+std::vector<Metrics::AppTotals> Metrics::appTotals() {
+  std::lock_guard lock(mu_);
+  std::vector<AppTotals> out(app_names_.size());
+  for (size_t a = 0; a < out.size(); ++a) out[a].app = app_names_[a];
+  for (const auto& b : blocks_) {
+    for (size_t a = 0; a < out.size(); ++a) {
+      const AppCells& c = b->apps[a];
+      for (size_t i = 0; i < 5; ++i) out[a].classes[i] += c.classes[i].get();
+      for (size_t i = 0; i < c.latency.size(); ++i) out[a].latency[i] += c.latency[i].get();
+      out[a].cold += c.cold.get();
+    }
+  }
+  return out;
 }
 
 void Metrics::build(std::string_view outcome, double seconds) {

@@ -74,7 +74,7 @@ class Metrics {
   // `took`: from the request's head read to its response's head ready.
   void request(AppId app, int status, std::chrono::steady_clock::duration took);
   void failed(Failure why);
-  void coldStart(RuntimeKind kind, const ColdStartPhases& phases);
+  void coldStart(RuntimeKind kind, const ColdStartPhases& phases, AppId app = kNoApp);
 
   // The control plane.
   // `outcome`: "succeeded", "reused" (an earlier build's dependencies, no
@@ -89,11 +89,21 @@ class Metrics {
 
   std::string render();
 
+
   static constexpr std::array<double, 14> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                             0.1,    0.25,  0.5,    1,     2.5,  5,     10};
   static constexpr std::array<double, 12> kColdBounds = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
                                                          0.05,   0.1,   0.25,  0.5,   1,    2.5};
   static constexpr std::array<double, 10> kBuildBounds = {1, 2, 5, 10, 30, 60, 120, 300, 600, 1800};
+
+  // Each app's counts since the server started (for History).
+  struct AppTotals {
+    std::string app;
+    std::array<uint64_t, 5> classes{};
+    std::array<uint64_t, kLatencyBounds.size() + 1> latency{};
+    uint64_t cold = 0;
+  };
+  std::vector<AppTotals> appTotals();
 
  private:
   // One writer (the thread owning its block); readers load relaxed.
@@ -106,6 +116,7 @@ class Metrics {
     std::array<Cell, 5> classes;  // 1xx..5xx
     std::array<Cell, kLatencyBounds.size() + 1> latency;
     Cell latency_ns;
+    Cell cold;
   };
   static constexpr size_t kRuntimes = static_cast<size_t>(RuntimeKind::kExec) + 1;
   static constexpr size_t kPhases = 4;  // acquire, files, specialize, load

@@ -355,8 +355,9 @@ void Functions::noteColdStart(const std::unique_ptr<Lease>& lease, const Deploym
   const auto& cold = lease->coldStart();
   if (!cold) return;
   if (opts_.metrics) {
-    opts_.metrics->coldStart(spec.kind, {cold->from_stem, cold->acquire_ms, cold->files_ms, cold->specialize_ms,
-                                         cold->load_ms});
+    opts_.metrics->coldStart(spec.kind,
+                             {cold->from_stem, cold->acquire_ms, cold->files_ms, cold->specialize_ms, cold->load_ms},
+                             spec.metrics_app);
   }
   char text[256];
   std::snprintf(text, sizeof text,

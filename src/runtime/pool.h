@@ -62,6 +62,7 @@ struct DeploymentSpec {
   double cpu = 1.0;    // the app's CPU weight (limits.cpu)
   uint64_t files = 0;  // in the deployment's tree
   std::string health_path;  // the manifest's health.path (probe() asks it)
+  uint32_t metrics_app = 0;  // the app's id in the metrics (metrics::Metrics::app())
 };
 
 // How a cold start went, in milliseconds, for logs and metrics.

@@ -48,6 +48,7 @@
 #include "runtime/launcher.h"
 #include "runtime/sandbox.h"
 #include "logs/log_store.h"
+#include "metrics/history.h"
 #include "metrics/metrics.h"
 #include "metrics/process_stats.h"
 #include "server/data_dir.h"
@@ -328,6 +329,7 @@ Status runServer(const ServerOptions& opts) {
   readiness.set("store", true);  // (opened above; a fleet's store says when its watch has synced)
   readiness.require("routes");
   metrics::Metrics metrics(opts.metrics_max_apps);
+  metrics::History history(metrics);
   gateway::Router router(*store, opts.base_domain, &secrets, &metrics);
   RETURN_IF_ERROR(router.start());
   readiness.set("routes", true);
@@ -427,7 +429,7 @@ Status runServer(const ServerOptions& opts) {
                                 code->removeApp(app);
                               },
                               [&router](const std::string& deployment) { return router.has(deployment); },
-                              api::Observability{&metrics, opts.metrics_token, &readiness});
+                              api::Observability{&metrics, opts.metrics_token, &readiness, &history});
   http::ServerLimits control_limits;
   control_limits.body_bytes = opts.max_upload_mb << 20;
   control_limits.body_limit_hint = "the largest file a deploy may upload; a server operator can raise it with --max-upload-mb";
@@ -479,9 +481,33 @@ Status runServer(const ServerOptions& opts) {
         spdlog::warn("gc: {}", g.status().message());
       }
       schedule_gc();
+
+  // The console's charts: what the counters did, minute by minute.
+  asio::steady_timer history_timer(control_ioc);
+  std::function<void()> schedule_history = [&] {
+    history_timer.expires_after(std::chrono::seconds(5));
+    history_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      history.sample(clock.nowMillis());
+      schedule_history();
+    });
+  };
+  schedule_history();
     });
   };
   schedule_gc();
+
+  // The console's charts: what the counters did, minute by minute.
+  asio::steady_timer history_timer(control_ioc);
+  std::function<void()> schedule_history = [&] {
+    history_timer.expires_after(std::chrono::seconds(5));
+    history_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      history.sample(clock.nowMillis());
+      schedule_history();
+    });
+  };
+  schedule_history();
 
   // Shutdown: on the first signal drain both servers; when both are idle, or
   // the grace period ends, stop. A second signal stops at once.
@@ -497,6 +523,7 @@ Status runServer(const ServerOptions& opts) {
     data_server.closeAll();
     control_server.closeAll();
     gc_timer.cancel();
+    history_timer.cancel();
     data_ioc.stop();
     for (auto& sh : more_shards) sh->stop();
     control_ioc.stop();
