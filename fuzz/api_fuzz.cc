@@ -32,6 +32,7 @@ constexpr const char* kToken = "fuzz-token";
 
 std::string_view authorization(const void*, std::string_view name) {
   static const std::string value = std::string("Bearer ") + kToken;
+  if (name == "x-nubo-console") return "1";  // (the console's sign-in is fuzzed too)
   return name == "authorization" || name == "Authorization" ? std::string_view(value) : std::string_view();
 }
 void noHeaders(const void*, std::vector<std::pair<std::string_view, std::string_view>>&) {}
@@ -101,6 +102,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       {"POST", "/v1/tokens"},
       {"POST", "/v1/domains"},
       {"PUT", "/v1/apps/fz/env"},
+      {"POST", "/v1/session"},
+      {"GET", "/v1/apps/fz/logs/events"},  // the body is the query: the log search's parameters (the stream is not read)
+      {"GET", "/v1/apps/fz/stats"},        // (the same)
   };
   const auto& [method, path] = endpoints[data[0] % (sizeof endpoints / sizeof endpoints[0])];
   std::string body(reinterpret_cast<const char*>(data) + 1, size - 1);
@@ -109,7 +113,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   req.target = path;
   req.path = path;
   req.host = "localhost";
-  req.body = body;
+  if (method == std::string_view("GET")) {
+    req.query = body;
+  } else {
+    req.body = body;
+  }
   req.lookup_ = &authorization;
   req.list_ = &noHeaders;
   // The handler runs to completion on a context of its own (no endpoint

@@ -92,5 +92,24 @@ TEST_F(ConsoleSessionTest, TheGatewayNeverHandsTheSessionCookieToAFunction) {
   EXPECT_EQ(other.body, "a=1");
 }
 
+TEST_F(ConsoleSessionTest, AFunctionCannotSetTheSessionCookie) {
+  // Cookies ignore ports: one a function set on this host would reach the
+  // control port, signing the console in with the function's token.
+  deployApp("fixer", {{"index.js", R"(export default { fetch() {
+      const h = new Headers();
+      h.append('set-cookie', 'nubo_console=ATTACKER; Path=/');
+      h.append('set-cookie', 'theme=dark; Path=/');
+      return new Response('ok', { headers: h });
+    } })"}});
+  auto r = server_->get("/fixer/");
+  EXPECT_EQ(r.status, 200);
+  std::string cookies;
+  for (const auto& [name, value] : r.headers) {
+    if (name == "set-cookie") cookies += value + "\n";
+  }
+  EXPECT_EQ(cookies.find("nubo_console"), std::string::npos) << cookies;
+  EXPECT_NE(cookies.find("theme=dark"), std::string::npos) << cookies;
+}
+
 }  // namespace
 }  // namespace nubo::testing_util

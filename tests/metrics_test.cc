@@ -8,19 +8,13 @@
 #include "metrics/exposition.h"
 #include "metrics/history.h"
 #include "metrics/metrics.h"
+#include "exposition_util.h"
 
 namespace nubo::metrics {
 namespace {
 
-// The value of the sample line that starts with `prefix` followed by a
-// space (-1 when there is none).
-double valueOf(const std::string& text, const std::string& prefix) {
-  size_t at = 0;
-  while ((at = text.find(prefix + " ", at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + prefix.size() + 1));
-    at += prefix.size();
-  }
-  return -1;
+double valueOf(const std::string& text, const std::string& series) {
+  return testing_util::sampleValue(text, series, -1);
 }
 
 TEST(MetricsTest, RequestsFromManyThreadsAddUpByAppAndStatusClass) {

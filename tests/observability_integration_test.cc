@@ -5,21 +5,13 @@
 #include <sstream>
 #include <thread>
 
+#include "exposition_util.h"
 #include "integration_util.h"
 
 namespace nubo::testing_util {
 namespace {
 
-// The value of the sample `series` (name and labels, exactly as written) in
-// the exposition text; 0 when it is not there.
-double sampleOf(const std::string& text, const std::string& series) {
-  size_t at = 0;
-  while ((at = text.find(series + " ", at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + series.size() + 1));
-    at += series.size();
-  }
-  return 0;
-}
+double sampleOf(const std::string& text, const std::string& series) { return sampleValue(text, series, 0); }
 
 class ObservabilityTest : public SharedServerTest {
  protected:

@@ -905,10 +905,7 @@ Result<Response> ControlApi::serveMetrics(const Call& call) {
     std::string_view got = call.req.header("authorization");
     std::string_view scheme = "Bearer ";
     got = got.substr(0, scheme.size()) == scheme ? got.substr(scheme.size()) : std::string_view();
-    // (Compared in time independent of where they differ.)
-    unsigned char diff = got.size() != want.size();
-    for (size_t i = 0; i < got.size() && i < want.size(); ++i) diff |= static_cast<unsigned char>(got[i] ^ want[i]);
-    if (diff != 0) {
+    if (!sameSecret(got, want)) {
       Response r = Response::error(Unauthenticated(
           "GET /metrics needs the metrics token (--metrics-token): send \"Authorization: Bearer <token>\""));
       r.header("www-authenticate", "Bearer realm=\"nubo metrics\"");

@@ -1,5 +1,7 @@
 #include "common/ids.h"
 
+#include <openssl/crypto.h>
+
 #include <sys/random.h>
 
 #include <cerrno>
@@ -81,6 +83,10 @@ Status validateAliasName(std::string_view name, std::string_view field) {
                            "\" looks like a deployment id; choose another name");
   }
   return Status::Ok();
+}
+
+bool sameSecret(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 }  // namespace nubo

@@ -16,6 +16,9 @@ namespace nubo {
 
 // Cryptographically random bytes from the kernel (getrandom).
 std::string randomBytes(size_t n);
+// Whether two secrets (tokens, keys) are equal, in time that does not
+// depend on where they differ (OpenSSL's CRYPTO_memcmp).
+bool sameSecret(std::string_view a, std::string_view b);
 
 std::string newDeploymentId();
 bool isDeploymentId(std::string_view s);

@@ -85,6 +85,16 @@ bool forwarded(std::string_view name, std::string_view connection) {
   return true;
 }
 
+// Whether a function's response header would set the console's session
+// cookie: a browser would send it to the control port too (cookies ignore
+// ports), signing the console in with a token of the function's choosing.
+bool setsConsoleCookie(std::string_view name, std::string_view value) {
+  if (!sameName(name, "set-cookie")) return false;
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  return value.substr(0, http::kConsoleCookie.size()) == http::kConsoleCookie &&
+         value.substr(http::kConsoleCookie.size()).starts_with("=");
+}
+
 std::string firstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 Response failure(int status, std::string message) { return Response::text(status, std::move(message) + "\n"); }
@@ -351,7 +361,7 @@ asio::awaitable<Response> FunctionProxy::serve(std::shared_ptr<const DeploymentS
         functions_.noteColdStart(*lease, spec, request_id, t0);
         r.status = 101;
         for (auto& [name, value] : rh.headers) {
-          if (!hopByHop(name, true)) r.header(std::move(name), std::move(value));
+          if (!hopByHop(name, true) && !setsConsoleCookie(name, value)) r.header(std::move(name), std::move(value));
         }
         r.header("upgrade", "websocket");
         r.kind = Response::BodyKind::kUpgrade;
@@ -376,7 +386,7 @@ asio::awaitable<Response> FunctionProxy::serve(std::shared_ptr<const DeploymentS
             !value.empty() && value.size() < 19) {
           r.stream_length = std::stoull(value);
         }
-        if (!hopByHop(name, true)) r.header(std::move(name), std::move(value));
+        if (!hopByHop(name, true) && !setsConsoleCookie(name, value)) r.header(std::move(name), std::move(value));
       }
       got_head = true;
       if (!f->endStream()) {

@@ -65,16 +65,14 @@ void Gateway::record(const http::Request& req, const Response& r, const Deployme
 
 Gateway::Forwarded Gateway::forwarded(const http::Request& req, std::string_view routed_path) const {
   Forwarded f;
-  bool trusted = std::find(opts_.trusted_proxies.begin(), opts_.trusted_proxies.end(), req.peer) != opts_.trusted_proxies.end();
+  const auto& proxies = opts_.trusted_proxies;
+  bool trusted = std::find(proxies.begin(), proxies.end(), req.peer) != proxies.end();
   auto sent = [&](std::string_view name) { return trusted ? req.header(name) : std::string_view(); };
   f.for_ = sent("x-forwarded-for").empty() ? std::string(req.peer)
                                            : std::string(sent("x-forwarded-for")) + ", " + std::string(req.peer);
-  if (!opts_.cron_key.empty()) {
-    std::string_view key = req.header("x-nubo-cron-key");
-    // (Compared in time independent of where they differ.)
-    unsigned char diff = key.size() != opts_.cron_key.size();
-    for (size_t i = 0; i < key.size() && i < opts_.cron_key.size(); ++i) diff |= static_cast<unsigned char>(key[i] ^ opts_.cron_key[i]);
-    if (diff == 0) f.cron = std::string(req.header("x-nubo-cron"));
+  // (No key set: nobody's X-Nubo-Cron passes.)
+  if (!opts_.cron_key.empty() && sameSecret(req.header("x-nubo-cron-key"), opts_.cron_key)) {
+    f.cron = std::string(req.header("x-nubo-cron"));
   }
   f.proto = sent("x-forwarded-proto").empty() ? "http" : std::string(sent("x-forwarded-proto"));
   f.host = sent("x-forwarded-host").empty() ? std::string(req.header("host")) : std::string(sent("x-forwarded-host"));

@@ -481,18 +481,6 @@ Status runServer(const ServerOptions& opts) {
         spdlog::warn("gc: {}", g.status().message());
       }
       schedule_gc();
-
-  // The console's charts: what the counters did, minute by minute.
-  asio::steady_timer history_timer(control_ioc);
-  std::function<void()> schedule_history = [&] {
-    history_timer.expires_after(std::chrono::seconds(5));
-    history_timer.async_wait([&](const boost::system::error_code& ec) {
-      if (ec) return;
-      history.sample(clock.nowMillis());
-      schedule_history();
-    });
-  };
-  schedule_history();
     });
   };
   schedule_gc();
