@@ -1,5 +1,7 @@
 #include "common/secret_box.h"
 
+#include "common/base64.h"
+
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
@@ -14,28 +16,6 @@ namespace {
 
 constexpr std::string_view kPrefix = "nubo-secret-v1:";
 constexpr size_t kKeyBytes = 32, kIdBytes = 8, kNonceBytes = 12, kTagBytes = 16;
-
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3), '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-std::optional<std::string> unbase64(std::string_view in) {
-  if (in.size() % 4 != 0) return std::nullopt;
-  std::string out(3 * in.size() / 4, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  if (n < 0) return std::nullopt;
-  size_t pad = in.empty() ? 0 : (in.back() == '=') + (in.size() > 1 && in[in.size() - 2] == '=');
-  out.resize(static_cast<size_t>(n) - pad);
-  // Only the one encoding of these bytes: a character changed in the bits
-  // base64 leaves unused is a change too.
-  if (base64(out) != in) return std::nullopt;
-  return out;
-}
 
 // What a value is bound to: a ciphertext opens only as the secret it was made for.
 std::string associatedData(std::string_view app, std::string_view name) {
