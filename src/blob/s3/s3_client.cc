@@ -181,7 +181,6 @@ Result<S3Client::Answer> S3Client::send(Request& req) {
     } else if (std::string_view(req.method) != "GET") {
       curl_easy_setopt(c.get(), CURLOPT_CUSTOMREQUEST, req.method);
     }
-    if (std::string_view(req.method) == "DELETE") curl_easy_setopt(c.get(), CURLOPT_CUSTOMREQUEST, "DELETE");
     curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers);
     CURLcode rc = curl_easy_perform(c.get());
     curl_slist_free_all(headers);
