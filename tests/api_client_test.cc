@@ -1,6 +1,7 @@
 // ApiClient: every path segment and query value it sends is escaped, so a
 // name or cursor can never add a segment or a parameter of its own.
 #include "cli/api_client.h"
+#include "common/percent_encode.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -15,10 +16,11 @@ namespace nubo::cli {
 namespace {
 
 TEST(ApiClientTest, EscapesEverythingButTheUnreservedCharacters) {
-  EXPECT_EQ(escapeComponent("web-app_1.v2~x"), "web-app_1.v2~x");
-  EXPECT_EQ(escapeComponent("a b/c?d&e=f%#"), "a%20b%2Fc%3Fd%26e%3Df%25%23");
-  EXPECT_EQ(escapeComponent("../x"), "..%2Fx");
-  EXPECT_EQ(escapeComponent(std::string("\xff\x00", 2)), "%FF%00");
+  EXPECT_EQ(percentEncode("web-app_1.v2~x"), "web-app_1.v2~x");
+  EXPECT_EQ(percentEncode("a b/c?d&e=f%#"), "a%20b%2Fc%3Fd%26e%3Df%25%23");
+  EXPECT_EQ(percentEncode("../x"), "..%2Fx");
+  EXPECT_EQ(percentEncode(std::string("\xff\x00", 2)), "%FF%00");
+  EXPECT_EQ(percentEncode("a b/c", /*keep_slash=*/true), "a%20b/c") << "a path keeps its slashes";
 }
 
 // A one-request HTTP server on loopback that records the request line.

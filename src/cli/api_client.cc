@@ -1,31 +1,15 @@
 #include "cli/api_client.h"
 
-namespace nubo::cli {
+#include "common/percent_encode.h"
 
-std::string escapeComponent(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size());
-  for (unsigned char c : s) {
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-                      c == '.' || c == '_' || c == '~';
-    if (unreserved) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-  }
-  return out;
-}
+namespace nubo::cli {
 
 namespace {
 std::string appPath(std::string_view app, std::string_view rest = "") {
-  return "/v1/apps/" + escapeComponent(app) + std::string(rest);
+  return "/v1/apps/" + percentEncode(app) + std::string(rest);
 }
 std::string deploymentPath(std::string_view id, std::string_view rest = "") {
-  return "/v1/deployments/" + escapeComponent(id) + std::string(rest);
+  return "/v1/deployments/" + percentEncode(id) + std::string(rest);
 }
 }  // namespace
 
@@ -33,7 +17,7 @@ Result<Json> ApiClient::negotiate(const Json& request) { return http_.call("POST
 
 Status ApiClient::putObject(std::string_view kind, std::string_view hash, std::string_view body) {
   if (kind != "blobs" && kind != "trees") return InvalidArgument("objects are blobs or trees");
-  ASSIGN_OR_RETURN(HttpResponse r, http_.send("PUT", "/v1/" + std::string(kind) + "/" + escapeComponent(hash), body));
+  ASSIGN_OR_RETURN(HttpResponse r, http_.send("PUT", "/v1/" + std::string(kind) + "/" + percentEncode(hash), body));
   return HttpClient::statusOf(r);
 }
 
@@ -50,7 +34,7 @@ Result<Json> ApiClient::buildLog(std::string_view deployment) {
 }
 
 std::string ApiClient::eventsPath(std::string_view deployment, std::string_view cursor) const {
-  return deploymentPath(deployment, "/events") + (cursor.empty() ? "" : "?after=" + escapeComponent(cursor));
+  return deploymentPath(deployment, "/events") + (cursor.empty() ? "" : "?after=" + percentEncode(cursor));
 }
 
 Result<Json> ApiClient::listApps() { return http_.call("GET", "/v1/apps"); }
@@ -64,7 +48,7 @@ Result<Json> ApiClient::listDeployments(std::string_view app, size_t limit) {
 Result<Json> ApiClient::listAliases(std::string_view app) { return http_.call("GET", appPath(app, "/aliases")); }
 
 Result<Json> ApiClient::setAlias(std::string_view app, std::string_view alias, const Json& request) {
-  return http_.call("PUT", appPath(app, "/aliases/" + escapeComponent(alias)), &request);
+  return http_.call("PUT", appPath(app, "/aliases/" + percentEncode(alias)), &request);
 }
 
 Result<Json> ApiClient::promote(std::string_view app, const Json& request) {
@@ -78,7 +62,7 @@ Result<Json> ApiClient::rollback(std::string_view app, const Json& request) {
 Result<Json> ApiClient::collectGarbage(const Json& request) { return http_.call("POST", "/v1/gc", &request); }
 
 Result<Json> ApiClient::instances(std::string_view app) {
-  return http_.call("GET", app.empty() ? std::string("/v1/instances") : "/v1/instances?app=" + escapeComponent(app));
+  return http_.call("GET", app.empty() ? std::string("/v1/instances") : "/v1/instances?app=" + percentEncode(app));
 }
 
 Result<Json> ApiClient::whoami() { return http_.call("GET", "/v1/whoami"); }
@@ -88,23 +72,23 @@ Result<Json> ApiClient::createToken(const Json& request) { return http_.call("PO
 Result<Json> ApiClient::listTokens() { return http_.call("GET", "/v1/tokens"); }
 
 Result<Json> ApiClient::revokeToken(std::string_view name) {
-  return http_.call("DELETE", "/v1/tokens/" + escapeComponent(name));
+  return http_.call("DELETE", "/v1/tokens/" + percentEncode(name));
 }
 
 Result<Json> ApiClient::audit(std::string_view app, size_t limit) {
   std::string path = "/v1/audit?limit=" + std::to_string(limit);
-  if (!app.empty()) path += "&app=" + escapeComponent(app);
+  if (!app.empty()) path += "&app=" + percentEncode(app);
   return http_.call("GET", path);
 }
 
 Result<Json> ApiClient::addDomain(const Json& request) { return http_.call("POST", "/v1/domains", &request); }
 
 Result<Json> ApiClient::listDomains(std::string_view app) {
-  return http_.call("GET", app.empty() ? std::string("/v1/domains") : "/v1/domains?app=" + escapeComponent(app));
+  return http_.call("GET", app.empty() ? std::string("/v1/domains") : "/v1/domains?app=" + percentEncode(app));
 }
 
 Result<Json> ApiClient::removeDomain(std::string_view host) {
-  return http_.call("DELETE", "/v1/domains/" + escapeComponent(host));
+  return http_.call("DELETE", "/v1/domains/" + percentEncode(host));
 }
 
 Result<Json> ApiClient::listCron(std::string_view app) { return http_.call("GET", appPath(app, "/cron")); }
@@ -116,17 +100,17 @@ Result<Json> ApiClient::setEnv(std::string_view app, const Json& request) {
 }
 
 Result<Json> ApiClient::removeEnv(std::string_view app, std::string_view name, std::string_view alias) {
-  return http_.call("DELETE", appPath(app, "/env/" + escapeComponent(name)) +
-                                  (alias.empty() ? "" : "?alias=" + escapeComponent(alias)));
+  return http_.call("DELETE", appPath(app, "/env/" + percentEncode(name)) +
+                                  (alias.empty() ? "" : "?alias=" + percentEncode(alias)));
 }
 
 Result<Json> ApiClient::logs(std::string_view app, const LogQuery& q) {
   std::string path = appPath(app, "/logs?limit=" + std::to_string(q.limit));
-  if (!q.deployment.empty()) path += "&deployment=" + escapeComponent(q.deployment);
-  if (!q.kind.empty()) path += "&kind=" + escapeComponent(q.kind);
-  if (!q.request_id.empty()) path += "&request=" + escapeComponent(q.request_id);
-  if (!q.grep.empty()) path += "&grep=" + escapeComponent(q.grep);
-  if (!q.status.empty()) path += "&status=" + escapeComponent(q.status);
+  if (!q.deployment.empty()) path += "&deployment=" + percentEncode(q.deployment);
+  if (!q.kind.empty()) path += "&kind=" + percentEncode(q.kind);
+  if (!q.request_id.empty()) path += "&request=" + percentEncode(q.request_id);
+  if (!q.grep.empty()) path += "&grep=" + percentEncode(q.grep);
+  if (!q.status.empty()) path += "&status=" + percentEncode(q.status);
   if (q.since_ms) path += "&since=" + std::to_string(q.since_ms);
   if (q.until_ms) path += "&until=" + std::to_string(q.until_ms);
   if (q.after) path += "&after=" + std::to_string(*q.after);

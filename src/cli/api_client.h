@@ -16,9 +16,6 @@
 
 namespace nubo::cli {
 
-// RFC 3986: every byte but the unreserved ones (A-Z a-z 0-9 - . _ ~) as %XX.
-std::string escapeComponent(std::string_view s);
-
 class ApiClient {
  public:
   explicit ApiClient(HttpClient& http) : http_(http) {}

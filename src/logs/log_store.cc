@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <set>
 #include <charconv>
 #include <deque>
@@ -38,11 +39,17 @@ std::atomic<uint64_t> next_store_id{1};
 
 char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
+// In time linear in the text whatever the needle (glibc's memmem is the
+// two-way algorithm: a naive search of "aaa...ab" through "aaa..." lines
+// took seconds a megabyte).
 bool containsIgnoringCase(std::string_view text, std::string_view needle) {
   if (needle.empty()) return true;
-  auto it = std::search(text.begin(), text.end(), needle.begin(), needle.end(),
-                        [](char a, char b) { return lower(a) == lower(b); });
-  return it != text.end();
+  thread_local std::string t, n;
+  t.assign(text);
+  n.assign(needle);
+  std::transform(t.begin(), t.end(), t.begin(), lower);
+  std::transform(n.begin(), n.end(), n.begin(), lower);
+  return ::memmem(t.data(), t.size(), n.data(), n.size()) != nullptr;
 }
 
 }  // namespace

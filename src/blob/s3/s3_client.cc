@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/percent_encode.h"
 #include "common/sha256.h"
 
 namespace nubo::blob::s3 {
@@ -16,24 +17,6 @@ namespace nubo::blob::s3 {
 namespace {
 
 constexpr std::string_view kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-// RFC 3986 percent-encoding as SigV4 wants it (`keep_slash` for paths).
-std::string uriEncode(std::string_view s, bool keep_slash) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-                 c == '.' || c == '~' || (keep_slash && c == '/');
-    if (plain) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-  }
-  return out;
-}
 
 // An XML document's first element named `name` below `parent`, as text.
 std::string childText(const tinyxml2::XMLElement* parent, const char* name) {
@@ -98,7 +81,7 @@ Result<std::unique_ptr<S3Client>> S3Client::create(S3Options options) {
 
 Result<S3Client::Answer> S3Client::send(Request& req) {
   std::string url = opts_.endpoint + "/" + opts_.bucket;
-  if (!req.key.empty()) url += "/" + uriEncode(req.key, true);
+  if (!req.key.empty()) url += "/" + percentEncode(req.key, true);
   if (!req.query.empty()) {
     // SigV4 signs the query sorted by name, each part encoded.
     auto q = req.query;
@@ -106,7 +89,7 @@ Result<S3Client::Answer> S3Client::send(Request& req) {
     url += "?";
     for (size_t i = 0; i < q.size(); ++i) {
       if (i) url += "&";
-      url += uriEncode(q[i].first, false) + "=" + uriEncode(q[i].second, false);
+      url += percentEncode(q[i].first, false) + "=" + percentEncode(q[i].second, false);
     }
   }
   const std::string sigv4 = "aws:amz:" + opts_.region + ":s3";
