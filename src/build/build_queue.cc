@@ -150,26 +150,6 @@ void BuildQueue::work() {
 }
 
 void BuildQueue::build(const store::Deployment& d) {
-  auto fail = [&](const std::string& why) {
-    note(d.id, "build failed: " + why);
-    Status s = store_.finishBuild(d.id, store::DeploymentState::kFailed, "", why, "builder");
-    if (!s.ok()) spdlog::error("build {}: could not record its failure: {}", d.id, s.message());
-  };
-  // Queued twice (submitted while start() found it unfinished), or its app
-  // removed meanwhile: only an unfinished deployment is built.
-  auto current = store_.getDeployment(d.id);
-  if (!current.ok() || (current->state != store::DeploymentState::kQueued &&
-                        current->state != store::DeploymentState::kBuilding)) {
-    return;
-  }
-  auto parsed = manifest::parseManifestText(d.manifest_json);
-  if (!parsed.ok()) return fail("its manifest no longer parses: " + parsed.status().message());
-  if (Status s = store_.setDeploymentState(d.id, store::DeploymentState::kBuilding); !s.ok()) {
-    if (s.code() != Code::kNotFound) spdlog::error("build {}: {}", d.id, s.message());
-    return;  // removed with its app meanwhile
-  }
-  BuildJob job{d.id, d.app, builderFor(*parsed), d.root_tree, d.manifest_json};
-  Result<BuildOutput> out = Internal("no build ran");
   const auto t0 = std::chrono::steady_clock::now();
   std::string_view outcome = "failed";
   struct Count {  // the build's outcome and time, however it ends
@@ -181,7 +161,31 @@ void BuildQueue::build(const store::Deployment& d) {
       m = nullptr;
     }
     ~Count() { now(); }
-  } count{opts_.metrics, outcome, t0};
+  } count{nullptr, outcome, t0};
+  // Counted before the outcome is recorded: a client that sees it can
+  // already see the count.
+  auto fail = [&](const std::string& why) {
+    count.now();
+    note(d.id, "build failed: " + why);
+    Status s = store_.finishBuild(d.id, store::DeploymentState::kFailed, "", why, "builder");
+    if (!s.ok()) spdlog::error("build {}: could not record its failure: {}", d.id, s.message());
+  };
+  // Queued twice (submitted while start() found it unfinished), or its app
+  // removed meanwhile: only an unfinished deployment is built.
+  auto current = store_.getDeployment(d.id);
+  if (!current.ok() || (current->state != store::DeploymentState::kQueued &&
+                        current->state != store::DeploymentState::kBuilding)) {
+    return;
+  }
+  count.m = opts_.metrics;
+  auto parsed = manifest::parseManifestText(d.manifest_json);
+  if (!parsed.ok()) return fail("its manifest no longer parses: " + parsed.status().message());
+  if (Status s = store_.setDeploymentState(d.id, store::DeploymentState::kBuilding); !s.ok()) {
+    if (s.code() != Code::kNotFound) spdlog::error("build {}: {}", d.id, s.message());
+    return;  // removed with its app meanwhile
+  }
+  BuildJob job{d.id, d.app, builderFor(*parsed), d.root_tree, d.manifest_json};
+  Result<BuildOutput> out = Internal("no build ran");
   auto reused = reuse_ ? reuse_->outputFor(d, *parsed, job.builder) : Result<std::optional<Reused>>(std::nullopt);
   if (!reused.ok()) spdlog::warn("build {}: could not look for dependencies to reuse: {}", d.id, reused.status().message());
   if (reused.ok() && *reused) {
