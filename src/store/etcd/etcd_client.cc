@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <thread>
 
 #include "common/base64.h"
 
@@ -52,6 +53,7 @@ RangeResult rangeResult(const Json& j) {
     for (const auto& kv : *kvs) r.kvs.push_back(keyValue(kv));
   }
   r.more = j.value("more", false);
+  r.count = num(j, "count");
   return r;
 }
 
@@ -88,6 +90,7 @@ Json compareJson(const Compare& c) {
     case Compare::Target::kModRevision: j["mod_revision"] = std::to_string(c.number); break;
     case Compare::Target::kValue: j["value"] = base64(c.value); break;
   }
+  if (!c.range_end.empty()) j["range_end"] = base64(c.range_end);
   return j;
 }
 
@@ -185,60 +188,80 @@ Result<Json> EtcdClient::call(std::string_view path, const Json& body) {
   CURL* c = CurlCache::of(*this);
   std::string last_error;
   const size_t n = opts_.endpoints.size();
-  const size_t first = preferred_.load();
-  for (size_t i = 0; i < n; ++i) {
-    size_t at = (first + i) % n;
-    std::string url = opts_.endpoints[at] + std::string(path);
-    std::string out;
-    curl_easy_reset(c);
-    commonOptions(c, opts_);
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload.data());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(opts_.timeout.count()));
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min<int64_t>(opts_.timeout.count(), 2000)));
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, appendTo);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
-    curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-    std::string auth;
-    {
-      std::lock_guard lock(token_mu_);
-      if (!token_.empty()) auth = "Authorization: " + token_;
+  // While the cluster elects a leader, members answer "unavailable": asked
+  // again (each member in turn, then after a pause) until the call's time
+  // is up.
+  const auto deadline = std::chrono::steady_clock::now() + opts_.timeout;
+  for (int round = 0;; ++round) {
+    if (round > 0) {
+      if (std::chrono::steady_clock::now() + std::chrono::milliseconds(100) > deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    if (!auth.empty()) headers = curl_slist_append(headers, auth.c_str());
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    CURLcode rc = curl_easy_perform(c);
-    curl_slist_free_all(headers);
-    if (rc != CURLE_OK) {
-      last_error = opts_.endpoints[at] + ": " + curl_easy_strerror(rc);
-      continue;
+    const size_t first = preferred_.load();
+    for (size_t i = 0; i < n; ++i) {
+      size_t at = (first + i) % n;
+      std::string url = opts_.endpoints[at] + std::string(path);
+      std::string out;
+      curl_easy_reset(c);
+      commonOptions(c, opts_);
+      curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+      curl_easy_setopt(c, CURLOPT_POST, 1L);
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload.data());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
+      curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(opts_.timeout.count()));
+      curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min<int64_t>(opts_.timeout.count(), 2000)));
+      curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, appendTo);
+      curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+      curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+      std::string auth;
+      {
+        std::lock_guard lock(token_mu_);
+        if (!token_.empty()) auth = "Authorization: " + token_;
+      }
+      if (!auth.empty()) headers = curl_slist_append(headers, auth.c_str());
+      curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+      CURLcode rc = curl_easy_perform(c);
+      curl_slist_free_all(headers);
+      if (rc != CURLE_OK) {
+        last_error = opts_.endpoints[at] + ": " + curl_easy_strerror(rc);
+        continue;
+      }
+      long status = 0;
+      curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+      if (status >= 500 && status != 503 && out.find("\"code\"") == std::string::npos) {
+        last_error = opts_.endpoints[at] + ": HTTP " + std::to_string(status);
+        continue;
+      }
+      preferred_.store(at);
+      auto j = parseJson(out, "etcd's answer");
+      if (!j.ok()) return Internal("etcd " + std::string(path) + ": " + j.status().message());
+      if (status != 200) {
+        int grpc = j->is_object() ? static_cast<int>(num(*j, "code")) : 0;
+        std::string msg = j->is_object() ? j->value("message", j->value("error", out)) : out;
+        if (codeOf(grpc) == Code::kUnavailable) {
+          last_error = opts_.endpoints[at] + ": " + msg;
+          continue;
+        }
+        return Status(codeOf(grpc), "etcd " + std::string(path) + ": " + msg);
+      }
+      return *j;
     }
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    if (status >= 500 && status != 503 && out.find("\"code\"") == std::string::npos) {
-      last_error = opts_.endpoints[at] + ": HTTP " + std::to_string(status);
-      continue;
-    }
-    preferred_.store(at);
-    auto j = parseJson(out, "etcd's answer");
-    if (!j.ok()) return Internal("etcd " + std::string(path) + ": " + j.status().message());
-    if (status != 200) {
-      int grpc = j->is_object() ? static_cast<int>(num(*j, "code")) : 0;
-      std::string msg = j->is_object() ? j->value("message", j->value("error", out)) : out;
-      return Status(codeOf(grpc), "etcd " + std::string(path) + ": " + msg);
-    }
-    return *j;
   }
   return Unavailable("etcd: no endpoint answered (" + last_error + ")");
 }
 
 Result<RangeResult> EtcdClient::range(std::string_view key, std::string_view range_end, int64_t limit,
                                       int64_t revision) {
+  return range(key, range_end, RangeOptions{limit, revision, false, false});
+}
+
+Result<RangeResult> EtcdClient::range(std::string_view key, std::string_view range_end, const RangeOptions& o) {
   Json body = {{"key", base64(key)}};
   if (!range_end.empty()) body["range_end"] = base64(range_end);
-  if (limit) body["limit"] = std::to_string(limit);
-  if (revision) body["revision"] = std::to_string(revision);
+  if (o.limit) body["limit"] = std::to_string(o.limit);
+  if (o.revision) body["revision"] = std::to_string(o.revision);
+  if (o.keys_only) body["keys_only"] = true;
+  if (o.count_only) body["count_only"] = true;
   ASSIGN_OR_RETURN(Json r, call("/v3/kv/range", body));
   return rangeResult(r);
 }
@@ -339,11 +362,12 @@ size_t watchData(char* data, size_t size, size_t n, void* p) {
         WatchEvent ev;
         ev.deleted = e.value("type", "") == "DELETE";
         ev.kv = keyValue(e.value("kv", Json::object()));
+        if (auto prev = e.find("prev_kv"); prev != e.end()) ev.prev_kv = keyValue(*prev);
         events.push_back(std::move(ev));
       }
     }
     int64_t revision = num(r.value("header", Json::object()), "revision");
-    if (!events.empty() && !(*w->on_events)(events, revision)) {
+    if ((!events.empty() || r.value("created", false)) && !(*w->on_events)(events, revision)) {
       w->ended = true;
       return 0;
     }
@@ -351,20 +375,41 @@ size_t watchData(char* data, size_t size, size_t n, void* p) {
   return size * n;
 }
 
-int watchProgress(void* p, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* w = static_cast<WatchState*>(p);
-  if (w->stop && w->stop->load()) {
-    w->ended = true;
-    return 1;  // abort the transfer
+// Runs the transfer, looking at the stop flag every 50 ms.
+CURLcode performStoppable(CURL* easy, WatchState& w) {
+  CURLM* m = curl_multi_init();
+  curl_multi_add_handle(m, easy);
+  CURLcode rc = CURLE_OK;
+  for (;;) {
+    int running = 0;
+    if (curl_multi_perform(m, &running) != CURLM_OK) {
+      rc = CURLE_RECV_ERROR;
+      break;
+    }
+    if (!running) {
+      int left = 0;
+      while (CURLMsg* msg = curl_multi_info_read(m, &left)) {
+        if (msg->msg == CURLMSG_DONE) rc = msg->data.result;
+      }
+      break;
+    }
+    if (w.stop && w.stop->load()) {
+      w.ended = true;
+      break;
+    }
+    curl_multi_poll(m, nullptr, 0, 50, nullptr);
   }
-  return 0;
+  curl_multi_remove_handle(m, easy);
+  curl_multi_cleanup(m);
+  return rc;
 }
 
 }  // namespace
 
 Status EtcdClient::watch(std::string_view key, std::string_view range_end, int64_t start_revision,
-                         const OnEvents& on_events, const std::atomic<bool>* stop) {
+                         const OnEvents& on_events, const std::atomic<bool>* stop, bool prev_kv) {
   Json create = {{"key", base64(key)}};
+  if (prev_kv) create["prev_kv"] = true;
   if (!range_end.empty()) create["range_end"] = base64(range_end);
   if (start_revision) create["start_revision"] = std::to_string(start_revision);
   const std::string payload = Json{{"create_request", create}}.dump();
@@ -384,9 +429,6 @@ Status EtcdClient::watch(std::string_view key, std::string_view range_end, int64
     curl_easy_setopt(c.get(), CURLOPT_CONNECTTIMEOUT_MS, 2000L);
     curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, watchData);
     curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &w);
-    curl_easy_setopt(c.get(), CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c.get(), CURLOPT_XFERINFOFUNCTION, watchProgress);
-    curl_easy_setopt(c.get(), CURLOPT_XFERINFODATA, &w);
     // A quiet watch sends nothing for as long as nothing changes: TCP
     // keepalives notice a peer that went away without closing.
     curl_easy_setopt(c.get(), CURLOPT_TCP_KEEPALIVE, 1L);
@@ -400,7 +442,7 @@ Status EtcdClient::watch(std::string_view key, std::string_view range_end, int64
     }
     if (!auth.empty()) headers = curl_slist_append(headers, auth.c_str());
     curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers);
-    CURLcode rc = curl_easy_perform(c.get());
+    CURLcode rc = performStoppable(c.get(), w);
     curl_slist_free_all(headers);
     if (w.ended) return w.status;  // the caller's choice, a stop, or what etcd said
     if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_RESOLVE_HOST) {

@@ -46,6 +46,14 @@ struct RangeResult {
   std::vector<KeyValue> kvs;
   int64_t revision = 0;  // the store's revision when it was read
   bool more = false;     // a limit cut the list short
+  int64_t count = 0;     // keys in the range (all of them, whatever the limit)
+};
+
+struct RangeOptions {
+  int64_t limit = 0;      // 0: no limit
+  int64_t revision = 0;   // 0: the newest
+  bool keys_only = false;  // no values
+  bool count_only = false;  // only `count`
 };
 
 // One condition of a transaction.
@@ -57,13 +65,20 @@ struct Compare {
   Result result = Result::kEqual;
   int64_t number = 0;  // version or revision
   std::string value;   // kValue
+  std::string range_end;  // non-empty: every key in [key, range_end) must pass
 
-  static Compare version(std::string key, Result r, int64_t v) { return {std::move(key), Target::kVersion, r, v, ""}; }
+  static Compare version(std::string key, Result r, int64_t v) {
+    return {std::move(key), Target::kVersion, r, v, "", ""};
+  }
   static Compare modRevision(std::string key, Result r, int64_t rev) {
-    return {std::move(key), Target::kModRevision, r, rev, ""};
+    return {std::move(key), Target::kModRevision, r, rev, "", ""};
   }
   static Compare valueIs(std::string key, std::string v) {
-    return {std::move(key), Target::kValue, Result::kEqual, 0, std::move(v)};
+    return {std::move(key), Target::kValue, Result::kEqual, 0, std::move(v), ""};
+  }
+  // Nothing in [key, range_end) was written after revision `rev`.
+  static Compare unchangedSince(std::string key, std::string range_end, int64_t rev) {
+    return {std::move(key), Target::kModRevision, Result::kLess, rev + 1, "", std::move(range_end)};
   }
 };
 
@@ -95,6 +110,7 @@ struct TxnResult {
 struct WatchEvent {
   bool deleted = false;
   KeyValue kv;
+  KeyValue prev_kv;  // what the key held before (when the watch asked for it)
 };
 
 class EtcdClient {
@@ -107,6 +123,7 @@ class EtcdClient {
 
   Result<RangeResult> range(std::string_view key, std::string_view range_end = {}, int64_t limit = 0,
                             int64_t revision = 0);
+  Result<RangeResult> range(std::string_view key, std::string_view range_end, const RangeOptions& options);
   Result<int64_t> put(std::string_view key, std::string_view value, int64_t lease = 0);  // the new revision
   Result<int64_t> deleteRange(std::string_view key, std::string_view range_end = {});   // how many went
   Result<TxnResult> txn(const std::vector<Compare>& compares, const std::vector<TxnOp>& success,
@@ -117,13 +134,15 @@ class EtcdClient {
   Status leaseRevoke(int64_t id);
 
   // Events under [key, range_end) from `start_revision` on. `on_events`
-  // gets each batch and the revision it brings the watcher to; returning
-  // false ends the watch (OK). `stop` (may be null) is looked at about once
-  // a second. Ends with kUnavailable when the stream broke off (the caller
-  // resumes from the last revision it saw, plus one).
+  // gets each batch and the revision it brings the watcher to (first an
+  // empty batch once etcd has created the watch); returning false ends the
+  // watch (OK). `stop` (may be null) is looked at every 50 ms. `prev_kv`:
+  // events carry what each key held before. Ends with kUnavailable when the
+  // stream broke off (the caller resumes from the last revision it saw,
+  // plus one).
   using OnEvents = std::function<bool(const std::vector<WatchEvent>& events, int64_t revision)>;
   Status watch(std::string_view key, std::string_view range_end, int64_t start_revision, const OnEvents& on_events,
-               const std::atomic<bool>* stop = nullptr);
+               const std::atomic<bool>* stop = nullptr, bool prev_kv = false);
 
  private:
   explicit EtcdClient(EtcdOptions options);
