@@ -91,7 +91,8 @@ Status LocalBlobStore::put(std::string_view hash, std::string_view bytes) {
 // into place.
 class LocalBlobStore::Writer final : public BlobWriter {
  public:
-  Writer(LocalBlobStore& store, std::string tmp, UniqueFd fd) : store_(store), tmp_(std::move(tmp)), fd_(std::move(fd)) {}
+  Writer(LocalBlobStore& store, std::string tmp, UniqueFd fd, BeforeVisible before_visible)
+      : store_(store), tmp_(std::move(tmp)), fd_(std::move(fd)), before_visible_(std::move(before_visible)) {}
   ~Writer() override {
     if (fd_.valid()) ::unlink(tmp_.c_str());
   }
@@ -118,6 +119,12 @@ class LocalBlobStore::Writer final : public BlobWriter {
       ::unlink(tmp_.c_str());  // stored already
       return hash;
     }
+    if (before_visible_) {
+      if (Status s = before_visible_(hash, tmp_, size_); !s.ok()) {
+        ::unlink(tmp_.c_str());
+        return s;
+      }
+    }
     RETURN_IF_ERROR(store_.install(tmp_, fd.get(), hash));
     return hash;
   }
@@ -127,13 +134,16 @@ class LocalBlobStore::Writer final : public BlobWriter {
   std::string tmp_;
   UniqueFd fd_;
   Sha256 hasher_;
+  BeforeVisible before_visible_;
 };
 
-Result<std::unique_ptr<BlobWriter>> LocalBlobStore::writer() {
+Result<std::unique_ptr<BlobWriter>> LocalBlobStore::writer() { return writer(nullptr); }
+
+Result<std::unique_ptr<BlobWriter>> LocalBlobStore::writer(BeforeVisible before_visible) {
   std::string tmp = tempPath("upload");
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
   if (!fd.valid()) return ErrnoStatus("create blob temp file", errno);
-  return std::unique_ptr<BlobWriter>(new Writer(*this, std::move(tmp), std::move(fd)));
+  return std::unique_ptr<BlobWriter>(new Writer(*this, std::move(tmp), std::move(fd), std::move(before_visible)));
 }
 
 Result<std::string> LocalBlobStore::get(std::string_view hash) {

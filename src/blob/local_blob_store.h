@@ -19,6 +19,11 @@ class LocalBlobStore final : public BlobStore {
 
   Status put(std::string_view hash, std::string_view bytes) override;
   Result<std::unique_ptr<BlobWriter>> writer() override;
+  // A writer whose commit() first hands the verified bytes (a file, its
+  // size) to `before_visible` (an upload elsewhere, say); an error from it
+  // stores nothing here. Not called for a blob stored here already.
+  using BeforeVisible = std::function<Status(const std::string& hash, const std::string& path, uint64_t size)>;
+  Result<std::unique_ptr<BlobWriter>> writer(BeforeVisible before_visible);
   Result<std::string> get(std::string_view hash) override;
   Result<BlobFile> open(std::string_view hash) override;
   Result<uint64_t> size(std::string_view hash) override;
