@@ -144,6 +144,39 @@ int main(int argc, char** argv) {
   serve->add_option("--sandbox-max-connections", serve_opts.sandbox_max_connections,
                     "Connections one build or networked instance may hold open at a time (default 256)")
       ->check(CLI::Range(1, 65536));
+  // A fleet: nodes sharing etcd and an S3-compatible store (docs/fleet.md).
+  auto& fleet = serve_opts.fleet;
+  serve->add_option("--etcd", fleet.etcd,
+                    "A fleet's etcd endpoints, comma-separated (http://h1:2379,...); with --s3, this node joins the "
+                    "fleet instead of keeping SQLite and local blobs")
+      ->delimiter(',');
+  serve->add_option("--etcd-prefix", fleet.etcd_prefix, "Where the fleet's keys live in etcd (default /nubo/)");
+  serve->add_option("--etcd-user", fleet.etcd_user, "etcd user (authentication on)");
+  serve->add_option("--etcd-password", fleet.etcd_password, "etcd password (also $NUBO_ETCD_PASSWORD)")
+      ->envname("NUBO_ETCD_PASSWORD");
+  serve->add_option("--etcd-ca", fleet.etcd_ca, "CA certificate for https etcd endpoints")->check(CLI::ExistingFile);
+  serve->add_option("--etcd-cert", fleet.etcd_cert, "Client certificate for etcd")->check(CLI::ExistingFile);
+  serve->add_option("--etcd-key", fleet.etcd_key, "Client certificate key for etcd")->check(CLI::ExistingFile);
+  serve->add_option("--s3", fleet.s3_endpoint, "The fleet's S3-compatible object store (http://host:port, path-style)");
+  serve->add_option("--s3-bucket", fleet.s3_bucket, "Bucket for the fleet's blobs");
+  serve->add_option("--s3-region", fleet.s3_region, "Region the requests are signed for (default us-east-1)");
+  serve->add_option("--s3-access-key", fleet.s3_access_key, "S3 access key (read from $AWS_ACCESS_KEY_ID)")
+      ->envname("AWS_ACCESS_KEY_ID");
+  serve->add_option("--s3-secret-key", fleet.s3_secret_key, "S3 secret key (read from $AWS_SECRET_ACCESS_KEY)")
+      ->envname("AWS_SECRET_ACCESS_KEY");
+  serve->add_option("--s3-credentials-file", fleet.s3_credentials_file,
+                    "File with aws_access_key_id = ... and aws_secret_access_key = ... lines")
+      ->check(CLI::ExistingFile);
+  serve->add_option("--blob-cache-mb", fleet.blob_cache_mb,
+                    "Disk for this node's cache of the fleet's blobs, least recently used out first (default 4096)")
+      ->check(CLI::Range(uint64_t{16}, uint64_t{16'777'216}));
+  serve->add_option("--node-id", fleet.node_id, "This node's name in the fleet (default: made once, kept in DATA/node-id)");
+  serve->add_option("--build-claim-s", fleet.build_claim_s,
+                    "A fleet's builds are claimed by one node for this long, renewed while they run; a node that "
+                    "stops has its builds taken over by another after it (default 15)")
+      ->check(CLI::Range(2, 600));
+  serve->add_option("--advertise-host", fleet.advertise_host,
+                    "Host other nodes and clients reach this node at (default: the address it listens on)");
   serve->callback([&] {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     serve_opts.grace = std::chrono::milliseconds(grace_ms);

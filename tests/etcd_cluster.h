@@ -84,6 +84,20 @@ class EtcdCluster {
     ::waitpid(m.pid, nullptr, 0);
     m.pid = -1;
   }
+  // The member that leads now (-1: none answers or none leads).
+  int leader() const {
+    for (size_t i = 0; i < members_.size(); ++i) {
+      if (members_[i].pid <= 0) continue;
+      cli::HttpClient c(endpoint(i), "", 2);
+      auto r = c.send("POST", "/v3/maintenance/status", "{}");
+      if (!r.ok() || r->status != 200) continue;
+      auto j = parseJson(r->body, "status");
+      if (!j.ok()) continue;
+      std::string me = (*j)["header"].value("member_id", ""), lead = j->value("leader", "");
+      if (!lead.empty() && me == lead) return static_cast<int>(i);
+    }
+    return -1;
+  }
   bool healthy(size_t i) const {
     cli::HttpClient c(endpoint(i), "", 2);
     auto r = c.send("GET", "/health");

@@ -108,7 +108,7 @@ class NuboServer {
   // Starts (or restarts) the server and waits until it serves.
   void start() {
     ::unlink((data_ + "/serve.json").c_str());
-    log_ = tmp_.sub("server." + std::to_string(starts_++) + ".log");
+    log_ = data_ + ".server." + std::to_string(starts_++) + ".log";
     pid_ = ::fork();
     if (pid_ == 0) {
       ::setenv("XDG_CONFIG_HOME", tmp_.sub("config").c_str(), 1);
@@ -140,8 +140,9 @@ class NuboServer {
       return true;
     });
     ASSERT_TRUE(up) << "nubo serve did not start; log:\n" << slurp(log_);
-    token_ = slurp(data_ + "/admin.token");
-    while (!token_.empty() && token_.back() == '\n') token_.pop_back();
+    std::string token = slurp(data_ + "/admin.token");
+    while (!token.empty() && token.back() == '\n') token.pop_back();
+    if (!token.empty()) token_ = token;
   }
 
   // Sends `sig` and waits for exit; returns the exit code (128+signal if killed).
@@ -190,6 +191,8 @@ class NuboServer {
   }
 
   pid_t pid() const { return pid_; }
+  // The token the helpers use (a fleet's later nodes make none of their own).
+  void useToken(std::string token) { token_ = std::move(token); }
   const std::string& dataDir() const { return data_; }
   const std::string& dataUrl() const { return data_url_; }
   const std::string& controlUrl() const { return control_url_; }

@@ -181,6 +181,31 @@ TEST_P(MetadataStoreConformance, AStartingDeploymentKeepsItsOutputAndMovesTheAli
   EXPECT_EQ(store_->finishBuild(e.id, DeploymentState::kReady, "", "", "x").code(), Code::kFailedPrecondition);
 }
 
+TEST_P(MetadataStoreConformance, UnbuiltDeploymentsAreListedOldestFirstUntilTheirBuildEnds) {
+  Deployment ready = makeDeployment("shop");
+  ASSERT_TRUE(store_->createDeployment(ready, "production", "ci").ok());
+  Deployment first = makeDeployment("shop", DeploymentState::kQueued);
+  Deployment second = makeDeployment("blog", DeploymentState::kQueued);
+  ASSERT_TRUE(store_->createDeployment(first, "production", "ci").ok());
+  ASSERT_TRUE(store_->createDeployment(second, "production", "ci").ok());
+  auto ids = [&] {
+    std::vector<std::string> out;
+    auto unbuilt = store_->listUnbuilt();
+    EXPECT_TRUE(unbuilt.ok()) << unbuilt.status().message();
+    if (unbuilt.ok()) {
+      for (const auto& d : *unbuilt) out.push_back(d.id);
+    }
+    return out;
+  };
+  EXPECT_EQ(ids(), (std::vector<std::string>{first.id, second.id}));
+  ASSERT_TRUE(store_->setDeploymentState(first.id, DeploymentState::kBuilding).ok());
+  EXPECT_EQ(ids(), (std::vector<std::string>{first.id, second.id})) << "building: not built yet";
+  ASSERT_TRUE(store_->finishBuild(first.id, DeploymentState::kStarting, std::string(64, 'c'), "", "builder").ok());
+  EXPECT_EQ(ids(), (std::vector<std::string>{second.id}));
+  ASSERT_TRUE(store_->deleteApp("blog").ok());
+  EXPECT_TRUE(ids().empty());
+}
+
 TEST_P(MetadataStoreConformance, EveryStartOfABuildIsCounted) {
   Deployment d = makeDeployment("shop", DeploymentState::kQueued);
   ASSERT_TRUE(store_->createDeployment(d, "production", "a").ok());

@@ -35,6 +35,26 @@ class Radosgw {
   const std::string& why() const { return why_; }
   std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(rgw_port_); }
 
+  // Stops the S3 gateway alone (the cluster and its objects stay), and
+  // starts it again.
+  void stopGateway() {
+    if (rgw_pid_ <= 0) return;
+    ::kill(rgw_pid_, SIGKILL);
+    ::waitpid(rgw_pid_, nullptr, 0);
+    std::erase(pids_, rgw_pid_);
+    rgw_pid_ = -1;
+  }
+  bool startGateway() {
+    daemon({"/usr/bin/radosgw", "-c", dir_ + "/ceph.conf", "-n", "client.rgw.t", "-f"}, dir_ + "/log/rgw.out");
+    rgw_pid_ = pids_.back();
+    return waitFor([&] {
+          cli::HttpClient c(endpoint(), "", 2);
+          auto r = c.send("GET", "/");
+          return r.ok() && r->status > 0;
+        },
+        std::chrono::seconds(90));
+  }
+
  private:
   bool run(std::vector<std::string> argv) {
     ProcResult r = runProcess(argv, {}, dir_);
@@ -97,13 +117,7 @@ class Radosgw {
       why_ = "the OSD did not come up";
       return false;
     }
-    daemon({"/usr/bin/radosgw", "-c", conf, "-n", "client.rgw.t", "-f"}, dir_ + "/log/rgw.out");
-    if (!waitFor([&] {
-          cli::HttpClient c(endpoint(), "", 2);
-          auto r = c.send("GET", "/");
-          return r.ok() && r->status > 0;
-        },
-        std::chrono::seconds(90))) {
+    if (!startGateway()) {
       why_ = "radosgw did not answer";
       return false;
     }
@@ -118,6 +132,7 @@ class Radosgw {
   std::string dir_;
   int mon_port_, rgw_port_;
   std::vector<pid_t> pids_;
+  pid_t rgw_pid_ = -1;
   bool ok_ = false;
   std::string why_;
 };

@@ -602,6 +602,7 @@ const std::vector<ControlApi::Endpoint>& ControlApi::endpoints() {
       {"HEAD", "/v1/trees/{}", A::kDeploy, S::kNone, "uploading", B::kNone, &ControlApi::hasObject, nullptr},
       {"POST", "/v1/gc", A::kAdmin, S::kNone, "collecting garbage", B::kJson, &ControlApi::collectGarbage, nullptr},
       {"GET", "/v1/instances", A::kView, S::kNone, "", B::kNone, &ControlApi::listInstances, nullptr},
+      {"GET", "/v1/nodes", A::kView, S::kNone, "", B::kNone, &ControlApi::listNodes, nullptr},
       {"GET", "/v1/deployments/{}", A::kView, S::kDeployment, "", B::kNone, &ControlApi::getDeployment, nullptr},
       {"GET", "/v1/deployments/{}/build-log", A::kView, S::kDeployment, "", B::kNone, &ControlApi::buildLog,
        nullptr},
@@ -975,6 +976,16 @@ Result<Response> ControlApi::listInstances(const Call& call) {
                             {"stems", functions_ ? functions_->stemCount() : 0},
                             {"stems_starting", functions_ ? functions_->stemsStarting() : 0},
                             {"pools", functions_ ? functions_->poolCount() : 0}});
+}
+
+// GET /v1/nodes: the nodes of the fleet with their last heartbeat.
+Result<Response> ControlApi::listNodes(const Call&) {
+  if (!observability_.nodes) {
+    return NotFound("this server is a single node, not part of a fleet (nodes share etcd and an object store: "
+                    "nubo serve --etcd ... --s3 ...)");
+  }
+  ASSIGN_OR_RETURN(Json nodes, observability_.nodes());
+  return jsonResponse(200, {{"nodes", nodes}});
 }
 
 // GET /v1/deployments/{id}/build-log[?after=CURSOR]

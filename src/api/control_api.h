@@ -47,6 +47,8 @@ struct Observability {
   std::string metrics_token;
   const Readiness* readiness = nullptr;  // GET /_nubo/readyz (null: always ready)
   metrics::History* history = nullptr;   // GET /v1/stats, /v1/apps/{app}/stats (null: empty)
+  // GET /v1/nodes: the fleet's nodes (null: a single node, 404).
+  std::function<Result<Json>()> nodes;
 };
 
 class ControlApi final : public http::Handler {
@@ -163,6 +165,7 @@ class ControlApi final : public http::Handler {
   Result<http::Response> putTree(const Call& call);
   Result<http::Response> collectGarbage(const Call& call);
   Result<http::Response> listInstances(const Call& call);
+  Result<http::Response> listNodes(const Call& call);
   Result<http::Response> getDeployment(const Call& call);
   Result<http::Response> buildLog(const Call& call);
   // GET /v1/deployments/{id}/events: the build's log and state changes as

@@ -4,10 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <functional>
 #include <vector>
 
+#include "blob/tree.h"
 #include "common/sha256.h"
 
 namespace nubo::blob {
@@ -56,6 +58,14 @@ Result<std::string> putFile(BlobStore& blobs, const std::string& path, bool* sto
   }
   if (committed.ok() && stored) *stored = true;
   return committed;
+}
+
+Status prefetchTree(BlobStore& blobs, const std::string& root) {
+  std::vector<std::string> files;
+  RETURN_IF_ERROR(walkTree(root, loaderFor(blobs), [&](FlatFile&& f) { files.push_back(f.hash); }));
+  std::sort(files.begin(), files.end());
+  files.erase(std::unique(files.begin(), files.end()), files.end());
+  return blobs.prefetch(files);
 }
 
 }  // namespace nubo::blob

@@ -93,7 +93,24 @@ class BlobStore {
   // Deletes a blob (an open BlobFile or a hard link to it stays readable).
   // Removing an absent blob is not an error.
   virtual Status remove(std::string_view hash) = 0;
+
+  // Whether reading the blob needs no network (a remote store's cache
+  // holds it); cheap enough for the data plane. Local stores: always.
+  virtual bool isLocal(std::string_view hash) {
+    (void)hash;
+    return true;
+  }
+  // Brings these blobs close (a remote store fetches them into its cache,
+  // several at once). Local stores have nothing to do.
+  virtual Status prefetch(const std::vector<std::string>& hashes) {
+    (void)hashes;
+    return Status::Ok();
+  }
 };
+
+// Brings every tree and file of the tree `root` close (prefetch()): what a
+// node does before it first serves a deployment it has never seen.
+Status prefetchTree(BlobStore& blobs, const std::string& root);
 
 // Stores the file at `path` without holding it in memory: hashed first, and
 // copied into the store only when no blob of that hash is there. Returns the

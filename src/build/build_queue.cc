@@ -24,18 +24,15 @@ BuildQueue::~BuildQueue() { shutdown(); }
 
 void BuildQueue::start() {
   runner_.removeLeftovers();
-  // Builds an earlier run did not finish start over, oldest first.
+  // Builds an earlier run did not finish start over, oldest first (in a
+  // fleet, those no other node has claimed).
   std::vector<store::Deployment> unfinished;
-  if (auto apps = store_.listApps(); apps.ok()) {
-    for (const auto& app : *apps) {
-      auto ds = store_.listDeployments(app.name, 0);
-      if (!ds.ok()) continue;
-      for (auto it = ds->rbegin(); it != ds->rend(); ++it) {
-        if (it->state == store::DeploymentState::kQueued || it->state == store::DeploymentState::kBuilding) {
-          unfinished.push_back(*it);
-        }
-      }
+  if (auto unbuilt = store_.listUnbuilt(); unbuilt.ok()) {
+    for (auto& d : *unbuilt) {
+      if (claim(d.id)) unfinished.push_back(std::move(d));
     }
+  } else {
+    spdlog::error("builds: could not list unfinished builds: {}", unbuilt.status().message());
   }
   std::vector<store::Deployment> again;
   for (auto& d : unfinished) {
@@ -65,6 +62,77 @@ void BuildQueue::start() {
   }
   if (!again.empty()) spdlog::info("builds: {} unfinished build(s) start over", again.size());
   for (int i = 0; i < std::max(1, opts_.concurrency); ++i) threads_.emplace_back([this] { work(); });
+  if (!opts_.node.empty()) threads_.emplace_back([this] { tend(); });
+}
+
+bool BuildQueue::claim(const std::string& id) {
+  if (opts_.node.empty()) return true;
+  auto held = store_.acquireLease("build/" + id, opts_.node, opts_.claim_ttl);
+  if (!held.ok()) return false;  // another node's (or the store is away: the sweep tries again)
+  std::lock_guard lock(mu_);
+  claimed_.insert(id);
+  return true;
+}
+
+void BuildQueue::release(const std::string& id) {
+  if (opts_.node.empty()) return;
+  {
+    std::lock_guard lock(mu_);
+    claimed_.erase(id);
+    lost_.erase(id);
+  }
+  (void)store_.releaseLease("build/" + id, opts_.node);
+}
+
+void BuildQueue::tend() {
+  auto last_sweep = std::chrono::steady_clock::now();
+  std::unique_lock lock(mu_);
+  while (!cv_.wait_for(lock, opts_.claim_ttl / 3, [this] { return stopping_; })) {
+    std::set<std::string> held = claimed_;
+    lock.unlock();
+    for (const auto& id : held) {
+      auto renewed = store_.acquireLease("build/" + id, opts_.node, opts_.claim_ttl);
+      if (renewed.ok() || renewed.status().code() != Code::kFailedPrecondition) continue;
+      // Another node has it now (this one was cut off too long): stop.
+      spdlog::warn("builds: {} was taken over by another node: this node stops building it", id);
+      std::lock_guard relock(mu_);
+      claimed_.erase(id);
+      waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(), [&](const auto& d) { return d.id == id; }),
+                     waiting_.end());
+      for (const auto& [app, building] : building_) {
+        if (building == id) {
+          lost_.insert(id);
+          runner_.cancel(id);
+        }
+      }
+    }
+    if (std::chrono::steady_clock::now() - last_sweep >= opts_.sweep) {
+      last_sweep = std::chrono::steady_clock::now();
+      auto unbuilt = store_.listUnbuilt();
+      for (const auto& d : unbuilt.ok() ? *unbuilt : std::vector<store::Deployment>()) {
+        {
+          std::lock_guard check(mu_);
+          if (claimed_.count(d.id)) continue;
+        }
+        if (!claim(d.id)) continue;
+        if (d.build_attempts >= opts_.max_attempts) {
+          std::string why = "the build was interrupted " + std::to_string(d.build_attempts) +
+                            " times (the nodes running it stopped) and is not tried again; look at its log, then "
+                            "nubo redeploy " + d.id;
+          note(d.id, "build failed: " + why);
+          (void)store_.finishBuild(d.id, store::DeploymentState::kFailed, "", why, "builder");
+          release(d.id);
+          continue;
+        }
+        note(d.id, "the node building it stopped: this node (" + opts_.node + ") takes the build over");
+        spdlog::info("builds: taking over {} of app {} (its node stopped)", d.id, d.app);
+        std::lock_guard relock(mu_);
+        waiting_.push_back(d);
+        cv_.notify_all();
+      }
+    }
+    lock.lock();
+  }
 }
 
 void BuildQueue::shutdown() {
@@ -87,6 +155,10 @@ Status BuildQueue::submit(const store::Deployment& d) {
       return ResourceExhausted("the build queue is full (" + std::to_string(opts_.max_queued) +
                                " builds waiting); try again in a minute");
     }
+  }
+  if (!claim(d.id)) return Status::Ok();  // (another node took it already)
+  {
+    std::lock_guard lock(mu_);
     waiting_.push_back(d);
   }
   note(d.id, "queued for a build");
@@ -162,9 +234,28 @@ void BuildQueue::build(const store::Deployment& d) {
     }
     ~Count() { now(); }
   } count{nullptr, outcome, t0};
+  struct Release {  // a fleet's claim, given up however the build ends
+    BuildQueue* q;
+    const std::string& id;
+    ~Release() { q->release(id); }
+  } release_claim{this, d.id};
+  // Whether this node may still record the build's end (a claim lost
+  // while it ran: another node builds it now).
+  auto still_mine = [&] {
+    if (opts_.node.empty()) return true;
+    {
+      std::lock_guard lock(mu_);
+      if (lost_.count(d.id)) return false;
+    }
+    return store_.acquireLease("build/" + d.id, opts_.node, opts_.claim_ttl).ok();
+  };
   // Counted before the outcome is recorded: a client that sees it can
   // already see the count.
   auto fail = [&](const std::string& why) {
+    if (!still_mine()) {
+      count.m = nullptr;
+      return;
+    }
     count.now();
     note(d.id, "build failed: " + why);
     Status s = store_.finishBuild(d.id, store::DeploymentState::kFailed, "", why, "builder");
@@ -177,6 +268,7 @@ void BuildQueue::build(const store::Deployment& d) {
                         current->state != store::DeploymentState::kBuilding)) {
     return;
   }
+  if (!still_mine()) return;  // (a fleet: another node builds it)
   count.m = opts_.metrics;
   auto parsed = manifest::parseManifestText(d.manifest_json);
   if (!parsed.ok()) return fail("its manifest no longer parses: " + parsed.status().message());
@@ -198,8 +290,8 @@ void BuildQueue::build(const store::Deployment& d) {
       logs_.append(d.id, {wallMillis(), d.id, std::string(stream), "", std::string(line)});
     });
   }
-  if (!out.ok() && runner_.cancelled()) {
-    count.m = nullptr;  // shutting down: it starts over at the next start
+  if (!out.ok() && (runner_.cancelled() || !still_mine())) {
+    count.m = nullptr;  // shutting down (it starts over at the next start), or another node has it
     return;
   }
   if (!out.ok() && out.status().code() == Code::kDeadlineExceeded) outcome = "timed_out";
@@ -207,6 +299,10 @@ void BuildQueue::build(const store::Deployment& d) {
   if (!out.ok()) return fail(out.status().message());
   if (verify_) {
     if (Status s = verify_(d, out->tree); !s.ok()) return fail(s.message());
+  }
+  if (!still_mine()) {
+    count.m = nullptr;
+    return;
   }
   // Code is started once before it serves; files serve as built.
   bool check = start_ && runtimeTraits(d.runtimeKind()).runsCode();

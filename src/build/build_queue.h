@@ -17,6 +17,12 @@
 //   started max_attempts times already (a build that crashes the server
 //   would otherwise crash it again at every start): those are FAILED.
 //   It also removes build folders the earlier run left.
+// - In a fleet (`node` set) each build is claimed in the store (lease
+//   "build/<id>" held by this node, renewed every third of `claim_ttl`)
+//   when it is submitted, so it runs on one node only; every `sweep` a
+//   node claims the builds left QUEUED or BUILDING whose claim ran out (a
+//   node that died mid-build) and runs them. A node that loses a claim
+//   stops that build and records nothing of it.
 // - removeApp() drops an app's waiting builds, stops its running one and
 //   removes its build cache (once that build has stopped).
 // - shutdown() stops the builds that are running (they stay BUILDING and
@@ -25,6 +31,7 @@
 // Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -53,6 +60,9 @@ struct QueueOptions {
   size_t max_queued = 64;
   int max_attempts = 3;  // starts of one build before an interrupted one is FAILED
   metrics::Metrics* metrics = nullptr;  // where builds count by outcome (may be null)
+  std::string node;                     // a fleet's node id (empty: a single node, no claims)
+  std::chrono::milliseconds claim_ttl{15'000};
+  std::chrono::milliseconds sweep{5'000};
 };
 
 class BuildQueue {
@@ -89,6 +99,10 @@ class BuildQueue {
  private:
   void work();
   void build(const store::Deployment& d);
+  // A fleet's claims: taken (true) or held by another node.
+  bool claim(const std::string& id);
+  void release(const std::string& id);
+  void tend();  // renews claims, takes over builds whose claim ran out
   void note(const std::string& deployment, const std::string& text);
 
   store::MetadataStore& store_;
@@ -105,6 +119,8 @@ class BuildQueue {
   std::map<std::string, std::string> building_;  // guarded by mu_: app -> deployment being built
   std::set<std::string> removed_apps_;           // guarded by mu_: caches to remove when their build stops
   bool stopping_ = false;                  // guarded by mu_
+  std::set<std::string> claimed_;          // guarded by mu_: builds this node holds the claim of
+  std::set<std::string> lost_;             // guarded by mu_: claims lost while building (their result is dropped)
   std::vector<std::thread> threads_;
 };
 

@@ -637,6 +637,35 @@ void addClientCommands(CLI::App& app, int* exit_code) {
     });
   });
 
+  // nodes ls: a fleet's nodes.
+  auto* nodes = app.add_subcommand("nodes", "A fleet's nodes");
+  nodes->require_subcommand(1);
+  auto nodes_json = std::make_shared<bool>(false);
+  auto* nodes_ls = nodes->add_subcommand("ls", "List the fleet's nodes: id, addresses, version, last heartbeat, "
+                                               "instances, load");
+  nodes_ls->add_flag("--json", *nodes_json, "Print a JSON array");
+  nodes_ls->callback([=] {
+    *exit_code = withClient([&](HttpClient& c) -> Status {
+      ASSIGN_OR_RETURN(Json r, c.call("GET", "/v1/nodes"));
+      if (*nodes_json) {
+        std::printf("%s\n", dumpJson(r["nodes"]).c_str());
+        return Status::Ok();
+      }
+      int64_t now = wallMillis();
+      std::vector<std::vector<std::string>> rows{
+          {"NODE", "DATA", "CONTROL", "VERSION", "HEARTBEAT", "INSTANCES", "IN-FLIGHT", "LOAD", "READY"}};
+      for (const auto& n : r["nodes"]) {
+        char beat[32], load[32];
+        std::snprintf(beat, sizeof beat, "%.1fs ago", static_cast<double>(now - n.value("heartbeat_ms", int64_t{0})) / 1000);
+        std::snprintf(load, sizeof load, "%.2f", n.value("load", 0.0));
+        rows.push_back({str(n, "id"), str(n, "data_url"), str(n, "control_url"), str(n, "version"), beat,
+                        str(n, "instances"), str(n, "in_flight"), load, n.value("ready", false) ? "yes" : "no"});
+      }
+      printTable(rows);
+      return Status::Ok();
+    });
+  });
+
   // logs APP [--requests|--all] [--since T] [--until T] [--status S] [--grep T] [--request ID] [--deployment D] [-f]
   struct LogsOpts {
     std::string app, deployment, since, until, status, grep, request;

@@ -58,6 +58,8 @@ SecretBox::Key SecretBox::makeKey(std::string bytes) {
   return k;
 }
 
+std::string SecretBox::keyId() const { return current_.id; }
+
 Status SecretBox::createKeyFile(const std::string& path) {
   return writeFileAtomic(path, randomBytes(kKeyBytes), 0600).withContext("write secret key " + path);
 }

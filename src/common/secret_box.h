@@ -39,6 +39,9 @@ class SecretBox {
   // left to do for it).
   bool sealedWithNewest(std::string_view sealed) const;
   bool rotating() const { return next_.has_value(); }
+  // Names the current key (8 hex digits of its hash; it says nothing of
+  // the key): nodes of a fleet compare it.
+  std::string keyId() const;
 
   // Writes a new random key to `path` (mode 0600, fsynced).
   static Status createKeyFile(const std::string& path);

@@ -33,6 +33,20 @@ boost::asio::awaitable<Response> Gateway::handle(const http::Request& req) {
   const auto t0 = std::chrono::steady_clock::now();
   std::string rid = requestId();
   Routed routed = route(req);
+  for (int tries = 0; !routed.fetch.empty(); ++tries) {
+    const std::string root = std::move(routed.fetch);
+    // (No co_await inside a conditional expression: GCC 12 frees its
+    // temporaries wrongly.)
+    Status fetched = Unavailable("its files keep leaving this node's blob cache; raise --blob-cache-mb");
+    if (tries < 3) fetched = co_await opts_.fetch(root);
+    if (!fetched.ok()) {
+      routed.fetch.clear();
+      routed.response = Response::text(httpStatusFor(fetched.code()),
+                                       "the deployment's files could not be brought to this node: " + fetched.message() + "\n");
+      break;
+    }
+    routed = route(req);
+  }
   Response r;
   if (routed.response) {
     r = std::move(*routed.response);
@@ -124,7 +138,7 @@ Gateway::Routed Gateway::route(const http::Request& req) {
   out.route = resolved->deployment;
   out.set_cookie = std::move(resolved->set_cookie);
   if (!runtimeTraits(d.kind).runsCode()) {
-    out.response = site_.serve(d, resolved->path, resolved->immutable, req);
+    out.response = site_.serve(d, resolved->path, resolved->immutable, req, opts_.fetch ? &out.fetch : nullptr);
     return out;
   }
   out.function = resolved->deployment;

@@ -94,7 +94,7 @@ bool etagMatches(std::string_view inm, std::string_view etag) {
 StaticSite::StaticSite(blob::BlobStore& blobs, FileCache& cache, size_t max_indexes)
     : blobs_(blobs), cache_(cache), max_indexes_(max_indexes) {}
 
-Result<std::shared_ptr<const SiteIndex>> StaticSite::index(const std::string& root) {
+Result<std::shared_ptr<const SiteIndex>> StaticSite::index(const std::string& root, bool local_only) {
   {
     std::lock_guard lock(mu_);
     auto it = indexes_.find(root);
@@ -105,7 +105,14 @@ Result<std::shared_ptr<const SiteIndex>> StaticSite::index(const std::string& ro
   }
   auto idx = std::make_shared<SiteIndex>();
   idx->dirs.insert("");
-  RETURN_IF_ERROR(blob::walkTree(root, blob::loaderFor(blobs_), [&](blob::FlatFile&& f) {
+  blob::TreeLoader load = blob::loaderFor(blobs_);
+  if (local_only) {
+    load = [this, read = std::move(load)](const std::string& hash) -> Result<blob::Tree> {
+      if (!blobs_.isLocal(hash)) return Unavailable("tree " + hash + " is not on this node yet");
+      return read(hash);
+    };
+  }
+  RETURN_IF_ERROR(blob::walkTree(root, load, [&](blob::FlatFile&& f) {
     if (isPrivate(f.path)) return;
     for (size_t p = f.path.find('/'); p != std::string::npos; p = f.path.find('/', p + 1)) {
       idx->dirs.insert(f.path.substr(0, p));
@@ -127,8 +134,10 @@ Result<std::shared_ptr<const SiteIndex>> StaticSite::index(const std::string& ro
 }
 
 Response StaticSite::serve(const DeploymentRoute& d, std::string_view raw_path, bool immutable,
-                           const http::Request& req) {
-  if (!d.site || (d.site->redirects.empty() && d.site->headers.empty())) return serveFiles(d, raw_path, immutable, req);
+                           const http::Request& req, std::string* fetch) {
+  if (!d.site || (d.site->redirects.empty() && d.site->headers.empty())) {
+    return serveFiles(d, raw_path, immutable, req, fetch);
+  }
   auto decoded = http::percentDecode(raw_path);
   std::string path = decoded.ok() ? *decoded : std::string(raw_path);
   for (const auto& rd : d.site->redirects) {
@@ -142,7 +151,7 @@ Response StaticSite::serve(const DeploymentRoute& d, std::string_view raw_path, 
     r.header("location", rd.to[0] == '/' ? prefix + rd.to : rd.to);
     return r;
   }
-  Response r = serveFiles(d, raw_path, immutable, req);
+  Response r = serveFiles(d, raw_path, immutable, req, fetch);
   for (const auto& [rule, headers] : d.site->headers) {
     if (!manifest::staticPathMatches(rule, path)) continue;
     for (const auto& header : headers) {
@@ -160,7 +169,7 @@ Response StaticSite::serve(const DeploymentRoute& d, std::string_view raw_path, 
 }
 
 Response StaticSite::serveFiles(const DeploymentRoute& d, std::string_view raw_path, bool immutable,
-                                const http::Request& req) {
+                                const http::Request& req, std::string* fetch) {
   if (req.method != "GET" && req.method != "HEAD") {
     Response r = Response::text(405, "method " + std::string(req.method) + " not allowed: static sites answer GET and HEAD\n");
     r.header("allow", "GET, HEAD");
@@ -183,13 +192,17 @@ Response StaticSite::serveFiles(const DeploymentRoute& d, std::string_view raw_p
   }
   bool trailing_slash = decoded->back() == '/';
 
-  auto idx = index(d.root_tree);
+  auto idx = index(d.root_tree, fetch != nullptr);
+  if (!idx.ok() && fetch && idx.status().code() == Code::kUnavailable) {
+    *fetch = d.root_tree;
+    return Response::text(503, "deployment " + d.id + " is being fetched to this node\n");
+  }
   if (!idx.ok()) {
     return Response::text(500, "deployment " + d.id + " cannot be read: " + idx.status().message() + "\n");
   }
   const SiteIndex& site = **idx;
   if (!trailing_slash) {
-    if (auto f = site.files.find(rel); f != site.files.end()) return serveFile(d, f->second, 200, immutable, req);
+    if (auto f = site.files.find(rel); f != site.files.end()) return serveFile(d, f->second, 200, immutable, req, fetch);
   }
   if (site.dirs.count(rel)) {
     if (!trailing_slash) {
@@ -197,17 +210,17 @@ Response StaticSite::serveFiles(const DeploymentRoute& d, std::string_view raw_p
     }
     std::string index_path = rel.empty() ? "index.html" : rel + "/index.html";
     if (auto f = site.files.find(index_path); f != site.files.end()) {
-      return serveFile(d, f->second, 200, immutable, req);
+      return serveFile(d, f->second, 200, immutable, req, fetch);
     }
   }
   // A single-page app: a client-side route (no extension: not a missing
   // asset) gets the app's page.
   if (d.site && !d.site->fallback.empty() && rel.substr(rel.rfind('/') + 1).find('.') == std::string::npos) {
     if (auto f = site.files.find(d.site->fallback); f != site.files.end()) {
-      return serveFile(d, f->second, 200, immutable, req);
+      return serveFile(d, f->second, 200, immutable, req, fetch);
     }
   }
-  if (auto f = site.files.find("404.html"); f != site.files.end()) return serveFile(d, f->second, 404, immutable, req);
+  if (auto f = site.files.find("404.html"); f != site.files.end()) return serveFile(d, f->second, 404, immutable, req, fetch);
   return notFound(d, *decoded);
 }
 
@@ -225,7 +238,7 @@ Status StaticSite::attachBody(Response& r, const blob::FlatFile& f, uint64_t sta
 }
 
 Response StaticSite::serveFile(const DeploymentRoute& d, const blob::FlatFile& f, int status, bool immutable,
-                               const http::Request& req) {
+                               const http::Request& req, std::string* fetch) {
   std::string etag = "\"" + f.hash + "\"";
   Response r;
   r.status = status;
@@ -258,6 +271,10 @@ Response StaticSite::serveFile(const DeploymentRoute& d, const blob::FlatFile& f
                                       std::to_string(f.size));
       }
     }
+  }
+  if (fetch && !blobs_.isLocal(f.hash)) {
+    *fetch = d.root_tree;
+    return Response::text(503, "deployment " + d.id + " is being fetched to this node\n");
   }
   if (Status s = attachBody(r, f, start, length); !s.ok()) {
     return Response::text(500, "file " + f.path + " of deployment " + d.id + " cannot be read: " + s.message() + "\n");

@@ -39,16 +39,20 @@ class StaticSite {
   StaticSite(blob::BlobStore& blobs, FileCache& cache, size_t max_indexes);
 
   // `path` is the path within the deployment (percent-encoded, starts with '/').
+  // With `fetch` set, nothing is read that is not on this node
+  // (BlobStore::isLocal): the answer is then a placeholder and `*fetch`
+  // names the tree to prefetch before asking again (off the data plane).
   http::Response serve(const DeploymentRoute& d, std::string_view path, bool immutable,
-                       const http::Request& req);
+                       const http::Request& req, std::string* fetch = nullptr);
 
-  Result<std::shared_ptr<const SiteIndex>> index(const std::string& root_tree);
+  // `local_only`: a tree not on this node is kUnavailable.
+  Result<std::shared_ptr<const SiteIndex>> index(const std::string& root_tree, bool local_only = false);
 
  private:
   http::Response serveFiles(const DeploymentRoute& d, std::string_view path, bool immutable,
-                            const http::Request& req);
+                            const http::Request& req, std::string* fetch);
   http::Response serveFile(const DeploymentRoute& d, const blob::FlatFile& f, int status, bool immutable,
-                           const http::Request& req);
+                           const http::Request& req, std::string* fetch);
   Status attachBody(http::Response& r, const blob::FlatFile& f, uint64_t start, uint64_t length);
 
   blob::BlobStore& blobs_;

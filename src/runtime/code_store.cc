@@ -74,31 +74,35 @@ Result<std::string> CodeStore::appCopy(const std::string& app, const std::string
 
 Status CodeStore::linkInto(const std::string& app, const std::string& root_tree, const std::string& dir) {
   RETURN_IF_ERROR(validateAppName(app));
-  Status failed;
+  std::vector<blob::FlatFile> files;
   RETURN_IF_ERROR(blob::walkTree(root_tree, blob::loaderFor(blobs_), [&](blob::FlatFile&& f) {
-    if (!failed.ok()) return;
+    files.push_back(std::move(f));
+  }));
+  // Those this node has no copy of, fetched together (a fleet's store goes
+  // to the network for them; a local one has nothing to do).
+  std::vector<std::string> fetch;
+  for (const auto& f : files) {
+    struct stat st {};
+    std::string copy = files_ + "/" + app + "/" + f.hash + (f.kind == blob::EntryKind::kExecutable ? ".x" : "");
+    if (!blobs_.isLocal(f.hash) && ::lstat(copy.c_str(), &st) != 0) fetch.push_back(f.hash);
+  }
+  if (!fetch.empty()) RETURN_IF_ERROR(blobs_.prefetch(fetch));
+  for (const auto& f : files) {
     std::string dest = dir + "/" + f.path;
-    if (auto s = makeDirs(dirName(dest)); !s.ok()) {
-      failed = s;
-      return;
-    }
+    RETURN_IF_ERROR(makeDirs(dirName(dest)));
     bool executable = f.kind == blob::EntryKind::kExecutable;
-    auto src = appCopy(app, f.hash, executable);
-    if (!src.ok()) {
-      failed = src.status();
-      return;
-    }
-    if (::link(src->c_str(), dest.c_str()) == 0) return;
+    ASSIGN_OR_RETURN(std::string src, appCopy(app, f.hash, executable));
+    if (::link(src.c_str(), dest.c_str()) == 0) continue;
     int err = errno;
     // Past the link limit of the app's copy, or on another file system:
     // this file gets a copy of its own.
     if (err == EMLINK || err == EXDEV) {
-      failed = copyFile(*src, dest, executable ? 0555 : 0444).withContext("copy " + f.path);
+      RETURN_IF_ERROR(copyFile(src, dest, executable ? 0555 : 0444).withContext("copy " + f.path));
     } else {
-      failed = ErrnoStatus("link " + f.path, err);
+      return ErrnoStatus("link " + f.path, err);
     }
-  }));
-  return failed;
+  }
+  return Status::Ok();
 }
 
 void CodeStore::removeInstanceDir(const std::string& instance) {

@@ -15,10 +15,13 @@
 #include <filesystem>
 #include <fstream>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <thread>
 #include <vector>
 
@@ -52,6 +55,8 @@
 #include "metrics/metrics.h"
 #include "metrics/process_stats.h"
 #include "server/data_dir.h"
+#include "fleet/node_registry.h"
+#include "server/fleet_setup.h"
 #include "store/sqlite/sqlite_metadata_store.h"
 
 namespace nubo::server {
@@ -234,6 +239,16 @@ void addCollectors(metrics::Metrics& m, runtime::Functions& functions, gateway::
   });
 }
 
+asio::awaitable<Status> prefetchTreeAsync(blob::BlobStore& blobs, std::string root) {
+  co_return blob::prefetchTree(blobs, root);
+}
+
+// prefetchTree() on `pool`, awaited from the data plane. (Plain coroutine
+// functions: GCC 12 destroys a coroutine lambda's captured strings twice.)
+asio::awaitable<Status> fetchOn(asio::thread_pool& pool, blob::BlobStore& blobs, std::string root) {
+  co_return co_await asio::co_spawn(pool, prefetchTreeAsync(blobs, std::move(root)), asio::use_awaitable);
+}
+
 void runThreads(asio::io_context& ioc, int n, std::vector<std::thread>& threads) {
   for (int i = 0; i < n; ++i) threads.emplace_back([&ioc] { ioc.run(); });
 }
@@ -247,13 +262,22 @@ Status runServer(const ServerOptions& opts) {
   ASSIGN_OR_RETURN(DataDirLock lock, DataDirLock::acquire(data_dir));
 
   SystemClock clock;
-  ASSIGN_OR_RETURN(auto store, store::SqliteMetadataStore::open(data_dir + "/meta.db", clock));
-  ASSIGN_OR_RETURN(auto blobs, blob::LocalBlobStore::create(data_dir + "/blobs"));
+  if (opts.fleet.enabled() && opts.rotate_secret_key) {
+    return InvalidArgument("--rotate-secret-key re-seals a single node's secrets; a fleet's nodes share one key "
+                           "(see docs/fleet.md: stop the fleet, rotate on one node, copy the key to the others)");
+  }
+  ASSIGN_OR_RETURN(Stores stores, openStores(opts, data_dir, clock));
+  std::string node_id;  // a fleet's name for this node
+  if (stores.etcd) {
+    ASSIGN_OR_RETURN(node_id, nodeId(opts.fleet, data_dir));
+  }
+  auto& store = stores.meta;
+  auto& blobs = stores.blobs;
   api::Authenticator auth(*store, clock);
   RETURN_IF_ERROR(ensureAdminToken(data_dir, *store, auth, clock));
-  ASSIGN_OR_RETURN(SecretBox secrets,
-                   openSecrets(opts.secret_key_file.empty() ? data_dir + "/secret.key" : opts.secret_key_file,
-                               opts.rotate_secret_key, *store));
+  const std::string secret_key_path = opts.secret_key_file.empty() ? data_dir + "/secret.key" : opts.secret_key_file;
+  ASSIGN_OR_RETURN(SecretBox secrets, openSecrets(secret_key_path, opts.rotate_secret_key, *store));
+  if (opts.fleet.enabled()) RETURN_IF_ERROR(checkSharedSecretKey(*store, secrets, secret_key_path));
 
   ASSIGN_OR_RETURN(auto code, runtime::CodeStore::create(data_dir + "/instances", data_dir + "/app-files", *blobs));
 
@@ -266,6 +290,19 @@ Status runServer(const ServerOptions& opts) {
   cgroups.sweep();
   runtime::PlainLauncher plain_launcher;
   ASSIGN_OR_RETURN(runtime::EgressOptions egress, chooseEgress(opts, scope));
+  if (opts.fleet.enabled()) {
+    // Tenants' code must not reach the fleet's etcd or object store.
+    std::vector<std::string> shared = fleetAddresses(opts.fleet);
+    if (egress.mode == runtime::EgressOptions::Mode::kVeth) {
+      egress.deny.insert(egress.deny.end(), shared.begin(), shared.end());
+    } else {
+      std::string list;
+      for (const auto& a : shared) list += (list.empty() ? "" : ", ") + a;
+      spdlog::warn("fleet: builds and networked functions may reach etcd and the object store ({}): run nodes as "
+                   "root (veth sandboxes keep them out) or require etcd auth (--etcd-user) and keep the S3 "
+                   "credentials secret", list);
+    }
+  }
   struct RulesGuard {
     const runtime::EgressOptions& e;
     ~RulesGuard() { runtime::removeHostRules(e); }
@@ -325,8 +362,15 @@ Status runServer(const ServerOptions& opts) {
 
   // What /_nubo/readyz waits for, on both planes.
   Readiness readiness;
-  readiness.require("store");
-  readiness.set("store", true);  // (opened above; a fleet's store says when its watch has synced)
+  if (stores.etcd_meta) {
+    // Routes come from etcd's watch: not ready until it follows etcd.
+    readiness.check("store", [meta = stores.etcd_meta]() -> std::string {
+      return meta->synced() ? "" : "the etcd watch has not synced yet";
+    });
+  } else {
+    readiness.require("store");
+    readiness.set("store", true);  // (opened above)
+  }
   readiness.require("routes");
   metrics::Metrics metrics(opts.metrics_max_apps);
   metrics::History history(metrics);
@@ -356,8 +400,16 @@ Status runServer(const ServerOptions& opts) {
   // What the server's own cron requests carry, so that only they reach a
   // function with X-Nubo-Cron.
   std::string cron_key = sha256Hex(randomBytes(32));
-  gateway::Gateway gw(router, site, functions.get(),
-                      gateway::GatewayOptions{opts.trust_proxy, ws_limits, cron_key, &metrics, &readiness, &logstore});
+  gateway::GatewayOptions gateway_opts{opts.trust_proxy, ws_limits, cron_key, &metrics, &readiness, &logstore, nullptr};
+  // A fleet's blobs: a static deployment this node has not seen is fetched
+  // here, off the data plane, before it is served.
+  asio::thread_pool fetch_pool(4);
+  if (stores.s3_blobs) {
+    gateway_opts.fetch = [&fetch_pool, &blobs](const std::string& root) {
+      return fetchOn(fetch_pool, *blobs, root);
+    };
+  }
+  gateway::Gateway gw(router, site, functions.get(), gateway_opts);
   readiness.check("stems", [&functions, want = static_cast<size_t>(std::max(0, opts.stems))]() -> std::string {
     size_t ready = functions->stemCount();
     if (ready >= want) return "";
@@ -398,7 +450,10 @@ Status runServer(const ServerOptions& opts) {
   builds = std::make_unique<build::BuildQueue>(
       *store, build_runner, build_logs,
       [&deployer](const store::Deployment& d, const std::string& tree) { return deployer.checkRunnable(d, tree); },
-      build::QueueOptions{opts.build_concurrency, 64, 3, &metrics}, start_check, &reuse);
+      build::QueueOptions{opts.build_concurrency, 64, 3, &metrics, node_id,
+                          std::chrono::seconds(opts.fleet.build_claim_s),
+                          std::chrono::seconds(std::max(1, opts.fleet.build_claim_s / 3))},
+      start_check, &reuse);
 
   http::ServerLimits data_limits;
   data_limits.body_bytes = opts.max_body_mb << 20;
@@ -418,6 +473,18 @@ Status runServer(const ServerOptions& opts) {
                            cron::loopbackFire("http://" + data_host + ":" + std::to_string(portOf(data_addr)),
                                               cron_key, 900));
 
+  // A fleet's nodes (registered once the planes listen).
+  std::unique_ptr<fleet::NodeRegistry> registry;
+  std::function<Result<Json>()> list_nodes;
+  if (stores.etcd) {
+    list_nodes = [&registry]() -> Result<Json> {
+      if (!registry) return Unavailable("this node has not joined the fleet yet");
+      ASSIGN_OR_RETURN(auto nodes, registry->list());
+      Json out = Json::array();
+      for (const auto& n : nodes) out.push_back(fleet::nodeJson(n));
+      return out;
+    };
+  }
   api::PublicUrls urls;
   urls.base_domain = opts.base_domain;
   urls.port = portOf(data_addr);
@@ -429,7 +496,7 @@ Status runServer(const ServerOptions& opts) {
                                 code->removeApp(app);
                               },
                               [&router](const std::string& deployment) { return router.has(deployment); },
-                              api::Observability{&metrics, opts.metrics_token, &readiness, &history});
+                              api::Observability{&metrics, opts.metrics_token, &readiness, &history, list_nodes});
   http::ServerLimits control_limits;
   control_limits.body_bytes = opts.max_upload_mb << 20;
   control_limits.body_limit_hint = "the largest file a deploy may upload; a server operator can raise it with --max-upload-mb";
@@ -445,6 +512,30 @@ Status runServer(const ServerOptions& opts) {
 
   std::string data_url = "http://" + data_addr;
   std::string control_url = "http://" + control_addr;
+  if (stores.etcd) {
+    auto advertised = [&opts](const std::string& addr) {
+      std::string host = opts.fleet.advertise_host.empty() ? addr.substr(0, addr.rfind(':')) : opts.fleet.advertise_host;
+      return "http://" + host + ":" + std::to_string(portOf(addr));
+    };
+    fleet::NodeInfo self;
+    self.id = node_id;
+    self.data_url = advertised(data_addr);
+    self.control_url = advertised(control_addr);
+    self.version = NUBO_VERSION;
+    ASSIGN_OR_RETURN(registry, fleet::NodeRegistry::start(
+                                   stores.etcd, stores.etcd_meta->prefix(), self,
+                                   [&functions, &readiness](fleet::NodeInfo& n) {
+                                     auto instances = functions->describe();
+                                     n.instances = instances.size();
+                                     n.in_flight = 0;
+                                     for (const auto& i : instances) n.in_flight += i.inflight;
+                                     double load[1] = {0};
+                                     if (::getloadavg(load, 1) == 1) n.load = load[0];
+                                     n.ready = readiness.report().ready;
+                                   },
+                                   fleet::NodeRegistry::Options{}));
+    spdlog::info("fleet: joined as node {} (data {}, control {})", self.id, self.data_url, self.control_url);
+  }
   if (opts.write_client_config) {
     std::string cfg = clientConfigPath();
     if (::access(cfg.c_str(), F_OK) != 0) {
@@ -474,6 +565,13 @@ Status runServer(const ServerOptions& opts) {
     gc_timer.expires_after(std::chrono::hours(opts.gc_interval_h));
     gc_timer.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
+      // A fleet collects on one node per round (the lease outlives the
+      // round, so the others skip it).
+      if (!node_id.empty() &&
+          !store->acquireLease("gc", node_id, std::chrono::hours(std::max(1, opts.gc_interval_h)) / 2).ok()) {
+        schedule_gc();
+        return;
+      }
       auto g = deployer.collectGarbage(3600 * 1000);
       if (g.ok()) {
         spdlog::info("gc: removed {} of {} blobs ({} of {} bytes)", g->removed, g->blobs, g->removed_bytes, g->bytes);

@@ -14,6 +14,24 @@
 
 namespace nubo::server {
 
+// A fleet: nodes sharing etcd (metadata, routing, coordination) and an
+// S3-compatible store (blobs). Empty `etcd`: a single node (SQLite and
+// local blobs in the data directory).
+struct FleetOptions {
+  std::vector<std::string> etcd;  // endpoints, "http://h1:2379"
+  std::string etcd_prefix = "/nubo/";
+  std::string etcd_user, etcd_password;
+  std::string etcd_ca, etcd_cert, etcd_key;  // TLS
+  std::string s3_endpoint, s3_bucket, s3_region = "us-east-1";
+  std::string s3_access_key, s3_secret_key;  // from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+  std::string s3_credentials_file;           // or a file: aws_access_key_id = ..., aws_secret_access_key = ...
+  uint64_t blob_cache_mb = 4096;             // this node's cache of blobs
+  std::string node_id;                       // "": DATA/node-id (made once)
+  std::string advertise_host;                // how other nodes reach this one ("": the listen host)
+  int build_claim_s = 15;                    // a build's claim lasts this long unrenewed (then another node takes it)
+  bool enabled() const { return !etcd.empty(); }
+};
+
 struct ServerOptions {
   std::string data_dir;                       // empty: defaultDataDir()
   std::string listen = "127.0.0.1:8080";      // data plane
@@ -55,6 +73,7 @@ struct ServerOptions {
   bool write_client_config = true;            // write ~/.config/nubo/config.json if absent
   std::string metrics_token;                  // GET /metrics needs it as a Bearer token ("": open)
   size_t metrics_max_apps = 1000;             // apps named in metrics labels; the rest count as "(other)"
+  FleetOptions fleet;
 };
 
 // Runs the server; returns when it has shut down. Errors at start-up

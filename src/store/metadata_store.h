@@ -229,6 +229,9 @@ class MetadataStore {
   virtual Result<Deployment> getDeployment(std::string_view id) = 0;
   // Newest first; limit 0 means all.
   virtual Result<std::vector<Deployment>> listDeployments(std::string_view app, size_t limit) = 0;
+  // Every app's deployments still QUEUED or BUILDING (builds to run, or to
+  // take over from a node that stopped), oldest first.
+  virtual Result<std::vector<Deployment>> listUnbuilt() = 0;
 
   virtual Result<App> getApp(std::string_view name) = 0;
   virtual Result<std::vector<App>> listApps() = 0;

@@ -63,10 +63,11 @@ class S3BlobStore final : public BlobStore {
   Result<std::vector<std::string>> missing(const std::vector<std::string>& hashes) override;
   Status remove(std::string_view hash) override;
 
+  bool isLocal(std::string_view hash) override { return cached(hash, false); }
   // Fetches into the cache those of `hashes` it does not hold,
   // `parallel_fetches` at a time (a node about to serve a deployment it has
   // never seen).
-  Status prefetch(const std::vector<std::string>& hashes);
+  Status prefetch(const std::vector<std::string>& hashes) override;
 
   struct CacheStats {
     uint64_t bytes = 0, blobs = 0, hits = 0, fetches = 0, evictions = 0;

@@ -236,6 +236,8 @@ struct Keys {
   std::string deps(std::string_view a) const { return p + "m/dep/" + std::string(a) + "/"; }
   std::string dep(std::string_view a, std::string_view id) const { return deps(a) + std::string(id); }
   std::string depId(std::string_view id) const { return p + "m/depid/" + std::string(id); }
+  std::string unbuiltAll() const { return p + "m/unbuilt/"; }
+  std::string unbuilt(std::string_view id) const { return unbuiltAll() + std::string(id); }
   std::string aliases(std::string_view a) const { return p + "m/alias/" + std::string(a) + "/"; }
   std::string alias(std::string_view a, std::string_view n) const { return aliases(a) + std::string(n); }
   std::string appEvents(std::string_view a) const { return p + "m/aliasev/" + std::string(a) + "/"; }
@@ -277,6 +279,7 @@ Result<std::unique_ptr<EtcdMetadataStore>> EtcdMetadataStore::open(std::shared_p
                                              etcd::RangeOptions{0, 0, false, true}));
   s->revision_ = now.revision;
   s->follower_ = std::thread([store = s.get(), from = now.revision + 1] { store->follow(from); });
+  s->deliverer_ = std::thread([store = s.get()] { store->deliverQueued(); });
   return s;
 }
 
@@ -290,7 +293,38 @@ EtcdMetadataStore::~EtcdMetadataStore() {
     stop_ = true;
   }
   stop_cv_.notify_all();
+  {
+    std::lock_guard lock(queue_mu_);  // (the delivery thread is waiting, or sees stop_)
+  }
+  queue_cv_.notify_all();
   if (follower_.joinable()) follower_.join();
+  if (deliverer_.joinable()) deliverer_.join();
+}
+
+void EtcdMetadataStore::enqueue(Batch b) {
+  {
+    std::lock_guard lock(queue_mu_);
+    queue_.push_back(std::move(b));
+  }
+  queue_cv_.notify_one();
+}
+
+void EtcdMetadataStore::deliverQueued() {
+  for (;;) {
+    Batch b;
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait(lock, [this] { return stop_.load() || !queue_.empty(); });
+      if (stop_) return;
+      b = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    switch (b.kind) {
+      case Batch::Kind::kEvents: deliver(b.events); break;
+      case Batch::Kind::kResync: announce({Change{Change::Kind::kResync, "", 0}}, b.revision); break;
+      case Batch::Kind::kFollowing: synced_ = true; break;
+    }
+  }
 }
 
 bool EtcdMetadataStore::pause(int ms) {
@@ -334,14 +368,16 @@ void EtcdMetadataStore::follow(int64_t from) {
     Status s = etcd_->watch(
         k.meta(), EtcdClient::prefixEnd(k.meta()), next,
         [&](const std::vector<etcd::WatchEvent>& events, int64_t) {
+          // Handed to the delivery thread: watchers may read the store,
+          // which cannot be done from inside this transfer's callback.
           if (events.empty()) {  // (the watch is set up)
-            synced_ = true;
+            enqueue(Batch{Batch::Kind::kFollowing, {}, 0});
             if (!last_problem.empty()) spdlog::info("etcd watch: following again from revision {}", next);
             last_problem.clear();
             backoff_ms = 50;
             return !stop_;
           }
-          deliver(events);
+          enqueue(Batch{Batch::Kind::kEvents, events, 0});
           next = events.back().kv.mod_revision + 1;
           return !stop_;
         },
@@ -353,7 +389,7 @@ void EtcdMetadataStore::follow(int64_t from) {
       if (now.ok()) {
         spdlog::warn("{}: every watcher reloads at revision {}", s.message(), now->revision);
         next = now->revision + 1;
-        announce({Change{Change::Kind::kResync, "", 0}}, now->revision);
+        enqueue(Batch{Batch::Kind::kResync, {}, now->revision});
         continue;
       }
       s = now.status();
@@ -472,6 +508,9 @@ Status EtcdMetadataStore::createDeployment(const Deployment& d, std::string_view
     else stored.promote_alias = std::string(promote_alias);
     ops.push_back(TxnOp::put(k.dep(d.app, d.id), dumpJson(deploymentJson(stored))));
     ops.push_back(TxnOp::put(k.depId(d.id), d.app));
+    if (d.state == DeploymentState::kQueued || d.state == DeploymentState::kBuilding) {
+      ops.push_back(TxnOp::put(k.unbuilt(d.id), d.app));
+    }
     if (promote) {
       auto moved = moveAlias(k, d.app, promote_alias, first(read.ranges[2]), {{d.id, 100}}, "set", actor,
                              clock_.nowMillis(), compares, ops);
@@ -510,8 +549,11 @@ Status EtcdMetadataStore::setDeploymentState(std::string_view id, DeploymentStat
     app = d.app;
     d.state = state;
     if (state == DeploymentState::kBuilding) ++d.build_attempts;
+    const Keys k{prefix_};
+    bool unbuilt = state == DeploymentState::kQueued || state == DeploymentState::kBuilding;
     ASSIGN_OR_RETURN(etcd::TxnResult w, write({Compare::modRevision(key, Compare::Result::kEqual, rev)},
-                                              {TxnOp::put(key, dumpJson(deploymentJson(d)))}));
+                                              {TxnOp::put(key, dumpJson(deploymentJson(d))),
+                                               unbuilt ? TxnOp::put(k.unbuilt(d.id), d.app) : TxnOp::del(k.unbuilt(d.id))}));
     if (!w.succeeded) return std::optional<int64_t>();
     return std::optional<int64_t>(w.revision);
   });
@@ -541,7 +583,7 @@ Status EtcdMetadataStore::finishBuild(std::string_view id, DeploymentState state
     d.error = std::string(error);
     if (state != DeploymentState::kStarting) d.promote_alias.clear();  // STARTING keeps the alias to move once READY
     std::vector<Compare> compares = {Compare::modRevision(key, Compare::Result::kEqual, rev)};
-    std::vector<TxnOp> ops = {TxnOp::put(key, dumpJson(deploymentJson(d)))};
+    std::vector<TxnOp> ops = {TxnOp::put(key, dumpJson(deploymentJson(d))), TxnOp::del(k.unbuilt(d.id))};
     if (state == DeploymentState::kReady && !promote.empty()) {
       ASSIGN_OR_RETURN(auto alias, etcd_->range(k.alias(d.app, promote)));
       auto moved = moveAlias(k, d.app, promote, first(alias), {{d.id, 100}}, "set", actor, clock_.nowMillis(),
@@ -569,6 +611,21 @@ Result<std::vector<Deployment>> EtcdMetadataStore::listDeployments(std::string_v
     if (limit && out.size() == limit) break;
     ASSIGN_OR_RETURN(Deployment d, deploymentOf(kv));
     out.push_back(std::move(d));
+  }
+  return out;
+}
+
+Result<std::vector<Deployment>> EtcdMetadataStore::listUnbuilt() {
+  const Keys k{prefix_};
+  ASSIGN_OR_RETURN(auto index, etcd_->range(k.unbuiltAll(), EtcdClient::prefixEnd(k.unbuiltAll())));
+  std::sort(index.kvs.begin(), index.kvs.end(),
+            [](const etcd::KeyValue& a, const etcd::KeyValue& b) { return a.create_revision < b.create_revision; });
+  std::vector<Deployment> out;
+  for (const auto& kv : index.kvs) {
+    auto d = readDeployment(std::string_view(kv.key).substr(k.unbuiltAll().size()));
+    if (!d.ok() && d.status().code() == Code::kNotFound) continue;  // (its app was removed)
+    if (!d.ok()) return d.status();
+    if (d->state == DeploymentState::kQueued || d->state == DeploymentState::kBuilding) out.push_back(std::move(*d));
   }
   return out;
 }
@@ -632,9 +689,12 @@ Status EtcdMetadataStore::deleteApp(std::string_view name) {
   if (!committed.ok()) return committed.status();
   // The id index, in batches (a deployment it names is gone: lookups say
   // not found meanwhile).
-  for (size_t i = 0; i < ids.size(); i += kOpsPerTxn) {
+  for (size_t i = 0; i < ids.size(); i += kOpsPerTxn / 2) {
     std::vector<TxnOp> ops;
-    for (size_t j = i; j < std::min(ids.size(), i + kOpsPerTxn); ++j) ops.push_back(TxnOp::del(k.depId(ids[j])));
+    for (size_t j = i; j < std::min(ids.size(), i + kOpsPerTxn / 2); ++j) {
+      ops.push_back(TxnOp::del(k.depId(ids[j])));
+      ops.push_back(TxnOp::del(k.unbuilt(ids[j])));
+    }
     if (auto r = etcd_->txn({}, ops); !r.ok()) {
       spdlog::warn("removing app {}: its deployment index stays for now: {}", name, r.status().message());
       break;

@@ -8,14 +8,16 @@
 //   a build finishing with its alias move, an app with all it holds: one
 //   transaction each.
 // - Watchers hear this node's changes on the thread that made them, when
-//   the write returns, and every other node's from one watch thread, which
+//   the write returns, and every other node's from one delivery thread, fed
+//   by one watch thread which
 //   follows the prefix from the revision read at open and resumes from the
 //   last revision it saw after a disconnect. When etcd compacted that
 //   revision away it sends kResync and follows on from the newest. A change
 //   is announced once: the watch thread skips the revisions this node wrote
 //   and announced itself.
 // - The data plane never reads through this class on a request: the router
-//   keeps its own table, reloaded (on the watch thread) when a change comes.
+//   keeps its own table, reloaded (on the delivery thread) when a change
+//   comes.
 // - Leases and their expiry follow the store's Clock, as in SQLite; records
 //   for coordination (compareAndSwap) use etcd's own key versions.
 // - etcd caps a transaction's operations (--max-txn-ops, 128 by default):
@@ -29,6 +31,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -53,7 +56,7 @@ class EtcdMetadataStore final : public MetadataStore {
   // Reads the current revision and starts following changes from it.
   static Result<std::unique_ptr<EtcdMetadataStore>> open(std::shared_ptr<etcd::EtcdClient> etcd, Clock& clock,
                                                          EtcdStoreOptions options = {});
-  ~EtcdMetadataStore() override;  // stops the watch thread
+  ~EtcdMetadataStore() override;  // stops the watch and delivery threads
 
   Status createDeployment(const Deployment& d, std::string_view promote_alias, std::string_view actor) override;
   Status setDeploymentState(std::string_view id, DeploymentState state) override;
@@ -61,6 +64,7 @@ class EtcdMetadataStore final : public MetadataStore {
                      std::string_view error, std::string_view actor) override;
   Result<Deployment> getDeployment(std::string_view id) override;
   Result<std::vector<Deployment>> listDeployments(std::string_view app, size_t limit) override;
+  Result<std::vector<Deployment>> listUnbuilt() override;
   Result<App> getApp(std::string_view name) override;
   Result<std::vector<App>> listApps() override;
   Status deleteApp(std::string_view name) override;
@@ -108,7 +112,17 @@ class EtcdMetadataStore final : public MetadataStore {
   Result<etcd::TxnResult> write(const std::vector<etcd::Compare>& compares, const std::vector<etcd::TxnOp>& ops,
                                 const std::vector<etcd::TxnOp>& failure = {});
   void announce(std::vector<Change> changes, int64_t revision);
+  // The watch thread reads the stream; the delivery thread tells the
+  // watchers, in order.
+  struct Batch {
+    enum class Kind { kEvents, kResync, kFollowing };
+    Kind kind = Kind::kEvents;
+    std::vector<etcd::WatchEvent> events;
+    int64_t revision = 0;  // kResync: the revision reloaded at
+  };
   void follow(int64_t from);  // the watch thread
+  void enqueue(Batch b);
+  void deliverQueued();       // the delivery thread
   void deliver(const std::vector<etcd::WatchEvent>& events);
   // Stops until `ms` passed or the store closes; false when it closed.
   bool pause(int ms);
@@ -129,7 +143,10 @@ class EtcdMetadataStore final : public MetadataStore {
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   Watchers<Watcher> watchers_;
-  std::thread follower_;
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<Batch> queue_;  // guarded by queue_mu_
+  std::thread follower_, deliverer_;
 };
 
 }  // namespace nubo::store

@@ -656,6 +656,20 @@ Result<std::vector<Deployment>> SqliteMetadataStore::listDeployments(std::string
   return out;
 }
 
+Result<std::vector<Deployment>> SqliteMetadataStore::listUnbuilt() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, (std::string("SELECT ") + kDeploymentCols +
+               " FROM deployments WHERE state IN ('QUEUED', 'BUILDING') ORDER BY seq")
+                  .c_str());
+  std::vector<Deployment> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    out.push_back(readDeployment(s));
+  }
+  return out;
+}
+
 Result<App> SqliteMetadataStore::getApp(std::string_view name) {
   std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT name, created_ms, created_by FROM apps WHERE name = ?");

@@ -34,6 +34,7 @@ class SqliteMetadataStore final : public MetadataStore {
                      std::string_view error, std::string_view actor) override;
   Result<Deployment> getDeployment(std::string_view id) override;
   Result<std::vector<Deployment>> listDeployments(std::string_view app, size_t limit) override;
+  Result<std::vector<Deployment>> listUnbuilt() override;
   Result<App> getApp(std::string_view name) override;
   Result<std::vector<App>> listApps() override;
   Status deleteApp(std::string_view name) override;
