@@ -11,6 +11,8 @@
 #include "cli/commands.h"
 #include "execproxy/exec_proxy.h"
 #include "runtime/sandbox.h"
+#include "server/data_dir.h"
+#include "server/migrate.h"
 #include "server/server.h"
 
 int main(int argc, char** argv) {
@@ -189,6 +191,52 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "error: %s\n", s.message().c_str());
       exit_code = nubo::exitCodeFor(s.code());
     }
+  });
+
+  // migrate: a single node's data into a fleet.
+  nubo::server::MigrateOptions mig;
+  mig.fleet.etcd_prefix = "/nubo/";
+  auto* migrate = app.add_subcommand(
+      "migrate", "Copy a stopped single node's apps, deployments, aliases, tokens, domains, env, audit log and "
+                 "blobs into a fleet's etcd and S3 bucket (idempotent: run it again to resume)");
+  migrate->add_option("--from", mig.data_dir, "The single node's data directory (default: $NUBO_DATA, else "
+                                               "~/.local/share/nubo)");
+  migrate->add_option("--to-etcd", mig.fleet.etcd, "The fleet's etcd endpoints, comma-separated")
+      ->delimiter(',')
+      ->required();
+  migrate->add_option("--to-s3", mig.fleet.s3_endpoint, "The fleet's object store (http://host:port)")->required();
+  migrate->add_option("--s3-bucket", mig.fleet.s3_bucket, "The fleet's bucket")->required();
+  migrate->add_option("--s3-region", mig.fleet.s3_region, "Region the requests are signed for (default us-east-1)");
+  migrate->add_option("--s3-access-key", mig.fleet.s3_access_key, "S3 access key (read from $AWS_ACCESS_KEY_ID)")
+      ->envname("AWS_ACCESS_KEY_ID");
+  migrate->add_option("--s3-secret-key", mig.fleet.s3_secret_key, "S3 secret key (read from $AWS_SECRET_ACCESS_KEY)")
+      ->envname("AWS_SECRET_ACCESS_KEY");
+  migrate->add_option("--s3-credentials-file", mig.fleet.s3_credentials_file,
+                      "File with aws_access_key_id = ... and aws_secret_access_key = ... lines")
+      ->check(CLI::ExistingFile);
+  migrate->add_option("--etcd-prefix", mig.fleet.etcd_prefix, "The fleet's key prefix (default /nubo/)");
+  migrate->add_option("--etcd-user", mig.fleet.etcd_user, "etcd user");
+  migrate->add_option("--etcd-password", mig.fleet.etcd_password, "etcd password (also $NUBO_ETCD_PASSWORD)")
+      ->envname("NUBO_ETCD_PASSWORD");
+  migrate->add_option("--secret-key-file", mig.secret_key_file,
+                      "The node's secret key (default DATA/secret.key); the fleet must seal with the same key");
+  migrate->callback([&] {
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    if (mig.data_dir.empty()) mig.data_dir = nubo::server::defaultDataDir();
+    auto r = nubo::server::migrate(mig);
+    if (!r.ok()) {
+      std::fprintf(stderr, "error: %s\n", r.status().message().c_str());
+      exit_code = nubo::exitCodeFor(r.status().code());
+      return;
+    }
+    std::printf("migrated: %llu blobs copied (%llu bytes, each verified), %llu already there; %llu deployments "
+                "copied, %llu already there; %llu alias moves, %llu tokens, %llu domains, %llu env values, %llu "
+                "audit entries\n",
+                (unsigned long long)r->blobs_copied, (unsigned long long)r->bytes_copied,
+                (unsigned long long)r->blobs_present, (unsigned long long)r->deployments_copied,
+                (unsigned long long)r->deployments_present, (unsigned long long)r->alias_moves,
+                (unsigned long long)r->tokens, (unsigned long long)r->domains, (unsigned long long)r->env_values,
+                (unsigned long long)r->audit_entries);
   });
 
   nubo::cli::addClientCommands(app, &exit_code);

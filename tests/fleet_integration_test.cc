@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "blob/s3/s3_client.h"
@@ -139,6 +141,68 @@ TEST(FleetTest, ADeployThroughOneNodeServesFromEveryNodeAndAPromoteThroughAnothe
   for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(servesOn(i, "/site/", "site v1")) << "node " << i;
 }
 
+TEST(FleetTest, PsAndLogsShowWhatEveryNodeHasWithItsNode) {
+  // Requests to the function on every node: an instance and access records on each.
+  for (size_t i = 0; i < 3; ++i) ASSERT_TRUE(servesOn(i, "/fn/", "fn v1"));
+  ProcResult ps = g_nodes[1]->nubo({"ps", "fn", "--json"});
+  ASSERT_EQ(ps.exit_code, 0) << ps.err;
+  auto instances = parseJson(ps.out, "ps");
+  ASSERT_TRUE(instances.ok()) << ps.out;
+  std::set<std::string> nodes;
+  for (const auto& i : *instances) nodes.insert(i.value("node", ""));
+  EXPECT_EQ(nodes, (std::set<std::string>{"node-1", "node-2", "node-3"})) << ps.out;
+  ProcResult table = g_nodes[1]->nubo({"ps"});
+  EXPECT_NE(table.out.find("NODE"), std::string::npos) << table.out;
+  ProcResult logs = g_nodes[2]->nubo({"logs", "fn", "--requests", "--json"});
+  ASSERT_EQ(logs.exit_code, 0) << logs.err;
+  std::set<std::string> logged;
+  std::istringstream in(logs.out);
+  int64_t last_ts = 0;
+  for (std::string line; std::getline(in, line);) {
+    auto j = parseJson(line, "line");
+    ASSERT_TRUE(j.ok()) << line;
+    logged.insert(j->value("node", ""));
+    EXPECT_GE(j->value("ts_ms", int64_t{0}), last_ts) << "merged in time order";
+    last_ts = j->value("ts_ms", int64_t{0});
+  }
+  EXPECT_EQ(logged, (std::set<std::string>{"node-1", "node-2", "node-3"})) << logs.out;
+}
+
+TEST(FleetTest, MigrateMovesASingleNodesAppsIntoTheFleetAndTheyServeUnchanged) {
+  NuboServer single(*g_tmp, {"--secret-key-file", g_tmp->sub("secret.key"), "--stems", "0"}, "single");
+  single.deploy(deployDir("old-site", {{"index.html", "old one"}}), {"--app", "old-site"});
+  single.deploy(deployDir("old-site", {{"index.html", "old two"}}), {"--app", "old-site"});
+  ASSERT_EQ(single.nubo({"rollback", "old-site"}).exit_code, 0);
+  single.deploy(deployDir("old-fn", {{"index.js", "export default { fetch(req, env) { return new Response(env.KEY); } }"}}),
+                {"--app", "old-fn"});
+  auto set = single.control("PUT", "/v1/apps/old-fn/env", R"({"vars": {"KEY": "sealed on one node"}, "secret": true, "redeploy": true})");
+  ASSERT_LT(set.status, 300) << set.body;
+  ASSERT_TRUE(waitFor([&] { return single.get("/old-fn/").body == "sealed on one node"; }));
+  std::string token = single.token();
+  single.stop(SIGTERM);
+
+  std::vector<std::string> args = {NUBO_BINARY, "migrate", "--from", single.dataDir(), "--to-etcd", etcdList(),
+                                   "--to-s3", g_rgw->endpoint(), "--s3-bucket", "fleet"};
+  ProcResult first = runProcess(args, {}, g_tmp->path());
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_NE(first.out.find("migrated:"), std::string::npos) << first.out;
+  EXPECT_EQ(first.out.find(" 0 blobs copied"), std::string::npos) << first.out;
+  ProcResult again = runProcess(args, {}, g_tmp->path());
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("migrated: 0 blobs copied"), std::string::npos) << "idempotent: " << again.out;
+  EXPECT_NE(again.out.find("; 0 deployments copied"), std::string::npos) << again.out;
+
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(servesOn(i, "/old-site/", "old one")) << "node " << i;
+    EXPECT_TRUE(servesOn(i, "/old-fn/", "sealed on one node")) << "node " << i;
+  }
+  // Its tokens work on the fleet, and its alias history came along.
+  cli::HttpClient c(g_nodes[1]->controlUrl(), token);
+  auto history = c.call("GET", "/v1/apps/old-site/aliases/production/history");
+  ASSERT_TRUE(history.ok()) << history.status().toString();
+  EXPECT_EQ((*history)["history"].size(), 3u) << history->dump();
+}
+
 TEST(FleetTest, AWrongS3SecretIsAClearErrorAtStartUp) {
   std::vector<std::string> args = {NUBO_BINARY, "serve", "--data", g_tmp->sub("wrong"), "--listen", "127.0.0.1:0",
                                    "--control", "127.0.0.1:0"};
@@ -254,6 +318,9 @@ TEST(FleetTest, ANodeKilledMidTrafficLosesOnlyWhatItWasAnswering) {
   ASSERT_TRUE(waitFor([&] { return traffic.ok > 100; }));
   g_nodes[1]->stop(SIGKILL);
   int at_kill = traffic.ok;
+  // Until its lease runs out it is listed: `ps` names it as not answering.
+  ProcResult ps = g_nodes[0]->nubo({"ps"});
+  EXPECT_NE(ps.err.find("node node-2"), std::string::npos) << ps.err;
   ASSERT_TRUE(waitFor([&] { return traffic.ok > at_kill + 200; }));
   traffic.finish();
   std::printf("node 2 killed mid-traffic: %d requests answered, %d failed (4 clients)\n", traffic.ok.load(),

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "cli/hash_cache.h"
@@ -28,6 +29,31 @@
 
 namespace nubo::cli {
 namespace {
+
+// A fleet's nodes as this client reaches them (their advertised control
+// addresses, with the same token); empty on a single node.
+struct NodeClient {
+  std::string id, url;
+  std::unique_ptr<HttpClient> client;
+};
+Result<std::vector<NodeClient>> fleetClients(HttpClient& c) {
+  ASSIGN_OR_RETURN(HttpResponse r, c.send("GET", "/v1/nodes"));
+  std::vector<NodeClient> out;
+  if (r.status == 404) return out;  // a single node
+  RETURN_IF_ERROR(HttpClient::statusOf(r));
+  ASSIGN_OR_RETURN(Json j, parseJson(r.body, "the server's node list"));
+  for (const auto& n : j.value("nodes", Json::array())) {
+    std::string url = n.value("control_url", "");
+    out.push_back({n.value("id", ""), url, std::make_unique<HttpClient>(url, c.token())});
+  }
+  return out;
+}
+
+// Says on stderr which node's part is missing, so that none is silently left out.
+void nodeMissing(const NodeClient& n, const Status& s) {
+  std::fprintf(stderr, "nubo: node %s (%s) did not answer, its part is missing: %s\n", n.id.c_str(), n.url.c_str(),
+               s.message().c_str());
+}
 
 // An app name from a folder name: lowercase, other characters become '-'.
 std::string appNameFromDir(const std::string& dir) {
@@ -620,17 +646,36 @@ void addClientCommands(CLI::App& app, int* exit_code) {
   ps->callback([=] {
     *exit_code = withClient([&](HttpClient& c) -> Status {
       if (!ps_app->empty()) RETURN_IF_ERROR(validateAppName(*ps_app));
-      ASSIGN_OR_RETURN(Json r, ApiClient(c).instances(*ps_app));
+      // A fleet: every node's instances, each with its node.
+      ASSIGN_OR_RETURN(auto nodes, fleetClients(c));
+      Json all = Json::array();
+      if (nodes.empty()) {
+        ASSIGN_OR_RETURN(Json r, ApiClient(c).instances(*ps_app));
+        all = r["instances"];
+      }
+      for (const auto& n : nodes) {
+        auto r = ApiClient(*n.client).instances(*ps_app);
+        if (!r.ok()) {
+          nodeMissing(n, r.status());
+          continue;
+        }
+        for (auto i : (*r)["instances"]) {
+          i["node"] = n.id;
+          all.push_back(std::move(i));
+        }
+      }
       if (*ps_json) {
-        std::printf("%s\n", dumpJson(r["instances"]).c_str());
+        std::printf("%s\n", dumpJson(all).c_str());
         return Status::Ok();
       }
       std::vector<std::vector<std::string>> rows{{"APP", "DEPLOYMENT", "PID", "STATE", "INFLIGHT", "MEMORY", "AGE"}};
-      for (const auto& i : r["instances"]) {
+      if (!nodes.empty()) rows[0].insert(rows[0].begin(), "NODE");
+      for (const auto& i : all) {
         char age[32];
         std::snprintf(age, sizeof age, "%.0fs", i.value("age_s", 0.0));
         rows.push_back({str(i, "app"), str(i, "deployment"), str(i, "pid"), str(i, "state"), str(i, "inflight"),
                         humanBytes(i.value("rss_bytes", uint64_t{0})), age});
+        if (!nodes.empty()) rows.back().insert(rows.back().begin(), str(i, "node"));
       }
       printTable(rows);
       return Status::Ok();
@@ -710,12 +755,15 @@ void addClientCommands(CLI::App& app, int* exit_code) {
       if (!lo->until.empty()) {
         ASSIGN_OR_RETURN(query.until_ms, parseTimeArg(lo->until, now, "--until"));
       }
+      std::mutex print_mu;
       auto print = [&](const Json& page) {
+        std::lock_guard lock(print_mu);
         for (const auto& l : page["lines"]) {
           if (lo->json) {
             std::printf("%s\n", dumpJson(l).c_str());
             continue;
           }
+          if (l.contains("node")) std::printf("%s ", str(l, "node").c_str());
           time_t secs = static_cast<time_t>(l.value("ts_ms", int64_t{0}) / 1000);
           struct tm tm {};
           ::localtime_r(&secs, &tm);
@@ -728,15 +776,70 @@ void addClientCommands(CLI::App& app, int* exit_code) {
         }
         std::fflush(stdout);
       };
-      ASSIGN_OR_RETURN(Json page, api.logs(lo->app, query));
-      print(page);
+      ASSIGN_OR_RETURN(auto nodes, fleetClients(c));
+      if (nodes.empty()) {
+        ASSIGN_OR_RETURN(Json page, api.logs(lo->app, query));
+        print(page);
+        query.limit = 1000;
+        query.wait_s = 25;
+        while (lo->follow) {
+          query.after = page.value("cursor", uint64_t{0});
+          ASSIGN_OR_RETURN(page, api.logs(lo->app, query));
+          print(page);
+        }
+        return Status::Ok();
+      }
+      // A fleet: each node keeps what ran on it. Their newest lines, merged
+      // by time, each with its node; then each node followed on its own.
+      std::vector<std::optional<uint64_t>> cursors(nodes.size());
+      Json merged = Json::array();
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        auto page = ApiClient(*nodes[i].client).logs(lo->app, query);
+        if (!page.ok()) {
+          nodeMissing(nodes[i], page.status());
+          continue;
+        }
+        cursors[i] = page->value("cursor", uint64_t{0});
+        for (auto l : (*page)["lines"]) {
+          l["node"] = nodes[i].id;
+          merged.push_back(std::move(l));
+        }
+      }
+      std::stable_sort(merged.begin(), merged.end(), [](const Json& a, const Json& b) {
+        return a.value("ts_ms", int64_t{0}) < b.value("ts_ms", int64_t{0});
+      });
+      if (merged.size() > query.limit) merged.erase(merged.begin(), merged.end() - static_cast<long>(query.limit));
+      print(Json{{"lines", merged}});
+      if (!lo->follow) return Status::Ok();
       query.limit = 1000;
       query.wait_s = 25;
-      while (lo->follow) {
-        query.after = page.value("cursor", uint64_t{0});
-        ASSIGN_OR_RETURN(page, api.logs(lo->app, query));
-        print(page);
+      std::vector<std::thread> followers;
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        followers.emplace_back([&, i, q = query]() mutable {
+          bool failing = false;
+          for (;;) {
+            q.after = cursors[i];
+            auto page = ApiClient(*nodes[i].client).logs(lo->app, q);
+            if (!page.ok()) {
+              if (!failing) nodeMissing(nodes[i], page.status());
+              failing = true;
+              std::this_thread::sleep_for(std::chrono::seconds(5));  // asked again: it may come back
+              continue;
+            }
+            if (failing) std::fprintf(stderr, "nubo: node %s answers again\n", nodes[i].id.c_str());
+            failing = false;
+            // (A node that was away from the start is followed from its newest lines.)
+            if (!cursors[i] && !q.after) {
+              cursors[i] = page->value("cursor", uint64_t{0});
+              continue;
+            }
+            cursors[i] = page->value("cursor", uint64_t{0});
+            for (auto& l : (*page)["lines"]) l["node"] = nodes[i].id;
+            print(*page);
+          }
+        });
       }
+      for (auto& t : followers) t.join();  // (until interrupted)
       return Status::Ok();
     });
   });

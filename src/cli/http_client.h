@@ -49,6 +49,7 @@ class HttpClient {
   static Status statusOf(const HttpResponse& r);
 
   const std::string& baseUrl() const { return base_; }
+  const std::string& token() const { return token_; }
 
  private:
   std::string base_;

@@ -178,12 +178,6 @@ Json envVarJson(const EnvVar& v) {
           {"updated_by", v.updated_by}};
 }
 
-Result<EnvVar> envVarOf(const etcd::KeyValue& kv) {
-  ASSIGN_OR_RETURN(Json j, parseRecord(kv.value, kv.key));
-  return EnvVar{j.value("app", ""),   j.value("alias", ""),          j.value("name", ""),
-                j.value("value", ""), j.value("secret", false),      j.value("updated_ms", int64_t{0}),
-                j.value("updated_by", "")};
-}
 
 Json auditJson(const AuditEntry& e) {
   return {{"seq", e.seq},       {"at_ms", e.at_ms},   {"actor", e.actor},   {"action", e.action},
@@ -254,9 +248,7 @@ struct Keys {
   std::string domain(std::string_view h) const { return domains() + std::string(h); }
   std::string allEnv() const { return p + "m/env/"; }
   std::string env(std::string_view a) const { return allEnv() + std::string(a) + "/"; }
-  std::string envVar(std::string_view a, std::string_view alias, std::string_view n) const {
-    return env(a) + std::string(alias) + "/" + std::string(n);
-  }
+  std::string envOf(std::string_view a) const { return env(a) + "all"; }  // every value of the app, one record
   std::string auditSeq() const { return p + "audit/seq"; }
   std::string auditAll() const { return p + "audit/all/"; }
   std::string auditApps(std::string_view a) const { return p + "audit/app/" + std::string(a) + "/"; }
@@ -976,23 +968,50 @@ Result<std::vector<Domain>> EtcdMetadataStore::listDomains(std::string_view app)
 
 // ---- env -------------------------------------------------------------------
 
+namespace {
+
+// An app's env values, all in one record (any number set in one write).
+Result<std::vector<EnvVar>> envOfRecord(const std::optional<etcd::KeyValue>& kv) {
+  std::vector<EnvVar> out;
+  if (!kv) return out;
+  auto j = parseJson(kv->value, "etcd record " + kv->key);
+  if (!j.ok() || !j->is_array()) return Internal("etcd record " + kv->key + " is not a JSON array");
+  for (const auto& v : *j) {
+    out.push_back(EnvVar{v.value("app", ""), v.value("alias", ""), v.value("name", ""), v.value("value", ""),
+                         v.value("secret", false), v.value("updated_ms", int64_t{0}), v.value("updated_by", "")});
+  }
+  return out;
+}
+
+std::string envRecord(std::vector<EnvVar> vars) {
+  std::sort(vars.begin(), vars.end(),
+            [](const EnvVar& a, const EnvVar& b) { return std::tie(a.alias, a.name) < std::tie(b.alias, b.name); });
+  Json list = Json::array();
+  for (const auto& v : vars) list.push_back(envVarJson(v));
+  return dumpJson(list);
+}
+
+}  // namespace
+
 Status EtcdMetadataStore::putEnv(const std::vector<EnvVar>& vars) {
   if (vars.empty()) return Status::Ok();
   const Keys k{prefix_};
   const std::string& app = vars[0].app;
   auto committed = untilCommitted<int64_t>("setting the env of " + app, [&]() -> Result<std::optional<int64_t>> {
-    ASSIGN_OR_RETURN(auto exists, etcd_->range(k.app(app)));
-    if (exists.kvs.empty()) return NotFound("app " + app + " not found; deploy it before setting its env");
-    std::vector<TxnOp> ops;
+    ASSIGN_OR_RETURN(etcd::TxnResult read, etcd_->txn({}, {TxnOp::get(k.app(app)), TxnOp::get(k.envOf(app))}));
+    auto exists = first(read.ranges[0]);
+    if (!exists) return NotFound("app " + app + " not found; deploy it before setting its env");
+    auto record = first(read.ranges[1]);
+    ASSIGN_OR_RETURN(std::vector<EnvVar> now, envOfRecord(record));
     for (const auto& v : vars) {
       if (v.app != app) return InvalidArgument("env values set together belong to one app");
-      ops.push_back(TxnOp::put(k.envVar(app, v.alias, v.name), dumpJson(envVarJson(v))));
+      auto same = std::find_if(now.begin(), now.end(),
+                               [&](const EnvVar& e) { return e.alias == v.alias && e.name == v.name; });
+      if (same != now.end()) *same = v;
+      else now.push_back(v);
     }
-    if (ops.size() > kOpsPerTxn) {
-      return InvalidArgument("at most " + std::to_string(kOpsPerTxn) + " env values can be set at once, not " +
-                             std::to_string(ops.size()) + "; set them in parts");
-    }
-    ASSIGN_OR_RETURN(etcd::TxnResult w, write({asRead(k.app(app), exists.kvs[0])}, ops));
+    ASSIGN_OR_RETURN(etcd::TxnResult w, write({asRead(k.app(app), exists), asRead(k.envOf(app), record)},
+                                              {TxnOp::put(k.envOf(app), envRecord(std::move(now)))}));
     if (!w.succeeded) return std::optional<int64_t>();
     return std::optional<int64_t>(w.revision);
   });
@@ -1003,27 +1022,29 @@ Status EtcdMetadataStore::putEnv(const std::vector<EnvVar>& vars) {
 
 Status EtcdMetadataStore::deleteEnv(std::string_view app, std::string_view alias, std::string_view name) {
   const Keys k{prefix_};
-  std::string key = k.envVar(app, alias, name);
-  ASSIGN_OR_RETURN(etcd::TxnResult w, write({Compare::version(key, Compare::Result::kGreater, 0)}, {TxnOp::del(key)}));
-  if (!w.succeeded) {
-    return NotFound("app " + std::string(app) + " has no env value " + std::string(name) +
-                    (alias.empty() ? std::string() : " for alias " + std::string(alias)));
-  }
-  announce({Change{Change::Kind::kEnv, std::string(app), 0}}, w.revision);
+  auto committed = untilCommitted<int64_t>("removing an env value of " + std::string(app), [&]() -> Result<std::optional<int64_t>> {
+    ASSIGN_OR_RETURN(auto r, etcd_->range(k.envOf(app)));
+    auto record = first(r);
+    ASSIGN_OR_RETURN(std::vector<EnvVar> now, envOfRecord(record));
+    auto gone = std::remove_if(now.begin(), now.end(), [&](const EnvVar& e) { return e.alias == alias && e.name == name; });
+    if (gone == now.end()) {
+      return NotFound("app " + std::string(app) + " has no env value " + std::string(name) +
+                      (alias.empty() ? std::string() : " for alias " + std::string(alias)));
+    }
+    now.erase(gone, now.end());
+    ASSIGN_OR_RETURN(etcd::TxnResult w, write({asRead(k.envOf(app), record)}, {TxnOp::put(k.envOf(app), envRecord(now))}));
+    if (!w.succeeded) return std::optional<int64_t>();
+    return std::optional<int64_t>(w.revision);
+  });
+  if (!committed.ok()) return committed.status();
+  announce({Change{Change::Kind::kEnv, std::string(app), 0}}, *committed);
   return Status::Ok();
 }
 
 Result<std::vector<EnvVar>> EtcdMetadataStore::listEnv(std::string_view app) {
   const Keys k{prefix_};
-  ASSIGN_OR_RETURN(auto r, etcd_->range(k.env(app), EtcdClient::prefixEnd(k.env(app))));
-  std::vector<EnvVar> out;
-  for (const auto& kv : r.kvs) {
-    ASSIGN_OR_RETURN(EnvVar v, envVarOf(kv));
-    out.push_back(std::move(v));
-  }
-  std::sort(out.begin(), out.end(),
-            [](const EnvVar& a, const EnvVar& b) { return std::tie(a.alias, a.name) < std::tie(b.alias, b.name); });
-  return out;
+  ASSIGN_OR_RETURN(auto r, etcd_->range(k.envOf(app)));
+  return envOfRecord(first(r));
 }
 
 Result<size_t> EtcdMetadataStore::resealSecrets(const Reseal& reseal) {
@@ -1039,11 +1060,15 @@ Result<size_t> EtcdMetadataStore::resealSecrets(const Reseal& reseal) {
   std::vector<Rewrite> rewrites;
   size_t count = 0;
   for (const auto& kv : read.ranges[0].kvs) {
-    ASSIGN_OR_RETURN(EnvVar v, envVarOf(kv));
-    if (!v.secret) continue;
-    ASSIGN_OR_RETURN(v.value, reseal(v.app, v.name, v.value));
-    rewrites.push_back({kv, dumpJson(envVarJson(v))});
-    ++count;
+    ASSIGN_OR_RETURN(std::vector<EnvVar> vars, envOfRecord(kv));
+    bool changed = false;
+    for (auto& v : vars) {
+      if (!v.secret) continue;
+      ASSIGN_OR_RETURN(v.value, reseal(v.app, v.name, v.value));
+      changed = true;
+      ++count;
+    }
+    if (changed) rewrites.push_back({kv, envRecord(std::move(vars))});
   }
   for (const auto& kv : read.ranges[1].kvs) {
     ASSIGN_OR_RETURN(Deployment d, deploymentOf(kv));
