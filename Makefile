@@ -67,7 +67,7 @@ test-sanitize: setup $(ASAN_DIR)/build.ninja $(TSAN_DIR)/build.ninja
 	@scripts/run-sanitized $(TSAN_DIR) $(DATA_PLANE_TESTS)
 
 bench: build
-	bench/static.sh && bench/deploy.sh && bench/invoke.sh && bench/coldstart.sh && bench/native.sh && bench/build.sh && bench/noisy.sh && bench/websocket.sh && bench/split.sh && bench/env-redeploy.sh && bench/log-search.sh && bench/console.sh
+	bench/static.sh && bench/deploy.sh && bench/invoke.sh && bench/coldstart.sh && bench/native.sh && bench/build.sh && bench/noisy.sh && bench/websocket.sh && bench/split.sh && bench/env-redeploy.sh && bench/log-search.sh && bench/console.sh && bench/fleet.sh
 
 clean:
 	rm -rf $(BUILD_DIR) $(FUZZ_DIR) $(ASAN_DIR) $(TSAN_DIR)
