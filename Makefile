@@ -17,9 +17,9 @@ TSAN_DIR := build-tsan
 UNIT_TESTS := status_test json_test local_blob_store_test tree_test directory_test sqlite_metadata_store_test \
   manifest_test router_test websocket_scanner_test static_site_test scanner_test protocol_test http_server_test \
   deadlines_test start_check_test instance_state_test stems_test log_store_test pool_test deployer_test \
-  build_queue_test api_client_test metrics_test
+  build_queue_test api_client_test metrics_test etcd_metadata_store_test s3_blob_store_test
 DATA_PLANE_TESTS := http_server_test deadlines_test instance_state_test stems_test pool_test log_store_test \
-  start_check_test router_test metrics_test
+  start_check_test router_test metrics_test etcd_metadata_store_test
 
 all: build
 

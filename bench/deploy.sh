@@ -15,18 +15,7 @@ FILES=${FILES:-10000}
 FILE_KB=${FILE_KB:-10}
 
 proj=$BENCH_TMP/project
-python3 - "$proj" "$FILES" "$FILE_KB" <<'PY'
-import os, sys
-root, files, kb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-for i in range(files):
-    d = os.path.join(root, f"dir{i % 100:02d}", f"sub{(i // 100) % 10}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"file{i:05d}.txt"), "wb") as f:
-        f.write(os.urandom(kb * 1024))
-PY
-# Files as a user's project would be: not written this very second.
-find "$proj" -type f -exec touch -d '@'$(( $(date +%s) - 120 )) {} +
-echo '{"name": "big", "runtime": "static"}' >"$proj/nubo.json"
+big_project "$proj" "$FILES" "$FILE_KB"
 total_mb=$(du -sm "$proj" | cut -f1)
 
 start_nubo

@@ -174,17 +174,7 @@ PY
 
 # ---- 2. one-file redeploy of a 10,000-file project ----------------------------------------
 proj=$BENCH_TMP/project
-python3 - "$proj" "$FILES" "$FILE_KB" <<'PY'
-import os, sys
-root, files, kb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-for i in range(files):
-    d = os.path.join(root, f"dir{i % 100:02d}", f"sub{(i // 100) % 10}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"file{i:05d}.txt"), "wb") as f:
-        f.write(os.urandom(kb * 1024))
-PY
-find "$proj" -type f -exec touch -d '@'$(( $(date +%s) - 120 )) {} +
-echo '{"name": "big", "runtime": "static"}' >"$proj/nubo.json"
+big_project "$proj" "$FILES" "$FILE_KB"
 timed_deploy() {  # timed_deploy -> "seconds state"
   local t0 t1 out
   t0=$(date +%s.%N); out=$("$NUBO" deploy "$proj" --json); t1=$(date +%s.%N)

@@ -163,3 +163,20 @@ CONF
   "$nginx" -p "$BENCH_TMP/nginx" -c "$BENCH_TMP/nginx/nginx.conf" &
   PIDS+=($!)
 }
+
+# big_project DIR FILES KB: a static project of FILES random files of KB KiB
+# each, in 100 x 10 folders, dated two minutes back (as a user's files are:
+# not written this very second), named "big".
+big_project() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import os, sys
+root, files, kb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(files):
+    d = os.path.join(root, f"dir{i % 100:02d}", f"sub{(i // 100) % 10}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"file{i:05d}.txt"), "wb") as f:
+        f.write(os.urandom(kb * 1024))
+PY
+  find "$1" -type f -exec touch -d '@'$(( $(date +%s) - 120 )) {} +
+  echo '{"name": "big", "runtime": "static"}' >"$1/nubo.json"
+}

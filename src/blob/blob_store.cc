@@ -60,6 +60,14 @@ Result<std::string> putFile(BlobStore& blobs, const std::string& path, bool* sto
   return committed;
 }
 
+Status checkBlobName(std::string_view hash) {
+  if (!isSha256Hex(hash)) {
+    return InvalidArgument("blob name \"" + std::string(hash.substr(0, 80)) +
+                           "\" is not a SHA-256 hex digest (64 lowercase hex characters)");
+  }
+  return Status::Ok();
+}
+
 Status prefetchTree(BlobStore& blobs, const std::string& root) {
   std::vector<std::string> files;
   RETURN_IF_ERROR(walkTree(root, loaderFor(blobs), [&](FlatFile&& f) { files.push_back(f.hash); }));

@@ -112,6 +112,10 @@ class BlobStore {
 // node does before it first serves a deployment it has never seen.
 Status prefetchTree(BlobStore& blobs, const std::string& root);
 
+// OK when `hash` is a blob's name (64 lowercase hex characters);
+// kInvalidArgument naming the problem otherwise.
+Status checkBlobName(std::string_view hash);
+
 // Stores the file at `path` without holding it in memory: hashed first, and
 // copied into the store only when no blob of that hash is there. Returns the
 // hash; `stored` (if set) says whether it was new. A file that changes while

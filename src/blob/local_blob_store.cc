@@ -11,17 +11,6 @@
 #include "common/sha256.h"
 
 namespace nubo::blob {
-namespace {
-
-Status checkName(std::string_view hash) {
-  if (!isSha256Hex(hash)) {
-    return InvalidArgument("blob name \"" + std::string(hash.substr(0, 80)) +
-                           "\" is not a SHA-256 hex digest (64 lowercase hex characters)");
-  }
-  return Status::Ok();
-}
-
-}  // namespace
 
 Result<std::unique_ptr<LocalBlobStore>> LocalBlobStore::create(std::string root) {
   RETURN_IF_ERROR(makeDirs(root));
@@ -68,7 +57,7 @@ Status LocalBlobStore::install(const std::string& tmp, int fd, std::string_view 
 }
 
 Status LocalBlobStore::put(std::string_view hash, std::string_view bytes) {
-  RETURN_IF_ERROR(checkName(hash));
+  RETURN_IF_ERROR(checkBlobName(hash));
   std::string actual = sha256Hex(bytes);
   if (actual != hash) {
     return InvalidArgument("blob bytes hash to " + actual + ", not to the name " + std::string(hash) +
@@ -147,14 +136,14 @@ Result<std::unique_ptr<BlobWriter>> LocalBlobStore::writer(BeforeVisible before_
 }
 
 Result<std::string> LocalBlobStore::get(std::string_view hash) {
-  RETURN_IF_ERROR(checkName(hash));
+  RETURN_IF_ERROR(checkBlobName(hash));
   auto r = readFile(pathFor(hash));
   if (!r.ok() && r.status().code() == Code::kNotFound) return NotFound("blob " + std::string(hash) + " not found");
   return r;
 }
 
 Result<BlobFile> LocalBlobStore::open(std::string_view hash) {
-  RETURN_IF_ERROR(checkName(hash));
+  RETURN_IF_ERROR(checkBlobName(hash));
   std::string path = pathFor(hash);
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
@@ -170,7 +159,7 @@ Result<BlobFile> LocalBlobStore::open(std::string_view hash) {
 }
 
 Result<uint64_t> LocalBlobStore::size(std::string_view hash) {
-  RETURN_IF_ERROR(checkName(hash));
+  RETURN_IF_ERROR(checkBlobName(hash));
   struct stat st {};
   if (::stat(pathFor(hash).c_str(), &st) != 0) {
     if (errno == ENOENT) return NotFound("blob " + std::string(hash) + " not found");
@@ -207,7 +196,7 @@ Status LocalBlobStore::list(const std::function<bool(const Listed&)>& each) {
 }
 
 Status LocalBlobStore::touch(std::string_view hash) {
-  RETURN_IF_ERROR(checkName(hash));
+  RETURN_IF_ERROR(checkBlobName(hash));
   if (::utimensat(AT_FDCWD, pathFor(hash).c_str(), nullptr, 0) != 0) {
     if (errno == ENOENT) return NotFound("blob " + std::string(hash) + " not found");
     return ErrnoStatus("touch blob", errno);
@@ -216,7 +205,7 @@ Status LocalBlobStore::touch(std::string_view hash) {
 }
 
 Result<std::vector<std::string>> LocalBlobStore::missing(const std::vector<std::string>& hashes) {
-  for (const auto& h : hashes) RETURN_IF_ERROR(checkName(h));
+  for (const auto& h : hashes) RETURN_IF_ERROR(checkBlobName(h));
   std::vector<std::string> out;
   for (const auto& h : hashes) {
     Status s = touch(h);
@@ -230,7 +219,7 @@ Result<std::vector<std::string>> LocalBlobStore::missing(const std::vector<std::
 }
 
 Status LocalBlobStore::remove(std::string_view hash) {
-  RETURN_IF_ERROR(checkName(hash));
+  RETURN_IF_ERROR(checkBlobName(hash));
   if (::unlink(pathFor(hash).c_str()) != 0 && errno != ENOENT) return ErrnoStatus("remove blob", errno);
   return Status::Ok();
 }

@@ -61,4 +61,18 @@ Split sortedSplit(Split split) {
   return split;
 }
 
+Result<AliasEvent> newAliasMove(std::string_view app, std::string_view alias, const Split& split,
+                                std::string_view kind, std::string_view actor, int64_t at_ms) {
+  RETURN_IF_ERROR(validateSplit(split));
+  AliasEvent e;
+  e.app = std::string(app);
+  e.alias = std::string(alias);
+  e.split = sortedSplit(split);
+  e.deployment_id = e.split[0].deployment_id;
+  e.kind = std::string(kind);
+  e.actor = std::string(actor);
+  e.at_ms = at_ms;
+  return e;
+}
+
 }  // namespace nubo::store

@@ -127,6 +127,12 @@ struct AliasEvent {
   Split previous_split;  // before it (empty if nowhere): what rollback restores
 };
 
+// A move of app/alias to `split` (validated, sorted heaviest first), by
+// `actor` at `at_ms`; the store fills in what it pointed at before and
+// the sequence number.
+Result<AliasEvent> newAliasMove(std::string_view app, std::string_view alias, const Split& split,
+                                std::string_view kind, std::string_view actor, int64_t at_ms);
+
 // An API token. Roles: "admin" (everything), "deployer" (deploys, aliases,
 // env, logs of its apps), "viewer" (reads its apps); api/auth.h enforces them.
 struct TokenRecord {

@@ -12,17 +12,6 @@
 #include "common/sha256.h"
 
 namespace nubo::blob {
-namespace {
-
-Status checkName(std::string_view hash) {
-  if (!isSha256Hex(hash)) {
-    return InvalidArgument("blob name \"" + std::string(hash.substr(0, 80)) +
-                           "\" is not a SHA-256 hex digest (64 lowercase hex characters)");
-  }
-  return Status::Ok();
-}
-
-}  // namespace
 
 Result<std::unique_ptr<S3BlobStore>> S3BlobStore::create(std::unique_ptr<s3::S3Client> s3,
                                                          std::shared_ptr<BlobIndex> index, S3BlobOptions options) {
@@ -113,7 +102,7 @@ S3BlobStore::CacheStats S3BlobStore::cacheStats() {
 }
 
 Result<std::string> S3BlobStore::ensureCached(std::string_view hash) {
-  RETURN_IF_ERROR(checkName(hash));
+  RETURN_IF_ERROR(checkBlobName(hash));
   const std::string h(hash);
   if (cached(h, true)) {
     // (Evicted by another thread meanwhile: fetched again below.)
@@ -149,7 +138,7 @@ Result<std::string> S3BlobStore::ensureCached(std::string_view hash) {
 Status S3BlobStore::prefetch(const std::vector<std::string>& hashes) {
   std::vector<std::string> wanted;
   for (const auto& h : hashes) {
-    RETURN_IF_ERROR(checkName(h));
+    RETURN_IF_ERROR(checkBlobName(h));
     if (!cached(h, false)) wanted.push_back(h);
   }
   std::atomic<size_t> next{0};
@@ -184,7 +173,7 @@ Status S3BlobStore::upload(const std::string& hash, const std::string& path, uin
 }
 
 Status S3BlobStore::put(std::string_view hash, std::string_view bytes) {
-  RETURN_IF_ERROR(checkName(hash));
+  RETURN_IF_ERROR(checkBlobName(hash));
   if (std::string actual = sha256Hex(bytes); actual != hash) {
     return InvalidArgument("blob bytes hash to " + actual + ", not to the name " + std::string(hash) +
                            " they were sent under; nothing was stored");
@@ -234,7 +223,7 @@ Result<BlobFile> S3BlobStore::open(std::string_view hash) {
 }
 
 Result<uint64_t> S3BlobStore::size(std::string_view hash) {
-  RETURN_IF_ERROR(checkName(hash));
+  RETURN_IF_ERROR(checkBlobName(hash));
   {
     std::lock_guard lock(mu_);
     if (auto it = entries_.find(std::string(hash)); it != entries_.end()) return it->second.size;
@@ -249,7 +238,7 @@ Result<std::string> S3BlobStore::localPath(std::string_view hash) { return ensur
 // ---- negotiation and garbage collection --------------------------------------
 
 Result<std::vector<std::string>> S3BlobStore::missing(const std::vector<std::string>& hashes) {
-  for (const auto& h : hashes) RETURN_IF_ERROR(checkName(h));
+  for (const auto& h : hashes) RETURN_IF_ERROR(checkBlobName(h));
   const int64_t now = wallMillis();
   // Cached and touched lately: stored, nothing to ask. The rest: the index.
   std::vector<std::string> ask;
@@ -296,7 +285,7 @@ Status S3BlobStore::list(const std::function<bool(const Listed&)>& each) {
 }
 
 Status S3BlobStore::touch(std::string_view hash) {
-  RETURN_IF_ERROR(checkName(hash));
+  RETURN_IF_ERROR(checkBlobName(hash));
   ASSIGN_OR_RETURN(auto found, index_->lookup({std::string(hash)}));
   if (!found[0]) return NotFound("blob " + std::string(hash) + " is not stored");
   int64_t now = wallMillis();
@@ -307,7 +296,7 @@ Status S3BlobStore::touch(std::string_view hash) {
 }
 
 Status S3BlobStore::remove(std::string_view hash) {
-  RETURN_IF_ERROR(checkName(hash));
+  RETURN_IF_ERROR(checkBlobName(hash));
   const std::string h(hash);
   // Out of the index first: nobody is told it is stored while it goes.
   RETURN_IF_ERROR(index_->remove(h));

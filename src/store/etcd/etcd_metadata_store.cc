@@ -445,15 +445,7 @@ Result<AliasEvent> moveAlias(const Keys& k, std::string_view app, std::string_vi
                              const std::optional<etcd::KeyValue>& current, const Split& split, std::string_view kind,
                              std::string_view actor, int64_t now, std::vector<Compare>& compares,
                              std::vector<TxnOp>& ops) {
-  RETURN_IF_ERROR(validateSplit(split));
-  AliasEvent e;
-  e.app = std::string(app);
-  e.alias = std::string(alias);
-  e.split = sortedSplit(split);
-  e.deployment_id = e.split[0].deployment_id;
-  e.kind = std::string(kind);
-  e.actor = std::string(actor);
-  e.at_ms = now;
+  ASSIGN_OR_RETURN(AliasEvent e, newAliasMove(app, alias, split, kind, actor, now));
   e.seq = 1;
   if (current) {
     ASSIGN_OR_RETURN(Json j, parseRecord(current->value, current->key));

@@ -517,15 +517,7 @@ Status SqliteMetadataStore::checkSplitLocked(std::string_view app, const Split& 
 Result<AliasEvent> SqliteMetadataStore::moveAliasLocked(std::string_view app, std::string_view alias,
                                                          const Split& split, std::string_view kind,
                                                          std::string_view actor) {
-  RETURN_IF_ERROR(validateSplit(split));
-  AliasEvent e;
-  e.app = std::string(app);
-  e.alias = std::string(alias);
-  e.split = sortedSplit(split);
-  e.deployment_id = e.split[0].deployment_id;
-  e.kind = std::string(kind);
-  e.actor = std::string(actor);
-  e.at_ms = clock_.nowMillis();
+  ASSIGN_OR_RETURN(AliasEvent e, newAliasMove(app, alias, split, kind, actor, clock_.nowMillis()));
   {
     Stmt cur(db_, "SELECT deployment_id, split FROM aliases WHERE app = ? AND name = ?");
     cur.bind(1, app).bind(2, alias);
