@@ -53,6 +53,7 @@ class EtcdCluster {
     return out;
   }
   std::string endpoint(size_t i) const { return endpoint(members_[i]); }
+  int clientPort(size_t i) const { return members_[i].client_port; }
 
   void start(size_t i) {
     Member& m = members_[i];

@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "etcd_cluster.h"
 #include "metadata_store_conformance.h"
+#include "watch_gate.h"
 
 namespace nubo::store {
 namespace {
@@ -160,6 +161,17 @@ TEST(EtcdMetadataStoreTest, AWatchResumesAfterItsMemberWasAwayAndResyncsWhenHist
   // Followed from then on.
   ASSERT_TRUE(writer->deleteApp("blog").ok());
   ASSERT_TRUE(waitFor([&] { return heard.count(Change::Kind::kApp, "blog") >= 1; }));
+}
+
+TEST(EtcdMetadataStoreTest, ItIsNotSyncedUntilItsWatchFollowsEtcd) {
+  testing_util::WatchGate gate(g_cluster->clientPort(0));
+  SystemClock clock;
+  auto s = openAt(connectTo({gate.endpoint()}), clock, "/gated/");
+  ASSERT_TRUE(s);
+  EXPECT_FALSE(waitFor([&] { return s->synced(); }, std::chrono::milliseconds(300)))
+      << "its watch is held back: it may not know the newest routes";
+  gate.open();
+  EXPECT_TRUE(waitFor([&] { return s->synced(); }));
 }
 
 TEST(EtcdMetadataStoreTest, APrefixMustBeAbsolute) {

@@ -14,6 +14,7 @@
 #include "etcd_cluster.h"
 #include "integration_util.h"
 #include "radosgw.h"
+#include "watch_gate.h"
 
 namespace nubo::testing_util {
 namespace {
@@ -331,6 +332,22 @@ TEST(FleetTest, ANodeKilledMidTrafficLosesOnlyWhatItWasAnswering) {
     auto nodes = parseJson(g_nodes[0]->nubo({"nodes", "ls", "--json"}).out, "nodes");
     return nodes.ok() && nodes->size() == 2;
   }, std::chrono::seconds(15)));
+}
+
+TEST(FleetTest, ANodeIsNotReadyUntilItsWatchFollowsEtcd) {
+  WatchGate gate(g_etcd->clientPort(0));
+  std::vector<std::string> args = fleetArgs("node-4");
+  args[1] = gate.endpoint();  // (--etcd: this member only, through the gate)
+  NuboServer late(*g_tmp, args, "node4");
+  late.useToken(g_nodes[0]->token());
+  auto r = late.get("/_nubo/readyz");
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.body.find("etcd watch"), std::string::npos) << r.body;
+  gate.open();
+  EXPECT_TRUE(waitFor([&] { return late.get("/_nubo/readyz").status == 200; }, std::chrono::seconds(10)));
+  EXPECT_TRUE(servesOn(0, "/site/", "site v1"));
+  cli::HttpClient c(late.dataUrl(), "");
+  EXPECT_EQ(c.send("GET", "/site/")->body, "site v1");
 }
 
 }  // namespace
