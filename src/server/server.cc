@@ -653,6 +653,10 @@ Status runServer(const ServerOptions& opts) {
   for (auto* sh : shards) runThreads(*sh, 1, threads);
   runThreads(control_ioc, 3, threads);
   for (auto& t : threads) t.join();
+  // A fleet: this node leaves the list now, and other nodes' changes stop
+  // coming before the components they go to are taken down.
+  registry.reset();
+  if (stores.etcd_meta) stores.etcd_meta->stopFollowing();
   cgroups.removeAll();  // instances whose exit was not seen before the loops stopped
   ::unlink((data_dir + "/serve.json").c_str());
   spdlog::info("nubo stopped");

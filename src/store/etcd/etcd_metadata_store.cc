@@ -279,7 +279,9 @@ EtcdMetadataStore::EtcdMetadataStore(std::shared_ptr<etcd::EtcdClient> etcd, Clo
     : etcd_(std::move(etcd)), clock_(clock), prefix_(std::move(options.prefix)),
       audit_kept_(std::max<size_t>(options.audit_kept, 1)) {}
 
-EtcdMetadataStore::~EtcdMetadataStore() {
+EtcdMetadataStore::~EtcdMetadataStore() { stopFollowing(); }
+
+void EtcdMetadataStore::stopFollowing() {
   {
     std::lock_guard lock(stop_mu_);
     stop_ = true;

@@ -98,6 +98,10 @@ class EtcdMetadataStore final : public MetadataStore {
   uint64_t watch(Watcher w) override;
   void unwatch(uint64_t id) override;
 
+  // Stops following other nodes' changes (no watcher is called after it
+  // returns). Idempotent; the destructor does it too.
+  void stopFollowing();
+
   // True once the watch is following etcd (and again after a resync has
   // been announced): until then this node may not know the newest routes.
   bool synced() const { return synced_.load(); }
