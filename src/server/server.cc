@@ -263,8 +263,8 @@ Status runServer(const ServerOptions& opts) {
 
   SystemClock clock;
   if (opts.fleet.enabled() && opts.rotate_secret_key) {
-    return InvalidArgument("--rotate-secret-key re-seals a single node's secrets; a fleet's nodes share one key "
-                           "(see docs/fleet.md: stop the fleet, rotate on one node, copy the key to the others)");
+    return InvalidArgument("--rotate-secret-key re-seals a single node's secrets; rotating the key a fleet's nodes "
+                           "share is not supported yet (docs/fleet.md): start without it");
   }
   ASSIGN_OR_RETURN(Stores stores, openStores(opts, data_dir, clock));
   std::string node_id;  // a fleet's name for this node
