@@ -48,6 +48,7 @@ void BuildQueue::start() {
       spdlog::error("build {}: could not record its failure: {}", d.id, s.message());
     }
     spdlog::warn("builds: {} of app {} was interrupted {} times; it is FAILED", d.id, d.app, d.build_attempts);
+    release(d.id);
   }
   {
     std::lock_guard lock(mu_);
