@@ -134,6 +134,17 @@ Deployment readDeployment(const Stmt& s) {
   return d;
 }
 
+// Every row `s` yields.
+Result<std::vector<Deployment>> readDeployments(Stmt& s) {
+  std::vector<Deployment> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    out.push_back(readDeployment(s));
+  }
+  return out;
+}
+
 constexpr const char* kEventCols =
     "seq, app, alias, deployment_id, previous_id, kind, actor, at_ms, undone, split, previous_split";
 
@@ -639,13 +650,7 @@ Result<std::vector<Deployment>> SqliteMetadataStore::listDeployments(std::string
                " FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?")
                   .c_str());
   s.bind(1, app).bind(2, limit == 0 ? int64_t{-1} : static_cast<int64_t>(limit));
-  std::vector<Deployment> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, s.step());
-    if (!row) break;
-    out.push_back(readDeployment(s));
-  }
-  return out;
+  return readDeployments(s);
 }
 
 Result<std::vector<Deployment>> SqliteMetadataStore::listUnbuilt() {
@@ -653,13 +658,7 @@ Result<std::vector<Deployment>> SqliteMetadataStore::listUnbuilt() {
   Stmt s(db_, (std::string("SELECT ") + kDeploymentCols +
                " FROM deployments WHERE state IN ('QUEUED', 'BUILDING') ORDER BY seq")
                   .c_str());
-  std::vector<Deployment> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, s.step());
-    if (!row) break;
-    out.push_back(readDeployment(s));
-  }
-  return out;
+  return readDeployments(s);
 }
 
 Result<App> SqliteMetadataStore::getApp(std::string_view name) {
