@@ -11,6 +11,7 @@
 
 #include "blob/s3/s3_client.h"
 #include "common/json.h"
+#include "common/sha256.h"
 #include "etcd_cluster.h"
 #include "integration_util.h"
 #include "radosgw.h"
@@ -140,6 +141,18 @@ TEST(FleetTest, ADeployThroughOneNodeServesFromEveryNodeAndAPromoteThroughAnothe
   // And a rollback through node 2.
   ASSERT_EQ(g_nodes[1]->nubo({"rollback", "site"}).exit_code, 0);
   for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(servesOn(i, "/site/", "site v1")) << "node " << i;
+}
+
+TEST(FleetTest, ANodeFetchesOnlyTheStaticFilesAskedFor) {
+  std::string asked = "asked for on node 2", other = std::string(4096, 'x') + " never asked for";
+  g_nodes[0]->deploy(deployDir("two-files", {{"a.html", asked}, {"b.html", other}}), {"--app", "two-files"});
+  ASSERT_TRUE(servesOn(1, "/two-files/a.html", asked));
+  auto cached = [](const std::string& body) {
+    std::string h = sha256Hex(body);
+    return ::access((g_nodes[1]->dataDir() + "/blob-cache/" + h.substr(0, 2) + "/" + h).c_str(), F_OK) == 0;
+  };
+  EXPECT_TRUE(cached(asked));
+  EXPECT_FALSE(cached(other)) << "a request brings the file it wants, not the whole site";
 }
 
 TEST(FleetTest, PsAndLogsShowWhatEveryNodeHasWithItsNode) {

@@ -68,12 +68,8 @@ Status checkBlobName(std::string_view hash) {
   return Status::Ok();
 }
 
-Status prefetchTree(BlobStore& blobs, const std::string& root) {
-  std::vector<std::string> files;
-  RETURN_IF_ERROR(walkTree(root, loaderFor(blobs), [&](FlatFile&& f) { files.push_back(f.hash); }));
-  std::sort(files.begin(), files.end());
-  files.erase(std::unique(files.begin(), files.end()), files.end());
-  return blobs.prefetch(files);
+Status bringTrees(BlobStore& blobs, const std::string& root) {
+  return walkTree(root, loaderFor(blobs), [](FlatFile&&) {});  // (loading a tree reads it through the store)
 }
 
 }  // namespace nubo::blob

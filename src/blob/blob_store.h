@@ -108,9 +108,9 @@ class BlobStore {
   }
 };
 
-// Brings every tree and file of the tree `root` close (prefetch()): what a
-// node does before it first serves a deployment it has never seen.
-Status prefetchTree(BlobStore& blobs, const std::string& root);
+// Brings every tree object under `root` close (not the files): what a node
+// reads before it first answers from a static deployment it has never seen.
+Status bringTrees(BlobStore& blobs, const std::string& root);
 
 // OK when `hash` is a blob's name (64 lowercase hex characters);
 // kInvalidArgument naming the problem otherwise.

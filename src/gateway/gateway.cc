@@ -33,14 +33,15 @@ boost::asio::awaitable<Response> Gateway::handle(const http::Request& req) {
   const auto t0 = std::chrono::steady_clock::now();
   std::string rid = requestId();
   Routed routed = route(req);
-  for (int tries = 0; !routed.fetch.empty(); ++tries) {
-    const std::string root = std::move(routed.fetch);
+  // (The index's trees, then the file: a few rounds at most.)
+  for (int tries = 0; routed.fetch.needed(); ++tries) {
+    const SiteFetch what = std::move(routed.fetch);
     // (No co_await inside a conditional expression: GCC 12 frees its
     // temporaries wrongly.)
     Status fetched = Unavailable("its files keep leaving this node's blob cache; raise --blob-cache-mb");
-    if (tries < 3) fetched = co_await opts_.fetch(root);
+    if (tries < 4) fetched = co_await opts_.fetch(what);
     if (!fetched.ok()) {
-      routed.fetch.clear();
+      routed.fetch = {};
       routed.response = Response::text(httpStatusFor(fetched.code()),
                                        "the deployment's files could not be brought to this node: " + fetched.message() + "\n");
       break;

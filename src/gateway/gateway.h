@@ -35,11 +35,11 @@ struct GatewayOptions {
   // Where each request to a deployment is recorded (stream "request", with
   // the app's function output; null: nowhere).
   logs::LogStore* access_log = nullptr;
-  // Brings a deployment's tree and files to this node, off the data plane
-  // (a fleet's blob store; null: every blob is local). A static file not
-  // here yet waits for it rather than being read over the network on a
+  // Brings what a static site needs to this node, off the data plane (a
+  // fleet's blob store; null: every blob is local). A static file not here
+  // yet waits for it rather than being read over the network on a
   // data-plane thread.
-  std::function<boost::asio::awaitable<Status>(const std::string& root_tree)> fetch;
+  std::function<boost::asio::awaitable<Status>(const SiteFetch& what)> fetch;
 };
 
 class Gateway final : public http::Handler {
@@ -60,7 +60,7 @@ class Gateway final : public http::Handler {
     std::string deployment;  // the deployment that answers ("" when none does)
     std::string set_cookie;  // from a traffic split
     uint32_t metrics_app = metrics::Metrics::kNoApp;
-    std::string fetch;  // a tree to bring to this node before asking again
+    SiteFetch fetch;  // what to bring to this node before asking again
   };
   Routed route(const http::Request& req);
 

@@ -134,7 +134,7 @@ Result<std::shared_ptr<const SiteIndex>> StaticSite::index(const std::string& ro
 }
 
 Response StaticSite::serve(const DeploymentRoute& d, std::string_view raw_path, bool immutable,
-                           const http::Request& req, std::string* fetch) {
+                           const http::Request& req, SiteFetch* fetch) {
   if (!d.site || (d.site->redirects.empty() && d.site->headers.empty())) {
     return serveFiles(d, raw_path, immutable, req, fetch);
   }
@@ -169,7 +169,7 @@ Response StaticSite::serve(const DeploymentRoute& d, std::string_view raw_path, 
 }
 
 Response StaticSite::serveFiles(const DeploymentRoute& d, std::string_view raw_path, bool immutable,
-                                const http::Request& req, std::string* fetch) {
+                                const http::Request& req, SiteFetch* fetch) {
   if (req.method != "GET" && req.method != "HEAD") {
     Response r = Response::text(405, "method " + std::string(req.method) + " not allowed: static sites answer GET and HEAD\n");
     r.header("allow", "GET, HEAD");
@@ -194,7 +194,7 @@ Response StaticSite::serveFiles(const DeploymentRoute& d, std::string_view raw_p
 
   auto idx = index(d.root_tree, fetch != nullptr);
   if (!idx.ok() && fetch && idx.status().code() == Code::kUnavailable) {
-    *fetch = d.root_tree;
+    *fetch = SiteFetch{d.root_tree, true};
     return Response::text(503, "deployment " + d.id + " is being fetched to this node\n");
   }
   if (!idx.ok()) {
@@ -238,7 +238,7 @@ Status StaticSite::attachBody(Response& r, const blob::FlatFile& f, uint64_t sta
 }
 
 Response StaticSite::serveFile(const DeploymentRoute& d, const blob::FlatFile& f, int status, bool immutable,
-                               const http::Request& req, std::string* fetch) {
+                               const http::Request& req, SiteFetch* fetch) {
   std::string etag = "\"" + f.hash + "\"";
   Response r;
   r.status = status;
@@ -273,7 +273,7 @@ Response StaticSite::serveFile(const DeploymentRoute& d, const blob::FlatFile& f
     }
   }
   if (fetch && !blobs_.isLocal(f.hash)) {
-    *fetch = d.root_tree;
+    *fetch = SiteFetch{f.hash, false};
     return Response::text(503, "deployment " + d.id + " is being fetched to this node\n");
   }
   if (Status s = attachBody(r, f, start, length); !s.ok()) {

@@ -34,6 +34,14 @@ struct SiteIndex {
   std::unordered_set<std::string> dirs;                   // "css", "css/img"; root is ""
 };
 
+// What a static site needs on this node before it can answer: every tree
+// object under `hash` (its index), or the one file `hash`.
+struct SiteFetch {
+  std::string hash;
+  bool trees = false;
+  bool needed() const { return !hash.empty(); }
+};
+
 class StaticSite {
  public:
   StaticSite(blob::BlobStore& blobs, FileCache& cache, size_t max_indexes);
@@ -41,18 +49,19 @@ class StaticSite {
   // `path` is the path within the deployment (percent-encoded, starts with '/').
   // With `fetch` set, nothing is read that is not on this node
   // (BlobStore::isLocal): the answer is then a placeholder and `*fetch`
-  // names the tree to prefetch before asking again (off the data plane).
+  // names what to bring here (off the data plane) before asking again:
+  // the trees, then the one file the request wants, never the whole site.
   http::Response serve(const DeploymentRoute& d, std::string_view path, bool immutable,
-                       const http::Request& req, std::string* fetch = nullptr);
+                       const http::Request& req, SiteFetch* fetch = nullptr);
 
   // `local_only`: a tree not on this node is kUnavailable.
   Result<std::shared_ptr<const SiteIndex>> index(const std::string& root_tree, bool local_only = false);
 
  private:
   http::Response serveFiles(const DeploymentRoute& d, std::string_view path, bool immutable,
-                            const http::Request& req, std::string* fetch);
+                            const http::Request& req, SiteFetch* fetch);
   http::Response serveFile(const DeploymentRoute& d, const blob::FlatFile& f, int status, bool immutable,
-                           const http::Request& req, std::string* fetch);
+                           const http::Request& req, SiteFetch* fetch);
   Status attachBody(http::Response& r, const blob::FlatFile& f, uint64_t start, uint64_t length);
 
   blob::BlobStore& blobs_;

@@ -239,14 +239,15 @@ void addCollectors(metrics::Metrics& m, runtime::Functions& functions, gateway::
   });
 }
 
-asio::awaitable<Status> prefetchTreeAsync(blob::BlobStore& blobs, std::string root) {
-  co_return blob::prefetchTree(blobs, root);
+asio::awaitable<Status> bringHere(blob::BlobStore& blobs, gateway::SiteFetch what) {
+  co_return what.trees ? blob::bringTrees(blobs, what.hash) : blobs.localPath(what.hash).status();
 }
 
-// prefetchTree() on `pool`, awaited from the data plane. (Plain coroutine
-// functions: GCC 12 destroys a coroutine lambda's captured strings twice.)
-asio::awaitable<Status> fetchOn(asio::thread_pool& pool, blob::BlobStore& blobs, std::string root) {
-  co_return co_await asio::co_spawn(pool, prefetchTreeAsync(blobs, std::move(root)), asio::use_awaitable);
+// What a static site needs, brought here on `pool`, awaited from the data
+// plane. (Plain coroutine functions: GCC 12 destroys a coroutine lambda's
+// captured strings twice.)
+asio::awaitable<Status> fetchOn(asio::thread_pool& pool, blob::BlobStore& blobs, gateway::SiteFetch what) {
+  co_return co_await asio::co_spawn(pool, bringHere(blobs, std::move(what)), asio::use_awaitable);
 }
 
 void runThreads(asio::io_context& ioc, int n, std::vector<std::thread>& threads) {
@@ -401,12 +402,12 @@ Status runServer(const ServerOptions& opts) {
   // function with X-Nubo-Cron.
   std::string cron_key = sha256Hex(randomBytes(32));
   gateway::GatewayOptions gateway_opts{opts.trust_proxy, ws_limits, cron_key, &metrics, &readiness, &logstore, nullptr};
-  // A fleet's blobs: a static deployment this node has not seen is fetched
-  // here, off the data plane, before it is served.
+  // A fleet's blobs: what a static site needs that this node lacks (its
+  // trees, then each file asked for) is fetched here, off the data plane.
   asio::thread_pool fetch_pool(4);
   if (stores.s3_blobs) {
-    gateway_opts.fetch = [&fetch_pool, &blobs](const std::string& root) {
-      return fetchOn(fetch_pool, *blobs, root);
+    gateway_opts.fetch = [&fetch_pool, &blobs](const gateway::SiteFetch& what) {
+      return fetchOn(fetch_pool, *blobs, what);
     };
   }
   gateway::Gateway gw(router, site, functions.get(), gateway_opts);

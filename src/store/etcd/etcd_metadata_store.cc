@@ -227,7 +227,8 @@ struct Keys {
   std::string meta() const { return p + "m/"; }
   std::string apps() const { return p + "m/app/"; }
   std::string app(std::string_view a) const { return apps() + std::string(a); }
-  std::string deps(std::string_view a) const { return p + "m/dep/" + std::string(a) + "/"; }
+  std::string allDeps() const { return p + "m/dep/"; }
+  std::string deps(std::string_view a) const { return allDeps() + std::string(a) + "/"; }
   std::string dep(std::string_view a, std::string_view id) const { return deps(a) + std::string(id); }
   std::string depId(std::string_view id) const { return p + "m/depid/" + std::string(id); }
   std::string unbuiltAll() const { return p + "m/unbuilt/"; }
@@ -1046,7 +1047,7 @@ Result<size_t> EtcdMetadataStore::resealSecrets(const Reseal& reseal) {
   // Everything computed first: a reseal that fails changes nothing.
   ASSIGN_OR_RETURN(etcd::TxnResult read,
                    etcd_->txn({}, {TxnOp::get(k.allEnv(), EtcdClient::prefixEnd(k.allEnv())),
-                                   TxnOp::get(k.p + "m/dep/", EtcdClient::prefixEnd(k.p + "m/dep/"))}));
+                                   TxnOp::get(k.allDeps(), EtcdClient::prefixEnd(k.allDeps()))}));
   struct Rewrite {
     etcd::KeyValue kv;
     std::string value;
